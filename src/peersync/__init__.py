@@ -1,0 +1,74 @@
+"""peersync: multi-master, peer-to-peer synchronization of relational databases.
+
+>>> import peersync  # doctest: +SKIP
+>>> with peersync.connect("a.db") as a, peersync.connect("b.db") as b:  # doctest: +SKIP
+...     a.provision("shop", ["customers", "orders"])
+...     b.provision("shop", ["customers", "orders"])
+...     result = peersync.sync(a, b, "shop")
+"""
+
+from ._api import Database, connect, conflicts, deprovision, provision, status
+from ._errors import (
+    ConfigurationError,
+    DatabaseLocked,
+    InvalidURL,
+    ProtocolError,
+    ReplicaOutdated,
+    SchemaMismatch,
+    ScopeError,
+    StorageError,
+    SyncError,
+    TableError,
+    TransportError,
+)
+from ._knowledge import Knowledge, Version
+from ._model import (
+    Conflict,
+    ConflictType,
+    Direction,
+    Outcome,
+    Policy,
+    Resolution,
+    SessionStats,
+    Status,
+    SyncResult,
+)
+from ._peer import Peer
+from ._session import run_session, sync
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Conflict",
+    "ConflictType",
+    "Database",
+    "DatabaseLocked",
+    "Direction",
+    "InvalidURL",
+    "Knowledge",
+    "Outcome",
+    "Peer",
+    "Policy",
+    "ProtocolError",
+    "ReplicaOutdated",
+    "Resolution",
+    "SchemaMismatch",
+    "ScopeError",
+    "SessionStats",
+    "Status",
+    "StorageError",
+    "SyncError",
+    "SyncResult",
+    "TableError",
+    "TransportError",
+    "Version",
+    "__version__",
+    "conflicts",
+    "connect",
+    "deprovision",
+    "provision",
+    "run_session",
+    "status",
+    "sync",
+]

@@ -1,0 +1,100 @@
+"""Change triage, conflict classification and resolution: pure functions.
+
+For an incoming change with version ``v`` and a destination row whose
+version (as this scope reports it) is ``d``:
+
+- ``v`` in the destination's knowledge: obsolete, skip it;
+- no local row, or ``d`` in the source's made-with knowledge: apply it;
+- otherwise the destination changed the row concurrently: a conflict.
+
+Resolution by last writer wins compares ``(change time, replica id, tick)``,
+so every replica that sees the same two versions picks the same winner,
+whatever order they arrive in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from ._knowledge import Knowledge, Version
+from ._model import Conflict, ConflictCallback, ConflictType, Outcome, Policy, Resolution
+
+
+class Action(enum.Enum):
+    SKIP_KNOWN = "skip"
+    APPLY = "apply"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class LocalState:
+    """The destination's tracking state for one row, in this scope's terms."""
+
+    version: Version
+    creation: Version
+    deleted: bool
+    time: int
+
+
+def triage(version: Version, local: LocalState | None, made_with: Knowledge, known: Knowledge) -> Action:
+    """Decide what an incoming change is, before any policy runs."""
+    if known.contains(version[0], version[1]):
+        return Action.SKIP_KNOWN
+    if local is None or made_with.contains(local.version[0], local.version[1]):
+        return Action.APPLY
+    return Action.CONFLICT
+
+
+def classify(
+    local: LocalState, remote_deleted: bool, remote_creation: Version, made_with: Knowledge, known: Knowledge
+) -> ConflictType:
+    """Name a conflict between a local row and a concurrent incoming change."""
+    if local.deleted and remote_deleted:
+        return ConflictType.DELETE_DELETE
+    if local.deleted:
+        return ConflictType.DELETE_UPDATE
+    if remote_deleted:
+        return ConflictType.UPDATE_DELETE
+    # Neither side knew the other's creation: the key was made twice.
+    if not made_with.contains(*local.creation) and not known.contains(*remote_creation):
+        return ConflictType.INSERT_INSERT
+    return ConflictType.UPDATE_UPDATE
+
+
+def remote_wins_by_time(local_time: int, local_version: Version, remote_time: int, remote_version: Version) -> bool:
+    """Last writer wins; ties by replica id, then tick (total and symmetric)."""
+    return (remote_time, remote_version[0], remote_version[1]) > (local_time, local_version[0], local_version[1])
+
+
+def resolve(handler: Policy | ConflictCallback, conflict: Conflict) -> Resolution:
+    """Apply a built-in policy or a user callback to one conflict.
+
+    A callback may return a :class:`Resolution`, or an :class:`Outcome` other
+    than ``MERGE`` and ``FAILED``. Anything else raises :class:`TypeError`.
+    """
+    if isinstance(handler, Policy):
+        return Resolution(_policy_outcome(handler, conflict))
+    answer = handler(conflict)
+    if isinstance(answer, Resolution):
+        return answer
+    if isinstance(answer, Outcome):
+        return Resolution(answer)
+    raise TypeError(f"conflict callback returned {answer!r}, not a Resolution or Outcome")
+
+
+def _policy_outcome(policy: Policy, c: Conflict) -> Outcome:
+    if policy is Policy.SOURCE_WINS:
+        return Outcome.SOURCE
+    if policy is Policy.DESTINATION_WINS:
+        return Outcome.DESTINATION
+    assert c.local_version is not None and c.local_time is not None
+    if remote_wins_by_time(c.local_time, c.local_version, c.remote_time, c.remote_version):
+        return Outcome.SOURCE
+    return Outcome.DESTINATION
+
+
+def policy_name(handler: Policy | ConflictCallback) -> str:
+    if isinstance(handler, Policy):
+        return handler.value
+    return "callback:" + getattr(handler, "__qualname__", type(handler).__name__)

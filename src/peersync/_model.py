@@ -1,0 +1,276 @@
+"""Plain data exchanged between the engine, the adapters, the CLI and users."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._knowledge import Knowledge, Version
+
+Value = Any  # a column value: None, int, float, str or bytes
+
+
+class Direction(str, enum.Enum):
+    """Which way changes move in :func:`peersync.sync` between peers A and B."""
+
+    PUSH = "push"  # A's changes to B
+    PULL = "pull"  # B's changes to A
+    BOTH = "both"  # push, then pull
+
+
+class ConflictType(str, enum.Enum):
+    """What collided, named ``local/remote`` from the destination's side."""
+
+    UPDATE_UPDATE = "update/update"
+    UPDATE_DELETE = "update/delete"  # the destination updated, the source deleted
+    DELETE_UPDATE = "delete/update"  # the destination deleted, the source updated
+    INSERT_INSERT = "insert/insert"  # the same key was created on both replicas
+    DELETE_DELETE = "delete/delete"
+    ERROR = "error"  # the change could not be applied (a constraint, a type)
+
+
+class Policy(str, enum.Enum):
+    """Built-in conflict policies. Only ``LAST_WRITER_WINS`` is deterministic
+    across replicas whatever the order changes arrive in."""
+
+    LAST_WRITER_WINS = "last-writer-wins"
+    SOURCE_WINS = "source-wins"
+    DESTINATION_WINS = "destination-wins"
+
+
+class Outcome(str, enum.Enum):
+    """How a conflict ended."""
+
+    SOURCE = "source"  # the incoming change was applied
+    DESTINATION = "destination"  # the destination kept its row
+    MERGE = "merge"  # a merged row was written as a new local change
+    DEFER = "defer"  # nothing applied; the change comes again next session
+    FAILED = "failed"  # the change could not be applied (errors only)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a conflict callback returns: an outcome, and the row for ``MERGE``."""
+
+    outcome: Outcome
+    row: dict[str, Value] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.outcome is Outcome.MERGE) != (self.row is not None):
+            raise ValueError("a merged row goes with Outcome.MERGE, and only with it")
+        if self.outcome is Outcome.FAILED:
+            raise ValueError("FAILED is recorded by peersync, not chosen by a policy")
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """One conflict, as handed to a callback and as recorded in the log.
+
+    ``local_row`` / ``remote_row`` are ``None`` for a deleted row. Versions
+    are ``(replica_id, tick)``; times are milliseconds since the epoch.
+    """
+
+    scope: str
+    table: str
+    key: tuple[Value, ...]
+    type: ConflictType
+    local_row: dict[str, Value] | None
+    remote_row: dict[str, Value] | None
+    local_version: Version | None
+    remote_version: Version
+    local_time: int | None
+    remote_time: int
+    policy: str = ""
+    outcome: Outcome | None = None
+    detail: str = ""
+    id: int | None = None
+    logged_at: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        def ver(v: Version | None) -> str | None:
+            return None if v is None else f"{v[0].hex()}@{v[1]}"
+
+        return {
+            "id": self.id,
+            "scope": self.scope,
+            "table": self.table,
+            "key": list(self.key),
+            "type": self.type.value,
+            "policy": self.policy,
+            "outcome": self.outcome.value if self.outcome else None,
+            "local_row": self.local_row,
+            "remote_row": self.remote_row,
+            "local_version": ver(self.local_version),
+            "remote_version": ver(self.remote_version),
+            "local_time": self.local_time,
+            "remote_time": self.remote_time,
+            "detail": self.detail,
+            "logged_at": self.logged_at,
+        }
+
+
+ConflictCallback = Callable[[Conflict], "Resolution | Outcome"]
+ConflictHandler = Policy | ConflictCallback
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A synced table's shape: columns in table order, key columns, type classes."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    types: tuple[str, ...]  # one of integer, real, text, blob, numeric per column
+
+    @property
+    def key_positions(self) -> tuple[int, ...]:
+        return tuple(self.columns.index(k) for k in self.key)
+
+
+@dataclass(frozen=True)
+class ReplicaInfo:
+    """What a peer says about one scope at the start of a session.
+
+    ``knowledge`` includes the replica's own ticks up to ``tick``; ``tick`` is
+    the snapshot bound: a session enumerates nothing above it.
+    """
+
+    scope: str
+    replica_id: bytes
+    tick: int
+    knowledge: Knowledge
+    forgotten: Knowledge
+    fingerprint: str
+    tables: tuple[TableSchema, ...]
+
+
+# One change inside a batch. Tuples keep the hot path cheap:
+# (local_tick, deleted, version, creation, change_time_ms, values)
+# values hold every column in table order for a live row, the key for a tombstone.
+Change = tuple[int, bool, Version, Version, int, tuple[Value, ...]]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Changes of one scope from one source, covering source ticks ``first..last``.
+
+    The destination learns the source's own ticks in that range, the versions
+    it received, and (once ``final`` and the session completes) the rest of
+    ``made_with``.
+    """
+
+    scope: str
+    source: bytes
+    fingerprint: str
+    made_with: Knowledge
+    first: int
+    last: int
+    final: bool
+    changes: dict[str, list[Change]]
+
+    @property
+    def rows(self) -> int:
+        return sum(len(c) for c in self.changes.values())
+
+
+@dataclass
+class ApplyReport:
+    """What applying one batch did at the destination.
+
+    ``failed`` holds an ``ERROR`` conflict per row that could not be applied;
+    ``excluded`` the versions kept out of learned knowledge (failed and
+    deferred rows) so they come again; ``knowledge`` the destination's
+    knowledge after the batch; ``last``/``final`` echo the batch's range.
+    """
+
+    received: int = 0
+    applied: int = 0
+    skipped_known: int = 0
+    conflicts: int = 0
+    deferred: int = 0
+    failed: list[Conflict] = field(default_factory=list)
+    excluded: Knowledge = field(default_factory=Knowledge.empty)
+    knowledge: Knowledge = field(default_factory=Knowledge.empty)
+    last: int = 0
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """One one-way session."""
+
+    source: str
+    destination: str
+    sent: int
+    applied: int
+    skipped_known: int
+    conflicts: int
+    errors: int
+    deferred: int
+    batches: int
+    bytes: int
+    completed: bool
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What :func:`peersync.sync` did: the counts the CLI prints with ``--json``."""
+
+    sent_a_to_b: int
+    sent_b_to_a: int
+    applied: int
+    skipped_known: int
+    conflicts: int
+    errors: int
+    batches: int
+    bytes: int
+    seconds: float
+    sessions: tuple[SessionStats, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sent_a_to_b": self.sent_a_to_b,
+            "sent_b_to_a": self.sent_b_to_a,
+            "applied": self.applied,
+            "skipped_known": self.skipped_known,
+            "conflicts": self.conflicts,
+            "errors": self.errors,
+            "batches": self.batches,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 6),
+            "completed": all(s.completed for s in self.sessions),
+        }
+
+
+@dataclass(frozen=True)
+class Status:
+    """What :func:`peersync.status` reports for one scope of one database."""
+
+    scope: str
+    replica_id: bytes
+    tick: int
+    knowledge: Knowledge
+    forgotten: Knowledge
+    fingerprint: str
+    tables: tuple[str, ...]
+    tracked_rows: int
+    tombstones: int
+    conflicts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "replica_id": self.replica_id.hex(),
+            "tick": self.tick,
+            "knowledge": self.knowledge.to_dict(),
+            "knowledge_text": self.knowledge.describe(),
+            "knowledge_bytes": len(self.knowledge.to_bytes()),
+            "forgotten": self.forgotten.to_dict(),
+            "fingerprint": self.fingerprint,
+            "tables": list(self.tables),
+            "tracked_rows": self.tracked_rows,
+            "tombstones": self.tombstones,
+            "conflicts": self.conflicts,
+        }

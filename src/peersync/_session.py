@@ -1,0 +1,160 @@
+"""The session engine: moves one scope's changes between two peers.
+
+It talks to peers only through :class:`~peersync._peer.Peer`, so SQLite,
+server databases and remote HTTP peers all sync through this one loop.
+
+One one-way session (SEMANTICS.md, "The session"):
+
+1. read both peers' knowledge (the destination's is ``known``);
+2. ask the source for batches of what ``known`` lacks, from the tick up to
+   which ``known`` holds all of the source's own ticks, up to the source's
+   snapshot tick;
+3. the destination applies each batch in one transaction with the knowledge
+   it teaches, and answers with its new knowledge, used for the next batch;
+4. rows that failed (a foreign key whose parent comes later, a constraint)
+   are kept out of knowledge; another pass re-enumerates from the first hole
+   while passes make progress;
+5. only then the destination merges the rest of the source's knowledge,
+   minus what it still lacks.
+
+A session interrupted anywhere leaves the destination with the batches it
+committed and knowledge that matches them; the next session resumes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._errors import ConfigurationError, ReplicaOutdated, SchemaMismatch
+from ._knowledge import Knowledge
+from ._model import Conflict, ConflictHandler, Direction, Policy, SessionStats, SyncResult
+from ._peer import Peer
+
+DEFAULT_BATCH_ROWS = 5000
+DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
+MAX_PASSES = 4
+
+
+def sync(
+    a: Peer,
+    b: Peer,
+    scope: str,
+    *,
+    direction: Direction | str = Direction.BOTH,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    policy: ConflictHandler = Policy.LAST_WRITER_WINS,
+) -> SyncResult:
+    """Synchronize ``scope`` between peers ``a`` and ``b``.
+
+    ``push`` moves A's changes to B, ``pull`` B's to A, ``both`` does push
+    then pull. Safe to repeat: a second call with no new writes sends 0.
+
+    Raises :class:`~peersync.ScopeError` (unknown scope),
+    :class:`~peersync.SchemaMismatch` (peers' shapes differ),
+    :class:`~peersync.ReplicaOutdated`, :class:`~peersync.ConfigurationError`
+    (both are the same replica, bad batch size), and storage or transport
+    errors; any batch committed before an error stays committed and counted
+    in knowledge.
+
+    >>> import peersync  # doctest: +SKIP
+    >>> peersync.sync(peersync.connect("a.db"), peersync.connect("b.db"), "shop").sent_a_to_b  # doctest: +SKIP
+    12
+    """
+    direction = Direction(direction)
+    if batch_size < 1 or batch_bytes < 1:
+        raise ConfigurationError("batch size must be at least 1")
+    start = time.perf_counter()
+    sessions = []
+    if direction in (Direction.PUSH, Direction.BOTH):
+        sessions.append(run_session(a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=policy))
+    if direction in (Direction.PULL, Direction.BOTH):
+        sessions.append(run_session(b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=policy))
+    push = sessions[0] if direction is not Direction.PULL else None
+    pull = sessions[-1] if direction is not Direction.PUSH else None
+    return SyncResult(
+        sent_a_to_b=push.sent if push else 0,
+        sent_b_to_a=pull.sent if pull else 0,
+        applied=sum(s.applied for s in sessions),
+        skipped_known=sum(s.skipped_known for s in sessions),
+        conflicts=sum(s.conflicts for s in sessions),
+        errors=sum(s.errors for s in sessions),
+        batches=sum(s.batches for s in sessions),
+        bytes=sum(s.bytes for s in sessions),
+        seconds=time.perf_counter() - start,
+        sessions=tuple(sessions),
+    )
+
+
+def run_session(
+    source: Peer,
+    dest: Peer,
+    scope: str,
+    *,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+    batch_bytes: int = DEFAULT_BATCH_BYTES,
+    policy: ConflictHandler = Policy.LAST_WRITER_WINS,
+) -> SessionStats:
+    """One one-way session from ``source`` to ``dest``."""
+    si = source.describe(scope)
+    di = dest.describe(scope)
+    if si.fingerprint != di.fingerprint:
+        raise SchemaMismatch(
+            f"scope {scope!r} differs between {source.url} and {dest.url}"
+            f" (fingerprints {si.fingerprint} and {di.fingerprint}); provision both with the same tables and columns"
+        )
+    if si.replica_id == di.replica_id:
+        raise ConfigurationError(
+            f"{source.url} and {dest.url} are the same replica of scope {scope!r};"
+            " a copied database must be reidentified first"
+        )
+    if not di.knowledge.contains_knowledge(si.forgotten):
+        raise ReplicaOutdated(
+            f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it"
+        )
+    known = di.knowledge
+    sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
+    excluded = Knowledge.empty()
+    failures: list[Conflict] = []
+    for _ in range(MAX_PASSES):
+        after = known.floor(si.replica_id)
+        if after >= si.tick and excluded.is_empty():
+            break
+        pass_applied = 0
+        excluded, failures = Knowledge.empty(), []
+        while True:
+            data = source.changes(scope, known, after, si.tick, max_rows=batch_size, max_bytes=batch_bytes)
+            report = dest.apply(scope, data, policy)
+            batches += 1
+            nbytes += len(data)
+            sent += report.received
+            applied += report.applied
+            pass_applied += report.applied
+            skipped += report.skipped_known
+            conflicts += report.conflicts
+            deferred += report.deferred
+            excluded = excluded | report.excluded
+            failures.extend(report.failed)
+            known = report.knowledge
+            after = report.last
+            if report.final:
+                break
+        # Another pass only for failed rows (e.g. a child whose parent came
+        # in a later batch), and only while passes make progress.
+        if not failures or pass_applied == 0:
+            break
+    dest.complete(scope, si.knowledge, excluded)
+    dest.log_conflicts(scope, failures)
+    return SessionStats(
+        source=source.url,
+        destination=dest.url,
+        sent=sent,
+        applied=applied,
+        skipped_known=skipped,
+        conflicts=conflicts,
+        errors=len(failures),
+        deferred=deferred,
+        batches=batches,
+        bytes=nbytes,
+        completed=True,
+    )

@@ -1,0 +1,288 @@
+"""SQLite objects peersync creates: metadata tables, tracking tables, triggers.
+
+Per database (shared by every scope in it):
+
+- ``_peersync_clock``: the tick counter (one row) and the apply ``floor``;
+- ``_peersync_replicas``: small integer ids for foreign replica ids;
+- ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint;
+- ``_peersync_tracked``: which user tables are tracked;
+- ``_peersync_conflicts``: the conflict log.
+
+Per tracked table ``T`` (shared by every scope that holds it): ``_peersync_t_T``
+with the key (``k0, k1, ...``), the local tick ``lt`` of the last change here
+(indexed), the origin version ``urep/utick`` and ``scope`` when the last change
+arrived through a scope (all NULL for a local change), the creation version
+``crep/ctick`` (NULL when equal to the update version), the change time and
+the tombstone flag; and three triggers that stamp every insert, update and
+delete made by any program.
+
+While peersync applies a batch it stamps the rows it is about to write with
+ticks above ``_peersync_clock.floor``; the triggers skip exactly those rows, so
+their tracking is written once, while side effects (cascades, users' triggers)
+are tracked like any local change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from functools import cached_property
+
+from ._errors import TableError
+from ._model import TableSchema
+
+PREFIX = "_peersync_"
+NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope")
+
+META_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " tick INTEGER NOT NULL, floor INTEGER)",
+    f"INSERT OR IGNORE INTO {PREFIX}clock VALUES (0, 0, NULL)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}replicas (idx INTEGER PRIMARY KEY, replica_id BLOB NOT NULL UNIQUE)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE,"
+    " replica_id BLOB NOT NULL UNIQUE, tables TEXT NOT NULL, fingerprint TEXT NOT NULL,"
+    " knowledge BLOB NOT NULL, forgotten BLOB NOT NULL, created_at INTEGER NOT NULL)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl TEXT PRIMARY KEY, definition TEXT NOT NULL)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}conflicts (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
+    " tbl TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
+    " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
+    " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
+)
+META_TABLES = ("clock", "replicas", "scopes", "tracked", "conflicts")
+
+
+def q(name: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def type_class(declared: str) -> str:
+    """SQLite's affinity rules (section 3.1 of the datatype docs)."""
+    t = declared.upper()
+    if "INT" in t:
+        return "integer"
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return "text"
+    if "BLOB" in t or not t:
+        return "blob"
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return "real"
+    return "numeric"
+
+
+def fingerprint(tables: list[TableSchema]) -> str:
+    """A short hash of a scope's shape, equal on peers that can exchange batches."""
+    shape = sorted([t.name, list(zip(t.columns, t.types, strict=True)), list(t.key)] for t in tables)
+    return hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A user table with its tracking table and the SQL peersync runs on it."""
+
+    schema: TableSchema
+    rowid_key: bool  # the key is the table's rowid: the tracking table uses it too
+    depends_on: tuple[str, ...]  # tables this one references through foreign keys
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    @property
+    def tracking(self) -> str:
+        return PREFIX + "t_" + self.schema.name
+
+    @property
+    def kcols(self) -> list[str]:
+        return [f"k{i}" for i in range(len(self.schema.key))]
+
+    def _key_match(self, alias: str, row: str) -> str:
+        return " AND ".join(f"{alias}.{k} = {row}.{q(c)}" for k, c in zip(self.kcols, self.schema.key, strict=True))
+
+    @cached_property
+    def enumerate_sql(self) -> str:
+        cols = ", ".join(f"u.{q(c)}" for c in self.schema.columns)
+        keys = ", ".join(f"t.{k}" for k in self.kcols)
+        missing = f"u.{q(self.schema.key[0])} IS NULL"
+        return (
+            f"SELECT t.lt, t.urep, t.utick, t.crep, t.ctick, t.ctime, t.del, t.scope, {missing}, {keys}, {cols}"
+            f" FROM {q(self.tracking)} AS t LEFT JOIN {q(self.name)} AS u ON {self._key_match('t', 'u')}"
+            f" WHERE t.lt > ? AND t.lt <= ? ORDER BY t.lt LIMIT ?"
+        )
+
+    def lookup_sql(self, n: int) -> str:
+        cols = "k0, lt, urep, utick, crep, ctick, ctime, del, scope" if len(self.kcols) == 1 else (
+            ", ".join(self.kcols) + ", lt, urep, utick, crep, ctick, ctime, del, scope"
+        )
+        if len(self.kcols) == 1:
+            cond = "k0 IN (" + ",".join("?" * n) + ")"
+        else:
+            tup = "(" + ",".join("?" * len(self.kcols)) + ")"
+            cond = "(" + ",".join(self.kcols) + ") IN (VALUES " + ",".join([tup] * n) + ")"
+        return f"SELECT {cols} FROM {q(self.tracking)} WHERE {cond}"
+
+    @cached_property
+    def stamp_sql(self) -> str:
+        names = self.kcols + list(TRACKING_COLUMNS)
+        sets = ", ".join(f"{c} = excluded.{c}" for c in TRACKING_COLUMNS)
+        return (
+            f"INSERT INTO {q(self.tracking)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            f" ON CONFLICT ({', '.join(self.kcols)}) DO UPDATE SET {sets}"
+        )
+
+    @cached_property
+    def upsert_sql(self) -> str:
+        s = self.schema
+        cols = ", ".join(q(c) for c in s.columns)
+        others = [c for c in s.columns if c not in s.key]
+        action = "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others) if others else "DO NOTHING"
+        return (
+            f"INSERT INTO {q(s.name)} ({cols}) VALUES ({', '.join('?' * len(s.columns))})"
+            f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}"
+        )
+
+    @cached_property
+    def delete_sql(self) -> str:
+        cond = " AND ".join(f"{q(k)} = ?" for k in self.schema.key)
+        return f"DELETE FROM {q(self.name)} WHERE {cond}"
+
+    @cached_property
+    def select_row_sql(self) -> str:
+        cond = " AND ".join(f"{q(k)} = ?" for k in self.schema.key)
+        return f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {cond}"
+
+    # -- DDL -------------------------------------------------------------------
+    def create_sql(self) -> list[str]:
+        s, trk = self.schema, q(self.tracking)
+        meta = "lt INTEGER NOT NULL, urep INTEGER, utick INTEGER, crep INTEGER, ctick INTEGER, ctime INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, scope INTEGER"
+        if self.rowid_key:
+            table = f"CREATE TABLE {trk} (k0 INTEGER PRIMARY KEY, {meta})"
+        else:
+            keys = ", ".join(f"k{i}" for i in range(len(s.key)))
+            table = f"CREATE TABLE {trk} ({keys}, {meta}, PRIMARY KEY ({keys})) WITHOUT ROWID"
+        return [table, *self.trigger_sql()]
+
+    def index_sql(self) -> str:
+        return f"CREATE INDEX {q(self.tracking + '_lt')} ON {q(self.tracking)} (lt)"
+
+    def backfill_sql(self) -> str:
+        """Track rows that exist at provisioning, ticks from ``? + 1`` in key order."""
+        keys = ", ".join(q(k) for k in self.schema.key)
+        return (
+            f"INSERT INTO {q(self.tracking)} ({', '.join(self.kcols)}, lt, ctime, del)"
+            f" SELECT {keys}, ? + row_number() OVER (ORDER BY {keys}), {NOW_MS}, 0 FROM {q(self.name)}"
+        )
+
+    def trigger_names(self) -> list[str]:
+        return [f"{PREFIX}{op}_{self.name}" for op in ("ins", "upd", "del")]
+
+    def trigger_sql(self) -> list[str]:
+        s, trk, t, clock = self.schema, q(self.tracking), self.name, f"{PREFIX}clock"
+        ins, upd, dele = (q(n) for n in self.trigger_names())
+        kc = ", ".join(self.kcols)
+        tick = f"(SELECT tick FROM {clock} WHERE id = 0)"
+        floor = f"(SELECT floor FROM {clock} WHERE id = 0)"
+
+        def guard(row: str) -> str:
+            return (
+                f"{floor} IS NULL OR NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE"
+                f" {self._key_match('t', row)} AND t.lt > {floor})"
+            )
+
+        def vals(row: str) -> str:
+            return ", ".join(f"{row}.{q(c)}" for c in s.key)
+
+        # A change to a live row keeps its incarnation's creation version; a
+        # change on top of a tombstone starts a new incarnation.
+        keep_creation = (
+            "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN urep ELSE crep END,"
+            " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END"
+        )
+        bump = f"UPDATE {clock} SET tick = tick + 1 WHERE id = 0"
+        key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)}" for k in s.key)
+        changed = " AND ".join(f"OLD.{q(c)} IS NEW.{q(c)}" for c in s.columns)
+
+        def upsert(row: str, deleted: int, creation: str) -> str:
+            return (
+                f"INSERT INTO {trk} ({kc}, lt, ctime, del) VALUES ({vals(row)}, {tick}, {NOW_MS}, {deleted})"
+                f" ON CONFLICT ({kc}) DO UPDATE SET lt = excluded.lt, urep = NULL, utick = NULL, {creation},"
+                f" ctime = excluded.ctime, del = {deleted}, scope = NULL"
+            )
+
+        new_incarnation = "crep = NULL, ctick = NULL"
+        return [
+            f"CREATE TRIGGER {ins} AFTER INSERT ON {q(t)} WHEN {guard('NEW')} BEGIN"
+            f" {bump}; {upsert('NEW', 0, new_incarnation)}; END",
+            f"CREATE TRIGGER {upd} AFTER UPDATE ON {q(t)} WHEN NOT ({changed}) AND ({guard('NEW')}) BEGIN"
+            f" {bump} AND NOT ({key_same});"
+            f" UPDATE {trk} SET lt = {tick}, urep = NULL, utick = NULL, {keep_creation}, ctime = {NOW_MS},"
+            f" del = 1, scope = NULL WHERE {' AND '.join(f'{k} = OLD.{q(c)}' for k, c in zip(self.kcols, s.key, strict=True))}"
+            f" AND NOT ({key_same});"
+            f" {bump}; {upsert('NEW', 0, keep_creation)}; END",
+            f"CREATE TRIGGER {dele} AFTER DELETE ON {q(t)} WHEN {guard('OLD')} BEGIN"
+            f" {bump}; {upsert('OLD', 1, keep_creation)}; END",
+        ]
+
+    def drop_sql(self) -> list[str]:
+        return [f"DROP TRIGGER IF EXISTS {q(n)}" for n in self.trigger_names()] + [
+            f"DROP TABLE IF EXISTS {q(self.tracking)}"
+        ]
+
+
+def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
+    """Read a user table's shape; raise :class:`TableError` if it cannot be tracked."""
+    row = conn.execute(
+        "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE", (table,)
+    ).fetchone()
+    if row is None:
+        raise TableError(f"no such table: {table}")
+    name, kind, without_rowid = row
+    if kind != "table":
+        raise TableError(f"{name} is a {kind}, not a table")
+    if name.startswith(PREFIX) or name.startswith("sqlite_"):
+        raise TableError(f"{name} is an internal table and cannot be synced")
+    info = conn.execute(
+        "SELECT name, type, pk FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid", (name,)
+    ).fetchall()
+    columns = tuple(r[0] for r in info)
+    key = tuple(r[0] for r in sorted((r for r in info if r[2] > 0), key=lambda r: r[2]))
+    if not key:
+        raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
+    types = tuple(type_class(r[1]) for r in info)
+    rowid_key = (
+        len(key) == 1
+        and not without_rowid
+        and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
+    )
+    deps = tuple(
+        sorted({r[0] for r in conn.execute('SELECT "table" FROM pragma_foreign_key_list(?)', (name,))})
+    )
+    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps)
+
+
+def dependency_order(tables: list[Tracked]) -> list[Tracked]:
+    """Parents before children (foreign keys inside the set); cycles keep input order."""
+    by_name = {t.name.lower(): t for t in tables}
+    done: list[Tracked] = []
+    seen: set[str] = set()
+    visiting: set[str] = set()
+
+    def visit(t: Tracked) -> None:
+        key = t.name.lower()
+        if key in seen or key in visiting:
+            return
+        visiting.add(key)
+        for dep in t.depends_on:
+            parent = by_name.get(dep.lower())
+            if parent is not None and parent is not t:
+                visit(parent)
+        visiting.discard(key)
+        seen.add(key)
+        done.append(t)
+
+    for t in tables:
+        visit(t)
+    return done
