@@ -7,7 +7,7 @@
 ...     result = peersync.sync(a, b, "shop")
 """
 
-from ._api import Database, connect, conflicts, deprovision, provision, status
+from ._api import Database, conflicts, connect, deprovision, provision, status
 from ._errors import (
     ConfigurationError,
     DatabaseLocked,

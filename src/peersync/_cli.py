@@ -101,24 +101,59 @@ def reidentify(db: str, scope: str, timeout: float) -> None:
 @click.argument("b")
 @click.option("--scope", "-s", required=True)
 @click.option(
-    "--direction", "-d", type=click.Choice(["both", "push", "pull"]), default="both", show_default=True,
+    "--direction",
+    "-d",
+    type=click.Choice(["both", "push", "pull"]),
+    default="both",
+    show_default=True,
     help="push: A's changes to B; pull: B's to A; both: push then pull.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_ROWS, show_default=True,
-              help="Most rows per batch.")
-@click.option("--batch-bytes", type=click.IntRange(min=1024), default=DEFAULT_BATCH_BYTES, show_default=True,
-              help="About the most bytes per batch.")
-@click.option("--policy", type=click.Choice([p.value for p in peersync.Policy]),
-              default=peersync.Policy.LAST_WRITER_WINS.value, show_default=True, help="Conflict policy.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=DEFAULT_BATCH_ROWS,
+    show_default=True,
+    help="Most rows per batch.",
+)
+@click.option(
+    "--batch-bytes",
+    type=click.IntRange(min=1024),
+    default=DEFAULT_BATCH_BYTES,
+    show_default=True,
+    help="About the most bytes per batch.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice([p.value for p in peersync.Policy]),
+    default=peersync.Policy.LAST_WRITER_WINS.value,
+    show_default=True,
+    help="Conflict policy.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @timeout_option
 @handle_errors
-def sync(a: str, b: str, scope: str, direction: str, batch_size: int, batch_bytes: int, policy: str,
-         as_json: bool, timeout: float) -> None:
+def sync(
+    a: str,
+    b: str,
+    scope: str,
+    direction: str,
+    batch_size: int,
+    batch_bytes: int,
+    policy: str,
+    as_json: bool,
+    timeout: float,
+) -> None:
     """Synchronize SCOPE between databases A and B."""
     with peersync.connect(a, timeout=timeout) as da, peersync.connect(b, timeout=timeout) as db_:
-        r = peersync.sync(da, db_, scope, direction=direction, batch_size=batch_size, batch_bytes=batch_bytes,
-                          policy=peersync.Policy(policy))
+        r = peersync.sync(
+            da,
+            db_,
+            scope,
+            direction=direction,
+            batch_size=batch_size,
+            batch_bytes=batch_bytes,
+            policy=peersync.Policy(policy),
+        )
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
@@ -126,8 +161,16 @@ def sync(a: str, b: str, scope: str, direction: str, batch_size: int, batch_byte
     for col in ("session", "sent", "applied", "known", "conflicts", "errors", "batches", "bytes"):
         t.add_column(col, justify="left" if col == "session" else "right")
     for s in r.sessions:
-        t.add_row(f"{s.source} -> {s.destination}", str(s.sent), str(s.applied), str(s.skipped_known),
-                  str(s.conflicts), str(s.errors), str(s.batches), str(s.bytes))
+        t.add_row(
+            f"{s.source} -> {s.destination}",
+            str(s.sent),
+            str(s.applied),
+            str(s.skipped_known),
+            str(s.conflicts),
+            str(s.errors),
+            str(s.batches),
+            str(s.bytes),
+        )
     out.print(t)
     out.print(f"done in {r.seconds * 1000:.1f} ms")
 
@@ -187,8 +230,15 @@ def print_conflicts(cs: list[peersync.Conflict], title: str) -> None:
     for col in ("table", "key", "type", "local", "remote", "policy", "outcome"):
         t.add_column(col)
     for c in cs:
-        t.add_row(c.table, ",".join(map(str, c.key)), c.type.value, _short(c.local_row), _short(c.remote_row),
-                  c.policy, (c.outcome.value if c.outcome else "") + (f" ({c.detail})" if c.detail else ""))
+        t.add_row(
+            c.table,
+            ",".join(map(str, c.key)),
+            c.type.value,
+            _short(c.local_row),
+            _short(c.remote_row),
+            c.policy,
+            (c.outcome.value if c.outcome else "") + (f" ({c.detail})" if c.detail else ""),
+        )
     out.print(t)
 
 
@@ -197,8 +247,12 @@ def _short(row: dict[str, Any] | None) -> str:
 
 
 @cli.command()
-@click.option("--keep", type=click.Path(file_okay=False), default=None,
-              help="Build the peers in this folder and keep them (default: a temporary folder).")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Build the peers in this folder and keep them (default: a temporary folder).",
+)
 @handle_errors
 def demo(keep: str | None) -> None:
     """Three peers, concurrent edits, a sync loop P1 -> P2 -> P3 -> P1."""

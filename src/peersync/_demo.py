@@ -86,13 +86,19 @@ def _run(out: Console, folder: Path) -> bool:
 
         out.print("\n[bold]while apart[/], each peer edits through plain SQL:")
         edits = {
-            "P1": [("UPDATE task SET title = ? WHERE id = ?", ("Draft the landing page (v2)", "t-1")),
-                   ("UPDATE task SET done = 1 WHERE id = ?", ("t-2",))],
-            "P2": [("UPDATE task SET title = ? WHERE id = ?", ("Landing page: hero + pricing", "t-1")),
-                   ("INSERT INTO task VALUES (?, ?, ?, 0, ?)", ("t-4", "p-web", "Set up analytics", "cy"))],
-            "P3": [("DELETE FROM task WHERE id = ?", ("t-2",)),
-                   ("INSERT INTO project VALUES (?, ?)", ("p-app", "Mobile app")),
-                   ("INSERT INTO task VALUES (?, ?, ?, 0, ?)", ("t-5", "p-app", "Sketch the screens", "ana"))],
+            "P1": [
+                ("UPDATE task SET title = ? WHERE id = ?", ("Draft the landing page (v2)", "t-1")),
+                ("UPDATE task SET done = 1 WHERE id = ?", ("t-2",)),
+            ],
+            "P2": [
+                ("UPDATE task SET title = ? WHERE id = ?", ("Landing page: hero + pricing", "t-1")),
+                ("INSERT INTO task VALUES (?, ?, ?, 0, ?)", ("t-4", "p-web", "Set up analytics", "cy")),
+            ],
+            "P3": [
+                ("DELETE FROM task WHERE id = ?", ("t-2",)),
+                ("INSERT INTO project VALUES (?, ?)", ("p-app", "Mobile app")),
+                ("INSERT INTO task VALUES (?, ?, ?, 0, ?)", ("t-5", "p-app", "Sketch the screens", "ana")),
+            ],
         }
         for name, stmts in edits.items():
             _exec(paths[name], *stmts)
@@ -139,10 +145,22 @@ def _round(out: Console, dbs: dict[str, peersync.Database], ring: list[tuple[str
         t.add_column(col, justify="left" if col == "session" else "right")
     for a, b in ring:
         r = peersync.sync(dbs[a], dbs[b], SCOPE)
-        t.add_row(f"{a} -> {b}", str(r.sent_a_to_b), str(r.sessions[0].applied), str(r.sessions[0].conflicts),
-                  str(r.sessions[0].batches), str(r.sessions[0].bytes))
-        t.add_row(f"{b} -> {a}", str(r.sent_b_to_a), str(r.sessions[1].applied), str(r.sessions[1].conflicts),
-                  str(r.sessions[1].batches), str(r.sessions[1].bytes))
+        t.add_row(
+            f"{a} -> {b}",
+            str(r.sent_a_to_b),
+            str(r.sessions[0].applied),
+            str(r.sessions[0].conflicts),
+            str(r.sessions[0].batches),
+            str(r.sessions[0].bytes),
+        )
+        t.add_row(
+            f"{b} -> {a}",
+            str(r.sent_b_to_a),
+            str(r.sessions[1].applied),
+            str(r.sessions[1].conflicts),
+            str(r.sessions[1].batches),
+            str(r.sessions[1].bytes),
+        )
     out.print(t)
 
 

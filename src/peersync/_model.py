@@ -12,7 +12,7 @@ from ._knowledge import Knowledge, Version
 Value = Any  # a column value: None, int, float, str or bytes
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     """Which way changes move in :func:`peersync.sync` between peers A and B."""
 
     PUSH = "push"  # A's changes to B
@@ -20,7 +20,7 @@ class Direction(str, enum.Enum):
     BOTH = "both"  # push, then pull
 
 
-class ConflictType(str, enum.Enum):
+class ConflictType(enum.StrEnum):
     """What collided, named ``local/remote`` from the destination's side."""
 
     UPDATE_UPDATE = "update/update"
@@ -31,7 +31,7 @@ class ConflictType(str, enum.Enum):
     ERROR = "error"  # the change could not be applied (a constraint, a type)
 
 
-class Policy(str, enum.Enum):
+class Policy(enum.StrEnum):
     """Built-in conflict policies. Only ``LAST_WRITER_WINS`` is deterministic
     across replicas whatever the order changes arrive in."""
 
@@ -40,7 +40,7 @@ class Policy(str, enum.Enum):
     DESTINATION_WINS = "destination-wins"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How a conflict ended."""
 
     SOURCE = "source"  # the incoming change was applied

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from ._knowledge import Knowledge
-from ._model import ApplyReport, Batch, Conflict, ConflictHandler, ReplicaInfo, TableSchema
+from ._model import ApplyReport, Conflict, ConflictHandler, ReplicaInfo, TableSchema
 
 
 @runtime_checkable
@@ -28,9 +28,7 @@ class Peer(Protocol):
         """
         ...
 
-    def changes(
-        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
-    ) -> bytes:
+    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
         """One encoded batch: rows with local tick in ``after+1..upto`` that
         ``known`` lacks, in tick order, bounded by rows and bytes."""
         ...
@@ -50,8 +48,6 @@ class Peer(Protocol):
         """Record conflicts decided outside :meth:`apply` (persistent errors)."""
         ...
 
-    def schemas(self, scope: str) -> dict[str, TableSchema]:
-        ...
+    def schemas(self, scope: str) -> dict[str, TableSchema]: ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...

@@ -109,9 +109,7 @@ def run_session(
             " a copied database must be reidentified first"
         )
     if not di.knowledge.contains_knowledge(si.forgotten):
-        raise ReplicaOutdated(
-            f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it"
-        )
+        raise ReplicaOutdated(f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it")
     known = di.knowledge
     sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
     excluded = Knowledge.empty()

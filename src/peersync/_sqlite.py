@@ -189,9 +189,7 @@ class SQLitePeer:
         return tick
 
     def _stored_knowledge(self, scope: str) -> tuple[Knowledge, Knowledge]:
-        k, f = self.conn.execute(
-            f"SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = ?", (scope,)
-        ).fetchone()
+        k, f = self.conn.execute(f"SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
         return Knowledge.from_bytes(k), Knowledge.from_bytes(f)
 
     def _save_knowledge(self, scope: str, k: Knowledge) -> None:
@@ -295,9 +293,7 @@ class SQLitePeer:
                     f"UPDATE {q(t.tracking)} SET urep = ?, utick = lt, scope = ? WHERE scope IS NOT ? ",
                     (old, sc.idx, sc.idx),
                 )
-                conn.execute(
-                    f"UPDATE {q(t.tracking)} SET crep = ? WHERE crep IS NULL AND ctick IS NOT NULL", (old,)
-                )
+                conn.execute(f"UPDATE {q(t.tracking)} SET crep = ? WHERE crep IS NULL AND ctick IS NOT NULL", (old,))
             new = os.urandom(16)
             tick = self._clock()
             k = stored.add_range(sc.rid, 1, tick) if tick else stored
@@ -319,9 +315,7 @@ class SQLitePeer:
         k = stored.add_range(sc.rid, 1, tick) if tick else stored
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
 
-    def changes(
-        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
-    ) -> bytes:
+    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
         max_rows = max(1, max_rows)
         with self._txn(write=False) as conn:
             sc = self._scope(scope)
@@ -387,9 +381,7 @@ class SQLitePeer:
         if batch.scope != scope:
             raise ProtocolError(f"batch is for scope {batch.scope!r}, not {scope!r}")
         if batch.fingerprint != sc.fingerprint:
-            raise SchemaMismatch(
-                f"batch for scope {scope!r} has shape {batch.fingerprint}, this peer {sc.fingerprint}"
-            )
+            raise SchemaMismatch(f"batch for scope {scope!r} has shape {batch.fingerprint}, this peer {sc.fingerprint}")
         if batch.source == sc.rid:
             raise ProtocolError("batch claims to come from this very replica")
         with self._txn(write=True):
@@ -504,9 +496,7 @@ class _Apply:
         plans = {t.name: self._plan(t, batch.changes[t.name]) for t in tables}
         total = sum(len(p) for p in plans.values())
         if total:
-            self.conn.execute(
-                f"UPDATE {PREFIX}clock SET floor = tick, tick = tick + ? WHERE id = 0", (total,)
-            )
+            self.conn.execute(f"UPDATE {PREFIX}clock SET floor = tick, tick = tick + ? WHERE id = 0", (total,))
             next_lt = tick + 1
             for t in tables:
                 for p in plans[t.name]:
@@ -540,7 +530,7 @@ class _Apply:
         out: list[_Pending] = []
         source = batch.source
         for change, key in zip(changes, keys, strict=True):
-            lt, deleted, version, creation, ctime, values = change
+            lt, deleted, version, creation, ctime, _ = change
             report.received += 1
             vrid, vtick = version
             if vrid == sc.rid and not known.contains(vrid, vtick):
@@ -599,7 +589,16 @@ class _Apply:
             local_row = None if row is None else dict(zip(cols, row, strict=True))
         remote_row = None if deleted else dict(zip(cols, values, strict=True))
         conflict = Conflict(
-            sc.name, t.name, key, kind, local_row, remote_row, loc.version, version, loc.time, ctime,
+            sc.name,
+            t.name,
+            key,
+            kind,
+            local_row,
+            remote_row,
+            loc.version,
+            version,
+            loc.time,
+            ctime,
             policy_name(self.handler),
         )
         try:
@@ -684,14 +683,24 @@ class _Apply:
         return failed
 
     def _fail(self, p: _Pending, msg: str) -> None:
-        lt, deleted, version, creation, ctime, values = p.change
+        lt, deleted, version, _, ctime, values = p.change
         t = p.table
         self._exclude(version, lt)
         self.report.failed.append(
             Conflict(
-                self.sc.name, t.name, p.key, ConflictType.ERROR, None,
+                self.sc.name,
+                t.name,
+                p.key,
+                ConflictType.ERROR,
+                None,
                 None if deleted else dict(zip(t.schema.columns, values, strict=True)),
-                None, version, None, ctime, policy_name(self.handler), Outcome.FAILED, msg,
+                None,
+                version,
+                None,
+                ctime,
+                policy_name(self.handler),
+                Outcome.FAILED,
+                msg,
             )
         )
 
@@ -738,8 +747,19 @@ def _conflict_from_row(r: tuple[Any, ...]) -> Conflict:
     remote = _version(rv)
     assert remote is not None
     return Conflict(
-        scope, tbl, tuple(_unjson(json.loads(key))), ConflictType(kind),
+        scope,
+        tbl,
+        tuple(_unjson(json.loads(key))),
+        ConflictType(kind),
         None if lrow is None else _unjson(json.loads(lrow)),
         None if rrow is None else _unjson(json.loads(rrow)),
-        _version(lv), remote, lt, rt, policy, Outcome(outcome) if outcome else None, detail, cid, at,
+        _version(lv),
+        remote,
+        lt,
+        rt,
+        policy,
+        Outcome(outcome) if outcome else None,
+        detail,
+        cid,
+        at,
     )

@@ -114,8 +114,10 @@ class Tracked:
         )
 
     def lookup_sql(self, n: int) -> str:
-        cols = "k0, lt, urep, utick, crep, ctick, ctime, del, scope" if len(self.kcols) == 1 else (
-            ", ".join(self.kcols) + ", lt, urep, utick, crep, ctick, ctime, del, scope"
+        cols = (
+            "k0, lt, urep, utick, crep, ctick, ctime, del, scope"
+            if len(self.kcols) == 1
+            else (", ".join(self.kcols) + ", lt, urep, utick, crep, ctick, ctime, del, scope")
         )
         if len(self.kcols) == 1:
             cond = "k0 IN (" + ",".join("?" * n) + ")"
@@ -157,7 +159,10 @@ class Tracked:
     # -- DDL -------------------------------------------------------------------
     def create_sql(self) -> list[str]:
         s, trk = self.schema, q(self.tracking)
-        meta = "lt INTEGER NOT NULL, urep INTEGER, utick INTEGER, crep INTEGER, ctick INTEGER, ctime INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, scope INTEGER"
+        meta = (
+            "lt INTEGER NOT NULL, urep INTEGER, utick INTEGER, crep INTEGER, ctick INTEGER,"
+            " ctime INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, scope INTEGER"
+        )
         if self.rowid_key:
             table = f"CREATE TABLE {trk} (k0 INTEGER PRIMARY KEY, {meta})"
         else:
@@ -213,13 +218,14 @@ class Tracked:
             )
 
         new_incarnation = "crep = NULL, ctick = NULL"
+        old_key = " AND ".join(f"{k} = OLD.{q(c)}" for k, c in zip(self.kcols, s.key, strict=True))
         return [
             f"CREATE TRIGGER {ins} AFTER INSERT ON {q(t)} WHEN {guard('NEW')} BEGIN"
             f" {bump}; {upsert('NEW', 0, new_incarnation)}; END",
             f"CREATE TRIGGER {upd} AFTER UPDATE ON {q(t)} WHEN NOT ({changed}) AND ({guard('NEW')}) BEGIN"
             f" {bump} AND NOT ({key_same});"
             f" UPDATE {trk} SET lt = {tick}, urep = NULL, utick = NULL, {keep_creation}, ctime = {NOW_MS},"
-            f" del = 1, scope = NULL WHERE {' AND '.join(f'{k} = OLD.{q(c)}' for k, c in zip(self.kcols, s.key, strict=True))}"
+            f" del = 1, scope = NULL WHERE {old_key}"
             f" AND NOT ({key_same});"
             f" {bump}; {upsert('NEW', 0, keep_creation)}; END",
             f"CREATE TRIGGER {dele} AFTER DELETE ON {q(t)} WHEN {guard('OLD')} BEGIN"
@@ -252,14 +258,8 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
     if not key:
         raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
     types = tuple(type_class(r[1]) for r in info)
-    rowid_key = (
-        len(key) == 1
-        and not without_rowid
-        and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
-    )
-    deps = tuple(
-        sorted({r[0] for r in conn.execute('SELECT "table" FROM pragma_foreign_key_list(?)', (name,))})
-    )
+    rowid_key = len(key) == 1 and not without_rowid and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
+    deps = tuple(sorted({r[0] for r in conn.execute('SELECT "table" FROM pragma_foreign_key_list(?)', (name,))}))
     return Tracked(TableSchema(name, columns, key, types), rowid_key, deps)
 
 

@@ -55,7 +55,9 @@ def encode_batch(batch: Batch) -> bytes:
             else:
                 crep = replicas.setdefault(creation[0], len(replicas))
                 ctick = creation[1]
-            out.append([lt - prev, 1 if deleted else 0, vrep, None if own else vtick, crep, ctick, ctime - base_time, *values])
+            out.append(
+                [lt - prev, 1 if deleted else 0, vrep, None if own else vtick, crep, ctick, ctime - base_time, *values]
+            )
             prev = lt
         tables.append([name, out])
     envelope = [
