@@ -78,7 +78,7 @@ def resolve(handler: Policy | ConflictCallback, conflict: Conflict) -> Resolutio
     answer = handler(conflict)
     if isinstance(answer, Resolution):
         return answer
-    if isinstance(answer, Outcome):
+    if isinstance(answer, Outcome) and answer not in (Outcome.MERGE, Outcome.FAILED):
         return Resolution(answer)
     raise TypeError(f"conflict callback returned {answer!r}, not a Resolution or Outcome")
 

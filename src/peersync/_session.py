@@ -32,7 +32,6 @@ from ._peer import Peer
 
 DEFAULT_BATCH_ROWS = 5000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
-MAX_PASSES = 4
 
 
 def sync(
@@ -114,7 +113,7 @@ def run_session(
     sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
     excluded = Knowledge.empty()
     failures: list[Conflict] = []
-    for _ in range(MAX_PASSES):
+    while True:
         after = known.floor(si.replica_id)
         if after >= si.tick and excluded.is_empty():
             break
@@ -138,7 +137,8 @@ def run_session(
             if report.final:
                 break
         # Another pass only for failed rows (e.g. a child whose parent came
-        # in a later batch), and only while passes make progress.
+        # in a later batch), and only while passes make progress: each pass
+        # applies at least one more row, so the loop ends.
         if not failures or pass_applied == 0:
             break
     dest.complete(scope, si.knowledge, excluded)

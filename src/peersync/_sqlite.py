@@ -7,7 +7,6 @@ exceptions are translated to :mod:`peersync` ones at this boundary.
 
 from __future__ import annotations
 
-import heapq
 import json
 import os
 import sqlite3
@@ -18,26 +17,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from . import _sqlite_schema as S
-from ._conflict import Action, LocalState, classify, policy_name, resolve, triage
 from ._errors import DatabaseLocked, InvalidURL, ProtocolError, SchemaMismatch, ScopeError, StorageError, TableError
 from ._knowledge import Knowledge, Version
 from ._model import (
     ApplyReport,
-    Batch,
     Change,
     Conflict,
     ConflictHandler,
     ConflictType,
     Outcome,
     ReplicaInfo,
-    Resolution,
     Status,
     TableSchema,
     Value,
 )
+from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
-from ._wire import decode_batch, encode_batch
+from ._wire import FORMAT, MAGIC, unpack_envelope
 
 _LOOKUP_CHUNK = 400
 _APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)
@@ -93,12 +92,17 @@ class SQLitePeer:
             with self._errors():
                 self.conn.execute("PRAGMA schema_version").fetchone()
                 self.conn.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+                self.conn.execute("PRAGMA temp_store = MEMORY")
+        except DatabaseLocked:
+            self.conn.close()
+            raise
         except StorageError as exc:
             self.conn.close()
             raise StorageError(f"{path} is not a usable SQLite database: {exc}") from exc
         self._scopes: dict[str, _Scope] = {}
         self._rep_rid: dict[int, bytes] = {}
         self._rep_idx: dict[bytes, int] = {}
+        self._row_bytes: dict[str, int] = {}
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -316,76 +320,81 @@ class SQLitePeer:
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
-        max_rows = max(1, max_rows)
         with self._txn(write=False) as conn:
             sc = self._scope(scope)
             self._load_replicas()
             stored, _ = self._stored_knowledge(scope)
             tick = self._clock()
             made_with = stored.add_range(sc.rid, 1, tick) if tick else stored
-            out: dict[str, list[Change]] = {}
-            count = size = 0
-            pos, last = after, upto
-            truncated = False
-            while pos < upto and not truncated:
-                horizon = upto
-                streams = []
+            filter_known = self._known_table(sc, known, after)
+            # Bound rows by count, and by bytes through the row size seen so far.
+            limit = max(1, min(max_rows, max_bytes // self._row_bytes.get(scope, 64)))
+            while True:
+                horizon = self._horizon(sc, after, upto, limit)
+                tables = []
+                nrows = 0
                 for t in sc.tables:
-                    rows = conn.execute(t.enumerate_sql, (pos, upto, max_rows)).fetchall()
-                    if len(rows) == max_rows:
-                        horizon = min(horizon, rows[-1][0])
+                    base = conn.execute(
+                        f"SELECT ctime FROM {q(t.tracking)} WHERE lt > ? ORDER BY lt LIMIT 1", (after,)
+                    ).fetchone()
+                    params = {"after": after, "horizon": horizon, "first0": after, "scope": sc.idx}
+                    params["base"] = base[0] if base else 0
+                    rows = conn.execute(t.wire_sql(filter_known), params).fetchall()
                     if rows:
-                        streams.append([(r[0], t.name, r) for r in rows])
-                merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: e[0])
-                by_name = {t.name: t for t in sc.tables}
-                for lt, name, r in merged:
-                    if lt > horizon:
-                        break
-                    change = self._to_change(sc, by_name[name], r, known)
-                    if change is None:
-                        continue
-                    out.setdefault(name, []).append(change)
-                    count += 1
-                    size += 12
-                    for v in change[5]:
-                        size += len(v) if isinstance(v, (str, bytes)) else 9
-                    if count >= max_rows or size >= max_bytes:
-                        last, truncated = lt, True
-                        break
-                pos = horizon
-        batch = Batch(scope, sc.rid, sc.fingerprint, made_with, after + 1, last, last >= upto, out)
-        return encode_batch(batch)
+                        tables.append([t.name, params["base"], rows])
+                        nrows += len(rows)
+                replicas = [sc.rid] + [
+                    self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
+                ]
+                env = [MAGIC, FORMAT, scope, sc.rid, sc.fingerprint, made_with.to_wire(), after + 1, horizon,
+                       horizon >= upto, replicas, tables]  # fmt: skip
+                data: bytes = msgpack.packb(env, use_bin_type=True)
+                if nrows:
+                    self._row_bytes[scope] = max(8, len(data) // nrows)
+                if len(data) <= 2 * max_bytes or limit == 1:
+                    return data
+                limit = max(1, limit // 2)
 
-    def _to_change(self, sc: _Scope, t: Tracked, r: tuple[Any, ...], known: Knowledge) -> Change | None:
-        lt, urep, utick, crep, ctick, ctime, deleted, scope, missing = r[:9]
-        nk = len(t.kcols)
-        if deleted:
-            values = r[9 : 9 + nk]
-        elif missing:
-            return None  # tracked as live but gone: its delete trigger was bypassed
-        else:
-            values = r[9 + nk :]
-        version: Version = (self._rep_rid[urep], utick) if scope == sc.idx else (sc.rid, lt)
-        if known.contains(version[0], version[1]):
-            return None
-        if ctick is None:
-            creation = version
-        else:
-            creation = (sc.rid if crep is None else self._rep_rid[crep], ctick)
-        return (lt, bool(deleted), version, creation, ctime, tuple(values))
+    def _known_table(self, sc: _Scope, known: Knowledge, after: int) -> bool:
+        """Load what the destination knows, in local replica indexes, into
+        ``temp.ps_known``; False when it cannot exclude any candidate row."""
+        rows: list[tuple[int, int, int]] = []
+        for rid in known.replicas():
+            local = 0 if rid == sc.rid else self._rep_idx.get(rid)
+            if local is None:
+                continue
+            rows.extend((local, lo, hi + 1) for lo, hi in known.ranges(rid) if local or hi > after)
+        if not rows:
+            return False
+        self.conn.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS ps_known (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))"
+        )
+        self.conn.execute("DELETE FROM temp.ps_known")
+        self.conn.executemany("INSERT OR IGNORE INTO temp.ps_known VALUES (?, ?, ?)", rows)
+        return True
+
+    def _horizon(self, sc: _Scope, after: int, upto: int, limit: int) -> int:
+        """The local tick of the ``limit``-th candidate row after ``after``, or ``upto``."""
+        arms = " UNION ALL ".join(
+            f"SELECT lt FROM {q(t.tracking)} WHERE lt > :after AND lt <= :upto" for t in sc.tables
+        )
+        row = self.conn.execute(
+            f"SELECT lt FROM ({arms}) ORDER BY lt LIMIT 1 OFFSET :off", {"after": after, "upto": upto, "off": limit - 1}
+        ).fetchone()
+        return upto if row is None else int(row[0])
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._errors():
             sc = self._scope(scope)
-        batch = decode_batch(data, sc.schemas)
-        if batch.scope != scope:
-            raise ProtocolError(f"batch is for scope {batch.scope!r}, not {scope!r}")
-        if batch.fingerprint != sc.fingerprint:
-            raise SchemaMismatch(f"batch for scope {scope!r} has shape {batch.fingerprint}, this peer {sc.fingerprint}")
-        if batch.source == sc.rid:
+        env = unpack_envelope(data, sc.schemas)
+        if env.scope != scope:
+            raise ProtocolError(f"batch is for scope {env.scope!r}, not {scope!r}")
+        if env.fingerprint != sc.fingerprint:
+            raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
+        if env.source == sc.rid:
             raise ProtocolError("batch claims to come from this very replica")
         with self._txn(write=True):
-            return _Apply(self, sc, batch, handler).run()
+            return SetApply(self, sc, env, handler).run()
 
     def complete(self, scope: str, source_knowledge: Knowledge, excluded: Knowledge) -> Knowledge:
         with self._txn(write=True):
@@ -473,236 +482,6 @@ class SQLitePeer:
                 sql += f" LIMIT {int(limit)}"
             rows = conn.execute(sql, params).fetchall()
         return [_conflict_from_row(r) for r in rows]
-
-
-class _Apply:
-    """One batch applied inside the caller's write transaction."""
-
-    def __init__(self, peer: SQLitePeer, sc: _Scope, batch: Batch, handler: ConflictHandler) -> None:
-        self.peer, self.conn, self.sc, self.batch, self.handler = peer, peer.conn, sc, batch, handler
-        self.report = ApplyReport(last=batch.last, final=batch.final)
-        self.learned: list[Version] = []
-        self.excluded: list[Version] = []
-        self.conflicts: list[Conflict] = []
-        self.merges: list[tuple[Tracked, dict[str, Value]]] = []
-
-    def run(self) -> ApplyReport:
-        peer, sc, batch = self.peer, self.sc, self.batch
-        peer._load_replicas()
-        stored, _ = peer._stored_knowledge(sc.name)
-        tick = peer._clock()
-        self.known = stored.add_range(sc.rid, 1, tick) if tick else stored
-        tables = [t for t in sc.tables if t.name in batch.changes]
-        plans = {t.name: self._plan(t, batch.changes[t.name]) for t in tables}
-        total = sum(len(p) for p in plans.values())
-        if total:
-            self.conn.execute(f"UPDATE {PREFIX}clock SET floor = tick, tick = tick + ? WHERE id = 0", (total,))
-            next_lt = tick + 1
-            for t in tables:
-                for p in plans[t.name]:
-                    p.stamp[len(t.kcols)] = next_lt
-                    next_lt += 1
-            failed = self._write(tables, plans)
-            self.conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
-            for p, msg in failed:
-                self._fail(p, msg)
-        for t, row in self.merges:
-            self.conn.execute(t.upsert_sql, [row[c] for c in t.schema.columns])
-        learned = Knowledge.from_versions(self.learned)
-        if batch.last >= batch.first:
-            learned = learned.add_range(batch.source, batch.first, batch.last)
-        excluded = Knowledge.from_versions(self.excluded)
-        new = stored.union(learned.exclude(excluded)).without(sc.rid)
-        if new != stored:
-            peer._save_knowledge(sc.name, new)
-        if self.conflicts:
-            peer._insert_conflicts(self.conflicts)
-        tick = peer._clock()
-        self.report.excluded = excluded
-        self.report.knowledge = new.add_range(sc.rid, 1, tick) if tick else new
-        return self.report
-
-    def _plan(self, t: Tracked, changes: list[Change]) -> list[_Pending]:
-        sc, batch, known, report = self.sc, self.batch, self.known, self.report
-        kpos = t.schema.key_positions
-        keys = [c[5] if c[1] else tuple(c[5][i] for i in kpos) for c in changes]
-        local = self._lookup(t, keys)
-        out: list[_Pending] = []
-        source = batch.source
-        for change, key in zip(changes, keys, strict=True):
-            lt, deleted, version, creation, ctime, _ = change
-            report.received += 1
-            vrid, vtick = version
-            if vrid == sc.rid and not known.contains(vrid, vtick):
-                raise ProtocolError("batch carries a version of this replica that it never made")
-            loc = local.get(key)
-            action = triage(version, loc, batch.made_with, known)
-            if action is Action.SKIP_KNOWN:
-                report.skipped_known += 1
-                continue
-            if vrid != source or vtick != lt:
-                self.learned.append(version)
-            if action is Action.CONFLICT:
-                assert loc is not None
-                if not self._conflict(t, change, key, loc):
-                    continue
-            out.append(_Pending(t, change, key, self._stamp(key, version, creation, ctime, deleted)))
-        return out
-
-    def _stamp(self, key: tuple[Value, ...], v: Version, c: Version, ctime: int, deleted: bool) -> list[Any]:
-        peer, sc = self.peer, self.sc
-        if c == v:
-            crep, ctick = None, None
-        elif c[0] == sc.rid:
-            crep, ctick = None, c[1]
-        else:
-            crep, ctick = peer._rep_index(c[0]), c[1]
-        # The local tick (after the key) is filled in once the batch is planned.
-        return [*key, 0, peer._rep_index(v[0]), v[1], crep, ctick, ctime, 1 if deleted else 0, sc.idx]
-
-    def _lookup(self, t: Tracked, keys: list[tuple[Value, ...]]) -> dict[tuple[Value, ...], LocalState]:
-        sc, rep = self.sc, self.peer._rep_rid
-        nk = len(t.kcols)
-        out: dict[tuple[Value, ...], LocalState] = {}
-        for i in range(0, len(keys), _LOOKUP_CHUNK):
-            chunk = keys[i : i + _LOOKUP_CHUNK]
-            params = [v for k in chunk for v in k]
-            for r in self.conn.execute(t.lookup_sql(len(chunk)), params):
-                lt, urep, utick, crep, ctick, ctime, deleted, scope = r[nk:]
-                version = (rep[urep], utick) if scope == sc.idx else (sc.rid, lt)
-                if ctick is None:
-                    creation = version
-                else:
-                    creation = (sc.rid if crep is None else rep[crep], ctick)
-                out[tuple(r[:nk])] = LocalState(version, creation, bool(deleted), ctime)
-        return out
-
-    def _conflict(self, t: Tracked, change: Change, key: tuple[Value, ...], loc: LocalState) -> bool:
-        """Resolve one conflict; True when the incoming change is to be written."""
-        lt, deleted, version, creation, ctime, values = change
-        batch, sc = self.batch, self.sc
-        kind = classify(loc, deleted, creation, batch.made_with, self.known)
-        cols = t.schema.columns
-        local_row = None
-        if not loc.deleted:
-            row = self.conn.execute(t.select_row_sql, key).fetchone()
-            local_row = None if row is None else dict(zip(cols, row, strict=True))
-        remote_row = None if deleted else dict(zip(cols, values, strict=True))
-        conflict = Conflict(
-            sc.name,
-            t.name,
-            key,
-            kind,
-            local_row,
-            remote_row,
-            loc.version,
-            version,
-            loc.time,
-            ctime,
-            policy_name(self.handler),
-        )
-        try:
-            res = resolve(self.handler, conflict)
-        except Exception as exc:  # a user callback failing must not abort the session
-            res = Resolution(Outcome.DEFER)
-            conflict = _replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
-        self.report.conflicts += 1
-        self.conflicts.append(_replace(conflict, outcome=res.outcome))
-        if res.outcome is Outcome.DEFER:
-            self.report.deferred += 1
-            self._exclude(version, lt)
-            return False
-        if res.outcome is Outcome.MERGE:
-            assert res.row is not None
-            merged = {**(local_row or {}), **(remote_row or {}), **res.row}
-            if any(merged.get(k) != v for k, v in zip(t.schema.key, key, strict=True)) or set(merged) != set(cols):
-                raise ValueError("a merged row must keep the key and name only the table's columns")
-            self.merges.append((t, merged))
-            return False
-        return res.outcome is Outcome.SOURCE
-
-    def _exclude(self, version: Version, lt: int) -> None:
-        self.excluded.append(version)
-        self.excluded.append((self.batch.source, lt))
-
-    def _write(self, tables: list[Tracked], plans: dict[str, list[_Pending]]) -> list[tuple[_Pending, str]]:
-        """Write stamps and rows: upserts parents first, deletes children first.
-
-        A group that fails (a foreign key, a constraint) is redone row by row;
-        rows still failing are retried after the rest, until no progress.
-        """
-        conn = self.conn
-        groups: list[list[_Pending]] = []
-        for t in tables:
-            ups = [p for p in plans[t.name] if not p.change[1]]
-            if ups:
-                groups.append(ups)
-        for t in reversed(tables):
-            dels = [p for p in plans[t.name] if p.change[1]]
-            if dels:
-                groups.append(dels)
-        failed: list[tuple[_Pending, str]] = []
-        for group in groups:
-            t = group[0].table
-            conn.execute("SAVEPOINT ps_group")
-            try:
-                self._write_rows(t, group)
-                conn.execute("RELEASE ps_group")
-                self.report.applied += len(group)
-                continue
-            except _APPLY_ERRORS:
-                conn.execute("ROLLBACK TO ps_group")
-                conn.execute("RELEASE ps_group")
-            failed.extend(self._write_each(group))
-        while failed:
-            again = self._write_each([p for p, _ in failed])
-            if len(again) == len(failed):
-                break
-            failed = again
-        return failed
-
-    def _write_rows(self, t: Tracked, rows: list[_Pending]) -> None:
-        self.conn.executemany(t.stamp_sql, [p.stamp for p in rows])
-        if rows[0].change[1]:
-            self.conn.executemany(t.delete_sql, [p.key for p in rows])
-        else:
-            self.conn.executemany(t.upsert_sql, [p.change[5] for p in rows])
-
-    def _write_each(self, rows: list[_Pending]) -> list[tuple[_Pending, str]]:
-        failed = []
-        for p in rows:
-            self.conn.execute("SAVEPOINT ps_row")
-            try:
-                self._write_rows(p.table, [p])
-            except _APPLY_ERRORS as exc:
-                self.conn.execute("ROLLBACK TO ps_row")
-                failed.append((p, str(exc)))
-            else:
-                self.report.applied += 1
-            self.conn.execute("RELEASE ps_row")
-        return failed
-
-    def _fail(self, p: _Pending, msg: str) -> None:
-        lt, deleted, version, _, ctime, values = p.change
-        t = p.table
-        self._exclude(version, lt)
-        self.report.failed.append(
-            Conflict(
-                self.sc.name,
-                t.name,
-                p.key,
-                ConflictType.ERROR,
-                None,
-                None if deleted else dict(zip(t.schema.columns, values, strict=True)),
-                None,
-                version,
-                None,
-                ctime,
-                policy_name(self.handler),
-                Outcome.FAILED,
-                msg,
-            )
-        )
 
 
 def _replace(c: Conflict, **kw: Any) -> Conflict:

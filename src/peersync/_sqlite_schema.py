@@ -86,6 +86,8 @@ class Tracked:
     schema: TableSchema
     rowid_key: bool  # the key is the table's rowid: the tracking table uses it too
     depends_on: tuple[str, ...]  # tables this one references through foreign keys
+    # Foreign keys: (parent table, child columns, parent columns or None for its primary key)
+    fks: tuple[tuple[str, tuple[str, ...], tuple[str | None, ...]], ...] = ()
 
     @property
     def name(self) -> str:
@@ -102,15 +104,31 @@ class Tracked:
     def _key_match(self, alias: str, row: str) -> str:
         return " AND ".join(f"{alias}.{k} = {row}.{q(c)}" for k, c in zip(self.kcols, self.schema.key, strict=True))
 
-    @cached_property
-    def enumerate_sql(self) -> str:
-        cols = ", ".join(f"u.{q(c)}" for c in self.schema.columns)
-        keys = ", ".join(f"t.{k}" for k in self.kcols)
-        missing = f"u.{q(self.schema.key[0])} IS NULL"
+    def wire_sql(self, filter_known: bool) -> str:
+        """Rows with local tick in ``(:after, :horizon]`` already in wire form
+        (see ``_wire``), skipping those whose reported version is in
+        ``temp.ps_known`` when ``filter_known``; parameters ``:after``,
+        ``:horizon``, ``:first0`` (first tick - 1), ``:base`` (base time) and
+        ``:scope``."""
+        s = self.schema
+        kmap = dict(zip(s.key, self.kcols, strict=True))
+        vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
+        rep = "CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END"
+        tick = "CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END"
+        known = (
+            f" AND NOT COALESCE((SELECT k.hi > {tick} FROM temp.ps_known AS k WHERE k.rep = {rep}"
+            f" AND k.lo <= {tick} ORDER BY k.lo DESC LIMIT 1), 0)"
+            if filter_known
+            else ""
+        )
         return (
-            f"SELECT t.lt, t.urep, t.utick, t.crep, t.ctick, t.ctime, t.del, t.scope, {missing}, {keys}, {cols}"
+            "SELECT t.lt - :first0, t.del, "
+            f"{rep}, CASE WHEN t.scope = :scope THEN t.utick END,"
+            " CASE WHEN t.ctick IS NULL THEN NULL ELSE COALESCE(t.crep, 0) END, t.ctick,"
+            f" t.ctime - :base, {vals}"
             f" FROM {q(self.tracking)} AS t LEFT JOIN {q(self.name)} AS u ON {self._key_match('t', 'u')}"
-            f" WHERE t.lt > ? AND t.lt <= ? ORDER BY t.lt LIMIT ?"
+            f" WHERE t.lt > :after AND t.lt <= :horizon AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL){known}"
+            " ORDER BY t.lt"
         )
 
     def lookup_sql(self, n: int) -> str:
@@ -171,7 +189,7 @@ class Tracked:
         return [table, *self.trigger_sql()]
 
     def index_sql(self) -> str:
-        return f"CREATE INDEX {q(self.tracking + '_lt')} ON {q(self.tracking)} (lt)"
+        return f"CREATE INDEX {q(PREFIX + 'i_' + self.name)} ON {q(self.tracking)} (lt)"
 
     def backfill_sql(self) -> str:
         """Track rows that exist at provisioning, ticks from ``? + 1`` in key order."""
@@ -259,8 +277,16 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
     types = tuple(type_class(r[1]) for r in info)
     rowid_key = len(key) == 1 and not without_rowid and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
-    deps = tuple(sorted({r[0] for r in conn.execute('SELECT "table" FROM pragma_foreign_key_list(?)', (name,))}))
-    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps)
+    fk: dict[int, tuple[str, list[str], list[str | None]]] = {}
+    for fid, parent, frm, to in conn.execute(
+        'SELECT id, "table", "from", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
+    ):
+        entry = fk.setdefault(fid, (parent, [], []))
+        entry[1].append(frm)
+        entry[2].append(to)
+    fks = tuple((p, tuple(f), tuple(t)) for p, f, t in fk.values())
+    deps = tuple(sorted({p for p, _, _ in fks}))
+    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks)
 
 
 def dependency_order(tables: list[Tracked]) -> list[Tracked]:

@@ -3,19 +3,23 @@
 A batch is one msgpack array::
 
     ["peersync-batch", 1, scope, source_id, fingerprint, made_with,
-     first, last, final, base_time, replicas, tables]
+     first, last, final, replicas, tables]
 
-``replicas`` lists the replica ids the rows refer to (index 0 is the source);
-``tables`` is ``[[name, [row, ...]], ...]`` and each row is::
+``replicas`` lists the replica ids the rows refer to (index 0 is the source;
+an id may repeat); ``tables`` is ``[[name, base_time, [row, ...]], ...]`` and
+each row is::
 
-    [tick_delta, flags, version_replica, version_tick | nil,
-     creation_replica | nil, creation_tick | nil, time_delta, *values]
+    [tick_offset, flags, version_replica, version_tick | nil,
+     creation_replica | nil, creation_tick | nil, time_offset, *values]
 
-``tick_delta`` is the row's source tick minus the previous row's (or minus
-``first - 1``); ``version_tick`` is nil when the version is the source's own
-tick; a nil creation means "same as the version"; ``flags`` bit 0 marks a
-tombstone, whose values are the key alone. Most rows thus carry about eight
-bytes of metadata beyond their values.
+``tick_offset`` is the row's source tick minus ``first - 1`` (strictly
+increasing within a table); ``time_offset`` is its change time minus the
+table's ``base_time``; both keep integers small without a running sum,
+so SQL can both emit and read them. ``version_tick`` is nil
+when the version is the source's own tick; a nil creation means "same as the
+version"; ``flags`` 1 marks a tombstone, whose non-key values are nil. Rows
+carry every column in table order. Most rows thus cost about eight bytes of
+metadata beyond their values, and a SQL query can emit them directly.
 
 :func:`decode_batch` refuses anything malformed, truncated or inconsistent
 with :class:`~peersync.ProtocolError` and never returns a partial batch.
@@ -24,6 +28,7 @@ with :class:`~peersync.ProtocolError` and never returns a partial batch.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -37,15 +42,22 @@ FORMAT = 1
 _VALUE_TYPES = (type(None), int, float, str, bytes)
 
 
-def encode_batch(batch: Batch) -> bytes:
+def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
+    """Encode a batch (the reference encoder; SQLite peers emit rows from SQL)."""
     source = batch.source
     replicas: dict[bytes, int] = {source: 0}
-    base_time = max((c[4] for rows in batch.changes.values() for c in rows), default=0)
     tables: list[list[Any]] = []
     for name, rows in batch.changes.items():
         out: list[list[Any]] = []
-        prev = batch.first - 1
+        first0 = batch.first - 1
+        base_time = rows[0][4] if rows else 0
+        schema = schemas[name]
         for lt, deleted, version, creation, ctime, values in rows:
+            if deleted:
+                full: list[Any] = [None] * len(schema.columns)
+                for pos, v in zip(schema.key_positions, values, strict=True):
+                    full[pos] = v
+                values = tuple(full)
             vrid, vtick = version
             vrep = replicas.setdefault(vrid, len(replicas))
             own = vrep == 0 and vtick == lt
@@ -56,10 +68,18 @@ def encode_batch(batch: Batch) -> bytes:
                 crep = replicas.setdefault(creation[0], len(replicas))
                 ctick = creation[1]
             out.append(
-                [lt - prev, 1 if deleted else 0, vrep, None if own else vtick, crep, ctick, ctime - base_time, *values]
+                [
+                    lt - first0,
+                    1 if deleted else 0,
+                    vrep,
+                    None if own else vtick,
+                    crep,
+                    ctick,
+                    ctime - base_time,
+                    *values,
+                ]
             )
-            prev = lt
-        tables.append([name, out])
+        tables.append([name, base_time, out])
     envelope = [
         MAGIC,
         FORMAT,
@@ -70,7 +90,6 @@ def encode_batch(batch: Batch) -> bytes:
         batch.first,
         batch.last,
         batch.final,
-        base_time,
         list(replicas),
         tables,
     ]
@@ -78,31 +97,41 @@ def encode_batch(batch: Batch) -> bytes:
     return data
 
 
-def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
-    """Decode and validate a batch against the destination's table shapes."""
+@dataclass(frozen=True)
+class Envelope:
+    """A batch's validated header, its rows still raw (for set-based apply)."""
+
+    scope: str
+    source: bytes
+    fingerprint: str
+    made_with: Knowledge
+    first: int
+    last: int
+    final: bool
+    replicas: list[bytes]
+    tables: list[tuple[str, int, list[Any]]]
+
+
+def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope:
+    """Decode a batch and validate everything but the rows' contents.
+
+    Rows are returned as decoded lists; :func:`decode_batch` validates them in
+    Python, the SQLite adapter in SQL. Raises :class:`ProtocolError`.
+    """
     try:
         env = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"malformed batch: {exc}") from exc
-    try:
-        return _decode(env, schemas)
-    except ProtocolError:
-        raise
-    except (TypeError, ValueError, IndexError, KeyError) as exc:
-        raise ProtocolError(f"malformed batch: {exc}") from exc
-
-
-def _decode(env: Any, schemas: Mapping[str, TableSchema]) -> Batch:
-    if not isinstance(env, list) or len(env) != 12 or env[0] != MAGIC:
+    if not isinstance(env, list) or len(env) != 11 or env[0] != MAGIC:
         raise ProtocolError("not a peersync batch")
-    if env[1] != FORMAT:
+    if not _is_int(env[1]) or env[1] != FORMAT:
         raise ProtocolError(f"unsupported batch format {env[1]!r}")
-    _, _, scope, source, fingerprint, made_with, first, last, final, base_time, replicas, tables = env
+    _, _, scope, source, fingerprint, made_with, first, last, final, replicas, tables = env
     if not isinstance(scope, str) or not isinstance(fingerprint, str):
         raise ProtocolError("malformed batch header")
     if not isinstance(source, bytes) or len(source) != REPLICA_ID_BYTES:
         raise ProtocolError("malformed batch: bad source replica id")
-    if not (_is_int(first) and _is_int(last) and _is_int(base_time)) or first < 1 or last < first - 1:
+    if not (_is_int(first) and _is_int(last)) or first < 1 or last < first - 1:
         raise ProtocolError("malformed batch: bad tick range")
     if not isinstance(final, bool):
         raise ProtocolError("malformed batch: bad final flag")
@@ -111,36 +140,53 @@ def _decode(env: Any, schemas: Mapping[str, TableSchema]) -> Batch:
         or not replicas
         or replicas[0] != source
         or any(not isinstance(r, bytes) or len(r) != REPLICA_ID_BYTES for r in replicas)
-        or len(set(replicas)) != len(replicas)
     ):
         raise ProtocolError("malformed batch: bad replica table")
     knowledge = Knowledge.from_wire(made_with)
     if not isinstance(tables, list):
         raise ProtocolError("malformed batch: bad table list")
-    changes: dict[str, list[Change]] = {}
-    nrep = len(replicas)
+    out: list[tuple[str, int, list[Any]]] = []
+    seen: set[str] = set()
     for entry in tables:
-        if not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str):
+        if not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], str):
             raise ProtocolError("malformed batch: bad table entry")
-        name, rows = entry
-        schema = schemas.get(name)
-        if schema is None:
+        name, base_time, rows = entry
+        if name not in schemas:
             raise ProtocolError(f"batch names table {name!r}, which is not in scope {scope!r}")
-        if name in changes or not isinstance(rows, list):
+        if name in seen or not isinstance(rows, list) or not _is_int(base_time):
             raise ProtocolError(f"malformed batch: bad rows for {name!r}")
-        ncols, nkey = len(schema.columns), len(schema.key)
+        seen.add(name)
+        out.append((name, base_time, rows))
+    return Envelope(scope, source, fingerprint, knowledge, first, last, final, replicas, out)
+
+
+def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
+    """Decode and fully validate a batch against the destination's table shapes."""
+    env = unpack_envelope(data, schemas)
+    replicas, nrep = env.replicas, len(env.replicas)
+    changes: dict[str, list[Change]] = {}
+    for name, base_time, rows in env.tables:
+        schema = schemas[name]
+        ncols = len(schema.columns)
+        nonkey = [i for i in range(ncols) if i not in schema.key_positions]
         out: list[Change] = []
-        prev = first - 1
+        prev = first0 = env.first - 1
         for row in rows:
-            if not isinstance(row, list) or len(row) < 7:
-                raise ProtocolError(f"malformed batch: short row in {name!r}")
+            if not isinstance(row, list) or len(row) != 7 + ncols:
+                raise ProtocolError(f"batch row for {name!r} does not have {ncols} values")
             dlt, flags, vrep, vtick, crep, ctick, dtime = row[:7]
             values = tuple(row[7:])
-            if not (_is_int(dlt) and dlt >= 1 and flags in (0, 1) and _is_int(vrep) and 0 <= vrep < nrep):
+            if not (
+                _is_int(dlt) and dlt >= 1 and _is_int(flags) and flags in (0, 1) and _is_int(vrep) and 0 <= vrep < nrep
+            ):
                 raise ProtocolError(f"malformed batch: bad row header in {name!r}")
-            lt = prev + dlt
-            if lt > last:
-                raise ProtocolError(f"malformed batch: tick {lt} outside {first}..{last}")
+            lt = first0 + dlt
+            if lt <= prev:
+                raise ProtocolError(f"malformed batch: ticks of {name!r} out of order")
+            if lt > env.last:
+                raise ProtocolError(f"malformed batch: tick {lt} outside {env.first}..{env.last}")
+            if not _is_int(dtime):
+                raise ProtocolError("malformed batch: bad change time")
             prev = lt
             deleted = flags == 1
             if vtick is None:
@@ -156,18 +202,20 @@ def _decode(env: Any, schemas: Mapping[str, TableSchema]) -> Batch:
                 creation = (replicas[crep], ctick)
             else:
                 raise ProtocolError("malformed batch: bad creation version")
-            if not _is_int(dtime):
-                raise ProtocolError("malformed batch: bad change time")
-            if len(values) != (nkey if deleted else ncols):
-                raise ProtocolError(
-                    f"batch row for {name!r} has {len(values)} values, expected {nkey if deleted else ncols}"
-                )
+            # The source holds this row, so it knows the row's version (not
+            # always its creation: that may have come in an unfinished session).
+            if version not in env.made_with:
+                raise ProtocolError("malformed batch: a row's version is not in the source's knowledge")
             for v in values:
                 if not isinstance(v, _VALUE_TYPES) or isinstance(v, bool):
                     raise ProtocolError(f"malformed batch: unsupported value type {type(v).__name__}")
+            if deleted:
+                if any(values[i] is not None for i in nonkey):
+                    raise ProtocolError("malformed batch: a tombstone carries values")
+                values = tuple(values[i] for i in schema.key_positions)
             out.append((lt, deleted, version, creation, base_time + dtime, values))
         changes[name] = out
-    return Batch(scope, source, fingerprint, knowledge, first, last, final, changes)
+    return Batch(env.scope, env.source, env.fingerprint, env.made_with, env.first, env.last, env.final, changes)
 
 
 def _is_int(v: object) -> bool:

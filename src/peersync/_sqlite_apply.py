@@ -1,0 +1,456 @@
+"""Applying one batch to a SQLite database, set-based.
+
+The batch's rows go, as decoded, into a temporary table per synced table
+(one ``executemany``); validation, triage against knowledge, tick
+assignment, tracking stamps and data writes are then a handful of SQL
+statements over that table. Python touches single rows only for conflicts
+and for rows that fail to apply. Everything runs inside the caller's write
+transaction, so a batch and the knowledge it teaches commit together.
+
+Actions per incoming row (column ``action``)::
+
+    0 known (skip)   1 apply   2 conflict (pending)   3 learn only (the
+    destination wins)   4 deferred   5 merged   6 failed
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from . import _sqlite_schema as S
+from ._conflict import LocalState, classify, policy_name, resolve
+from ._errors import ProtocolError
+from ._knowledge import Knowledge, Version
+from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Resolution, Value
+from ._sqlite_schema import PREFIX, Tracked, q
+from ._wire import Envelope
+
+if TYPE_CHECKING:
+    from ._sqlite import SQLitePeer, _Scope
+
+KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
+APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)
+_BIND_ERRORS = (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError, TypeError)
+_HEAD = ("dlt", "flags", "vrep", "vtick", "crep", "ctick", "dtime")
+
+
+class _In:
+    """The temporary table holding one synced table's incoming rows."""
+
+    def __init__(self, t: Tracked, n: int, base: int) -> None:
+        self.t, self.base = t, base
+        self.tbase = 0
+        self.name = f"temp.ps_in_{n}"
+        s = t.schema
+        self.cols = [f"c{i}" for i in range(len(s.columns))]
+        self.keys = [self.cols[p] for p in s.key_positions]
+        self.nonkeys = [c for i, c in enumerate(self.cols) if i not in s.key_positions]
+
+    def create(self) -> str:
+        cols = ", ".join([*_HEAD, *self.cols])
+        body = f"seq INTEGER PRIMARY KEY, {cols}, action"
+        return f"CREATE TEMP TABLE IF NOT EXISTS {self.name[5:]} ({body})"
+
+    def insert(self) -> str:
+        cols = [*_HEAD, *self.cols]
+        return f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+    def invalid(self) -> str:
+        tomb = " AND ".join(f"{c} IS NULL" for c in self.nonkeys) or "1"
+        return (
+            f"SELECT count(*) FROM {self.name} WHERE NOT ("
+            " typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span AND typeof(flags) = 'integer' AND flags IN (0, 1)"
+            " AND typeof(vrep) = 'integer' AND vrep >= 0 AND vrep < :nrep"
+            " AND ((vtick IS NULL AND vrep = 0) OR (typeof(vtick) = 'integer' AND vtick >= 1))"
+            " AND ((crep IS NULL AND ctick IS NULL) OR (typeof(crep) = 'integer' AND crep >= 0 AND crep < :nrep"
+            "      AND typeof(ctick) = 'integer' AND ctick >= 1))"
+            f" AND typeof(dtime) = 'integer' AND (flags = 0 OR ({tomb})))"
+        )
+
+    def unknown_to_source(self) -> str:
+        """Rows whose version the source's own knowledge lacks: forged."""
+
+        def known(rep: str, tick: str) -> str:
+            return (
+                f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwb AS m WHERE m.rep = {rep} AND m.lo <= {tick}"
+                " ORDER BY m.lo DESC LIMIT 1), 0)"
+            )
+
+        return f"SELECT count(*) FROM {self.name} WHERE NOT {known('vrep', 'COALESCE(vtick, :first0 + dlt)')}"
+
+    def unordered(self) -> str:
+        return f"SELECT count(*) FROM {self.name} AS a JOIN {self.name} AS b ON b.seq = a.seq + 1 WHERE b.dlt <= a.dlt"
+
+    def triage(self) -> str:
+        t = self.t
+        match = " AND ".join(f"t.{k} = i.{c}" for k, c in zip(t.kcols, self.keys, strict=True))
+        vt = "COALESCE(x.vtick, :first0 + x.dlt)"
+        return (
+            f"UPDATE {self.name} AS x SET action = CASE"
+            f" WHEN COALESCE((SELECT k.hi > {vt} FROM temp.ps_kd AS k WHERE k.rep = x.vrep AND k.lo <= {vt}"
+            "   ORDER BY k.lo DESC LIMIT 1), 0) THEN 0"
+            " WHEN j.tlt IS NULL THEN 1"
+            " WHEN COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mw AS m WHERE m.rep = j.lrep AND m.lo <= j.ltick"
+            "   ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
+            " ELSE 2 END"
+            " FROM (SELECT i.seq AS s, t.lt AS tlt,"
+            " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
+            " CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END AS ltick"
+            f" FROM {self.name} AS i LEFT JOIN {q(t.tracking)} AS t ON {match}) AS j WHERE x.seq = j.s"
+        )
+
+    def stamp(self, one: bool) -> str:
+        t = self.t
+        names = [*t.kcols, *S.TRACKING_COLUMNS]
+        sets = ", ".join(f"{c} = excluded.{c}" for c in S.TRACKING_COLUMNS)
+        keys = ", ".join(f"x.{c}" for c in self.keys)
+        return (
+            f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
+            f" SELECT {keys}, :tbase + x.seq, rv.l, COALESCE(x.vtick, :first0 + x.dlt),"
+            " CASE WHEN x.ctick IS NULL THEN NULL ELSE rc.l END, x.ctick, :base + x.dtime, x.flags, :scope"
+            f" FROM {self.name} AS x JOIN temp.ps_rmap AS rv ON rv.b = x.vrep"
+            " LEFT JOIN temp.ps_rmap AS rc ON rc.b = x.crep"
+            f" WHERE x.action = 1 AND x.flags = :flags{' AND x.seq = :seq' if one else ''} ORDER BY x.seq"
+            f" ON CONFLICT ({', '.join(t.kcols)}) DO UPDATE SET {sets}"
+        )
+
+    def upsert(self, one: bool) -> str:
+        s = self.t.schema
+        others = [c for c in s.columns if c not in s.key]
+        action = "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others) if others else "DO NOTHING"
+        return (
+            f"INSERT INTO {q(s.name)} ({', '.join(q(c) for c in s.columns)})"
+            f" SELECT {', '.join(self.cols)} FROM {self.name}"
+            f" WHERE action = 1 AND flags = 0{' AND seq = :seq' if one else ''} ORDER BY seq"
+            f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}"
+        )
+
+    def delete(self, one: bool) -> str:
+        s = self.t.schema
+        return (
+            f"DELETE FROM {q(s.name)} WHERE ({', '.join(q(k) for k in s.key)}) IN"
+            f" (SELECT {', '.join(self.keys)} FROM {self.name}"
+            f" WHERE action = 1 AND flags = 1{' AND seq = :seq' if one else ''})"
+        )
+
+
+def _sort_key(v: object) -> int:
+    return v if type(v) is int else 0
+
+
+class SetApply:
+    """One batch applied inside the caller's write transaction."""
+
+    def __init__(self, peer: SQLitePeer, sc: _Scope, env: Envelope, handler: ConflictHandler) -> None:
+        self.peer, self.conn, self.sc, self.env, self.handler = peer, peer.conn, sc, env, handler
+        self.report = ApplyReport(last=env.last, final=env.final)
+        self.excluded: list[Version] = []
+        self.conflicts: list[Conflict] = []
+        self.merges: list[tuple[Tracked, dict[str, Value]]] = []
+
+    def run(self) -> ApplyReport:
+        peer, sc, env, conn = self.peer, self.sc, self.env, self.conn
+        peer._load_replicas()
+        stored, _ = peer._stored_knowledge(sc.name)
+        tick = peer._clock()
+        self.known = stored.add_range(sc.rid, 1, tick) if tick else stored
+        # Parents before children; otherwise in the source's tick order, so
+        # rows a user's trigger derived from others come after them.
+        index = {t.name: i for i, t in enumerate(sc.tables)}
+        first = {
+            name: rows[0][0] if rows and isinstance(rows[0], list) and rows[0] else 0 for name, _, rows in env.tables
+        }
+        by_tick = sorted((sc.tables[index[name]] for name, _, _ in env.tables), key=lambda t: _sort_key(first[t.name]))
+        tables = {name: (base, rows) for name, base, rows in env.tables}
+        present = [(index[t.name], *tables[t.name]) for t in S.dependency_order(by_tick)]
+        if any(rows for _, _, rows in present):
+            self._maps()
+        ins: list[_In] = []
+        for i, base, rows in present:
+            if not rows:
+                continue
+            tin = _In(sc.tables[i], i, base)
+            self._load(tin, rows)
+            ins.append(tin)
+        learned = Knowledge.empty()
+        if env.last >= env.first:
+            learned = learned.add_range(env.source, env.first, env.last)
+        if ins:
+            learned = learned | self._apply(ins, tick)
+        for t, row in self.merges:
+            conn.execute(t.upsert_sql, [row[c] for c in t.schema.columns])
+        excluded = Knowledge.from_versions(self.excluded)
+        new = stored.union(learned.exclude(excluded)).without(sc.rid)
+        if new != stored:
+            peer._save_knowledge(sc.name, new)
+        if self.conflicts:
+            peer._insert_conflicts(self.conflicts)
+        tick = peer._clock()
+        self.report.excluded = excluded
+        self.report.knowledge = new.add_range(sc.rid, 1, tick) if tick else new
+        return self.report
+
+    # -- loading and validation --------------------------------------------------------
+    def _maps(self) -> None:
+        """Temp tables translating replica ids: batch index -> local index,
+        and the destination's knowledge and the source's made-with knowledge."""
+        conn, sc, env, peer = self.conn, self.sc, self.env, self.peer
+        for ddl in (
+            "CREATE TEMP TABLE IF NOT EXISTS ps_rmap (b INTEGER PRIMARY KEY, l INTEGER, own INTEGER)",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_kd (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_mw (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_mwb (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
+        ):
+            conn.execute(ddl)
+        for name in ("ps_rmap", "ps_kd", "ps_mw", "ps_mwb"):
+            conn.execute(f"DELETE FROM temp.{name}")
+        rmap: list[tuple[int, int | None, int]] = []
+        kd: list[tuple[int, int, int]] = []
+        mwb: list[tuple[int, int, int]] = []
+        for b, rid in enumerate(env.replicas):
+            own = rid == sc.rid
+            rmap.append((b, None if own else peer._rep_index(rid), 1 if own else 0))
+            kd.extend((b, lo, hi + 1) for lo, hi in self.known.ranges(rid))
+            mwb.extend((b, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
+        conn.executemany("INSERT INTO temp.ps_rmap VALUES (?, ?, ?)", rmap)
+        conn.executemany("INSERT OR IGNORE INTO temp.ps_kd VALUES (?, ?, ?)", kd)
+        conn.executemany("INSERT OR IGNORE INTO temp.ps_mwb VALUES (?, ?, ?)", mwb)
+        mw: list[tuple[int, int, int]] = []
+        for rid in env.made_with.replicas():
+            local = 0 if rid == sc.rid else peer._rep_idx.get(rid)
+            if local is not None:
+                mw.extend((local, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
+        conn.executemany("INSERT OR IGNORE INTO temp.ps_mw VALUES (?, ?, ?)", mw)
+
+    def _load(self, tin: _In, rows: list[Any]) -> None:
+        conn, env = self.conn, self.env
+        conn.execute(tin.create())
+        conn.execute(f"DELETE FROM {tin.name}")
+        try:
+            conn.executemany(tin.insert(), rows)
+        except _BIND_ERRORS as exc:
+            raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
+        span = env.last - env.first + 1
+        (bad,) = conn.execute(tin.invalid(), {"nrep": len(env.replicas), "span": span}).fetchone()
+        if bad:
+            raise ProtocolError(f"malformed batch: {bad} invalid row(s) for {tin.t.name!r}")
+        (bad,) = conn.execute(tin.unordered()).fetchone()
+        if bad:
+            raise ProtocolError(f"malformed batch: ticks of {tin.t.name!r} out of order")
+        (bad,) = conn.execute(tin.unknown_to_source(), {"first0": env.first - 1}).fetchone()
+        if bad:
+            raise ProtocolError(f"malformed batch: {bad} row(s) of {tin.t.name!r} carry versions the source never knew")
+
+    # -- triage, conflicts and writes --------------------------------------------------------
+    def _apply(self, ins: list[_In], tick: int) -> Knowledge:
+        conn, sc, report = self.conn, self.sc, self.report
+        first0 = self.env.first - 1
+        for tin in ins:
+            conn.execute(tin.triage(), {"scope": sc.idx, "first0": first0})
+            (forged,) = conn.execute(
+                f"SELECT count(*) FROM {tin.name} AS x JOIN temp.ps_rmap AS r ON r.b = x.vrep"
+                " WHERE r.own = 1 AND x.action != 0"
+            ).fetchone()
+            if forged:
+                raise ProtocolError("batch carries a version of this replica that it never made")
+            for action, n in conn.execute(f"SELECT action, count(*) FROM {tin.name} GROUP BY action"):
+                report.received += n
+                if action == KNOWN:
+                    report.skipped_known += n
+            for r in conn.execute(f"SELECT * FROM {tin.name} WHERE action = 2 ORDER BY seq").fetchall():
+                self._conflict(tin, r)
+        # New local ticks: tick + offset + seq, unique across the batch's tables;
+        # rows not written leave unused ticks, which is harmless.
+        total = 0
+        for tin in ins:
+            tin.tbase = tick + total
+            (n,) = conn.execute(f"SELECT max(seq) FROM {tin.name}").fetchone()
+            total += n or 0
+        if total:
+            conn.execute(f"UPDATE {PREFIX}clock SET floor = tick, tick = tick + ? WHERE id = 0", (total,))
+            failed = self._write(ins)
+            conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
+            for tin, seq, msg in failed:
+                self._fail(tin, seq, msg)
+        learned = Knowledge.empty()
+        for tin in ins:
+            for b, lo, hi in conn.execute(
+                "SELECT vrep, min(v), max(v) FROM (SELECT vrep, vtick AS v,"
+                " vtick - row_number() OVER (PARTITION BY vrep ORDER BY vtick) AS g"
+                f" FROM {tin.name} WHERE action IN (1, 3, 5) AND vtick IS NOT NULL) GROUP BY vrep, g"
+            ):
+                learned = learned.add_range(self.env.replicas[b], lo, hi)
+        return learned
+
+    def _row(self, tin: _In, r: tuple[Any, ...]) -> tuple[Version, Version, dict[str, Value] | None, tuple[Value, ...]]:
+        """(version, creation, values or None for a tombstone, key) of a temp-table row."""
+        env, s = self.env, tin.t.schema
+        ncol = len(s.columns)
+        _, dlt, flags, vrep, vtick, crep, ctick, _, *rest = r
+        values = rest[:ncol]
+        version = (env.replicas[vrep], env.first - 1 + dlt if vtick is None else vtick)
+        creation = version if ctick is None else (env.replicas[crep], ctick)
+        key = tuple(values[p] for p in s.key_positions)
+        row = None if flags else dict(zip(s.columns, values, strict=True))
+        return version, creation, row, key
+
+    def _local(self, t: Tracked, key: tuple[Value, ...]) -> LocalState:
+        sc, rep = self.sc, self.peer._rep_rid
+        nk = len(t.kcols)
+        r = self.conn.execute(t.lookup_sql(1), key).fetchone()
+        lt, urep, utick, crep, ctick, ctime, deleted, scope = r[nk:]
+        version = (rep[urep], utick) if scope == sc.idx else (sc.rid, lt)
+        creation = version if ctick is None else (sc.rid if crep is None else rep[crep], ctick)
+        return LocalState(version, creation, bool(deleted), ctime)
+
+    def _conflict(self, tin: _In, r: tuple[Any, ...]) -> None:
+        t, seq = tin.t, r[0]
+        version, creation, remote_row, key = self._row(tin, r)
+        lt, ctime = self.env.first - 1 + r[1], tin.base + r[7]
+        loc = self._local(t, key)
+        kind = classify(loc, remote_row is None, creation, self.env.made_with, self.known)
+        local_row = None
+        if not loc.deleted:
+            row = self.conn.execute(t.select_row_sql, key).fetchone()
+            local_row = None if row is None else dict(zip(t.schema.columns, row, strict=True))
+        conflict = Conflict(
+            self.sc.name, t.name, key, kind, local_row, remote_row, loc.version, version, loc.time, ctime,
+            policy_name(self.handler),
+        )  # fmt: skip
+        try:
+            res = resolve(self.handler, conflict)
+        except Exception as exc:  # a failing user callback must not abort the session
+            res = Resolution(Outcome.DEFER)
+            conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+        self.report.conflicts += 1
+        action = {Outcome.SOURCE: APPLY, Outcome.DESTINATION: LEARN, Outcome.DEFER: DEFER, Outcome.MERGE: MERGE}
+        if res.outcome is Outcome.MERGE:
+            assert res.row is not None
+            merged = {**(local_row or {}), **(remote_row or {}), **res.row}
+            if set(merged) != set(t.schema.columns) or any(
+                merged[k] != v for k, v in zip(t.schema.key, key, strict=True)
+            ):
+                res = Resolution(Outcome.DEFER)
+                conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
+            else:
+                self.merges.append((t, merged))
+        if res.outcome is Outcome.DEFER:
+            self.report.deferred += 1
+            self.excluded.extend((version, (self.env.source, lt)))
+        self.conflicts.append(replace(conflict, outcome=res.outcome))
+        self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (action[res.outcome], seq))
+
+    def _write(self, ins: list[_In]) -> list[tuple[_In, int, str]]:
+        """Stamps and rows: upserts parents first, deletes children first.
+
+        A group that fails (a foreign key, a constraint) is redone row by row;
+        rows still failing are retried after the rest, until no progress.
+        """
+        conn = self.conn
+        groups = [(tin, 0) for tin in ins] + [(tin, 1) for tin in reversed(ins)]
+        failed: list[tuple[_In, int, str]] = []
+        postponed: list[tuple[_In, int, str]] = []
+        for tin, flags in groups:
+            if flags:
+                postponed.extend(self._postpone(tin))
+            (n,) = conn.execute(f"SELECT count(*) FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,)).fetchone()
+            if not n:
+                continue
+            conn.execute("SAVEPOINT ps_group")
+            try:
+                conn.execute(tin.stamp(False), self._params(tin, flags))
+                conn.execute(tin.delete(False) if flags else tin.upsert(False))
+                conn.execute("RELEASE ps_group")
+                self.report.applied += n
+                continue
+            except APPLY_ERRORS:
+                conn.execute("ROLLBACK TO ps_group")
+                conn.execute("RELEASE ps_group")
+            seqs = [s for (s,) in conn.execute(f"SELECT seq FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,))]
+            failed.extend(self._write_each([(tin, s, flags) for s in seqs]))
+        while failed:
+            again = self._write_each([(tin, s, self._flags(tin, s)) for tin, s, _ in failed])
+            if len(again) == len(failed):
+                break
+            failed = again
+        failed += postponed
+        for tin, seq, _ in failed:
+            conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
+        return failed
+
+    def _postpone(self, tin: _In) -> list[tuple[_In, int, str]]:
+        """Hold back deletes of parents that children here still reference in a
+        state the source already knew: the source changed or deleted those
+        children too, and that change is on its way. Deleting the parent first
+        would cascade onto (or be refused for) a child that should survive.
+        Held rows count as failed: the session retries them in its next pass."""
+        conn, out = self.conn, []
+        for child in self.sc.tables:
+            for parent, cols, to in child.fks:
+                if parent.lower() != tin.t.name.lower():
+                    continue
+                pcols = tuple(c if c is not None else k for c, k in zip(to, tin.t.schema.key, strict=False))
+                if len(cols) != len(tin.t.schema.key) or set(pcols) != set(tin.t.schema.key):
+                    continue  # a foreign key to other columns than the primary key
+                where = " AND ".join(
+                    f"c.{q(f)} = x.{tin.cols[tin.t.schema.columns.index(pc)]}"
+                    for f, pc in zip(cols, pcols, strict=True)
+                )
+                match = child._key_match("tc", "c")
+                rep = "CASE WHEN tc.scope = :scope THEN tc.urep ELSE 0 END"
+                tick = "CASE WHEN tc.scope = :scope THEN tc.utick ELSE tc.lt END"
+                known = (
+                    f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mw AS m WHERE m.rep = {rep} AND m.lo <= {tick}"
+                    " ORDER BY m.lo DESC LIMIT 1), 0)"
+                )
+                rows = conn.execute(
+                    f"SELECT x.seq FROM {tin.name} AS x WHERE x.action = 1 AND x.flags = 1 AND EXISTS (SELECT 1"
+                    f" FROM {q(child.name)} AS c JOIN {q(child.tracking)} AS tc ON {match} WHERE {where} AND {known})",
+                    {"scope": self.sc.idx},
+                ).fetchall()
+                for (seq,) in rows:
+                    conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
+                    out.append((tin, seq, f"delete held back: rows of {child.name} still reference it"))
+        return out
+
+    def _params(self, tin: _In, flags: int) -> dict[str, int]:
+        return {
+            "scope": self.sc.idx,
+            "flags": flags,
+            "tbase": tin.tbase,
+            "first0": self.env.first - 1,
+            "base": tin.base,
+        }
+
+    def _flags(self, tin: _In, seq: int) -> int:
+        flags: int = self.conn.execute(f"SELECT flags FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()[0]
+        return flags
+
+    def _write_each(self, rows: list[tuple[_In, int, int]]) -> list[tuple[_In, int, str]]:
+        conn, failed = self.conn, []
+        for tin, seq, flags in rows:
+            conn.execute("SAVEPOINT ps_row")
+            try:
+                conn.execute(tin.stamp(True), {**self._params(tin, flags), "seq": seq})
+                conn.execute(tin.delete(True) if flags else tin.upsert(True), {"seq": seq})
+            except APPLY_ERRORS as exc:
+                conn.execute("ROLLBACK TO ps_row")
+                failed.append((tin, seq, str(exc)))
+            else:
+                self.report.applied += 1
+            conn.execute("RELEASE ps_row")
+        return failed
+
+    def _fail(self, tin: _In, seq: int, msg: str) -> None:
+        r = self.conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
+        version, _, row, key = self._row(tin, r)
+        lt, ctime = self.env.first - 1 + r[1], tin.base + r[7]
+        self.excluded.extend((version, (self.env.source, lt)))
+        self.report.failed.append(
+            Conflict(
+                self.sc.name, tin.t.name, key, ConflictType.ERROR, None, row, None, version, None, ctime,
+                policy_name(self.handler), Outcome.FAILED, msg,
+            )
+        )  # fmt: skip
