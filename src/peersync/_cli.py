@@ -262,4 +262,16 @@ def demo(keep: str | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="peersync")
+    """Entry point: click's own usage errors also become one line and exit 2."""
+    try:
+        cli.main(prog_name="peersync", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(EXIT_ERROR)
+    except click.UsageError as exc:
+        hint = f" (see 'peersync {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.command.name else ""
+        _fail(exc.format_message().replace("\n", " ") + hint)
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except click.exceptions.Abort:
+        _fail("aborted")

@@ -118,9 +118,13 @@ def run_session(
         if after >= si.tick and excluded.is_empty():
             break
         pass_applied = 0
+        # A retry pass carries only the rows that failed: let them travel in
+        # as few batches as bytes allow, so a chain of rows that depend on each
+        # other resolves inside one batch instead of one pass per link.
+        rows = batch_size if not failures else max(batch_size, 4 * len(failures))
         excluded, failures = Knowledge.empty(), []
         while True:
-            data = source.changes(scope, known, after, si.tick, max_rows=batch_size, max_bytes=batch_bytes)
+            data = source.changes(scope, known, after, si.tick, max_rows=rows, max_bytes=batch_bytes)
             report = dest.apply(scope, data, policy)
             batches += 1
             nbytes += len(data)

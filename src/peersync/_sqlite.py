@@ -241,6 +241,9 @@ class SQLitePeer:
                     f"table {t.name} changed since another scope started tracking it; deprovision that scope first"
                 )
             return
+        null_key = " OR ".join(f"{q(k)} IS NULL" for k in t.schema.key)
+        if conn.execute(f"SELECT 1 FROM {q(t.name)} WHERE {null_key} LIMIT 1").fetchone():
+            raise TableError(f"table {t.name} has rows with NULL in its primary key; peersync cannot identify them")
         for ddl in t.create_sql():
             conn.execute(ddl)
         base = self._clock()

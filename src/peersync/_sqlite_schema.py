@@ -115,11 +115,18 @@ class Tracked:
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
         rep = "CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END"
         tick = "CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END"
+
+        def has(rep: str, tick: str) -> str:
+            return (
+                f"COALESCE((SELECT k.hi > {tick} FROM temp.ps_known AS k WHERE k.rep = {rep}"
+                f" AND k.lo <= {tick} ORDER BY k.lo DESC LIMIT 1), 0)"
+            )
+
+        # A row is skipped when its reported version is known, or when its
+        # local tick here is: knowing (this replica, lt) means holding this
+        # row as of lt or newer (a retry pass then sends only failed rows).
         known = (
-            f" AND NOT COALESCE((SELECT k.hi > {tick} FROM temp.ps_known AS k WHERE k.rep = {rep}"
-            f" AND k.lo <= {tick} ORDER BY k.lo DESC LIMIT 1), 0)"
-            if filter_known
-            else ""
+            f" AND NOT {has(rep, tick)} AND (t.scope IS NOT :scope OR NOT {has('0', 't.lt')})" if filter_known else ""
         )
         return (
             "SELECT t.lt - :first0, t.del, "
