@@ -145,6 +145,7 @@ def sync(
 ) -> None:
     """Synchronize SCOPE between databases A and B."""
     with peersync.connect(a, timeout=timeout) as da, peersync.connect(b, timeout=timeout) as db_:
+        names = {da.url: a, db_.url: b}
         r = peersync.sync(
             da,
             db_,
@@ -162,7 +163,7 @@ def sync(
         t.add_column(col, justify="left" if col == "session" else "right")
     for s in r.sessions:
         t.add_row(
-            f"{s.source} -> {s.destination}",
+            f"{names[s.source]} -> {names[s.destination]}",
             str(s.sent),
             str(s.applied),
             str(s.skipped_known),
