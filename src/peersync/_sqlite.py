@@ -14,7 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import msgpack
@@ -39,6 +39,7 @@ from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import FORMAT, MAGIC, unpack_envelope
 
 _LOOKUP_CHUNK = 400
+_COMPACT_EVERY = 20_000
 _APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)
 
 
@@ -175,7 +176,8 @@ class SQLitePeer:
             raise ScopeError(f"unknown scope {name!r} in {self.path}")
         idx, rid, tables_json, fp = row
         try:
-            tables = [S.introspect(self.conn, t) for t in json.loads(tables_json)]
+            tids = dict(self.conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
+            tables = [replace(S.introspect(self.conn, t), tid=tids[t]) for t in json.loads(tables_json)]
         except TableError as exc:
             raise SchemaMismatch(f"scope {name!r} in {self.path}: {exc}") from exc
         now = S.fingerprint([t.schema for t in tables])
@@ -189,7 +191,8 @@ class SQLitePeer:
         return sc
 
     def _clock(self) -> int:
-        tick: int = self.conn.execute(f"SELECT tick FROM {PREFIX}clock WHERE id = 0").fetchone()[0]
+        """The newest local tick: the change log's last entry."""
+        tick: int = self.conn.execute(f"SELECT COALESCE(max(lt), 0) FROM {S.LOG}").fetchone()[0]
         return tick
 
     def _stored_knowledge(self, scope: str) -> tuple[Knowledge, Knowledge]:
@@ -226,8 +229,8 @@ class SQLitePeer:
             idx = conn.execute(f"SELECT COALESCE(MAX(idx), 0) + 1 FROM {PREFIX}scopes").fetchone()[0]
             empty = Knowledge.empty().to_bytes()
             conn.execute(
-                f"INSERT INTO {PREFIX}scopes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms()),
+                f"INSERT INTO {PREFIX}scopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms(), self._clock()),
             )
         self._scopes.pop(scope, None)
         return True
@@ -244,13 +247,19 @@ class SQLitePeer:
         null_key = " OR ".join(f"{q(k)} IS NULL" for k in t.schema.key)
         if conn.execute(f"SELECT 1 FROM {q(t.name)} WHERE {null_key} LIMIT 1").fetchone():
             raise TableError(f"table {t.name} has rows with NULL in its primary key; peersync cannot identify them")
+        tid = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {PREFIX}tracked").fetchone()[0]
+        t = replace(t, tid=tid)
+        have = {r[0] for r in conn.execute(f"SELECT name FROM pragma_table_info('{S.LOG}')")}
+        for k in t.kcols:
+            if k not in have:  # the log holds as many key columns as the widest key
+                conn.execute(f"ALTER TABLE {S.LOG} ADD COLUMN {k}")
         for ddl in t.create_sql():
             conn.execute(ddl)
         base = self._clock()
-        n = conn.execute(t.backfill_sql(), (base,)).rowcount
-        conn.execute(f"UPDATE {PREFIX}clock SET tick = tick + ? WHERE id = 0", (max(n, 0),))
-        conn.execute(t.index_sql())
-        conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (?, ?)", (t.name, definition))
+        fill, track = t.backfill_sql()
+        conn.execute(fill)
+        conn.execute(track, (base,))
+        conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (?, ?, ?)", (t.name, definition, tid))
 
     def deprovision(self, scope: str) -> None:
         """Remove every peersync object of ``scope``; user data is untouched.
@@ -265,14 +274,14 @@ class SQLitePeer:
             conn.execute(f"DELETE FROM {PREFIX}scopes WHERE name = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
             still = {t for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
+            tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
             for name in tables:
-                trk = q(PREFIX + "t_" + name)
+                t = S.Tracked(TableSchema(name, (), (), ()), False, (), (), tids[name])
                 if name in still:
-                    conn.execute(f"UPDATE {trk} SET scope = NULL WHERE scope = ?", (idx,))
+                    conn.execute(f"UPDATE {q(t.tracking)} SET scope = NULL WHERE scope = ?", (idx,))
                     continue
-                for op in ("ins", "upd", "del"):
-                    conn.execute(f"DROP TRIGGER IF EXISTS {q(f'{PREFIX}{op}_{name}')}")
-                conn.execute(f"DROP TABLE IF EXISTS {trk}")
+                for ddl in t.drop_sql():
+                    conn.execute(ddl)
                 conn.execute(f"DELETE FROM {PREFIX}tracked WHERE tbl = ?", (name,))
             if not still:
                 for m in S.META_TABLES:
@@ -314,7 +323,33 @@ class SQLitePeer:
         with self._errors():
             return dict(self._scope(scope).schemas)
 
+    def _compact(self, sc: _Scope) -> None:
+        """Drop log entries of this scope's tables that later changes
+        superseded, since the last compaction (cost follows changes)."""
+        (mark,) = self.conn.execute(f"SELECT compacted FROM {PREFIX}scopes WHERE name = ?", (sc.name,)).fetchone()
+        top = self._clock()
+        for t in sc.tables:
+            self.conn.execute(t.compact_sql(), {"from": mark, "below": top})
+        self.conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (mark, top))
+        self.conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ? WHERE name = ?", (top, sc.name))
+
     def describe(self, scope: str) -> ReplicaInfo:
+        # A database that is only ever a source compacts here, when its log
+        # grew enough to be worth a short write; a busy database skips it.
+        with self._txn(write=False):
+            sc = self._scope(scope, reload=True)
+            (mark,) = self.conn.execute(f"SELECT compacted FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
+            due = self._clock() - mark > _COMPACT_EVERY
+        if due:
+            (timeout,) = self.conn.execute("PRAGMA busy_timeout").fetchone()
+            self.conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                with self._txn(write=True):
+                    self._compact(sc)
+            except DatabaseLocked:
+                pass
+            finally:
+                self.conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
         with self._txn(write=False):
             sc = self._scope(scope, reload=True)
             stored, forgotten = self._stored_knowledge(scope)
@@ -337,9 +372,7 @@ class SQLitePeer:
                 tables = []
                 nrows = 0
                 for t in sc.tables:
-                    base = conn.execute(
-                        f"SELECT ctime FROM {q(t.tracking)} WHERE lt > ? ORDER BY lt LIMIT 1", (after,)
-                    ).fetchone()
+                    base = conn.execute(t.first_time_sql(), (after,)).fetchone()
                     params = {"after": after, "horizon": horizon, "first0": after, "scope": sc.idx}
                     params["base"] = base[0] if base else 0
                     rows = conn.execute(t.wire_sql(filter_known), params).fetchall()
@@ -377,12 +410,12 @@ class SQLitePeer:
         return True
 
     def _horizon(self, sc: _Scope, after: int, upto: int, limit: int) -> int:
-        """The local tick of the ``limit``-th candidate row after ``after``, or ``upto``."""
-        arms = " UNION ALL ".join(
-            f"SELECT lt FROM {q(t.tracking)} WHERE lt > :after AND lt <= :upto" for t in sc.tables
-        )
+        """The local tick of the ``limit``-th log entry of the scope after ``after``, or ``upto``."""
+        tids = ", ".join(str(t.tid) for t in sc.tables)
         row = self.conn.execute(
-            f"SELECT lt FROM ({arms}) ORDER BY lt LIMIT 1 OFFSET :off", {"after": after, "upto": upto, "off": limit - 1}
+            f"SELECT lt FROM {S.LOG} WHERE lt > :after AND lt <= :upto AND tbl IN ({tids})"
+            " ORDER BY lt LIMIT 1 OFFSET :off",
+            {"after": after, "upto": upto, "off": limit - 1},
         ).fetchone()
         return upto if row is None else int(row[0])
 
@@ -406,6 +439,7 @@ class SQLitePeer:
             merged = stored.union(source_knowledge.exclude(excluded)).without(sc.rid)
             if merged != stored:
                 self._save_knowledge(scope, merged)
+            self._compact(sc)
             tick = self._clock()
         return merged.add_range(sc.rid, 1, tick) if tick else merged
 
@@ -485,12 +519,6 @@ class SQLitePeer:
                 sql += f" LIMIT {int(limit)}"
             rows = conn.execute(sql, params).fetchall()
         return [_conflict_from_row(r) for r in rows]
-
-
-def _replace(c: Conflict, **kw: Any) -> Conflict:
-    from dataclasses import replace
-
-    return replace(c, **kw)
 
 
 def _jsonable(v: Any) -> Any:

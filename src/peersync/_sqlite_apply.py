@@ -269,7 +269,16 @@ class SetApply:
             (n,) = conn.execute(f"SELECT max(seq) FROM {tin.name}").fetchone()
             total += n or 0
         if total:
-            conn.execute(f"UPDATE {PREFIX}clock SET floor = tick, tick = tick + ? WHERE id = 0", (total,))
+            # Log entries for every row about to be written, before any write:
+            # triggers fired by side effects then take ticks above them all.
+            for tin in ins:
+                kc = ", ".join(tin.t.kcols)
+                conn.execute(
+                    f"INSERT INTO {S.LOG} (lt, tbl, {kc}) SELECT :tbase + seq, {tin.t.tid}, {', '.join(tin.keys)}"
+                    f" FROM {tin.name} WHERE action = 1 ORDER BY seq",
+                    {"tbase": tin.tbase},
+                )
+            conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick,))
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
             for tin, seq, msg in failed:

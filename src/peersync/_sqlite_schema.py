@@ -2,7 +2,10 @@
 
 Per database (shared by every scope in it):
 
-- ``_peersync_clock``: the tick counter (one row) and the apply ``floor``;
+- ``_peersync_log``: the change log: one row per change, its rowid the change's
+  local tick (so a tick costs an append, not a counter update), naming the
+  tracked table (``tbl``) and key; superseded entries are compacted away;
+- ``_peersync_clock``: one row: the apply ``floor``;
 - ``_peersync_replicas``: small integer ids for foreign replica ids;
 - ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint;
 - ``_peersync_tracked``: which user tables are tracked;
@@ -10,7 +13,7 @@ Per database (shared by every scope in it):
 
 Per tracked table ``T`` (shared by every scope that holds it): ``_peersync_t_T``
 with the key (``k0, k1, ...``), the local tick ``lt`` of the last change here
-(indexed), the origin version ``urep/utick`` and ``scope`` when the last change
+(its entry in the log), the origin version ``urep/utick`` and ``scope`` when the last change
 arrived through a scope (all NULL for a local change), the creation version
 ``crep/ctick`` (NULL when equal to the update version), the change time and
 the tombstone flag; and three triggers that stamp every insert, update and
@@ -38,20 +41,23 @@ NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope")
 
 META_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0),"
-    " tick INTEGER NOT NULL, floor INTEGER)",
-    f"INSERT OR IGNORE INTO {PREFIX}clock VALUES (0, 0, NULL)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0), floor INTEGER)",
+    f"INSERT OR IGNORE INTO {PREFIX}clock (id) VALUES (0)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}log (lt INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, k0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}replicas (idx INTEGER PRIMARY KEY, replica_id BLOB NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE,"
     " replica_id BLOB NOT NULL UNIQUE, tables TEXT NOT NULL, fingerprint TEXT NOT NULL,"
-    " knowledge BLOB NOT NULL, forgotten BLOB NOT NULL, created_at INTEGER NOT NULL)",
-    f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl TEXT PRIMARY KEY, definition TEXT NOT NULL)",
+    " knowledge BLOB NOT NULL, forgotten BLOB NOT NULL, created_at INTEGER NOT NULL,"
+    " compacted INTEGER NOT NULL DEFAULT 0)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl TEXT PRIMARY KEY, definition TEXT NOT NULL,"
+    " id INTEGER NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}conflicts (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
     " tbl TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
 )
-META_TABLES = ("clock", "replicas", "scopes", "tracked", "conflicts")
+META_TABLES = ("clock", "log", "replicas", "scopes", "tracked", "conflicts")
+LOG = PREFIX + "log"
 
 
 def q(name: str) -> str:
@@ -88,6 +94,7 @@ class Tracked:
     depends_on: tuple[str, ...]  # tables this one references through foreign keys
     # Foreign keys: (parent table, child columns, parent columns or None for its primary key)
     fks: tuple[tuple[str, tuple[str, ...], tuple[str | None, ...]], ...] = ()
+    tid: int = 0  # this table's id in the change log (``_peersync_tracked.id``)
 
     @property
     def name(self) -> str:
@@ -100,6 +107,23 @@ class Tracked:
     @property
     def kcols(self) -> list[str]:
         return [f"k{i}" for i in range(len(self.schema.key))]
+
+    def _log_match(self, alias: str, log: str) -> str:
+        return " AND ".join(f"{alias}.{k} = {log}.{k}" for k in self.kcols)
+
+    def first_time_sql(self) -> str:
+        """Change time of the first change after ``?`` (a batch's base time)."""
+        return (
+            f"SELECT t.ctime FROM {LOG} AS l JOIN {q(self.tracking)} AS t ON {self._log_match('t', 'l')}"
+            f" AND t.lt = l.lt WHERE l.lt > ? AND l.tbl = {self.tid} ORDER BY l.lt LIMIT 1"
+        )
+
+    def compact_sql(self) -> str:
+        """Drop log entries in ``(:from, :below)`` that a later change superseded."""
+        return (
+            f"DELETE FROM {LOG} WHERE lt > :from AND lt < :below AND tbl = {self.tid} AND NOT EXISTS"
+            f" (SELECT 1 FROM {q(self.tracking)} AS t WHERE {self._log_match('t', LOG)} AND t.lt = {LOG}.lt)"
+        )
 
     def _key_match(self, alias: str, row: str) -> str:
         return " AND ".join(f"{alias}.{k} = {row}.{q(c)}" for k, c in zip(self.kcols, self.schema.key, strict=True))
@@ -133,9 +157,10 @@ class Tracked:
             f"{rep}, CASE WHEN t.scope = :scope THEN t.utick END,"
             " CASE WHEN t.ctick IS NULL THEN NULL ELSE COALESCE(t.crep, 0) END, t.ctick,"
             f" t.ctime - :base, {vals}"
-            f" FROM {q(self.tracking)} AS t LEFT JOIN {q(self.name)} AS u ON {self._key_match('t', 'u')}"
-            f" WHERE t.lt > :after AND t.lt <= :horizon AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL){known}"
-            " ORDER BY t.lt"
+            f" FROM {LOG} AS l JOIN {q(self.tracking)} AS t ON {self._log_match('t', 'l')} AND t.lt = l.lt"
+            f" LEFT JOIN {q(self.name)} AS u ON {self._key_match('t', 'u')}"
+            f" WHERE l.lt > :after AND l.lt <= :horizon AND l.tbl = {self.tid}"
+            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL){known} ORDER BY l.lt"
         )
 
     def lookup_sql(self, n: int) -> str:
@@ -195,16 +220,16 @@ class Tracked:
             table = f"CREATE TABLE {trk} ({keys}, {meta}, PRIMARY KEY ({keys})) WITHOUT ROWID"
         return [table, *self.trigger_sql()]
 
-    def index_sql(self) -> str:
-        return f"CREATE INDEX {q(PREFIX + 'i_' + self.name)} ON {q(self.tracking)} (lt)"
-
-    def backfill_sql(self) -> str:
-        """Track rows that exist at provisioning, ticks from ``? + 1`` in key order."""
+    def backfill_sql(self) -> list[str]:
+        """Track rows that exist at provisioning: log entries after tick ``?`` in
+        key order, then tracking rows for them."""
         keys = ", ".join(q(k) for k in self.schema.key)
-        return (
-            f"INSERT INTO {q(self.tracking)} ({', '.join(self.kcols)}, lt, ctime, del)"
-            f" SELECT {keys}, ? + row_number() OVER (ORDER BY {keys}), {NOW_MS}, 0 FROM {q(self.name)}"
-        )
+        kc = ", ".join(self.kcols)
+        return [
+            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {keys} FROM {q(self.name)} ORDER BY {keys}",
+            f"INSERT INTO {q(self.tracking)} ({kc}, lt, ctime, del)"
+            f" SELECT {kc}, lt, {NOW_MS}, 0 FROM {LOG} WHERE lt > ? AND tbl = {self.tid}",
+        ]
 
     def trigger_names(self) -> list[str]:
         return [f"{PREFIX}{op}_{self.name}" for op in ("ins", "upd", "del")]
@@ -213,7 +238,8 @@ class Tracked:
         s, trk, t, clock = self.schema, q(self.tracking), self.name, f"{PREFIX}clock"
         ins, upd, dele = (q(n) for n in self.trigger_names())
         kc = ", ".join(self.kcols)
-        tick = f"(SELECT tick FROM {clock} WHERE id = 0)"
+        # The log entry just inserted is the change's tick.
+        tick = "last_insert_rowid()"
         floor = f"(SELECT floor FROM {clock} WHERE id = 0)"
 
         def guard(row: str) -> str:
@@ -231,7 +257,12 @@ class Tracked:
             "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN urep ELSE crep END,"
             " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END"
         )
-        bump = f"UPDATE {clock} SET tick = tick + 1 WHERE id = 0"
+
+        def log(row: str, cond: str = "") -> str:
+            if cond:
+                return f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {vals(row)} WHERE {cond}"
+            return f"INSERT INTO {LOG} (tbl, {kc}) VALUES ({self.tid}, {vals(row)})"
+
         key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)}" for k in s.key)
         changed = " AND ".join(f"OLD.{q(c)} IS NEW.{q(c)}" for c in s.columns)
 
@@ -246,20 +277,26 @@ class Tracked:
         old_key = " AND ".join(f"{k} = OLD.{q(c)}" for k, c in zip(self.kcols, s.key, strict=True))
         return [
             f"CREATE TRIGGER {ins} AFTER INSERT ON {q(t)} WHEN {guard('NEW')} BEGIN"
-            f" {bump}; {upsert('NEW', 0, new_incarnation)}; END",
+            f" {log('NEW')}; {upsert('NEW', 0, new_incarnation)}; END",
             f"CREATE TRIGGER {upd} AFTER UPDATE ON {q(t)} WHEN NOT ({changed}) AND ({guard('NEW')}) BEGIN"
-            f" {bump} AND NOT ({key_same});"
+            f" {log('OLD', f'NOT ({key_same})')};"
             f" UPDATE {trk} SET lt = {tick}, urep = NULL, utick = NULL, {keep_creation}, ctime = {NOW_MS},"
             f" del = 1, scope = NULL WHERE {old_key}"
             f" AND NOT ({key_same});"
-            f" {bump}; {upsert('NEW', 0, keep_creation)}; END",
+            f" {log('NEW')}; {upsert('NEW', 0, keep_creation)}; END",
             f"CREATE TRIGGER {dele} AFTER DELETE ON {q(t)} WHEN {guard('OLD')} BEGIN"
-            f" {bump}; {upsert('OLD', 1, keep_creation)}; END",
+            f" {log('OLD')}; {upsert('OLD', 1, keep_creation)}; END",
         ]
 
     def drop_sql(self) -> list[str]:
-        return [f"DROP TRIGGER IF EXISTS {q(n)}" for n in self.trigger_names()] + [
-            f"DROP TABLE IF EXISTS {q(self.tracking)}"
+        """Remove the tracking of this table; the log's newest entry stays (as
+        table 0) so ticks never go back."""
+        top = f"(SELECT max(lt) FROM {LOG})"
+        return [
+            *(f"DROP TRIGGER IF EXISTS {q(n)}" for n in self.trigger_names()),
+            f"DROP TABLE IF EXISTS {q(self.tracking)}",
+            f"DELETE FROM {LOG} WHERE tbl = {self.tid} AND lt < {top}",
+            f"UPDATE {LOG} SET tbl = 0 WHERE tbl = {self.tid}",
         ]
 
 
