@@ -40,6 +40,17 @@ from ._wire import FORMAT, MAGIC, unpack_envelope
 
 _LOOKUP_CHUNK = 400
 _COMPACT_EVERY = 20_000
+_APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
+
+
+def _skip(blocks: list[tuple[int, int]], after: int) -> int:
+    """Advance ``after`` over skippable blocks that start right after it."""
+    for lo, hi in blocks:
+        if lo <= after + 1 <= hi:
+            after = hi
+    return after
+
+
 _APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)
 
 
@@ -273,6 +284,7 @@ class SQLitePeer:
             idx, tables = row[0], json.loads(row[1])
             conn.execute(f"DELETE FROM {PREFIX}scopes WHERE name = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
+            conn.execute(f"DELETE FROM {PREFIX}applied WHERE scope = ?", (scope,))
             still = {t for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
             tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
             for name in tables:
@@ -365,15 +377,19 @@ class SQLitePeer:
             tick = self._clock()
             made_with = stored.add_range(sc.rid, 1, tick) if tick else stored
             filter_known = self._known_table(sc, known, after)
+            skip = self._skippable(sc, known)
+            first0 = after
             # Bound rows by count, and by bytes through the row size seen so far.
             limit = max(1, min(max_rows, max_bytes // self._row_bytes.get(scope, 64)))
             while True:
-                horizon = self._horizon(sc, after, upto, limit)
+                start = _skip(skip, first0)
+                horizon = self._horizon(sc, start, upto, limit) if start < upto else upto
+                horizon = min([horizon] + [lo - 1 for lo, _ in skip if start < lo <= horizon])
                 tables = []
                 nrows = 0
                 for t in sc.tables:
-                    base = conn.execute(t.first_time_sql(), (after,)).fetchone()
-                    params = {"after": after, "horizon": horizon, "first0": after, "scope": sc.idx}
+                    base = conn.execute(t.first_time_sql(), (start,)).fetchone()
+                    params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
                     params["base"] = base[0] if base else 0
                     rows = conn.execute(t.wire_sql(filter_known), params).fetchall()
                     if rows:
@@ -382,7 +398,7 @@ class SQLitePeer:
                 replicas = [sc.rid] + [
                     self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
                 ]
-                env = [MAGIC, FORMAT, scope, sc.rid, sc.fingerprint, made_with.to_wire(), after + 1, horizon,
+                env = [MAGIC, FORMAT, scope, sc.rid, sc.fingerprint, made_with.to_wire(), first0 + 1, horizon,
                        horizon >= upto, replicas, tables]  # fmt: skip
                 data: bytes = msgpack.packb(env, use_bin_type=True)
                 if nrows:
@@ -408,6 +424,35 @@ class SQLitePeer:
         self.conn.execute("DELETE FROM temp.ps_known")
         self.conn.executemany("INSERT OR IGNORE INTO temp.ps_known VALUES (?, ?, ?)", rows)
         return True
+
+    def _record_applied(self, sc: _Scope, lo: int, hi: int, made_with: Knowledge) -> None:
+        """Remember that ticks ``lo..hi`` hold only rows applied from a batch
+        made with ``made_with``; extends the previous block of the same session."""
+        if hi < lo:
+            return
+        blob = made_with.to_bytes()
+        prev = self.conn.execute(
+            f"SELECT lo, hi, made_with FROM {PREFIX}applied WHERE scope = ? ORDER BY lo DESC LIMIT 1", (sc.name,)
+        ).fetchone()
+        if prev is not None and prev[1] == lo - 1 and prev[2] == blob:
+            self.conn.execute(f"UPDATE {PREFIX}applied SET hi = ? WHERE scope = ? AND lo = ?", (hi, sc.name, prev[0]))
+            return
+        self.conn.execute(f"INSERT INTO {PREFIX}applied VALUES (?, ?, ?, ?)", (sc.name, lo, hi, blob))
+        self.conn.execute(
+            f"DELETE FROM {PREFIX}applied WHERE scope = ? AND lo < (SELECT lo FROM {PREFIX}applied WHERE scope = ?"
+            f" ORDER BY lo DESC LIMIT 1 OFFSET {_APPLIED_KEPT - 1})",
+            (sc.name, sc.name),
+        )
+
+    def _skippable(self, sc: _Scope, known: Knowledge) -> list[tuple[int, int]]:
+        """Applied blocks whose every row the destination already knows."""
+        out = []
+        for lo, hi, blob in self.conn.execute(
+            f"SELECT lo, hi, made_with FROM {PREFIX}applied WHERE scope = ? ORDER BY lo", (sc.name,)
+        ):
+            if known.contains_knowledge(Knowledge.from_bytes(blob)):
+                out.append((lo, hi))
+        return out
 
     def _horizon(self, sc: _Scope, after: int, upto: int, limit: int) -> int:
         """The local tick of the ``limit``-th log entry of the scope after ``after``, or ``upto``."""

@@ -278,6 +278,7 @@ class SetApply:
                     f" FROM {tin.name} WHERE action = 1 ORDER BY seq",
                     {"tbase": tin.tbase},
                 )
+            self.peer._record_applied(self.sc, tick + 1, self.peer._clock(), self.env.made_with)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick,))
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")

@@ -9,6 +9,8 @@ Per database (shared by every scope in it):
 - ``_peersync_replicas``: small integer ids for foreign replica ids;
 - ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint;
 - ``_peersync_tracked``: which user tables are tracked;
+- ``_peersync_applied``: blocks of ticks that applied batches took, with the
+  source's made-with knowledge: a peer that knows all of it can skip the block;
 - ``_peersync_conflicts``: the conflict log.
 
 Per tracked table ``T`` (shared by every scope that holds it): ``_peersync_t_T``
@@ -51,12 +53,14 @@ META_DDL = (
     " compacted INTEGER NOT NULL DEFAULT 0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl TEXT PRIMARY KEY, definition TEXT NOT NULL,"
     " id INTEGER NOT NULL UNIQUE)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}applied (scope TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
+    " made_with BLOB NOT NULL, PRIMARY KEY (scope, lo)) WITHOUT ROWID",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}conflicts (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
     " tbl TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
 )
-META_TABLES = ("clock", "log", "replicas", "scopes", "tracked", "conflicts")
+META_TABLES = ("clock", "log", "replicas", "scopes", "tracked", "applied", "conflicts")
 LOG = PREFIX + "log"
 
 

@@ -1,0 +1,92 @@
+"""Run one initial sync or one baseline copy in a fresh process and report its
+time (wall and CPU) and memory as JSON, so that peak memory is that of this operation alone.
+
+    python bench/_child.py KIND WORKDIR sync SRC DST
+    python bench/_child.py KIND WORKDIR copy SRC DST
+
+Memory: ``rss_before`` is the resident size just before the operation (the
+interpreter, peersync and open connections); ``peak`` the high-water mark
+after it, reset just before it where Linux allows (/proc/self/clear_refs);
+``grown`` = peak - rss_before, the memory the operation itself needed.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from _common import SCOPE
+from _kinds import make_kind
+
+import peersync
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str]) -> None:
+    kind_name, workdir, op, src, dst = argv
+    kind = make_kind(kind_name, Path(workdir))
+    rows = 0
+    if op == "sync":
+        a, b = kind.connect(src), kind.connect(dst)
+        a.describe(SCOPE), b.describe(SCOPE)  # warm both connections as a real caller's would be
+        before = _status_kib("VmRSS")
+        reset = _reset_peak()
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = peersync.sync(a, b, SCOPE, direction="push")
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        rows, nbytes, batches = result.sent_a_to_b, result.bytes, result.batches
+        a.close()
+        b.close()
+    elif op == "copy":
+        before = _status_kib("VmRSS")
+        reset = _reset_peak()
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = kind.copy_rows(src, dst)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        nbytes = batches = 0
+    else:
+        raise SystemExit(f"unknown operation {op!r}")
+    peak = _status_kib("VmHWM") if reset else None
+    if peak is None:  # no /proc: the lifetime peak, in KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = before or 0
+    json.dump(
+        {
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "rows": rows,
+            "bytes": nbytes,
+            "batches": batches,
+            "rss_before_kib": before,
+            "peak_kib": peak,
+            "grown_kib": max(peak - before, 0),
+            "peak_reset": reset,
+        },
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
