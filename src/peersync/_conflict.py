@@ -5,6 +5,9 @@ version (as this scope reports it) is ``d``:
 
 - ``v`` in the destination's knowledge: obsolete, skip it;
 - no local row, or ``d`` in the source's made-with knowledge: apply it;
+- ``v`` and ``d`` made by the same replica: the later one supersedes the
+  earlier (a replica knows its own versions), so apply ``v`` if it is later,
+  skip it if it is earlier;
 - otherwise the destination changed the row concurrently: a conflict.
 
 Resolution by last writer wins compares ``(change time, replica id, tick)``,
@@ -43,6 +46,10 @@ def triage(version: Version, local: LocalState | None, made_with: Knowledge, kno
         return Action.SKIP_KNOWN
     if local is None or made_with.contains(local.version[0], local.version[1]):
         return Action.APPLY
+    # One replica's changes to a row are sequential: it made its later version
+    # knowing its earlier one, whatever else the source's knowledge lacks.
+    if local.version[0] == version[0]:
+        return Action.APPLY if version[1] > local.version[1] else Action.SKIP_KNOWN
     return Action.CONFLICT
 
 

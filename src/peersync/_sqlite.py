@@ -260,10 +260,11 @@ class SQLitePeer:
             raise TableError(f"table {t.name} has rows with NULL in its primary key; peersync cannot identify them")
         tid = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {PREFIX}tracked").fetchone()[0]
         t = replace(t, tid=tid)
-        have = {r[0] for r in conn.execute(f"SELECT name FROM pragma_table_info('{S.LOG}')")}
-        for k in t.kcols:
-            if k not in have:  # the log holds as many key columns as the widest key
-                conn.execute(f"ALTER TABLE {S.LOG} ADD COLUMN {k}")
+        for side in (S.LOG, S.EVICT):  # these hold as many key columns as the widest key
+            have = {r[0] for r in conn.execute(f"SELECT name FROM pragma_table_info('{side}')")}
+            for k in t.kcols:
+                if k not in have:
+                    conn.execute(f"ALTER TABLE {side} ADD COLUMN {k}")
         for ddl in t.create_sql():
             conn.execute(ddl)
         base = self._clock()

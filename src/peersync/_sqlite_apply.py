@@ -16,7 +16,7 @@ Actions per incoming row (column ``action``)::
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import _sqlite_schema as S
@@ -92,6 +92,8 @@ class _In:
             f" WHEN COALESCE((SELECT k.hi > {vt} FROM temp.ps_kd AS k WHERE k.rep = x.vrep AND k.lo <= {vt}"
             "   ORDER BY k.lo DESC LIMIT 1), 0) THEN 0"
             " WHEN j.tlt IS NULL THEN 1"
+            f" WHEN j.lrep = (SELECT COALESCE(r.l, 0) FROM temp.ps_rmap AS r WHERE r.b = x.vrep)"
+            f" THEN CASE WHEN {vt} > j.ltick THEN 1 ELSE 0 END"
             " WHEN COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mw AS m WHERE m.rep = j.lrep AND m.lo <= j.ltick"
             "   ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
             " ELSE 2 END"
@@ -136,6 +138,18 @@ class _In:
         )
 
 
+@dataclass(frozen=True)
+class _Rewrite:
+    kind: str  # "write" (a row, or a delete when row is None), "merge" or "restamp"
+    table: Tracked
+    key: tuple[Value, ...]
+    row: dict[str, Value] | None
+    time: int  # the new local version's change time (at least this, for a merge)
+    version: Version
+    lt: int
+    conflict: Conflict
+
+
 def _sort_key(v: object) -> int:
     return v if type(v) is int else 0
 
@@ -148,10 +162,12 @@ class SetApply:
         self.report = ApplyReport(last=env.last, final=env.final)
         self.excluded: list[Version] = []
         self.conflicts: list[Conflict] = []
-        self.merges: list[tuple[Tracked, dict[str, Value]]] = []
+        # Conflict outcomes written after the batch's rows, as local changes:
+        # (kind, table, key, row or None for a delete, change time to keep, version, source tick, conflict)
+        self.rewrites: list[_Rewrite] = []
 
     def run(self) -> ApplyReport:
-        peer, sc, env, conn = self.peer, self.sc, self.env, self.conn
+        peer, sc, env = self.peer, self.sc, self.env
         peer._load_replicas()
         stored, _ = peer._stored_knowledge(sc.name)
         tick = peer._clock()
@@ -179,8 +195,8 @@ class SetApply:
             learned = learned.add_range(env.source, env.first, env.last)
         if ins:
             learned = learned | self._apply(ins, tick)
-        for t, row in self.merges:
-            conn.execute(t.upsert_sql, [row[c] for c in t.schema.columns])
+        for rw in self.rewrites:
+            self._rewrite(rw)
         excluded = Knowledge.from_versions(self.excluded)
         new = stored.union(learned.exclude(excluded)).without(sc.rid)
         if new != stored:
@@ -335,7 +351,18 @@ class SetApply:
             res = Resolution(Outcome.DEFER)
             conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
         self.report.conflicts += 1
-        action = {Outcome.SOURCE: APPLY, Outcome.DESTINATION: LEARN, Outcome.DEFER: DEFER, Outcome.MERGE: MERGE}
+        action = {Outcome.SOURCE: LEARN, Outcome.DESTINATION: LEARN, Outcome.DEFER: DEFER, Outcome.MERGE: MERGE}
+        # Whatever wins becomes a new local change (unless both sides already
+        # agree): a version made knowing both sides, so the decision reaches
+        # every replica, including those that already know both old versions.
+        # Its change time is the later of the two, so it compares as what it is:
+        # a change made on top of both.
+        both = max(loc.time, ctime)
+        if local_row != remote_row or loc.deleted != (remote_row is None):
+            if res.outcome is Outcome.SOURCE:
+                self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict))
+            elif res.outcome is Outcome.DESTINATION:
+                self.rewrites.append(_Rewrite("restamp", t, key, local_row, both, version, lt, conflict))
         if res.outcome is Outcome.MERGE:
             assert res.row is not None
             merged = {**(local_row or {}), **(remote_row or {}), **res.row}
@@ -345,12 +372,35 @@ class SetApply:
                 res = Resolution(Outcome.DEFER)
                 conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
             else:
-                self.merges.append((t, merged))
+                self.rewrites.append(_Rewrite("merge", t, key, merged, both + 1, version, lt, conflict))
         if res.outcome is Outcome.DEFER:
             self.report.deferred += 1
             self.excluded.extend((version, (self.env.source, lt)))
         self.conflicts.append(replace(conflict, outcome=res.outcome))
         self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (action[res.outcome], seq))
+
+    def _rewrite(self, rw: _Rewrite) -> None:
+        """Write one conflict outcome as a local change; a failure (a constraint)
+        makes it an error conflict and keeps the incoming version out of knowledge."""
+        conn, t = self.conn, rw.table
+        conn.execute("SAVEPOINT ps_rewrite")
+        try:
+            if rw.kind == "restamp":
+                log, stamp = t.restamp_sql()
+                conn.execute(log, rw.key)
+                conn.execute(stamp, rw.key)
+            elif rw.row is None:
+                conn.execute(t.delete_sql, rw.key)
+            else:
+                conn.execute(t.upsert_sql, [rw.row[c] for c in t.schema.columns])
+            conn.execute(t.set_time_sql(at_least=rw.kind == "merge"), (rw.time, *rw.key))
+        except APPLY_ERRORS as exc:
+            conn.execute("ROLLBACK TO ps_rewrite")
+            self.excluded.extend((rw.version, (self.env.source, rw.lt)))
+            self.report.failed.append(
+                replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=str(exc))
+            )
+        conn.execute("RELEASE ps_rewrite")
 
     def _write(self, ins: list[_In]) -> list[tuple[_In, int, str]]:
         """Stamps and rows: upserts parents first, deletes children first.

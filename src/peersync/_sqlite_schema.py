@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -46,6 +47,7 @@ META_DDL = (
     f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0), floor INTEGER)",
     f"INSERT OR IGNORE INTO {PREFIX}clock (id) VALUES (0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}log (lt INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, k0)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}evict (tbl INTEGER NOT NULL, ix INTEGER NOT NULL, k0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}replicas (idx INTEGER PRIMARY KEY, replica_id BLOB NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE,"
     " replica_id BLOB NOT NULL UNIQUE, tables TEXT NOT NULL, fingerprint TEXT NOT NULL,"
@@ -60,7 +62,8 @@ META_DDL = (
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
 )
-META_TABLES = ("clock", "log", "replicas", "scopes", "tracked", "applied", "conflicts")
+META_TABLES = ("clock", "log", "evict", "replicas", "scopes", "tracked", "applied", "conflicts")
+EVICT = PREFIX + "evict"
 LOG = PREFIX + "log"
 
 
@@ -99,6 +102,7 @@ class Tracked:
     # Foreign keys: (parent table, child columns, parent columns or None for its primary key)
     fks: tuple[tuple[str, tuple[str, ...], tuple[str | None, ...]], ...] = ()
     tid: int = 0  # this table's id in the change log (``_peersync_tracked.id``)
+    uniques: tuple[tuple[str, ...], ...] = ()  # columns of UNIQUE indexes other than the key
 
     @property
     def name(self) -> str:
@@ -236,11 +240,11 @@ class Tracked:
         ]
 
     def trigger_names(self) -> list[str]:
-        return [f"{PREFIX}{op}_{self.name}" for op in ("ins", "upd", "del")]
+        return [f"{PREFIX}{op}_{self.name}" for op in ("ins", "upd", "del", "bi", "bu")]
 
     def trigger_sql(self) -> list[str]:
         s, trk, t, clock = self.schema, q(self.tracking), self.name, f"{PREFIX}clock"
-        ins, upd, dele = (q(n) for n in self.trigger_names())
+        ins, upd, dele = (q(n) for n in self.trigger_names()[:3])
         kc = ", ".join(self.kcols)
         # The log entry just inserted is the change's tick.
         tick = "last_insert_rowid()"
@@ -256,7 +260,9 @@ class Tracked:
             return ", ".join(f"{row}.{q(c)}" for c in s.key)
 
         # A change to a live row keeps its incarnation's creation version; a
-        # change on top of a tombstone starts a new incarnation.
+        # change on top of a tombstone starts a new incarnation. Change times
+        # only grow along a row's history (max(now, previous + 1)), so a change
+        # made on top of another always compares later, whatever the clocks.
         keep_creation = (
             "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN urep ELSE crep END,"
             " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END"
@@ -274,23 +280,91 @@ class Tracked:
             return (
                 f"INSERT INTO {trk} ({kc}, lt, ctime, del) VALUES ({vals(row)}, {tick}, {NOW_MS}, {deleted})"
                 f" ON CONFLICT ({kc}) DO UPDATE SET lt = excluded.lt, urep = NULL, utick = NULL, {creation},"
-                f" ctime = excluded.ctime, del = {deleted}, scope = NULL"
+                f" ctime = MAX(excluded.ctime, ctime + 1), del = {deleted}, scope = NULL"
             )
 
         new_incarnation = "crep = NULL, ctick = NULL"
         old_key = " AND ".join(f"{k} = OLD.{q(c)}" for k, c in zip(self.kcols, s.key, strict=True))
+        evict, before = self._eviction(keep_creation)
+        bi, bu = (q(n) for n in self.trigger_names()[3:])
+        extra = (
+            [
+                f"CREATE TRIGGER {bi} BEFORE INSERT ON {q(t)} BEGIN {before('NEW')} END",
+                f"CREATE TRIGGER {bu} BEFORE UPDATE ON {q(t)} BEGIN {before('OLD')} END",
+            ]
+            if self.uniques
+            else []
+        )
         return [
+            *extra,
             f"CREATE TRIGGER {ins} AFTER INSERT ON {q(t)} WHEN {guard('NEW')} BEGIN"
-            f" {log('NEW')}; {upsert('NEW', 0, new_incarnation)}; END",
+            f" {evict}{log('NEW')}; {upsert('NEW', 0, new_incarnation)}; END",
             f"CREATE TRIGGER {upd} AFTER UPDATE ON {q(t)} WHEN NOT ({changed}) AND ({guard('NEW')}) BEGIN"
-            f" {log('OLD', f'NOT ({key_same})')};"
-            f" UPDATE {trk} SET lt = {tick}, urep = NULL, utick = NULL, {keep_creation}, ctime = {NOW_MS},"
-            f" del = 1, scope = NULL WHERE {old_key}"
+            f" {evict}{log('OLD', f'NOT ({key_same})')};"
+            f" UPDATE {trk} SET lt = {tick}, urep = NULL, utick = NULL, {keep_creation},"
+            f" ctime = MAX({NOW_MS}, ctime + 1), del = 1, scope = NULL WHERE {old_key}"
             f" AND NOT ({key_same});"
             f" {log('NEW')}; {upsert('NEW', 0, keep_creation)}; END",
             f"CREATE TRIGGER {dele} AFTER DELETE ON {q(t)} WHEN {guard('OLD')} BEGIN"
             f" {log('OLD')}; {upsert('OLD', 1, keep_creation)}; END",
         ]
+
+    def _eviction(self, keep_creation: str) -> tuple[str, Callable[[str], str]]:
+        """``INSERT OR REPLACE`` (and ``UPDATE OR REPLACE``) deletes rows that
+        collide on a UNIQUE index without firing delete triggers. A BEFORE
+        trigger notes such rows; the AFTER trigger turns each noted row that is
+        really gone into a tombstone (under OR IGNORE or ABORT it is not gone,
+        and nothing happens), then forgets the notes."""
+        if not self.uniques:
+            return "", lambda row: ""
+        s, trk, kc = self.schema, q(self.tracking), ", ".join(self.kcols)
+        ecols = ", ".join(f"e.{k}" for k in self.kcols)
+        keys = ", ".join(q(k) for k in s.key)
+
+        def gone(alias: str) -> str:
+            match = " AND ".join(f"u.{q(c)} = {alias}.{k}" for k, c in zip(self.kcols, s.key, strict=True))
+            return f"NOT EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {match})"
+
+        after = ""
+        for i, _ in enumerate(self.uniques):
+            noted = f"FROM {EVICT} AS e WHERE e.tbl = {self.tid} AND e.ix = {i}"
+            after += (
+                f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {ecols} {noted} AND {gone('e')};"
+                f" UPDATE {trk} SET lt = last_insert_rowid(), urep = NULL, utick = NULL, {keep_creation},"
+                f" ctime = MAX({NOW_MS}, ctime + 1), del = 1, scope = NULL"
+                f" WHERE del = 0 AND ({kc}) IN (SELECT {ecols} {noted}) AND {gone(trk)}; "
+            )
+        after += f"DELETE FROM {EVICT} WHERE tbl = {self.tid}; "
+
+        def before(own: str) -> str:
+            out = ""
+            for i, cols in enumerate(self.uniques):
+                same = " AND ".join(f"{q(c)} = NEW.{q(c)}" for c in cols)
+                itself = " AND ".join(f"{q(k)} IS {own}.{q(k)}" for k in s.key)
+                out += (
+                    f"INSERT INTO {EVICT} (tbl, ix, {kc}) SELECT {self.tid}, {i}, {keys} FROM {q(s.name)}"
+                    f" WHERE {same} AND NOT ({itself}); "
+                )
+            return out
+
+        return after, before
+
+    def restamp_sql(self) -> tuple[str, str]:
+        """Make the row's current state a new local change (a new tick, made
+        here knowing everything here), keeping its change time and creation."""
+        kc = ", ".join(self.kcols)
+        where = " AND ".join(f"{k} = ?" for k in self.kcols)
+        return (
+            f"INSERT INTO {LOG} (tbl, {kc}) VALUES ({self.tid}, {', '.join('?' * len(self.kcols))})",
+            f"UPDATE {q(self.tracking)} SET lt = last_insert_rowid(), urep = NULL, utick = NULL, scope = NULL,"
+            " crep = CASE WHEN ctick IS NULL THEN urep ELSE crep END,"
+            f" ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END WHERE {where}",
+        )
+
+    def set_time_sql(self, at_least: bool) -> str:
+        where = " AND ".join(f"{k} = ?" for k in self.kcols)
+        value = "MAX(ctime, ?)" if at_least else "?"
+        return f"UPDATE {q(self.tracking)} SET ctime = {value} WHERE {where}"
 
     def drop_sql(self) -> list[str]:
         """Remove the tracking of this table; the log's newest entry stays (as
@@ -334,7 +408,14 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         entry[2].append(to)
     fks = tuple((p, tuple(f), tuple(t)) for p, f, t in fk.values())
     deps = tuple(sorted({p for p, _, _ in fks}))
-    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks)
+    uniques = []
+    for (index,) in conn.execute(
+        "SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin != 'pk' ORDER BY name", (name,)
+    ):
+        cols = conn.execute("SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno", (index,)).fetchall()
+        if cols and all(cid >= 0 for cid, _ in cols):
+            uniques.append(tuple(c for _, c in cols))
+    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks, 0, tuple(uniques))
 
 
 def dependency_order(tables: list[Tracked]) -> list[Tracked]:

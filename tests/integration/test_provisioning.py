@@ -128,11 +128,6 @@ def test_foreign_writer_changes_reach_a_peer(make_db: MakeDb) -> None:
         assert rows(a, "tag") == rows(b, "tag") == [(3, "u")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite fires no delete trigger for rows REPLACE removes through a non-key UNIQUE constraint unless"
-    " the writer's connection sets PRAGMA recursive_triggers=ON (documented in the README's limits)",
-)
 def test_insert_or_replace_through_unique_constraint_is_tracked_as_delete(make_db: MakeDb) -> None:
     """``INSERT OR REPLACE`` that removes another row through a UNIQUE column
     deletes it without firing delete triggers (recursive_triggers is off by
