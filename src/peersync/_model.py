@@ -169,6 +169,10 @@ class Batch:
     last: int
     final: bool
     changes: dict[str, list[Change]]
+    # Knowledge some rows were made with beyond ``made_with``, and for each
+    # table the index (1-based; 0 for none) of each row's entry in ``extras``.
+    extras: tuple[Knowledge, ...] = ()
+    extra_of: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:

@@ -286,6 +286,7 @@ class SQLitePeer:
             conn.execute(f"DELETE FROM {PREFIX}scopes WHERE name = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}applied WHERE scope = ?", (scope,))
+            conn.execute(f"DELETE FROM {PREFIX}partial WHERE scope = ?", (scope,))
             still = {t for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
             tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
             for name in tables:
@@ -379,6 +380,13 @@ class SQLitePeer:
             made_with = stored.add_range(sc.rid, 1, tick) if tick else stored
             filter_known = self._known_table(sc, known, after)
             skip = self._skippable(sc, known)
+            marks: dict[int, int] = {}
+            extras: list[Knowledge] = []
+            for mw, blob in conn.execute(f"SELECT id, knowledge FROM {PREFIX}partial ORDER BY id"):
+                extra = Knowledge.from_bytes(blob).exclude(made_with)
+                if not extra.is_empty():
+                    extras.append(extra)
+                    marks[mw] = len(extras)
             first0 = after
             # Bound rows by count, and by bytes through the row size seen so far.
             limit = max(1, min(max_rows, max_bytes // self._row_bytes.get(scope, 64)))
@@ -392,7 +400,7 @@ class SQLitePeer:
                     base = conn.execute(t.first_time_sql(), (start,)).fetchone()
                     params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
                     params["base"] = base[0] if base else 0
-                    rows = conn.execute(t.wire_sql(filter_known), params).fetchall()
+                    rows = conn.execute(t.wire_sql(filter_known, marks), params).fetchall()
                     if rows:
                         tables.append([t.name, params["base"], rows])
                         nrows += len(rows)
@@ -400,7 +408,7 @@ class SQLitePeer:
                     self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
                 ]
                 env = [MAGIC, FORMAT, scope, sc.rid, sc.fingerprint, made_with.to_wire(), first0 + 1, horizon,
-                       horizon >= upto, replicas, tables]  # fmt: skip
+                       horizon >= upto, replicas, tables, [k.to_wire() for k in extras]]  # fmt: skip
                 data: bytes = msgpack.packb(env, use_bin_type=True)
                 if nrows:
                     self._row_bytes[scope] = max(8, len(data) // nrows)
@@ -445,6 +453,21 @@ class SQLitePeer:
             (sc.name, sc.name),
         )
 
+    def _partial_id(self, sc: _Scope, knowledge: Knowledge) -> int:
+        """The record of a source's knowledge for rows applied from it (reused
+        by content; ids are never reused, so stale references stay harmless)."""
+        blob = knowledge.to_bytes()
+        row = self.conn.execute(
+            f"SELECT id FROM {PREFIX}partial WHERE scope = ? AND knowledge = ?", (sc.name, blob)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        (mw,) = self.conn.execute(
+            f"UPDATE {PREFIX}clock SET partial_seq = partial_seq + 1 WHERE id = 0 RETURNING partial_seq"
+        ).fetchone()
+        self.conn.execute(f"INSERT INTO {PREFIX}partial VALUES (?, ?, ?)", (mw, sc.name, blob))
+        return int(mw)
+
     def _skippable(self, sc: _Scope, known: Knowledge) -> list[tuple[int, int]]:
         """Applied blocks whose every row the destination already knows."""
         out = []
@@ -486,6 +509,12 @@ class SQLitePeer:
             if merged != stored:
                 self._save_knowledge(scope, merged)
             self._compact(sc)
+            # Sessions whose knowledge this replica now holds need no record.
+            for mw, blob in self.conn.execute(
+                f"SELECT id, knowledge FROM {PREFIX}partial WHERE scope = ?", (scope,)
+            ).fetchall():
+                if merged.add_range(sc.rid, 1, self._clock()).contains_knowledge(Knowledge.from_bytes(blob)):
+                    self.conn.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
             tick = self._clock()
         return merged.add_range(sc.rid, 1, tick) if tick else merged
 

@@ -50,7 +50,7 @@ class _In:
 
     def create(self) -> str:
         cols = ", ".join([*_HEAD, *self.cols])
-        body = f"seq INTEGER PRIMARY KEY, {cols}, action"
+        body = f"seq INTEGER PRIMARY KEY, {cols}, action, ex INTEGER NOT NULL DEFAULT 0"
         return f"CREATE TEMP TABLE IF NOT EXISTS {self.name[5:]} ({body})"
 
     def insert(self) -> str:
@@ -61,12 +61,13 @@ class _In:
         tomb = " AND ".join(f"{c} IS NULL" for c in self.nonkeys) or "1"
         return (
             f"SELECT count(*) FROM {self.name} WHERE NOT ("
-            " typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span AND typeof(flags) = 'integer' AND flags IN (0, 1)"
+            " typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span AND typeof(flags) = 'integer' AND flags >= 0"
+            " AND (flags >> 1) <= :nex"
             " AND typeof(vrep) = 'integer' AND vrep >= 0 AND vrep < :nrep"
             " AND ((vtick IS NULL AND vrep = 0) OR (typeof(vtick) = 'integer' AND vtick >= 1))"
             " AND ((crep IS NULL AND ctick IS NULL) OR (typeof(crep) = 'integer' AND crep >= 0 AND crep < :nrep"
             "      AND typeof(ctick) = 'integer' AND ctick >= 1))"
-            f" AND typeof(dtime) = 'integer' AND (flags = 0 OR ({tomb})))"
+            f" AND typeof(dtime) = 'integer' AND ((flags & 1) = 0 OR ({tomb})))"
         )
 
     def unknown_to_source(self) -> str:
@@ -78,7 +79,12 @@ class _In:
                 " ORDER BY m.lo DESC LIMIT 1), 0)"
             )
 
-        return f"SELECT count(*) FROM {self.name} WHERE NOT {known('vrep', 'COALESCE(vtick, :first0 + dlt)')}"
+        tick = "COALESCE(vtick, :first0 + dlt)"
+        extra = (
+            f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwxb AS m WHERE m.ex = ex AND m.rep = vrep"
+            f" AND m.lo <= {tick} ORDER BY m.lo DESC LIMIT 1), 0)"
+        )
+        return f"SELECT count(*) FROM {self.name} WHERE NOT {known('vrep', tick)} AND NOT (ex > 0 AND {extra})"
 
     def unordered(self) -> str:
         return f"SELECT count(*) FROM {self.name} AS a JOIN {self.name} AS b ON b.seq = a.seq + 1 WHERE b.dlt <= a.dlt"
@@ -96,6 +102,8 @@ class _In:
             f" THEN CASE WHEN {vt} > j.ltick THEN 1 ELSE 0 END"
             " WHEN COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mw AS m WHERE m.rep = j.lrep AND m.lo <= j.ltick"
             "   ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
+            " WHEN x.ex > 0 AND COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mwx AS m WHERE m.ex = x.ex"
+            "   AND m.rep = j.lrep AND m.lo <= j.ltick ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
             " ELSE 2 END"
             " FROM (SELECT i.seq AS s, t.lt AS tlt,"
             " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
@@ -111,7 +119,8 @@ class _In:
         return (
             f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
             f" SELECT {keys}, :tbase + x.seq, rv.l, COALESCE(x.vtick, :first0 + x.dlt),"
-            " CASE WHEN x.ctick IS NULL THEN NULL ELSE rc.l END, x.ctick, :base + x.dtime, x.flags, :scope"
+            " CASE WHEN x.ctick IS NULL THEN NULL ELSE rc.l END, x.ctick, :base + x.dtime, x.flags, :scope,"
+            " CASE WHEN x.ex = 0 THEN :mw ELSE (SELECT e.id FROM temp.ps_exid AS e WHERE e.ex = x.ex) END"
             f" FROM {self.name} AS x JOIN temp.ps_rmap AS rv ON rv.b = x.vrep"
             " LEFT JOIN temp.ps_rmap AS rc ON rc.b = x.crep"
             f" WHERE x.action = 1 AND x.flags = :flags{' AND x.seq = :seq' if one else ''} ORDER BY x.seq"
@@ -165,6 +174,7 @@ class SetApply:
         # Conflict outcomes written after the batch's rows, as local changes:
         # (kind, table, key, row or None for a delete, change time to keep, version, source tick, conflict)
         self.rewrites: list[_Rewrite] = []
+        self.mw = 0  # the record of the source's knowledge that applied rows point to
 
     def run(self) -> ApplyReport:
         peer, sc, env = self.peer, self.sc, self.env
@@ -218,9 +228,14 @@ class SetApply:
             "CREATE TEMP TABLE IF NOT EXISTS ps_kd (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
             "CREATE TEMP TABLE IF NOT EXISTS ps_mw (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
             "CREATE TEMP TABLE IF NOT EXISTS ps_mwb (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_mwx (ex INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
+            " PRIMARY KEY (ex, rep, lo))",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_mwxb (ex INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
+            " PRIMARY KEY (ex, rep, lo))",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_exid (ex INTEGER PRIMARY KEY, id INTEGER)",
         ):
             conn.execute(ddl)
-        for name in ("ps_rmap", "ps_kd", "ps_mw", "ps_mwb"):
+        for name in ("ps_rmap", "ps_kd", "ps_mw", "ps_mwb", "ps_mwx", "ps_mwxb", "ps_exid"):
             conn.execute(f"DELETE FROM temp.{name}")
         rmap: list[tuple[int, int | None, int]] = []
         kd: list[tuple[int, int, int]] = []
@@ -239,6 +254,23 @@ class SetApply:
             if local is not None:
                 mw.extend((local, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
         conn.executemany("INSERT OR IGNORE INTO temp.ps_mw VALUES (?, ?, ?)", mw)
+        # Rows made with more than ``made_with`` (see ``_wire``): that knowledge
+        # in local and in batch replica indexes, and the record each row points to.
+        self.mw = peer._partial_id(sc, env.made_with)
+        for ex, extra in enumerate(env.extras, start=1):
+            for rid in extra.replicas():
+                local = 0 if rid == sc.rid else peer._rep_idx.get(rid)
+                if local is not None:
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO temp.ps_mwx VALUES (?, ?, ?, ?)",
+                        [(ex, local, lo, hi + 1) for lo, hi in extra.ranges(rid)],
+                    )
+            for b, rid in enumerate(env.replicas):
+                conn.executemany(
+                    "INSERT OR IGNORE INTO temp.ps_mwxb VALUES (?, ?, ?, ?)",
+                    [(ex, b, lo, hi + 1) for lo, hi in extra.ranges(rid)],
+                )
+            conn.execute("INSERT INTO temp.ps_exid VALUES (?, ?)", (ex, peer._partial_id(sc, env.made_with | extra)))
 
     def _load(self, tin: _In, rows: list[Any]) -> None:
         conn, env = self.conn, self.env
@@ -249,9 +281,12 @@ class SetApply:
         except _BIND_ERRORS as exc:
             raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
         span = env.last - env.first + 1
-        (bad,) = conn.execute(tin.invalid(), {"nrep": len(env.replicas), "span": span}).fetchone()
+        (bad,) = conn.execute(
+            tin.invalid(), {"nrep": len(env.replicas), "span": span, "nex": len(env.extras)}
+        ).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: {bad} invalid row(s) for {tin.t.name!r}")
+        conn.execute(f"UPDATE {tin.name} SET ex = flags >> 1, flags = flags & 1 WHERE flags > 1")
         (bad,) = conn.execute(tin.unordered()).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: ticks of {tin.t.name!r} out of order")
@@ -482,6 +517,7 @@ class SetApply:
             "tbase": tin.tbase,
             "first0": self.env.first - 1,
             "base": tin.base,
+            "mw": self.mw,
         }
 
     def _flags(self, tin: _In, seq: int) -> int:

@@ -9,6 +9,9 @@ Per database (shared by every scope in it):
 - ``_peersync_replicas``: small integer ids for foreign replica ids;
 - ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint;
 - ``_peersync_tracked``: which user tables are tracked;
+- ``_peersync_partial``: knowledge of sources whose sessions have not completed
+  here; tracking rows applied from them point at it (``mw``), because their
+  versions supersede more than this replica's own knowledge says;
 - ``_peersync_applied``: blocks of ticks that applied batches took, with the
   source's made-with knowledge: a peer that knows all of it can skip the block;
 - ``_peersync_conflicts``: the conflict log.
@@ -41,13 +44,16 @@ from ._model import TableSchema
 
 PREFIX = "_peersync_"
 NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
-TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope")
+TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope", "mw")
 
 META_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0), floor INTEGER)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0), floor INTEGER,"
+    " partial_seq INTEGER NOT NULL DEFAULT 0)",
     f"INSERT OR IGNORE INTO {PREFIX}clock (id) VALUES (0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}log (lt INTEGER PRIMARY KEY, tbl INTEGER NOT NULL, k0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}evict (tbl INTEGER NOT NULL, ix INTEGER NOT NULL, k0)",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}partial (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
+    " knowledge BLOB NOT NULL)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}replicas (idx INTEGER PRIMARY KEY, replica_id BLOB NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE,"
     " replica_id BLOB NOT NULL UNIQUE, tables TEXT NOT NULL, fingerprint TEXT NOT NULL,"
@@ -62,7 +68,7 @@ META_DDL = (
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
 )
-META_TABLES = ("clock", "log", "evict", "replicas", "scopes", "tracked", "applied", "conflicts")
+META_TABLES = ("clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts")
 EVICT = PREFIX + "evict"
 LOG = PREFIX + "log"
 
@@ -136,7 +142,7 @@ class Tracked:
     def _key_match(self, alias: str, row: str) -> str:
         return " AND ".join(f"{alias}.{k} = {row}.{q(c)}" for k, c in zip(self.kcols, self.schema.key, strict=True))
 
-    def wire_sql(self, filter_known: bool) -> str:
+    def wire_sql(self, filter_known: bool, marks: dict[int, int] | None = None) -> str:
         """Rows with local tick in ``(:after, :horizon]`` already in wire form
         (see ``_wire``), skipping those whose reported version is in
         ``temp.ps_known`` when ``filter_known``; parameters ``:after``,
@@ -147,6 +153,12 @@ class Tracked:
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
         rep = "CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END"
         tick = "CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END"
+        # Rows applied from a session that has not completed here carry the
+        # part of that source's knowledge this replica lacks (``extras``).
+        flags = "t.del"
+        if marks:
+            cases = " ".join(f"WHEN {mw} THEN {2 * i}" for mw, i in marks.items())
+            flags = f"t.del + CASE t.mw {cases} ELSE 0 END"
 
         def has(rep: str, tick: str) -> str:
             return (
@@ -161,7 +173,7 @@ class Tracked:
             f" AND NOT {has(rep, tick)} AND (t.scope IS NOT :scope OR NOT {has('0', 't.lt')})" if filter_known else ""
         )
         return (
-            "SELECT t.lt - :first0, t.del, "
+            f"SELECT t.lt - :first0, {flags}, "
             f"{rep}, CASE WHEN t.scope = :scope THEN t.utick END,"
             " CASE WHEN t.ctick IS NULL THEN NULL ELSE COALESCE(t.crep, 0) END, t.ctick,"
             f" t.ctime - :base, {vals}"
@@ -183,15 +195,6 @@ class Tracked:
             tup = "(" + ",".join("?" * len(self.kcols)) + ")"
             cond = "(" + ",".join(self.kcols) + ") IN (VALUES " + ",".join([tup] * n) + ")"
         return f"SELECT {cols} FROM {q(self.tracking)} WHERE {cond}"
-
-    @cached_property
-    def stamp_sql(self) -> str:
-        names = self.kcols + list(TRACKING_COLUMNS)
-        sets = ", ".join(f"{c} = excluded.{c}" for c in TRACKING_COLUMNS)
-        return (
-            f"INSERT INTO {q(self.tracking)} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-            f" ON CONFLICT ({', '.join(self.kcols)}) DO UPDATE SET {sets}"
-        )
 
     @cached_property
     def upsert_sql(self) -> str:
@@ -219,7 +222,7 @@ class Tracked:
         s, trk = self.schema, q(self.tracking)
         meta = (
             "lt INTEGER NOT NULL, urep INTEGER, utick INTEGER, crep INTEGER, ctick INTEGER,"
-            " ctime INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, scope INTEGER"
+            " ctime INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, scope INTEGER, mw INTEGER"
         )
         if self.rowid_key:
             table = f"CREATE TABLE {trk} (k0 INTEGER PRIMARY KEY, {meta})"

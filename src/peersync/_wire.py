@@ -3,7 +3,7 @@
 A batch is one msgpack array::
 
     ["peersync-batch", 1, scope, source_id, fingerprint, made_with,
-     first, last, final, replicas, tables]
+     first, last, final, replicas, tables, extras]
 
 ``replicas`` lists the replica ids the rows refer to (index 0 is the source;
 an id may repeat); ``tables`` is ``[[name, base_time, [row, ...]], ...]`` and
@@ -17,7 +17,11 @@ increasing within a table); ``time_offset`` is its change time minus the
 table's ``base_time``; both keep integers small without a running sum,
 so SQL can both emit and read them. ``version_tick`` is nil
 when the version is the source's own tick; a nil creation means "same as the
-version"; ``flags`` 1 marks a tombstone, whose non-key values are nil. Rows
+version"; ``flags`` bit 0 marks a tombstone, whose non-key values are nil,
+and ``flags >> 1``, when not 0, picks an entry of ``extras``: knowledge the row
+was made with beyond ``made_with`` (the row arrived at the source in a session
+that has not completed, so the source's own knowledge lacks part of what that
+row's version supersedes). Rows
 carry every column in table order. Most rows thus cost about eight bytes of
 metadata beyond their values, and a SQL query can emit them directly.
 
@@ -52,7 +56,8 @@ def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
         first0 = batch.first - 1
         base_time = rows[0][4] if rows else 0
         schema = schemas[name]
-        for lt, deleted, version, creation, ctime, values in rows:
+        marks = batch.extra_of.get(name) or [0] * len(rows)
+        for (lt, deleted, version, creation, ctime, values), mark in zip(rows, marks, strict=True):
             if deleted:
                 full: list[Any] = [None] * len(schema.columns)
                 for pos, v in zip(schema.key_positions, values, strict=True):
@@ -70,7 +75,7 @@ def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
             out.append(
                 [
                     lt - first0,
-                    1 if deleted else 0,
+                    (1 if deleted else 0) | mark << 1,
                     vrep,
                     None if own else vtick,
                     crep,
@@ -92,6 +97,7 @@ def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
         batch.final,
         list(replicas),
         tables,
+        [k.to_wire() for k in batch.extras],
     ]
     data: bytes = msgpack.packb(envelope, use_bin_type=True)
     return data
@@ -110,6 +116,7 @@ class Envelope:
     final: bool
     replicas: list[bytes]
     tables: list[tuple[str, int, list[Any]]]
+    extras: list[Knowledge]
 
 
 def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope:
@@ -122,11 +129,11 @@ def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope
         env = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"malformed batch: {exc}") from exc
-    if not isinstance(env, list) or len(env) != 11 or env[0] != MAGIC:
+    if not isinstance(env, list) or len(env) != 12 or env[0] != MAGIC:
         raise ProtocolError("not a peersync batch")
     if not _is_int(env[1]) or env[1] != FORMAT:
         raise ProtocolError(f"unsupported batch format {env[1]!r}")
-    _, _, scope, source, fingerprint, made_with, first, last, final, replicas, tables = env
+    _, _, scope, source, fingerprint, made_with, first, last, final, replicas, tables, extras = env
     if not isinstance(scope, str) or not isinstance(fingerprint, str):
         raise ProtocolError("malformed batch header")
     if not isinstance(source, bytes) or len(source) != REPLICA_ID_BYTES:
@@ -143,6 +150,9 @@ def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope
     ):
         raise ProtocolError("malformed batch: bad replica table")
     knowledge = Knowledge.from_wire(made_with)
+    if not isinstance(extras, list):
+        raise ProtocolError("malformed batch: bad extra knowledge")
+    extra = [Knowledge.from_wire(k) for k in extras]
     if not isinstance(tables, list):
         raise ProtocolError("malformed batch: bad table list")
     out: list[tuple[str, int, list[Any]]] = []
@@ -157,7 +167,7 @@ def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope
             raise ProtocolError(f"malformed batch: bad rows for {name!r}")
         seen.add(name)
         out.append((name, base_time, rows))
-    return Envelope(scope, source, fingerprint, knowledge, first, last, final, replicas, out)
+    return Envelope(scope, source, fingerprint, knowledge, first, last, final, replicas, out, extra)
 
 
 def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
@@ -165,8 +175,10 @@ def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
     env = unpack_envelope(data, schemas)
     replicas, nrep = env.replicas, len(env.replicas)
     changes: dict[str, list[Change]] = {}
+    extra_of: dict[str, list[int]] = {}
     for name, base_time, rows in env.tables:
         schema = schemas[name]
+        extra_of[name] = marks = []
         ncols = len(schema.columns)
         nonkey = [i for i in range(ncols) if i not in schema.key_positions]
         out: list[Change] = []
@@ -177,7 +189,13 @@ def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
             dlt, flags, vrep, vtick, crep, ctick, dtime = row[:7]
             values = tuple(row[7:])
             if not (
-                _is_int(dlt) and dlt >= 1 and _is_int(flags) and flags in (0, 1) and _is_int(vrep) and 0 <= vrep < nrep
+                _is_int(dlt)
+                and dlt >= 1
+                and _is_int(flags)
+                and flags >= 0
+                and flags >> 1 <= len(env.extras)
+                and _is_int(vrep)
+                and 0 <= vrep < nrep
             ):
                 raise ProtocolError(f"malformed batch: bad row header in {name!r}")
             lt = first0 + dlt
@@ -188,7 +206,7 @@ def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
             if not _is_int(dtime):
                 raise ProtocolError("malformed batch: bad change time")
             prev = lt
-            deleted = flags == 1
+            deleted = flags & 1 == 1
             if vtick is None:
                 if vrep != 0:
                     raise ProtocolError("malformed batch: implicit tick on a foreign version")
@@ -204,7 +222,7 @@ def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
                 raise ProtocolError("malformed batch: bad creation version")
             # The source holds this row, so it knows the row's version (not
             # always its creation: that may have come in an unfinished session).
-            if version not in env.made_with:
+            if version not in env.made_with and not (flags >> 1 and version in env.extras[(flags >> 1) - 1]):
                 raise ProtocolError("malformed batch: a row's version is not in the source's knowledge")
             for v in values:
                 if not isinstance(v, _VALUE_TYPES) or isinstance(v, bool):
@@ -214,8 +232,12 @@ def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
                     raise ProtocolError("malformed batch: a tombstone carries values")
                 values = tuple(values[i] for i in schema.key_positions)
             out.append((lt, deleted, version, creation, base_time + dtime, values))
+            marks.append(flags >> 1)
         changes[name] = out
-    return Batch(env.scope, env.source, env.fingerprint, env.made_with, env.first, env.last, env.final, changes)
+    return Batch(
+        env.scope, env.source, env.fingerprint, env.made_with, env.first, env.last, env.final, changes,
+        tuple(env.extras), {name: m for name, m in extra_of.items() if any(m)},
+    )  # fmt: skip
 
 
 def _is_int(v: object) -> bool:

@@ -217,7 +217,7 @@ def _set(path: tuple[int, ...], value: Any) -> Mutation:
 
 
 # Paths into the envelope ["peersync-batch", 1, scope, source, fingerprint, made_with, first, last, final,
-# replicas, tables]; tables = [[name, base_time, rows]]; a row = [tick_offset, flags, version_replica,
+# replicas, tables, extras]; tables = [[name, base_time, rows]]; a row = [tick_offset, flags, version_replica,
 # version_tick, creation_replica, creation_tick, time_offset, *values (every column)].
 REPLICAS, TABLES = 9, 10
 TABLE = (TABLES, 0)
