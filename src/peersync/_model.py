@@ -156,6 +156,10 @@ Change = tuple[int, bool, Version, Version, int, tuple[Value, ...]]
 class Batch:
     """Changes of one scope from one source, covering source ticks ``first..last``.
 
+    ``final`` means ``last`` is the source's newest tick in the snapshot that
+    ``made_with`` was read in: every row the source held then was sent in this
+    session or known to the destination, so ``made_with`` may be merged.
+
     The destination learns the source's own ticks in that range, the versions
     it received, and (once ``final`` and the session completes) the rest of
     ``made_with``.
@@ -186,7 +190,7 @@ class ApplyReport:
     ``failed`` holds an ``ERROR`` conflict per row that could not be applied;
     ``excluded`` the versions kept out of learned knowledge (failed and
     deferred rows) so they come again; ``knowledge`` the destination's
-    knowledge after the batch; ``last``/``final`` echo the batch's range.
+    knowledge after the batch; ``last``/``final``/``made_with`` echo the batch.
     """
 
     received: int = 0
@@ -199,6 +203,7 @@ class ApplyReport:
     knowledge: Knowledge = field(default_factory=Knowledge.empty)
     last: int = 0
     final: bool = False
+    made_with: Knowledge = field(default_factory=Knowledge.empty)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ._peer import Peer
 
 DEFAULT_BATCH_ROWS = 5000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
+MAX_CHASES = 3
 
 
 def sync(
@@ -110,12 +111,20 @@ def run_session(
     if not di.knowledge.contains_knowledge(si.forgotten):
         raise ReplicaOutdated(f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it")
     known = di.knowledge
+    # What to merge at the end: the source's knowledge read in the same
+    # snapshot as a final batch (or as the description, if nothing was due).
+    # Knowledge read earlier may name versions of rows that changed since and
+    # were not sent in this session: merging it would claim them.
+    merge: Knowledge | None = None
+    upto = si.tick
     sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
     excluded = Knowledge.empty()
     failures: list[Conflict] = []
     while True:
         after = known.floor(si.replica_id)
-        if after >= si.tick and excluded.is_empty():
+        if after >= upto and excluded.is_empty():
+            if merge is None and upto == si.tick:
+                merge = si.knowledge
             break
         pass_applied = 0
         # A retry pass carries only the rows that failed: let them travel in
@@ -123,8 +132,9 @@ def run_session(
         # other resolves inside one batch instead of one pass per link.
         rows = batch_size if not failures else max(batch_size, 4 * len(failures))
         excluded, failures = Knowledge.empty(), []
+        chases = 0
         while True:
-            data = source.changes(scope, known, after, si.tick, max_rows=rows, max_bytes=batch_bytes)
+            data = source.changes(scope, known, after, upto, max_rows=rows, max_bytes=batch_bytes)
             report = dest.apply(scope, data, policy)
             batches += 1
             nbytes += len(data)
@@ -139,13 +149,23 @@ def run_session(
             known = report.knowledge
             after = report.last
             if report.final:
+                merge = report.made_with
                 break
+            if after >= upto:
+                # The source changed during the session: follow it a few
+                # times, then stop; the batches' knowledge stays exact.
+                chases += 1
+                if chases > MAX_CHASES:
+                    break
+                upto = source.describe(scope).tick
+        if chases > MAX_CHASES:
+            break
         # Another pass only for failed rows (e.g. a child whose parent came
         # in a later batch), and only while passes make progress: each pass
         # applies at least one more row, so the loop ends.
         if not failures or pass_applied == 0:
             break
-    dest.complete(scope, si.knowledge, excluded)
+    dest.complete(scope, merge if merge is not None else Knowledge.empty(), excluded)
     dest.log_conflicts(scope, failures)
     return SessionStats(
         source=source.url,

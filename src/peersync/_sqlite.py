@@ -408,7 +408,7 @@ class SQLitePeer:
                     self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
                 ]
                 env = [MAGIC, FORMAT, scope, sc.rid, sc.fingerprint, made_with.to_wire(), first0 + 1, horizon,
-                       horizon >= upto, replicas, tables, [k.to_wire() for k in extras]]  # fmt: skip
+                       horizon >= tick, replicas, tables, [k.to_wire() for k in extras]]  # fmt: skip
                 data: bytes = msgpack.packb(env, use_bin_type=True)
                 if nrows:
                     self._row_bytes[scope] = max(8, len(data) // nrows)

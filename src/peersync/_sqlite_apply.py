@@ -168,7 +168,7 @@ class SetApply:
 
     def __init__(self, peer: SQLitePeer, sc: _Scope, env: Envelope, handler: ConflictHandler) -> None:
         self.peer, self.conn, self.sc, self.env, self.handler = peer, peer.conn, sc, env, handler
-        self.report = ApplyReport(last=env.last, final=env.final)
+        self.report = ApplyReport(last=env.last, final=env.final, made_with=env.made_with)
         self.excluded: list[Version] = []
         self.conflicts: list[Conflict] = []
         # Conflict outcomes written after the batch's rows, as local changes:
