@@ -344,12 +344,15 @@ class _Capture:
         return getattr(self.peer, name)
 
 
+_TABLES = 10
+
+
 def _header_bytes(data: bytes) -> int:
     """A batch's size with its rows removed. Relies only on the documented
-    layout: the envelope is an array whose last item lists the tables, and
+    layout (``peersync._wire``): item 10 of the envelope lists the tables, and
     each table entry is an array whose last item lists its rows."""
     env = msgpack.unpackb(data, raw=False)
-    for entry in env[-1]:
+    for entry in env[_TABLES]:
         entry[-1] = []
     return len(msgpack.packb(env, use_bin_type=True))
 
@@ -365,6 +368,8 @@ def fig_wire(b: Bench) -> list[Figure]:
     if pushed.sent_a_to_b != len(keys) or sum(map(len, capture.batches)) != pushed.bytes:
         raise RuntimeError(f"wire push sent {pushed.to_dict()}")
     headers = sum(_header_bytes(data) for data in capture.batches)
+    if not 0 < headers < sum(map(len, capture.batches)) // 2:
+        raise RuntimeError(f"batch headers measured as {headers} bytes: has the batch layout changed?")
     conn = b.kind.raw(src)
     p = b.kind.placeholder
     values = 0

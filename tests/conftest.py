@@ -12,7 +12,6 @@ import peersync
 
 from .helpers import CHINOOK_SQL
 
-
 ITEMS_SCHEMA = """
 CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL);
 CREATE TABLE tag (item_id INTEGER NOT NULL REFERENCES item(id) ON DELETE CASCADE, label TEXT NOT NULL,
