@@ -110,7 +110,7 @@ class SQLitePeer:
             raise
         except StorageError as exc:
             self.conn.close()
-            raise StorageError(f"{path} is not a usable SQLite database: {exc}") from exc
+            raise StorageError(f"{path} is not a usable SQLite database: {exc.__cause__ or exc}") from exc
         self._scopes: dict[str, _Scope] = {}
         self._rep_rid: dict[int, bytes] = {}
         self._rep_idx: dict[bytes, int] = {}
