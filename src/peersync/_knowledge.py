@@ -31,6 +31,7 @@ Version = tuple[bytes, int]
 _Ranges = tuple[int, ...]
 
 REPLICA_ID_BYTES = 16
+MAX_TICK = 2**62  # ticks are SQLite integers; this leaves room for range ends
 
 
 def _normalize(pairs: Iterable[tuple[int, int]]) -> _Ranges:
@@ -278,6 +279,8 @@ class Knowledge:
                 if gap < 1:  # ranges start at tick 1 and never touch or overlap
                     raise ProtocolError("malformed knowledge: overlapping ranges")
                 lo = prev + gap
+                if lo + length > MAX_TICK:
+                    raise ProtocolError("malformed knowledge: tick out of range")
                 flat.extend((lo, lo + length))
                 prev = lo + length
             out[rid] = tuple(flat)

@@ -39,7 +39,7 @@ from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import FORMAT, MAGIC, unpack_envelope
 
 _LOOKUP_CHUNK = 400
-_COMPACT_EVERY = 20_000
+_COMPACT_EVERY = 5_000
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
 
@@ -147,6 +147,9 @@ class SQLitePeer:
             self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield self.conn
+                # A failed COMMIT (a deferred constraint) leaves the transaction
+                # open: roll it back below rather than keep the write lock.
+                self.conn.execute("COMMIT")
             except BaseException:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
@@ -154,7 +157,6 @@ class SQLitePeer:
                 self._rep_rid.clear()
                 self._rep_idx.clear()
                 raise
-            self.conn.execute("COMMIT")
 
     def _has_meta(self) -> bool:
         row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (PREFIX + "scopes",)).fetchone()
@@ -317,11 +319,13 @@ class SQLitePeer:
         with self._txn(write=True) as conn:
             sc = self._scope(scope, reload=True)
             stored, _ = self._stored_knowledge(scope)
+            self._load_replicas()
             old = self._rep_index(sc.rid)
             for t in sc.tables:
+                # Only local changes carry this scope's id implicitly; rows that
+                # arrived through a scope keep their origin versions.
                 conn.execute(
-                    f"UPDATE {q(t.tracking)} SET urep = ?, utick = lt, scope = ? WHERE scope IS NOT ? ",
-                    (old, sc.idx, sc.idx),
+                    f"UPDATE {q(t.tracking)} SET urep = ?, utick = lt, scope = ? WHERE scope IS NULL", (old, sc.idx)
                 )
                 conn.execute(f"UPDATE {q(t.tracking)} SET crep = ? WHERE crep IS NULL AND ctick IS NOT NULL", (old,))
             new = os.urandom(16)
@@ -498,6 +502,8 @@ class SQLitePeer:
             raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
         if env.source == sc.rid:
             raise ProtocolError("batch claims to come from this very replica")
+        if env.last >= env.first and not env.made_with.contains(env.source, env.last):
+            raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
         with self._txn(write=True):
             return SetApply(self, sc, env, handler).run()
 

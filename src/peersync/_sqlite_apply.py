@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from . import _sqlite_schema as S
 from ._conflict import LocalState, classify, policy_name, resolve
 from ._errors import ProtocolError
-from ._knowledge import Knowledge, Version
+from ._knowledge import MAX_TICK, Knowledge, Version
 from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Resolution, Value
 from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import Envelope
@@ -42,7 +42,9 @@ class _In:
     def __init__(self, t: Tracked, n: int, base: int) -> None:
         self.t, self.base = t, base
         self.tbase = 0
-        self.name = f"temp.ps_in_{n}"
+        # Named by position and width: one connection may apply tables of
+        # other widths at the same position (another scope, a new definition).
+        self.name = f"temp.ps_in_{n}_{len(t.schema.columns)}"
         s = t.schema
         self.cols = [f"c{i}" for i in range(len(s.columns))]
         self.keys = [self.cols[p] for p in s.key_positions]
@@ -67,7 +69,8 @@ class _In:
             " AND ((vtick IS NULL AND vrep = 0) OR (typeof(vtick) = 'integer' AND vtick >= 1))"
             " AND ((crep IS NULL AND ctick IS NULL) OR (typeof(crep) = 'integer' AND crep >= 0 AND crep < :nrep"
             "      AND typeof(ctick) = 'integer' AND ctick >= 1))"
-            f" AND typeof(dtime) = 'integer' AND ((flags & 1) = 0 OR ({tomb})))"
+            f" AND typeof(dtime) = 'integer' AND typeof(:base + dtime) = 'integer' AND abs(:base + dtime) < {MAX_TICK}"
+            f" AND ((flags & 1) = 0 OR ({tomb})))"
         )
 
     def unknown_to_source(self) -> str:
@@ -100,12 +103,16 @@ class _In:
             " WHEN j.tlt IS NULL THEN 1"
             f" WHEN j.lrep = (SELECT COALESCE(r.l, 0) FROM temp.ps_rmap AS r WHERE r.b = x.vrep)"
             f" THEN CASE WHEN {vt} > j.ltick THEN 1 ELSE 0 END"
+            # The local row came in a session not yet completed here, made
+            # knowing the incoming version: the incoming one is obsolete.
+            f" WHEN j.mw IS NOT NULL AND COALESCE((SELECT m.hi > {vt} FROM temp.ps_lmw AS m WHERE m.id = j.mw"
+            f"   AND m.rep = x.vrep AND m.lo <= {vt} ORDER BY m.lo DESC LIMIT 1), 0) THEN 0"
             " WHEN COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mw AS m WHERE m.rep = j.lrep AND m.lo <= j.ltick"
             "   ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
             " WHEN x.ex > 0 AND COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mwx AS m WHERE m.ex = x.ex"
             "   AND m.rep = j.lrep AND m.lo <= j.ltick ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
             " ELSE 2 END"
-            " FROM (SELECT i.seq AS s, t.lt AS tlt,"
+            " FROM (SELECT i.seq AS s, t.lt AS tlt, t.mw AS mw,"
             " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
             " CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END AS ltick"
             f" FROM {self.name} AS i LEFT JOIN {q(t.tracking)} AS t ON {match}) AS j WHERE x.seq = j.s"
@@ -233,9 +240,11 @@ class SetApply:
             "CREATE TEMP TABLE IF NOT EXISTS ps_mwxb (ex INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
             " PRIMARY KEY (ex, rep, lo))",
             "CREATE TEMP TABLE IF NOT EXISTS ps_exid (ex INTEGER PRIMARY KEY, id INTEGER)",
+            "CREATE TEMP TABLE IF NOT EXISTS ps_lmw (id INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
+            " PRIMARY KEY (id, rep, lo))",
         ):
             conn.execute(ddl)
-        for name in ("ps_rmap", "ps_kd", "ps_mw", "ps_mwb", "ps_mwx", "ps_mwxb", "ps_exid"):
+        for name in ("ps_rmap", "ps_kd", "ps_mw", "ps_mwb", "ps_mwx", "ps_mwxb", "ps_exid", "ps_lmw"):
             conn.execute(f"DELETE FROM temp.{name}")
         rmap: list[tuple[int, int | None, int]] = []
         kd: list[tuple[int, int, int]] = []
@@ -254,6 +263,13 @@ class SetApply:
             if local is not None:
                 mw.extend((local, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
         conn.executemany("INSERT OR IGNORE INTO temp.ps_mw VALUES (?, ?, ?)", mw)
+        # What local rows from unfinished sessions were made with, in batch indexes.
+        for mw_id, blob in conn.execute(f"SELECT id, knowledge FROM {PREFIX}partial").fetchall():
+            record = Knowledge.from_bytes(blob)
+            conn.executemany(
+                "INSERT OR IGNORE INTO temp.ps_lmw VALUES (?, ?, ?, ?)",
+                [(mw_id, b, lo, hi + 1) for b, rid in enumerate(env.replicas) for lo, hi in record.ranges(rid)],
+            )
         # Rows made with more than ``made_with`` (see ``_wire``): that knowledge
         # in local and in batch replica indexes, and the record each row points to.
         self.mw = peer._partial_id(sc, env.made_with)
@@ -282,7 +298,7 @@ class SetApply:
             raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
         span = env.last - env.first + 1
         (bad,) = conn.execute(
-            tin.invalid(), {"nrep": len(env.replicas), "span": span, "nex": len(env.extras)}
+            tin.invalid(), {"nrep": len(env.replicas), "span": span, "nex": len(env.extras), "base": tin.base}
         ).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: {bad} invalid row(s) for {tin.t.name!r}")
@@ -486,8 +502,11 @@ class SetApply:
             for parent, cols, to in child.fks:
                 if parent.lower() != tin.t.name.lower():
                     continue
-                pcols = tuple(c if c is not None else k for c, k in zip(to, tin.t.schema.key, strict=False))
-                if len(cols) != len(tin.t.schema.key) or set(pcols) != set(tin.t.schema.key):
+                key = tin.t.schema.key
+                # SQLite names are case-insensitive: match them so.
+                canon = {k.lower(): k for k in key}
+                pcols = tuple(canon.get((c or k).lower(), c or k) for c, k in zip(to, key, strict=False))
+                if len(cols) != len(key) or set(pcols) != set(key):
                     continue  # a foreign key to other columns than the primary key
                 where = " AND ".join(
                     f"c.{q(f)} = x.{tin.cols[tin.t.schema.columns.index(pc)]}"

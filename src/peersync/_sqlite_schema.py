@@ -276,8 +276,9 @@ class Tracked:
                 return f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {vals(row)} WHERE {cond}"
             return f"INSERT INTO {LOG} (tbl, {kc}) VALUES ({self.tid}, {vals(row)})"
 
-        key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)}" for k in s.key)
-        changed = " AND ".join(f"OLD.{q(c)} IS NEW.{q(c)}" for c in s.columns)
+        # BINARY: a NOCASE column edited only in letter case is still a change.
+        key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)} COLLATE BINARY" for k in s.key)
+        changed = " AND ".join(f"OLD.{q(c)} IS NEW.{q(c)} COLLATE BINARY" for c in s.columns)
 
         def upsert(row: str, deleted: int, creation: str) -> str:
             return (
@@ -401,7 +402,15 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
     if not key:
         raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
     types = tuple(type_class(r[1]) for r in info)
-    rowid_key = len(key) == 1 and not without_rowid and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
+    # A rowid alias is a single INTEGER key with no separate key index
+    # (``INTEGER PRIMARY KEY DESC`` is not one: SQLite gives it an index).
+    pk_index = conn.execute("SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()
+    rowid_key = (
+        len(key) == 1
+        and not without_rowid
+        and pk_index is None
+        and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
+    )
     fk: dict[int, tuple[str, list[str], list[str | None]]] = {}
     for fid, parent, frm, to in conn.execute(
         'SELECT id, "table", "from", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
