@@ -92,6 +92,18 @@ class _In:
     def unordered(self) -> str:
         return f"SELECT count(*) FROM {self.name} AS a JOIN {self.name} AS b ON b.seq = a.seq + 1 WHERE b.dlt <= a.dlt"
 
+    def drifted(self) -> str:
+        """Rows written from this batch that something changed afterwards in the
+        same transaction (a trigger of this database, a cascade): (seq, gone)."""
+        s = self.t.schema
+        match = " AND ".join(f"u.{q(k)} = x.{c}" for k, c in zip(s.key, self.keys, strict=True))
+        same = " AND ".join(f"u.{q(col)} IS x.{c} COLLATE BINARY" for col, c in zip(s.columns, self.cols, strict=True))
+        present = f"u.{q(s.key[0])} IS NOT NULL"
+        return (
+            f"SELECT x.seq, NOT {present} FROM {self.name} AS x LEFT JOIN {q(s.name)} AS u ON {match}"
+            f" WHERE x.action = 1 AND CASE WHEN x.flags = 0 THEN NOT {present} OR NOT ({same}) ELSE {present} END"
+        )
+
     def triage(self) -> str:
         t = self.t
         match = " AND ".join(f"t.{k} = i.{c}" for k, c in zip(t.kcols, self.keys, strict=True))
@@ -349,6 +361,14 @@ class SetApply:
             conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick,))
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
+            # The triggers skipped the rows this batch wrote; whatever changed
+            # them afterwards must still become a local change.
+            for tin in ins:
+                for seq, gone in conn.execute(tin.drifted()).fetchall():
+                    key = self._row(tin, conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone())[3]
+                    log, stamp = tin.t.restamp_sql(drift=True)
+                    conn.execute(log, key)
+                    conn.execute(stamp, (int(gone), *key))
             for tin, seq, msg in failed:
                 self._fail(tin, seq, msg)
         learned = Knowledge.empty()

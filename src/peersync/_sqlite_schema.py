@@ -353,16 +353,19 @@ class Tracked:
 
         return after, before
 
-    def restamp_sql(self) -> tuple[str, str]:
+    def restamp_sql(self, drift: bool = False) -> tuple[str, str]:
         """Make the row's current state a new local change (a new tick, made
-        here knowing everything here), keeping its change time and creation."""
+        here knowing everything here), keeping its creation; its change time
+        too, unless ``drift`` (something changed the row after peersync wrote
+        it: that is a new change, deleted when the row is gone, parameter 2)."""
         kc = ", ".join(self.kcols)
         where = " AND ".join(f"{k} = ?" for k in self.kcols)
+        also = f", del = ?, ctime = MAX({NOW_MS}, ctime + 1)" if drift else ""
         return (
             f"INSERT INTO {LOG} (tbl, {kc}) VALUES ({self.tid}, {', '.join('?' * len(self.kcols))})",
             f"UPDATE {q(self.tracking)} SET lt = last_insert_rowid(), urep = NULL, utick = NULL, scope = NULL,"
             " crep = CASE WHEN ctick IS NULL THEN urep ELSE crep END,"
-            f" ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END WHERE {where}",
+            f" ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END{also} WHERE {where}",
         )
 
     def set_time_sql(self, at_least: bool) -> str:

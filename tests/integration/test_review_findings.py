@@ -207,14 +207,7 @@ def test_bug_deferred_foreign_key_aborts_the_session_and_leaves_a_transaction_op
     "batch_size",
     [
         pytest.param(1, id="row-per-batch"),
-        pytest.param(
-            100,
-            id="one-batch",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="limit (README): a destination-only trigger changing another row of the same incoming batch",
-            ),
-        ),
+        pytest.param(100, id="one-batch"),
     ],
 )
 def test_bug_destination_trigger_side_effect_on_a_row_of_the_same_batch_is_not_tracked(
