@@ -23,7 +23,7 @@ from . import _sqlite_schema as S
 from ._conflict import LocalState, classify, policy_name, resolve
 from ._errors import ProtocolError
 from ._knowledge import MAX_TICK, Knowledge, Version
-from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Resolution, Value
+from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
 from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import Envelope
 
@@ -76,18 +76,16 @@ class _In:
     def unknown_to_source(self) -> str:
         """Rows whose version the source's own knowledge lacks: forged."""
 
-        def known(rep: str, tick: str) -> str:
-            return (
-                f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwb AS m WHERE m.rep = {rep} AND m.lo <= {tick}"
-                " ORDER BY m.lo DESC LIMIT 1), 0)"
-            )
-
-        tick = "COALESCE(vtick, :first0 + dlt)"
+        tick = "COALESCE(y.vtick, :first0 + y.dlt)"
+        known = (
+            f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwb AS m WHERE m.rep = y.vrep AND m.lo <= {tick}"
+            " ORDER BY m.lo DESC LIMIT 1), 0)"
+        )
         extra = (
-            f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwxb AS m WHERE m.ex = ex AND m.rep = vrep"
+            f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwxb AS m WHERE m.ex = y.ex AND m.rep = y.vrep"
             f" AND m.lo <= {tick} ORDER BY m.lo DESC LIMIT 1), 0)"
         )
-        return f"SELECT count(*) FROM {self.name} WHERE NOT {known('vrep', tick)} AND NOT (ex > 0 AND {extra})"
+        return f"SELECT count(*) FROM {self.name} AS y WHERE NOT {known} AND NOT (y.ex > 0 AND {extra})"
 
     def unordered(self) -> str:
         return f"SELECT count(*) FROM {self.name} AS a JOIN {self.name} AS b ON b.seq = a.seq + 1 WHERE b.dlt <= a.dlt"
@@ -176,6 +174,7 @@ class _Rewrite:
     version: Version
     lt: int
     conflict: Conflict
+    mw: int  # the record of what the incoming version was made with
 
 
 def _sort_key(v: object) -> int:
@@ -362,8 +361,11 @@ class SetApply:
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
             # The triggers skipped the rows this batch wrote; whatever changed
-            # them afterwards must still become a local change.
+            # them afterwards must still become a local change, and rows they
+            # evicted through a UNIQUE index ... ON CONFLICT REPLACE tombstones.
             for tin in ins:
+                for st in tin.t.evictions_sql():
+                    conn.execute(st)
                 for seq, gone in conn.execute(tin.drifted()).fetchall():
                     key = self._row(tin, conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone())[3]
                     log, stamp = tin.t.restamp_sql(drift=True)
@@ -422,18 +424,28 @@ class SetApply:
             res = Resolution(Outcome.DEFER)
             conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
         self.report.conflicts += 1
-        action = {Outcome.SOURCE: LEARN, Outcome.DESTINATION: LEARN, Outcome.DEFER: DEFER, Outcome.MERGE: MERGE}
-        # Whatever wins becomes a new local change (unless both sides already
-        # agree): a version made knowing both sides, so the decision reaches
-        # every replica, including those that already know both old versions.
-        # Its change time is the later of the two, so it compares as what it is:
-        # a change made on top of both.
+        # Under last-writer-wins every replica that meets these two versions picks
+        # the same one (change times follow causality), so the winner keeps its
+        # own version. Any other policy may decide differently elsewhere: then
+        # whatever wins becomes a new local change (unless both sides already
+        # agree), a version made knowing both, so the decision reaches every
+        # replica, including those that already know both old versions. Its
+        # change time is the later of the two: a change made on top of both.
+        lww = self.handler is Policy.LAST_WRITER_WINS
+        action = {
+            Outcome.SOURCE: APPLY if lww else LEARN,
+            Outcome.DESTINATION: LEARN,
+            Outcome.DEFER: DEFER,
+            Outcome.MERGE: MERGE,
+        }
         both = max(loc.time, ctime)
-        if local_row != remote_row or loc.deleted != (remote_row is None):
+        ex = r[-1]
+        mw = self.mw if not ex else self.conn.execute("SELECT id FROM temp.ps_exid WHERE ex = ?", (ex,)).fetchone()[0]
+        if not lww and (local_row != remote_row or loc.deleted != (remote_row is None)):
             if res.outcome is Outcome.SOURCE:
-                self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict))
+                self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict, mw))
             elif res.outcome is Outcome.DESTINATION:
-                self.rewrites.append(_Rewrite("restamp", t, key, local_row, both, version, lt, conflict))
+                self.rewrites.append(_Rewrite("restamp", t, key, local_row, both, version, lt, conflict, mw))
         if res.outcome is Outcome.MERGE:
             assert res.row is not None
             merged = {**(local_row or {}), **(remote_row or {}), **res.row}
@@ -443,7 +455,7 @@ class SetApply:
                 res = Resolution(Outcome.DEFER)
                 conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
             else:
-                self.rewrites.append(_Rewrite("merge", t, key, merged, both + 1, version, lt, conflict))
+                self.rewrites.append(_Rewrite("merge", t, key, merged, both + 1, version, lt, conflict, mw))
         if res.outcome is Outcome.DEFER:
             self.report.deferred += 1
             self.excluded.extend((version, (self.env.source, lt)))
@@ -465,6 +477,8 @@ class SetApply:
             else:
                 conn.execute(t.upsert_sql, [rw.row[c] for c in t.schema.columns])
             conn.execute(t.set_time_sql(at_least=rw.kind == "merge"), (rw.time, *rw.key))
+            # The new version supersedes the incoming one, and so what that was made with.
+            conn.execute(t.set_mw_sql(), (rw.mw, *rw.key))
         except APPLY_ERRORS as exc:
             conn.execute("ROLLBACK TO ps_rewrite")
             self.excluded.extend((rw.version, (self.env.source, rw.lt)))

@@ -44,6 +44,12 @@ from ._model import TableSchema
 
 PREFIX = "_peersync_"
 NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+# A change to a live row keeps its incarnation's creation version; a change on
+# top of a tombstone starts a new incarnation.
+KEEP_CREATION = (
+    "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN urep ELSE crep END,"
+    " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END"
+)
 TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope", "mw")
 
 META_DDL = (
@@ -108,7 +114,8 @@ class Tracked:
     # Foreign keys: (parent table, child columns, parent columns or None for its primary key)
     fks: tuple[tuple[str, tuple[str, ...], tuple[str | None, ...]], ...] = ()
     tid: int = 0  # this table's id in the change log (``_peersync_tracked.id``)
-    uniques: tuple[tuple[str, ...], ...] = ()  # columns of UNIQUE indexes other than the key
+    # UNIQUE indexes other than the key: (column, collation) pairs each
+    uniques: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @property
     def name(self) -> str:
@@ -266,10 +273,7 @@ class Tracked:
         # change on top of a tombstone starts a new incarnation. Change times
         # only grow along a row's history (max(now, previous + 1)), so a change
         # made on top of another always compares later, whatever the clocks.
-        keep_creation = (
-            "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN urep ELSE crep END,"
-            " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END"
-        )
+        keep_creation = KEEP_CREATION
 
         def log(row: str, cond: str = "") -> str:
             if cond:
@@ -321,29 +325,14 @@ class Tracked:
         and nothing happens), then forgets the notes."""
         if not self.uniques:
             return "", lambda row: ""
-        s, trk, kc = self.schema, q(self.tracking), ", ".join(self.kcols)
-        ecols = ", ".join(f"e.{k}" for k in self.kcols)
+        s, kc = self.schema, ", ".join(self.kcols)
         keys = ", ".join(q(k) for k in s.key)
-
-        def gone(alias: str) -> str:
-            match = " AND ".join(f"u.{q(c)} = {alias}.{k}" for k, c in zip(self.kcols, s.key, strict=True))
-            return f"NOT EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {match})"
-
-        after = ""
-        for i, _ in enumerate(self.uniques):
-            noted = f"FROM {EVICT} AS e WHERE e.tbl = {self.tid} AND e.ix = {i}"
-            after += (
-                f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {ecols} {noted} AND {gone('e')};"
-                f" UPDATE {trk} SET lt = last_insert_rowid(), urep = NULL, utick = NULL, {keep_creation},"
-                f" ctime = MAX({NOW_MS}, ctime + 1), del = 1, scope = NULL"
-                f" WHERE del = 0 AND ({kc}) IN (SELECT {ecols} {noted}) AND {gone(trk)}; "
-            )
-        after += f"DELETE FROM {EVICT} WHERE tbl = {self.tid}; "
+        after = "".join(f"{st}; " for st in self.evictions_sql(keep_creation))
 
         def before(own: str) -> str:
             out = ""
             for i, cols in enumerate(self.uniques):
-                same = " AND ".join(f"{q(c)} = NEW.{q(c)}" for c in cols)
+                same = " AND ".join(f"{q(c)} = NEW.{q(c)} COLLATE {coll}" for c, coll in cols)
                 itself = " AND ".join(f"{q(k)} IS {own}.{q(k)}" for k in s.key)
                 out += (
                     f"INSERT INTO {EVICT} (tbl, ix, {kc}) SELECT {self.tid}, {i}, {keys} FROM {q(s.name)}"
@@ -352,6 +341,31 @@ class Tracked:
             return out
 
         return after, before
+
+    def evictions_sql(self, keep_creation: str = KEEP_CREATION) -> list[str]:
+        """Turn rows noted as colliding on a UNIQUE index that are really gone
+        into tombstones, then forget the notes. Run by the AFTER triggers, and
+        by the apply (whose writes the triggers skip) after a batch."""
+        if not self.uniques:
+            return []
+        s, trk, kc = self.schema, q(self.tracking), ", ".join(self.kcols)
+        ecols = ", ".join(f"e.{k}" for k in self.kcols)
+
+        def gone(alias: str) -> str:
+            match = " AND ".join(f"u.{q(c)} = {alias}.{k}" for k, c in zip(self.kcols, s.key, strict=True))
+            return f"NOT EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {match})"
+
+        out = []
+        for i, _ in enumerate(self.uniques):
+            noted = f"FROM {EVICT} AS e WHERE e.tbl = {self.tid} AND e.ix = {i}"
+            out += [
+                f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {ecols} {noted} AND {gone('e')}",
+                f"UPDATE {trk} SET lt = last_insert_rowid(), urep = NULL, utick = NULL, {keep_creation},"
+                f" ctime = MAX({NOW_MS}, ctime + 1), del = 1, scope = NULL"
+                f" WHERE del = 0 AND ({kc}) IN (SELECT {ecols} {noted}) AND {gone(trk)}",
+            ]
+        out.append(f"DELETE FROM {EVICT} WHERE tbl = {self.tid}")
+        return out
 
     def restamp_sql(self, drift: bool = False) -> tuple[str, str]:
         """Make the row's current state a new local change (a new tick, made
@@ -367,6 +381,10 @@ class Tracked:
             " crep = CASE WHEN ctick IS NULL THEN urep ELSE crep END,"
             f" ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END{also} WHERE {where}",
         )
+
+    def set_mw_sql(self) -> str:
+        where = " AND ".join(f"{k} = ?" for k in self.kcols)
+        return f"UPDATE {q(self.tracking)} SET mw = ? WHERE {where}"
 
     def set_time_sql(self, at_least: bool) -> str:
         where = " AND ".join(f"{k} = ?" for k in self.kcols)
@@ -427,9 +445,11 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
     for (index,) in conn.execute(
         "SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin != 'pk' ORDER BY name", (name,)
     ):
-        cols = conn.execute("SELECT cid, name FROM pragma_index_info(?) ORDER BY seqno", (index,)).fetchall()
-        if cols and all(cid >= 0 for cid, _ in cols):
-            uniques.append(tuple(c for _, c in cols))
+        cols = conn.execute(
+            "SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno", (index,)
+        ).fetchall()
+        if cols and all(cid >= 0 for cid, _, _ in cols):  # expression indexes cannot be probed here
+            uniques.append(tuple((c, coll or "BINARY") for _, c, coll in cols))
     return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks, 0, tuple(uniques))
 
 
