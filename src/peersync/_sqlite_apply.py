@@ -177,6 +177,14 @@ class _Rewrite:
     mw: int  # the record of what the incoming version was made with
 
 
+def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
+    return (
+        local is not None
+        and remote is not None
+        and all(type(local[c]) is type(remote[c]) and local[c] == remote[c] for c in local)
+    )
+
+
 def _sort_key(v: object) -> int:
     return v if type(v) is int else 0
 
@@ -414,6 +422,13 @@ class SetApply:
         if not loc.deleted:
             row = self.conn.execute(t.select_row_sql, key).fetchone()
             local_row = None if row is None else dict(zip(t.schema.columns, row, strict=True))
+        if not loc.deleted and _same(local_row, remote_row):
+            # Concurrent versions with identical content (the same row written
+            # twice, e.g. through two scopes sharing the table): any winner gives
+            # this row, so it is no conflict. Learn the incoming version and write
+            # nothing, so nothing new is sent back.
+            self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (LEARN, seq))
+            return
         conflict = Conflict(
             self.sc.name, t.name, key, kind, local_row, remote_row, loc.version, version, loc.time, ctime,
             policy_name(self.handler),
@@ -432,8 +447,9 @@ class SetApply:
         # replica, including those that already know both old versions. Its
         # change time is the later of the two: a change made on top of both.
         lww = self.handler is Policy.LAST_WRITER_WINS
+        # Two tombstones agree whoever wins: nothing to write either way.
         action = {
-            Outcome.SOURCE: APPLY if lww else LEARN,
+            Outcome.SOURCE: APPLY if lww and not (loc.deleted and remote_row is None) else LEARN,
             Outcome.DESTINATION: LEARN,
             Outcome.DEFER: DEFER,
             Outcome.MERGE: MERGE,
