@@ -43,6 +43,23 @@ _COMPACT_EVERY = 5_000
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
 
+def _side_effects(conn: sqlite3.Connection) -> bool:
+    """Whether this database has triggers of its own or foreign key actions."""
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE ? ESCAPE '\\' LIMIT 1",
+        (PREFIX.replace("_", "\\_") + "%",),
+    ).fetchone():
+        return True
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table'"
+            " AND (f.on_delete NOT IN ('NO ACTION', 'RESTRICT') OR f.on_update NOT IN ('NO ACTION', 'RESTRICT'))"
+            " LIMIT 1"
+        ).fetchone()
+        is not None
+    )
+
+
 def _skip(blocks: list[tuple[int, int]], after: int) -> int:
     """Advance ``after`` over skippable blocks that start right after it."""
     for lo, hi in blocks:
@@ -61,6 +78,9 @@ class _Scope:
     rid: bytes
     fingerprint: str
     tables: list[Tracked]  # parents before children
+    # Can writing a row change other rows here (a user's trigger, a foreign key
+    # action)? Only then does an apply look for rows changed behind its back.
+    side_effects: bool = True
     schemas: dict[str, TableSchema] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -199,7 +219,7 @@ class SQLitePeer:
                 f"the tables of scope {name!r} in {self.path} changed since provisioning;"
                 " deprovision and provision the scope again on every peer"
             )
-        sc = _Scope(name, idx, rid, fp, tables)
+        sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
         self._scopes[name] = sc
         return sc
 

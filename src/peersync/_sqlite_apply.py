@@ -374,6 +374,8 @@ class SetApply:
             for tin in ins:
                 for st in tin.t.evictions_sql():
                     conn.execute(st)
+                if not self.sc.side_effects:
+                    continue
                 for seq, gone in conn.execute(tin.drifted()).fetchall():
                     key = self._row(tin, conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone())[3]
                     log, stamp = tin.t.restamp_sql(drift=True)
