@@ -10,6 +10,12 @@ version (as this scope reports it) is ``d``:
   skip it if it is earlier;
 - otherwise the destination changed the row concurrently: a conflict.
 
+These are the rules; the SQLite adapter evaluates the same ones set-based in
+SQL (``_sqlite_apply``), together with two that need per-row knowledge: an
+incoming version that the local row's own made-with record contains is
+obsolete, and one whose batch carries extra made-with knowledge for the row
+(``_wire``) is checked against it too.
+
 Resolution by last writer wins compares ``(change time, replica id, tick)``,
 so every replica that sees the same two versions picks the same winner,
 whatever order they arrive in.

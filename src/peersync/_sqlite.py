@@ -24,7 +24,6 @@ from ._errors import DatabaseLocked, InvalidURL, ProtocolError, SchemaMismatch, 
 from ._knowledge import Knowledge, Version
 from ._model import (
     ApplyReport,
-    Change,
     Conflict,
     ConflictHandler,
     ConflictType,
@@ -32,13 +31,11 @@ from ._model import (
     ReplicaInfo,
     Status,
     TableSchema,
-    Value,
 )
 from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import FORMAT, MAGIC, unpack_envelope
 
-_LOOKUP_CHUNK = 400
 _COMPACT_EVERY = 5_000
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
@@ -68,9 +65,6 @@ def _skip(blocks: list[tuple[int, int]], after: int) -> int:
     return after
 
 
-_APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)
-
-
 @dataclass
 class _Scope:
     name: str
@@ -85,16 +79,6 @@ class _Scope:
 
     def __post_init__(self) -> None:
         self.schemas = {t.name: t.schema for t in self.tables}
-
-
-@dataclass
-class _Pending:
-    """One incoming row that will be written: tracking stamp plus data."""
-
-    table: Tracked
-    change: Change
-    key: tuple[Value, ...]
-    stamp: list[Any]
 
 
 def now_ms() -> int:
