@@ -506,7 +506,9 @@ class SQLitePeer:
             raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
         if env.source == sc.rid:
             raise ProtocolError("batch claims to come from this very replica")
-        if env.last >= env.first and not env.made_with.contains(env.source, env.last):
+        if env.last >= env.first and not env.made_with.contains_knowledge(
+            Knowledge.from_ranges({env.source: [(env.first, env.last)]})
+        ):
             raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
         with self._txn(write=True):
             return SetApply(self, sc, env, handler).run()
