@@ -24,7 +24,7 @@ from ._conflict import LocalState, classify, policy_name, resolve
 from ._errors import ProtocolError
 from ._knowledge import MAX_TICK, Knowledge, Version
 from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
-from ._sqlite_schema import PREFIX, Tracked, q
+from ._sqlite_schema import PREFIX, Tracked, in_ranges, q
 from ._wire import Envelope
 
 if TYPE_CHECKING:
@@ -77,14 +77,8 @@ class _In:
         """Rows whose version the source's own knowledge lacks: forged."""
 
         tick = "COALESCE(y.vtick, :first0 + y.dlt)"
-        known = (
-            f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwb AS m WHERE m.rep = y.vrep AND m.lo <= {tick}"
-            " ORDER BY m.lo DESC LIMIT 1), 0)"
-        )
-        extra = (
-            f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mwxb AS m WHERE m.ex = y.ex AND m.rep = y.vrep"
-            f" AND m.lo <= {tick} ORDER BY m.lo DESC LIMIT 1), 0)"
-        )
+        known = in_ranges("temp.ps_mwb", "y.vrep", tick)
+        extra = in_ranges("temp.ps_mwxb", "y.vrep", tick, where="r.ex = y.ex AND ")
         return f"SELECT count(*) FROM {self.name} AS y WHERE NOT {known} AND NOT (y.ex > 0 AND {extra})"
 
     def unordered(self) -> str:
@@ -108,19 +102,15 @@ class _In:
         vt = "COALESCE(x.vtick, :first0 + x.dlt)"
         return (
             f"UPDATE {self.name} AS x SET action = CASE"
-            f" WHEN COALESCE((SELECT k.hi > {vt} FROM temp.ps_kd AS k WHERE k.rep = x.vrep AND k.lo <= {vt}"
-            "   ORDER BY k.lo DESC LIMIT 1), 0) THEN 0"
+            f" WHEN {in_ranges('temp.ps_kd', 'x.vrep', vt)} THEN 0"
             " WHEN j.tlt IS NULL THEN 1"
             f" WHEN j.lrep = (SELECT COALESCE(r.l, 0) FROM temp.ps_rmap AS r WHERE r.b = x.vrep)"
             f" THEN CASE WHEN {vt} > j.ltick THEN 1 ELSE 0 END"
             # The local row came in a session not yet completed here, made
             # knowing the incoming version: the incoming one is obsolete.
-            f" WHEN j.mw IS NOT NULL AND COALESCE((SELECT m.hi > {vt} FROM temp.ps_lmw AS m WHERE m.id = j.mw"
-            f"   AND m.rep = x.vrep AND m.lo <= {vt} ORDER BY m.lo DESC LIMIT 1), 0) THEN 0"
-            " WHEN COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mw AS m WHERE m.rep = j.lrep AND m.lo <= j.ltick"
-            "   ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
-            " WHEN x.ex > 0 AND COALESCE((SELECT m.hi > j.ltick FROM temp.ps_mwx AS m WHERE m.ex = x.ex"
-            "   AND m.rep = j.lrep AND m.lo <= j.ltick ORDER BY m.lo DESC LIMIT 1), 0) THEN 1"
+            f" WHEN j.mw IS NOT NULL AND {in_ranges('temp.ps_lmw', 'x.vrep', vt, where='r.id = j.mw AND ')} THEN 0"
+            f" WHEN {in_ranges('temp.ps_mw', 'j.lrep', 'j.ltick')} THEN 1"
+            f" WHEN x.ex > 0 AND {in_ranges('temp.ps_mwx', 'j.lrep', 'j.ltick', where='r.ex = x.ex AND ')} THEN 1"
             " ELSE 2 END"
             " FROM (SELECT i.seq AS s, t.lt AS tlt, t.mw AS mw,"
             " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
@@ -567,10 +557,7 @@ class SetApply:
                 match = child._key_match("tc", "c")
                 rep = "CASE WHEN tc.scope = :scope THEN tc.urep ELSE 0 END"
                 tick = "CASE WHEN tc.scope = :scope THEN tc.utick ELSE tc.lt END"
-                known = (
-                    f"COALESCE((SELECT m.hi > {tick} FROM temp.ps_mw AS m WHERE m.rep = {rep} AND m.lo <= {tick}"
-                    " ORDER BY m.lo DESC LIMIT 1), 0)"
-                )
+                known = in_ranges("temp.ps_mw", rep, tick)
                 rows = conn.execute(
                     f"SELECT x.seq FROM {tin.name} AS x WHERE x.action = 1 AND x.flags = 1 AND EXISTS (SELECT 1"
                     f" FROM {q(child.name)} AS c JOIN {q(child.tracking)} AS tc ON {match} WHERE {where} AND {known})",

@@ -79,6 +79,16 @@ EVICT = PREFIX + "evict"
 LOG = PREFIX + "log"
 
 
+def in_ranges(table: str, rep: str, tick: str, where: str = "") -> str:
+    """SQL truth value: ``tick`` lies in one of replica ``rep``'s half-open
+    ranges ``[lo, hi)`` stored in ``table`` (columns rep, lo, hi, keyed by rep
+    and lo: one index probe, whatever the number of ranges)."""
+    return (
+        f"COALESCE((SELECT r.hi > {tick} FROM {table} AS r WHERE {where}r.rep = {rep} AND r.lo <= {tick}"
+        " ORDER BY r.lo DESC LIMIT 1), 0)"
+    )
+
+
 def q(name: str) -> str:
     """Quote an SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
@@ -168,10 +178,7 @@ class Tracked:
             flags = f"t.del + CASE t.mw {cases} ELSE 0 END"
 
         def has(rep: str, tick: str) -> str:
-            return (
-                f"COALESCE((SELECT k.hi > {tick} FROM temp.ps_known AS k WHERE k.rep = {rep}"
-                f" AND k.lo <= {tick} ORDER BY k.lo DESC LIMIT 1), 0)"
-            )
+            return in_ranges("temp.ps_known", rep, tick)
 
         # A row is skipped when its reported version is known, or when its
         # local tick here is: knowing (this replica, lt) means holding this
