@@ -334,7 +334,7 @@ class SQLitePeer:
                 conn.execute(f"UPDATE {q(t.tracking)} SET crep = ? WHERE crep IS NULL AND ctick IS NOT NULL", (old,))
             new = os.urandom(16)
             tick = self._clock()
-            k = stored.add_range(sc.rid, 1, tick) if tick else stored
+            k = stored.add_range(sc.rid, 1, tick)
             conn.execute(f"UPDATE {PREFIX}scopes SET replica_id = ? WHERE name = ?", (new, scope))
             self._save_knowledge(scope, k.without(new))
         self._scopes.pop(scope, None)
@@ -376,7 +376,7 @@ class SQLitePeer:
             sc = self._scope(scope, reload=True)
             stored, forgotten = self._stored_knowledge(scope)
             tick = self._clock()
-        k = stored.add_range(sc.rid, 1, tick) if tick else stored
+        k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
@@ -385,7 +385,7 @@ class SQLitePeer:
             self._load_replicas()
             stored, _ = self._stored_knowledge(scope)
             tick = self._clock()
-            made_with = stored.add_range(sc.rid, 1, tick) if tick else stored
+            made_with = stored.add_range(sc.rid, 1, tick)
             filter_known = self._known_table(sc, known, after)
             skip = self._skippable(sc, known)
             marks: dict[int, int] = {}
@@ -528,7 +528,7 @@ class SQLitePeer:
                 if merged.add_range(sc.rid, 1, self._clock()).contains_knowledge(Knowledge.from_bytes(blob)):
                     self.conn.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
             tick = self._clock()
-        return merged.add_range(sc.rid, 1, tick) if tick else merged
+        return merged.add_range(sc.rid, 1, tick)
 
     def log_conflicts(self, scope: str, conflicts: Sequence[Conflict]) -> None:
         if conflicts:
@@ -580,7 +580,7 @@ class SQLitePeer:
                     n, d = conn.execute(f"SELECT count(*), COALESCE(sum(del), 0) FROM {q(t.tracking)}").fetchone()
                     rows, tombs = rows + n, tombs + d
                 (nconf,) = conn.execute(f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = ?", (name,)).fetchone()
-                k = stored.add_range(sc.rid, 1, tick) if tick else stored
+                k = stored.add_range(sc.rid, 1, tick)
                 out.append(
                     Status(name, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.schemas), rows, tombs, nconf)
                 )

@@ -197,7 +197,7 @@ class SetApply:
         peer._load_replicas()
         stored, _ = peer._stored_knowledge(sc.name)
         tick = peer._clock()
-        self.known = stored.add_range(sc.rid, 1, tick) if tick else stored
+        self.known = stored.add_range(sc.rid, 1, tick)
         # Parents before children; otherwise in the source's tick order, so
         # rows a user's trigger derived from others come after them.
         index = {t.name: i for i, t in enumerate(sc.tables)}
@@ -231,7 +231,7 @@ class SetApply:
             peer._insert_conflicts(self.conflicts)
         tick = peer._clock()
         self.report.excluded = excluded
-        self.report.knowledge = new.add_range(sc.rid, 1, tick) if tick else new
+        self.report.knowledge = new.add_range(sc.rid, 1, tick)
         return self.report
 
     # -- loading and validation --------------------------------------------------------
