@@ -144,23 +144,9 @@ def _round(out: Console, dbs: dict[str, peersync.Database], ring: list[tuple[str
     for col in ("session", "sent", "applied", "conflicts", "batches", "bytes"):
         t.add_column(col, justify="left" if col == "session" else "right")
     for a, b in ring:
-        r = peersync.sync(dbs[a], dbs[b], SCOPE)
-        t.add_row(
-            f"{a} -> {b}",
-            str(r.sent_a_to_b),
-            str(r.sessions[0].applied),
-            str(r.sessions[0].conflicts),
-            str(r.sessions[0].batches),
-            str(r.sessions[0].bytes),
-        )
-        t.add_row(
-            f"{b} -> {a}",
-            str(r.sent_b_to_a),
-            str(r.sessions[1].applied),
-            str(r.sessions[1].conflicts),
-            str(r.sessions[1].batches),
-            str(r.sessions[1].bytes),
-        )
+        r = peersync.sync(dbs[a], dbs[b], SCOPE)  # both ways: push, then pull
+        for (src, dst), st in zip([(a, b), (b, a)], r.sessions, strict=True):
+            t.add_row(f"{src} -> {dst}", *(str(n) for n in (st.sent, st.applied, st.conflicts, st.batches, st.bytes)))
     out.print(t)
 
 
