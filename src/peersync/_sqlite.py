@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import msgpack
-
 from . import _sqlite_schema as S
 from ._errors import DatabaseLocked, InvalidURL, ProtocolError, SchemaMismatch, ScopeError, StorageError, TableError
 from ._knowledge import Knowledge, Version
@@ -34,7 +32,7 @@ from ._model import (
 )
 from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
-from ._wire import FORMAT, MAGIC, unpack_envelope
+from ._wire import pack_batch, unpack_envelope
 
 _COMPACT_EVERY = 5_000
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
@@ -415,9 +413,10 @@ class SQLitePeer:
                 replicas = [sc.rid] + [
                     self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
                 ]
-                env = [MAGIC, FORMAT, scope, sc.rid, sc.fingerprint, made_with.to_wire(), first0 + 1, horizon,
-                       horizon >= tick, replicas, tables, [k.to_wire() for k in extras]]  # fmt: skip
-                data: bytes = msgpack.packb(env, use_bin_type=True)
+                data = pack_batch(
+                    scope, sc.rid, sc.fingerprint, made_with, first0 + 1, horizon, horizon >= tick, replicas,
+                    tables, extras,
+                )  # fmt: skip
                 if nrows:
                     self._row_bytes[scope] = max(8, len(data) // nrows)
                 if len(data) <= 2 * max_bytes or limit == 1:

@@ -31,7 +31,7 @@ with :class:`~peersync.ProtocolError` and never returns a partial batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,20 +85,27 @@ def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
                 ]
             )
         tables.append([name, base_time, out])
-    envelope = [
-        MAGIC,
-        FORMAT,
-        batch.scope,
-        source,
-        batch.fingerprint,
-        batch.made_with.to_wire(),
-        batch.first,
-        batch.last,
-        batch.final,
-        list(replicas),
-        tables,
-        [k.to_wire() for k in batch.extras],
-    ]
+    return pack_batch(
+        batch.scope, source, batch.fingerprint, batch.made_with, batch.first, batch.last, batch.final,
+        list(replicas), tables, batch.extras,
+    )  # fmt: skip
+
+
+def pack_batch(
+    scope: str,
+    source: bytes,
+    fingerprint: str,
+    made_with: Knowledge,
+    first: int,
+    last: int,
+    final: bool,
+    replicas: Sequence[bytes],
+    tables: Sequence[Sequence[Any]],
+    extras: Sequence[Knowledge],
+) -> bytes:
+    """The envelope around rows already in wire form (see the module docstring)."""
+    envelope = [MAGIC, FORMAT, scope, source, fingerprint, made_with.to_wire(), first, last, final,
+                list(replicas), list(tables), [k.to_wire() for k in extras]]  # fmt: skip
     data: bytes = msgpack.packb(envelope, use_bin_type=True)
     return data
 
