@@ -214,8 +214,25 @@ class SQLitePeer:
         k, f = self.conn.execute(f"SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
         return Knowledge.from_bytes(k), Knowledge.from_bytes(f)
 
-    def _save_knowledge(self, scope: str, k: Knowledge) -> None:
-        self.conn.execute(f"UPDATE {PREFIX}scopes SET knowledge = ? WHERE name = ?", (k.to_bytes(), scope))
+    def _pending(self, sc: _Scope) -> Knowledge:
+        """The versions kept out of knowledge until their rows apply (``_peersync_pending``)."""
+        versions: list[Version] = []
+        for vrid, vtick, srid, stick in self.conn.execute(
+            f"SELECT v.replica_id, p.vtick, s.replica_id, p.stick FROM {S.PENDING} AS p"
+            f" JOIN {PREFIX}replicas AS v ON v.idx = p.vrep JOIN {PREFIX}replicas AS s ON s.idx = p.srep"
+            " WHERE p.scope = ?",
+            (sc.idx,),
+        ):
+            versions += ((vrid, vtick), (srid, stick))
+        return Knowledge.from_versions(versions)
+
+    def _save_knowledge(self, sc: _Scope, k: Knowledge) -> Knowledge:
+        """Store ``k`` as the scope's knowledge of other replicas, minus every
+        pending change (so no merge, from any peer, claims one); returns what
+        was stored."""
+        k = k.exclude(self._pending(sc)).without(sc.rid)
+        self.conn.execute(f"UPDATE {PREFIX}scopes SET knowledge = ? WHERE name = ?", (k.to_bytes(), sc.name))
+        return k
 
     # -- provisioning ------------------------------------------------------------
     def provision(self, scope: str, tables: Sequence[str]) -> bool:
@@ -264,7 +281,7 @@ class SQLitePeer:
             raise TableError(f"table {t.name} has rows with NULL in its primary key; peersync cannot identify them")
         tid = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {PREFIX}tracked").fetchone()[0]
         t = replace(t, tid=tid)
-        for side in (S.LOG, S.EVICT):  # these hold as many key columns as the widest key
+        for side in (S.LOG, S.EVICT, S.PENDING):  # these hold as many key columns as the widest key
             have = {r[0] for r in conn.execute(f"SELECT name FROM pragma_table_info('{side}')")}
             for k in t.kcols:
                 if k not in have:
@@ -291,6 +308,7 @@ class SQLitePeer:
             conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}applied WHERE scope = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}partial WHERE scope = ?", (scope,))
+            conn.execute(f"DELETE FROM {S.PENDING} WHERE scope = ?", (idx,))
             still = {t for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
             tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
             for name in tables:
@@ -334,7 +352,7 @@ class SQLitePeer:
             tick = self._clock()
             k = stored.add_range(sc.rid, 1, tick)
             conn.execute(f"UPDATE {PREFIX}scopes SET replica_id = ? WHERE name = ?", (new, scope))
-            self._save_knowledge(scope, k.without(new))
+            self._save_knowledge(replace(sc, rid=new), k)
         self._scopes.pop(scope, None)
         return new
 
@@ -516,9 +534,7 @@ class SQLitePeer:
         with self._txn(write=True):
             sc = self._scope(scope)
             stored, _ = self._stored_knowledge(scope)
-            merged = stored.union(source_knowledge.exclude(excluded)).without(sc.rid)
-            if merged != stored:
-                self._save_knowledge(scope, merged)
+            merged = self._save_knowledge(sc, stored.union(source_knowledge.exclude(excluded)))
             self._compact(sc)
             # Sessions whose knowledge this replica now holds need no record.
             for mw, blob in self.conn.execute(

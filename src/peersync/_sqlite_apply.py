@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from . import _sqlite_schema as S
-from ._conflict import LocalState, classify, policy_name, resolve
+from ._conflict import LocalState, classify, policy_name, remote_wins_by_time, resolve
 from ._errors import ProtocolError
 from ._knowledge import MAX_TICK, Knowledge, Version
 from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
@@ -118,10 +118,27 @@ class _In:
             f" FROM {self.name} AS i LEFT JOIN {q(t.tracking)} AS t ON {match}) AS j WHERE x.seq = j.s"
         )
 
+    def release_pending(self) -> str:
+        """Forget pending changes of rows this batch wrote or resolved whose
+        version the row now holds or beats: the incoming version itself, or
+        one the source knew when it sent its row (made-with knowledge)."""
+        t = self.t
+        match = " AND ".join(
+            f"p.{k} = x.{c}{t.kcoll(i)}" for i, (k, c) in enumerate(zip(t.kcols, self.keys, strict=True))
+        )
+        same = "m.l = p.vrep AND COALESCE(x.vtick, :first0 + x.dlt) = p.vtick"
+        made = in_ranges("temp.ps_mw", "p.vrep", "p.vtick")
+        extra = in_ranges("temp.ps_mwx", "p.vrep", "p.vtick", where="r.ex = x.ex AND ")
+        return (
+            f"DELETE FROM {S.PENDING} AS p WHERE p.scope = :scope AND p.tbl = {t.tid} AND EXISTS (SELECT 1"
+            f" FROM {self.name} AS x JOIN temp.ps_rmap AS m ON m.b = x.vrep WHERE x.action IN (1, 3, 5) AND {match}"
+            f" AND (({same}) OR {made} OR (x.ex > 0 AND {extra})))"
+        )
+
     def stamp(self, one: bool) -> str:
         t = self.t
         names = [*t.kcols, *S.TRACKING_COLUMNS]
-        sets = ", ".join(f"{c} = excluded.{c}" for c in S.TRACKING_COLUMNS)
+        sets = ", ".join([*t.key_case_sets(), *(f"{c} = excluded.{c}" for c in S.TRACKING_COLUMNS)])
         keys = ", ".join(f"x.{c}" for c in self.keys)
         return (
             f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
@@ -136,8 +153,8 @@ class _In:
 
     def upsert(self, one: bool) -> str:
         s = self.t.schema
-        others = [c for c in s.columns if c not in s.key]
-        action = "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others) if others else "DO NOTHING"
+        others = [f"{q(c)} = excluded.{q(c)}" for c in s.columns if c not in s.key] + self.t.user_key_case_sets()
+        action = "DO UPDATE SET " + ", ".join(others) if others else "DO NOTHING"
         return (
             f"INSERT INTO {q(s.name)} ({', '.join(q(c) for c in s.columns)})"
             f" SELECT {', '.join(self.cols)} FROM {self.name}"
@@ -185,7 +202,8 @@ class SetApply:
     def __init__(self, peer: SQLitePeer, sc: _Scope, env: Envelope, handler: ConflictHandler) -> None:
         self.peer, self.conn, self.sc, self.env, self.handler = peer, peer.conn, sc, env, handler
         self.report = ApplyReport(last=env.last, final=env.final, made_with=env.made_with)
-        self.excluded: list[Version] = []
+        # Changes kept out of knowledge: (table, key, version, source tick).
+        self.excluded: list[tuple[Tracked, tuple[Value, ...], Version, int]] = []
         self.conflicts: list[Conflict] = []
         # Conflict outcomes written after the batch's rows, as local changes:
         # (kind, table, key, row or None for a delete, change time to keep, version, source tick, conflict)
@@ -223,10 +241,8 @@ class SetApply:
             learned = learned | self._apply(ins, tick)
         for rw in self.rewrites:
             self._rewrite(rw)
-        excluded = Knowledge.from_versions(self.excluded)
-        new = stored.union(learned.exclude(excluded)).without(sc.rid)
-        if new != stored:
-            peer._save_knowledge(sc.name, new)
+        excluded = self._keep_pending()
+        new = peer._save_knowledge(sc, stored.union(learned.exclude(excluded)))
         if self.conflicts:
             peer._insert_conflicts(self.conflicts)
         tick = peer._clock()
@@ -373,6 +389,9 @@ class SetApply:
                     conn.execute(stamp, (int(gone), *key))
             for tin, seq, msg in failed:
                 self._fail(tin, seq, msg)
+        if conn.execute(f"SELECT 1 FROM {S.PENDING} WHERE scope = ? LIMIT 1", (sc.idx,)).fetchone():
+            for tin in ins:
+                conn.execute(tin.release_pending(), {"scope": sc.idx, "first0": first0})
         learned = Knowledge.empty()
         for tin in ins:
             for b, lo, hi in conn.execute(
@@ -414,12 +433,25 @@ class SetApply:
         if not loc.deleted:
             row = self.conn.execute(t.select_row_sql, key).fetchone()
             local_row = None if row is None else dict(zip(t.schema.columns, row, strict=True))
-        if not loc.deleted and _same(local_row, remote_row):
-            # Concurrent versions with identical content (the same row written
-            # twice, e.g. through two scopes sharing the table): any winner gives
-            # this row, so it is no conflict. Learn the incoming version and write
-            # nothing, so nothing new is sent back.
-            self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (LEARN, seq))
+        if (loc.deleted and remote_row is None) or (not loc.deleted and _same(local_row, remote_row)):
+            # Both sides hold the same state (identical rows, or two tombstones):
+            # any policy gives this content, so no policy is asked. The row must
+            # still hold or beat every version its replica will claim to know:
+            # keep whichever version wins by last writer, taking the incoming
+            # one when it wins (its stamp; the data write then changes nothing).
+            # Keeping the older one while learning the newer would let a third
+            # version with a time between the two win here and nowhere else.
+            wins = remote_wins_by_time(loc.time, loc.version, ctime, version)
+            self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (APPLY if wins else LEARN, seq))
+            if loc.deleted:
+                self.report.conflicts += 1
+                outcome = Outcome.SOURCE if wins else Outcome.DESTINATION
+                self.conflicts.append(
+                    Conflict(
+                        self.sc.name, t.name, key, kind, None, None, loc.version, version, loc.time, ctime,
+                        Policy.LAST_WRITER_WINS.value, outcome, "both sides deleted the row",
+                    )
+                )  # fmt: skip
             return
         conflict = Conflict(
             self.sc.name, t.name, key, kind, local_row, remote_row, loc.version, version, loc.time, ctime,
@@ -434,14 +466,13 @@ class SetApply:
         # Under last-writer-wins every replica that meets these two versions picks
         # the same one (change times follow causality), so the winner keeps its
         # own version. Any other policy may decide differently elsewhere: then
-        # whatever wins becomes a new local change (unless both sides already
-        # agree), a version made knowing both, so the decision reaches every
+        # whatever wins becomes a new local change (the two sides differ: equal
+        # ones returned above), a version made knowing both, so the decision reaches every
         # replica, including those that already know both old versions. Its
         # change time is the later of the two: a change made on top of both.
         lww = self.handler is Policy.LAST_WRITER_WINS
-        # Two tombstones agree whoever wins: nothing to write either way.
         action = {
-            Outcome.SOURCE: APPLY if lww and not (loc.deleted and remote_row is None) else LEARN,
+            Outcome.SOURCE: APPLY if lww else LEARN,
             Outcome.DESTINATION: LEARN,
             Outcome.DEFER: DEFER,
             Outcome.MERGE: MERGE,
@@ -449,7 +480,7 @@ class SetApply:
         both = max(loc.time, ctime)
         ex = r[-1]
         mw = self.mw if not ex else self.conn.execute("SELECT id FROM temp.ps_exid WHERE ex = ?", (ex,)).fetchone()[0]
-        if not lww and (local_row != remote_row or loc.deleted != (remote_row is None)):
+        if not lww:
             if res.outcome is Outcome.SOURCE:
                 self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict, mw))
             elif res.outcome is Outcome.DESTINATION:
@@ -466,9 +497,33 @@ class SetApply:
                 self.rewrites.append(_Rewrite("merge", t, key, merged, both + 1, version, lt, conflict, mw))
         if res.outcome is Outcome.DEFER:
             self.report.deferred += 1
-            self.excluded.extend((version, (self.env.source, lt)))
+            self._exclude(t, key, version, lt)
         self.conflicts.append(replace(conflict, outcome=res.outcome))
         self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (action[res.outcome], seq))
+
+    def _exclude(self, t: Tracked, key: tuple[Value, ...], version: Version, lt: int) -> None:
+        self.excluded.append((t, key, version, lt))
+
+    def _keep_pending(self) -> Knowledge:
+        """Record this batch's excluded changes as pending (they stay out of
+        knowledge across sessions until their rows apply); returns them."""
+        source = self.env.source
+        for t, key, version, lt in self.excluded:
+            kc = ", ".join(t.kcols)
+            self.conn.execute(
+                f"INSERT OR IGNORE INTO {S.PENDING} (scope, tbl, vrep, vtick, srep, stick, {kc})"
+                f" VALUES (?, ?, ?, ?, ?, ?, {', '.join('?' * len(t.kcols))})",
+                (
+                    self.sc.idx,
+                    t.tid,
+                    self.peer._rep_index(version[0]),
+                    version[1],
+                    self.peer._rep_index(source),
+                    lt,
+                    *key,
+                ),
+            )
+        return Knowledge.from_versions(v for _, _, version, lt in self.excluded for v in (version, (source, lt)))
 
     def _rewrite(self, rw: _Rewrite) -> None:
         """Write one conflict outcome as a local change; a failure (a constraint)
@@ -489,7 +544,7 @@ class SetApply:
             conn.execute(t.set_mw_sql(), (rw.mw, *rw.key))
         except APPLY_ERRORS as exc:
             conn.execute("ROLLBACK TO ps_rewrite")
-            self.excluded.extend((rw.version, (self.env.source, rw.lt)))
+            self._exclude(t, rw.key, rw.version, rw.lt)
             self.report.failed.append(
                 replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=str(exc))
             )
@@ -601,7 +656,7 @@ class SetApply:
         r = self.conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
         version, _, row, key = self._row(tin, r)
         lt, ctime = self.env.first - 1 + r[1], tin.base + r[7]
-        self.excluded.extend((version, (self.env.source, lt)))
+        self._exclude(tin.t, key, version, lt)
         self.report.failed.append(
             Conflict(
                 self.sc.name, tin.t.name, key, ConflictType.ERROR, None, row, None, version, None, ctime,

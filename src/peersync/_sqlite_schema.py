@@ -14,7 +14,12 @@ Per database (shared by every scope in it):
   versions supersede more than this replica's own knowledge says;
 - ``_peersync_applied``: blocks of ticks that applied batches took, with the
   source's made-with knowledge: a peer that knows all of it can skip the block;
-- ``_peersync_conflicts``: the conflict log.
+- ``_peersync_conflicts``: the conflict log;
+- ``_peersync_pending``: changes kept out of knowledge (a row that failed to
+  apply, a deferred conflict), one entry per delivery: the row's table and key,
+  its version and the source's local tick for it. Knowledge never claims
+  either while the entry exists, whatever is merged from other peers, so the
+  change comes again; the entry goes once the row holds or beats the version.
 
 Per tracked table ``T`` (shared by every scope that holds it): ``_peersync_t_T``
 with the key (``k0, k1, ...``), the local tick ``lt`` of the last change here
@@ -69,13 +74,17 @@ META_DDL = (
     " id INTEGER NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}applied (scope TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
     " made_with BLOB NOT NULL, PRIMARY KEY (scope, lo)) WITHOUT ROWID",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}pending (scope INTEGER NOT NULL, tbl INTEGER NOT NULL,"
+    " vrep INTEGER NOT NULL, vtick INTEGER NOT NULL, srep INTEGER NOT NULL, stick INTEGER NOT NULL, k0,"
+    " UNIQUE (scope, srep, stick))",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}conflicts (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
     " tbl TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
 )
-META_TABLES = ("clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts")
+META_TABLES = ("clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts", "pending")
 EVICT = PREFIX + "evict"
+PENDING = PREFIX + "pending"
 LOG = PREFIX + "log"
 
 
@@ -126,6 +135,10 @@ class Tracked:
     tid: int = 0  # this table's id in the change log (``_peersync_tracked.id``)
     # UNIQUE indexes other than the key: (column, collation) pairs each
     uniques: tuple[tuple[tuple[str, str], ...], ...] = ()
+    # The collation of each key column (``BINARY`` unless declared otherwise):
+    # the tracking table's key compares the same way, so 'urgent' and 'URGENT'
+    # under NOCASE are one row here too, and a case change rewrites the key.
+    kcolls: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -138,6 +151,18 @@ class Tracked:
     @property
     def kcols(self) -> list[str]:
         return [f"k{i}" for i in range(len(self.schema.key))]
+
+    def kcoll(self, i: int) -> str:
+        """`` COLLATE X`` for key column ``i`` when it is not BINARY, else ''."""
+        coll = self.kcolls[i] if i < len(self.kcolls) else "BINARY"
+        return "" if coll.upper() == "BINARY" else f" COLLATE {coll}"
+
+    def key_case_sets(self, source: str = "excluded") -> list[str]:
+        """``k = source.k`` for key columns with a collation, whose letter case may change."""
+        return [f"{k} = {source}.{k}" for i, k in enumerate(self.kcols) if self.kcoll(i)]
+
+    def user_key_case_sets(self) -> list[str]:
+        return [f"{q(c)} = excluded.{q(c)}" for i, c in enumerate(self.schema.key) if self.kcoll(i)]
 
     def _log_match(self, alias: str, log: str) -> str:
         return " AND ".join(f"{alias}.{k} = {log}.{k}" for k in self.kcols)
@@ -214,8 +239,8 @@ class Tracked:
     def upsert_sql(self) -> str:
         s = self.schema
         cols = ", ".join(q(c) for c in s.columns)
-        others = [c for c in s.columns if c not in s.key]
-        action = "DO UPDATE SET " + ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others) if others else "DO NOTHING"
+        others = [f"{q(c)} = excluded.{q(c)}" for c in s.columns if c not in s.key] + self.user_key_case_sets()
+        action = "DO UPDATE SET " + ", ".join(others) if others else "DO NOTHING"
         return (
             f"INSERT INTO {q(s.name)} ({cols}) VALUES ({', '.join('?' * len(s.columns))})"
             f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}"
@@ -241,8 +266,9 @@ class Tracked:
         if self.rowid_key:
             table = f"CREATE TABLE {trk} (k0 INTEGER PRIMARY KEY, {meta})"
         else:
-            keys = ", ".join(f"k{i}" for i in range(len(s.key)))
-            table = f"CREATE TABLE {trk} ({keys}, {meta}, PRIMARY KEY ({keys})) WITHOUT ROWID"
+            decl = ", ".join(f"k{i}{self.kcoll(i)}" for i in range(len(s.key)))
+            keys = ", ".join(self.kcols)
+            table = f"CREATE TABLE {trk} ({decl}, {meta}, PRIMARY KEY ({keys})) WITHOUT ROWID"
         return [table, *self.trigger_sql()]
 
     def backfill_sql(self) -> list[str]:
@@ -291,10 +317,12 @@ class Tracked:
         key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)} COLLATE BINARY" for k in s.key)
         changed = " AND ".join(f"OLD.{q(c)} IS NEW.{q(c)} COLLATE BINARY" for c in s.columns)
 
+        recase = "".join(f"{x}, " for x in self.key_case_sets())
+
         def upsert(row: str, deleted: int, creation: str) -> str:
             return (
                 f"INSERT INTO {trk} ({kc}, lt, ctime, del) VALUES ({vals(row)}, {tick}, {NOW_MS}, {deleted})"
-                f" ON CONFLICT ({kc}) DO UPDATE SET lt = excluded.lt, urep = NULL, utick = NULL, {creation},"
+                f" ON CONFLICT ({kc}) DO UPDATE SET {recase}lt = excluded.lt, urep = NULL, utick = NULL, {creation},"
                 f" ctime = MAX(excluded.ctime, ctime + 1), del = {deleted}, scope = NULL"
             )
 
@@ -448,6 +476,13 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         entry[2].append(to)
     fks = tuple((p, tuple(f), tuple(t)) for p, f, t in fk.values())
     deps = tuple(sorted({p for p, _, _ in fks}))
+    kcolls: tuple[str, ...] = ()
+    if pk_index is not None:
+        (pk_name,) = conn.execute("SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()
+        colls = {c: coll for c, coll in conn.execute(
+            "SELECT name, coll FROM pragma_index_xinfo(?) WHERE key = 1", (pk_name,)
+        )}  # fmt: skip
+        kcolls = tuple(colls.get(k) or "BINARY" for k in key)
     uniques = []
     for (index,) in conn.execute(
         "SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin != 'pk' ORDER BY name", (name,)
@@ -457,7 +492,7 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         ).fetchall()
         if cols and all(cid >= 0 for cid, _, _ in cols):  # expression indexes cannot be probed here
             uniques.append(tuple((c, coll or "BINARY") for _, c, coll in cols))
-    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks, 0, tuple(uniques))
+    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks, 0, tuple(uniques), kcolls)
 
 
 def dependency_order(tables: list[Tracked]) -> list[Tracked]:

@@ -97,32 +97,6 @@ def test_bug_case_only_edit_of_a_nocase_column_is_never_synced(make_db: MakeDb) 
         b.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="limit (README): a NOCASE primary key deleted and re-inserted in another letter case"
-)
-def test_bug_nocase_key_deleted_and_reinserted_in_other_case_is_lost_at_the_destination(make_db: MakeDb) -> None:
-    """Found by review. Tracking keys compare with BINARY, the user's key with NOCASE: 'abc' (tombstone)
-    and 'ABC' (live) are two tracking rows but one user row. The apply upserts 'ABC' (which
-    updates row 'abc' in place) and then runs ``DELETE ... WHERE code IN ('abc')``, which
-    under NOCASE deletes it: the destination ends with no row while the source has 'ABC',
-    and nothing is ever sent again."""
-    schema = "CREATE TABLE u (code TEXT PRIMARY KEY COLLATE NOCASE, v INTEGER);"
-    pa, pb = make_db("a", schema), make_db("b", schema)
-    a, b = open_all(pa, pb)
-    try:
-        for d in (a, b):
-            d.provision("s", ["u"])
-        write(pa, "INSERT INTO u VALUES ('abc', 1)")
-        peersync.sync(a, b, "s")
-        write(pa, "DELETE FROM u WHERE code = 'abc'", "INSERT INTO u VALUES ('ABC', 2)")
-        peersync.sync(a, b, "s")
-        peersync.sync(a, b, "s")
-        assert rows(pb, "u") == rows(pa, "u") == [("ABC", 2)]
-    finally:
-        a.close()
-        b.close()
-
-
 # -- BUG (false conflict -> lost update / resurrection): destination's own partial rows ---------------------------
 @pytest.mark.parametrize("x_change", ["update", "delete"])
 def test_bug_destination_row_from_unfinished_session_conflicts_with_an_older_version(
