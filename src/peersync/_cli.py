@@ -204,6 +204,7 @@ def status(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
         t.add_row("tracked rows", str(s.tracked_rows))
         t.add_row("tombstones", str(s.tombstones))
         t.add_row("conflicts logged", str(s.conflicts))
+        t.add_row("pending rows", f"{s.pending} (failed or deferred; they come again)" if s.pending else "0")
         out.print(t)
 
 

@@ -267,6 +267,8 @@ class Status:
     tracked_rows: int
     tombstones: int
     conflicts: int
+    # Rows kept out of knowledge until they apply: failed (a constraint) or deferred.
+    pending: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -282,4 +284,5 @@ class Status:
             "tracked_rows": self.tracked_rows,
             "tombstones": self.tombstones,
             "conflicts": self.conflicts,
+            "pending": self.pending,
         }

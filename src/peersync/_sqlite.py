@@ -555,30 +555,37 @@ class SQLitePeer:
             return None if v is None else f"{v[0].hex()}@{v[1]}"
 
         at = now_ms()
-        self.conn.executemany(
-            f"INSERT INTO {PREFIX}conflicts (scope, tbl, key, type, policy, outcome, local_version,"
-            " remote_version, local_row, remote_row, local_time, remote_time, detail, logged_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    c.scope,
-                    c.table,
-                    _dumps(list(c.key)),
-                    c.type.value,
-                    c.policy,
-                    c.outcome.value if c.outcome else "",
-                    ver(c.local_version),
-                    ver(c.remote_version),
-                    None if c.local_row is None else _dumps(c.local_row),
-                    None if c.remote_row is None else _dumps(c.remote_row),
-                    c.local_time,
-                    c.remote_time,
-                    c.detail,
-                    at,
-                )
-                for c in conflicts
-            ],
+        cols = (
+            "policy, outcome, local_version, remote_version, local_row, remote_row, local_time, remote_time,"
+            " detail, logged_at, scope, tbl, key, type"
         )
+        for c in conflicts:
+            values = (
+                c.policy,
+                c.outcome.value if c.outcome else "",
+                ver(c.local_version),
+                ver(c.remote_version),
+                None if c.local_row is None else _dumps(c.local_row),
+                None if c.remote_row is None else _dumps(c.remote_row),
+                c.local_time,
+                c.remote_time,
+                c.detail,
+                at,
+                c.scope,
+                c.table,
+                _dumps(list(c.key)),
+                c.type.value,
+            )
+            # A row that keeps failing has one error entry, brought up to date
+            # each time, not one more per session.
+            if c.type is ConflictType.ERROR:
+                sets = ", ".join(f"{n.strip()} = ?" for n in cols.split(",")[:10])
+                cur = self.conn.execute(
+                    f"UPDATE {PREFIX}conflicts SET {sets} WHERE scope = ? AND tbl = ? AND key = ? AND type = ?", values
+                )
+                if cur.rowcount:
+                    continue
+            self.conn.execute(f"INSERT INTO {PREFIX}conflicts ({cols}) VALUES ({', '.join('?' * 14)})", values)
 
     # -- reading -------------------------------------------------------------------------
     def status(self, scope: str | None = None) -> list[Status]:
@@ -595,9 +602,19 @@ class SQLitePeer:
                     n, d = conn.execute(f"SELECT count(*), COALESCE(sum(del), 0) FROM {q(t.tracking)}").fetchone()
                     rows, tombs = rows + n, tombs + d
                 (nconf,) = conn.execute(f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = ?", (name,)).fetchone()
+                pending = 0
+                for t in sc.tables:
+                    kc = ", ".join(t.kcols)
+                    (n,) = conn.execute(
+                        f"SELECT count(*) FROM (SELECT DISTINCT {kc} FROM {S.PENDING} WHERE scope = ? AND tbl = ?)",
+                        (sc.idx, t.tid),
+                    ).fetchone()
+                    pending += n
                 k = stored.add_range(sc.rid, 1, tick)
                 out.append(
-                    Status(name, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.schemas), rows, tombs, nconf)
+                    Status(
+                        name, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.schemas), rows, tombs, nconf, pending
+                    )
                 )
         return out
 

@@ -81,6 +81,7 @@ META_DDL = (
     " tbl TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, policy TEXT NOT NULL, outcome TEXT NOT NULL,"
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
+    f"CREATE INDEX IF NOT EXISTS {PREFIX}conflicts_row ON {PREFIX}conflicts (scope, tbl, key)",
 )
 META_TABLES = ("clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts", "pending")
 EVICT = PREFIX + "evict"
