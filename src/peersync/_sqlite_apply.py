@@ -182,6 +182,7 @@ class _Rewrite:
     lt: int
     conflict: Conflict
     mw: int  # the record of what the incoming version was made with
+    evict: tuple[tuple[Value, ...], ...] = ()  # keys of local rows to delete first (UNIQUE collisions)
 
 
 def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
@@ -538,6 +539,8 @@ class SetApply:
             elif rw.row is None:
                 conn.execute(t.delete_sql, rw.key)
             else:
+                for other in rw.evict:
+                    conn.execute(t.delete_sql, other)
                 conn.execute(t.upsert_sql, [rw.row[c] for c in t.schema.columns])
             conn.execute(t.set_time_sql(at_least=rw.kind == "merge"), (rw.time, *rw.key))
             # The new version supersedes the incoming one, and so what that was made with.
@@ -656,10 +659,76 @@ class SetApply:
         r = self.conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
         version, _, row, key = self._row(tin, r)
         lt, ctime = self.env.first - 1 + r[1], tin.base + r[7]
-        self._exclude(tin.t, key, version, lt)
-        self.report.failed.append(
-            Conflict(
-                self.sc.name, tin.t.name, key, ConflictType.ERROR, None, row, None, version, None, ctime,
-                policy_name(self.handler), Outcome.FAILED, msg,
-            )
+        conflict = Conflict(
+            self.sc.name, tin.t.name, key, ConflictType.ERROR, None, row, None, version, None, ctime,
+            policy_name(self.handler), Outcome.FAILED, msg,
         )  # fmt: skip
+        if row is not None and "UNIQUE constraint failed" in msg and self._collision(tin, seq, conflict, lt):
+            return
+        self._exclude(tin.t, key, version, lt)
+        self.report.failed.append(conflict)
+
+    def _collision(self, tin: _In, seq: int, conflict: Conflict, lt: int) -> bool:
+        """An incoming row that collides on a UNIQUE index with local rows of
+        other keys goes to a conflict callback, with the first colliding row as
+        ``local_row``. ``SOURCE`` deletes the colliding local rows and keeps the
+        incoming one; ``MERGE`` writes the merged row (e.g. another value in the
+        UNIQUE column); both become local changes made knowing the incoming
+        version. Anything else, and every built-in policy, leaves the row a
+        pending error (True when resolved)."""
+        t, remote = tin.t, conflict.remote_row
+        if isinstance(self.handler, Policy) or remote is None:
+            return False
+        others = self._colliding(t, conflict.key, remote)
+        if not others:
+            return False
+        loc = self._local(t, others[0][0])
+        c = replace(
+            conflict, local_row=others[0][1], local_version=loc.version, local_time=loc.time, outcome=None
+        )  # fmt: skip
+        try:
+            res = resolve(self.handler, c)
+        except Exception:  # a failing callback leaves the error as it is
+            return False
+        both = max(loc.time, conflict.remote_time)
+        r = self.conn.execute(f"SELECT ex FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
+        mw = self.mw if not r[0] else self.conn.execute("SELECT id FROM temp.ps_exid WHERE ex = ?", r).fetchone()[0]
+        version = conflict.remote_version
+        if res.outcome is Outcome.SOURCE:
+            evict = tuple(k for k, _ in others)
+            self.rewrites.append(_Rewrite("write", t, conflict.key, remote, both, version, lt, c, mw, evict))
+        elif res.outcome is Outcome.MERGE:
+            assert res.row is not None
+            merged = {**remote, **res.row}
+            if set(merged) != set(t.schema.columns) or any(
+                merged[k] != v for k, v in zip(t.schema.key, conflict.key, strict=True)
+            ):
+                return False
+            self.rewrites.append(_Rewrite("merge", t, conflict.key, merged, both + 1, version, lt, c, mw))
+        else:
+            return False
+        self.report.conflicts += 1
+        self.conflicts.append(replace(c, outcome=res.outcome))
+        self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (MERGE, seq))
+        return True
+
+    def _colliding(
+        self, t: Tracked, key: tuple[Value, ...], row: dict[str, Value]
+    ) -> list[tuple[tuple[Value, ...], dict[str, Value]]]:
+        """Local rows of other keys holding ``row``'s values in a UNIQUE index."""
+        s = t.schema
+        out: list[tuple[tuple[Value, ...], dict[str, Value]]] = []
+        itself = " AND ".join(f"{q(k)} IS ?" for k in s.key)
+        for cols in t.uniques:
+            if any(row[c] is None for c, _ in cols):
+                continue  # NULLs never collide
+            same = " AND ".join(f"{q(c)} = ? COLLATE {coll}" for c, coll in cols)
+            for found in self.conn.execute(
+                f"SELECT {', '.join(q(c) for c in s.columns)} FROM {q(s.name)} WHERE {same} AND NOT ({itself})",
+                [*(row[c] for c, _ in cols), *key],
+            ):
+                other = dict(zip(s.columns, found, strict=True))
+                okey = tuple(other[k] for k in s.key)
+                if all(okey != k for k, _ in out):
+                    out.append((okey, other))
+        return out

@@ -61,3 +61,51 @@ def test_a_colliding_row_applies_once_the_collision_is_gone(make_db: Callable[..
         with peersync.connect(p) as db:
             assert db.status("s")[0].pending == 0
     assert sync(a, b).sent_a_to_b == 0
+
+
+def test_a_callback_renames_a_colliding_row(make_db: Callable[..., Path]) -> None:
+    a, b = pair(make_db)
+    seen: list[peersync.Conflict] = []
+
+    def rename(c: peersync.Conflict) -> peersync.Resolution | peersync.Outcome:
+        seen.append(c)
+        if c.type is peersync.ConflictType.ERROR and c.remote_row is not None:
+            return peersync.Resolution(peersync.Outcome.MERGE, row={"email": f"{c.remote_row['id']}+x@example.org"})
+        return peersync.Outcome.DEFER
+
+    result = sync(a, b, policy=rename)
+    assert result.errors == 0
+    # A's u1 reached B first and was renamed there. B's u2 reaches A before the rename of u1
+    # (another batch), so A renames u2 as well: both renames are local changes that travel.
+    sync(a, b)
+    sync(a, b)
+    assert rows(a, "users") == rows(b, "users")
+    assert [r[0] for r in rows(a, "users")] == ["u1", "u2"]
+    assert ("u1", "u1+x@example.org") in rows(a, "users")
+    assert seen[0].local_row == {"id": "u2", "email": "x@example.org"}
+    assert seen[0].remote_row == {"id": "u1", "email": "x@example.org"}
+    for p in (a, b):
+        with peersync.connect(p) as db:
+            assert db.status("s")[0].pending == 0
+    assert sync(a, b).sent_a_to_b == 0
+
+
+def test_a_callback_keeps_the_incoming_row_and_deletes_the_colliding_one(make_db: Callable[..., Path]) -> None:
+    a, b = pair(make_db)
+
+    def incoming(c: peersync.Conflict) -> peersync.Outcome:
+        return peersync.Outcome.SOURCE
+
+    sync(a, b, direction="push", policy=incoming)
+    sync(a, b)
+    sync(a, b)
+    assert rows(a, "users") == rows(b, "users") == [("u1", "x@example.org")]
+    assert sync(a, b).sent_a_to_b == 0
+
+
+def test_built_in_policies_leave_a_collision_pending(make_db: Callable[..., Path]) -> None:
+    a, b = pair(make_db)
+    for policy in peersync.Policy:
+        assert sync(a, b, policy=policy).errors == 2
+    assert rows(a, "users") == [("u1", "x@example.org")]
+    assert rows(b, "users") == [("u2", "x@example.org")]
