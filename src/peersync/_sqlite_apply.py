@@ -151,10 +151,73 @@ class _In:
             f" ON CONFLICT ({', '.join(t.kcols)}) DO UPDATE SET {sets}"
         )
 
-    def upsert(self, one: bool) -> str:
+    def write(self, conn: sqlite3.Connection, flags: int, seq: int | None = None) -> None:
+        """Write the rows to apply (all, or the one at ``seq``): deletes, or
+        updates that set only the columns whose values change, then inserts.
+
+        Columns that keep their value are not touched and an identical row is
+        not written at all, so ``UPDATE OF column`` triggers and triggers that
+        compare OLD and NEW see only real changes (a trigger that stamps
+        ``updated_at`` would otherwise make two peers send a row back and
+        forth for ever)."""
+        params = {} if seq is None else {"seq": seq}
+        if flags:
+            conn.execute(self.delete(seq is not None), params)
+            return
+        mask = self.changed_mask()
+        for (m,) in conn.execute(
+            f"SELECT DISTINCT {mask} FROM {self.name} AS x JOIN {q(self.t.name)} AS u ON {self.user_match()}"
+            f" WHERE {self.to_write(seq)}",
+            params,
+        ).fetchall():
+            if "1" in m:
+                conn.execute(self.narrow_update(m, seq), {**params, "mask": m})
+        conn.execute(self.upsert(seq is not None), params)
+
+    def to_write(self, seq: int | None) -> str:
+        return f"x.action = 1 AND x.flags = 0{'' if seq is None else ' AND x.seq = :seq'}"
+
+    def user_match(self) -> str:
         s = self.t.schema
-        others = [f"{q(c)} = excluded.{q(c)}" for c in s.columns if c not in s.key] + self.t.user_key_case_sets()
-        action = "DO UPDATE SET " + ", ".join(others) if others else "DO NOTHING"
+        return " AND ".join(f"u.{q(k)} = x.{c}" for k, c in zip(s.key, self.keys, strict=True))
+
+    def _writable(self) -> list[tuple[str, str]]:
+        """(user column, temp column) pairs an update may set: every non-key
+        column, and key columns whose collation lets their letter case change."""
+        s, t = self.t.schema, self.t
+        cased = {k for i, k in enumerate(s.key) if t.kcoll(i)}
+        return [(col, c) for col, c in zip(s.columns, self.cols, strict=True) if col not in s.key or col in cased]
+
+    def changed_mask(self) -> str:
+        """One character per writable column, '1' where the incoming value
+        differs from the row's (by bytes, or by storage type: 1 vs 1.0)."""
+        parts = [
+            f"(u.{q(col)} IS NOT x.{c} COLLATE BINARY OR typeof(u.{q(col)}) != typeof(x.{c}))"
+            for col, c in self._writable()
+        ]
+        return " || ".join(f"CAST({p} AS TEXT)" for p in parts) if parts else "''"
+
+    def narrow_update(self, mask: str, seq: int | None) -> str:
+        sets = ", ".join(
+            f"{q(col)} = x.{c}" for (col, c), bit in zip(self._writable(), mask, strict=True) if bit == "1"
+        )
+        return (
+            f"UPDATE {q(self.t.name)} AS u SET {sets} FROM {self.name} AS x"
+            f" WHERE {self.to_write(seq)} AND {self.user_match()} AND {self.changed_mask()} = :mask"
+        )
+
+    def upsert(self, one: bool) -> str:
+        """Insert the rows that are new here; rows that exist were brought up
+        to date by :meth:`narrow_update` (one a side effect changed since is
+        overwritten whole, as before)."""
+        s = self.t.schema
+        writable = self._writable()
+        sets = ", ".join(f"{q(col)} = excluded.{q(col)}" for col, _ in writable)
+        differs = " OR ".join(
+            f"{q(col)} IS NOT excluded.{q(col)} COLLATE BINARY OR typeof({q(col)}) != typeof(excluded.{q(col)})"
+            for col, _ in writable
+        )
+        action = f"DO UPDATE SET {sets} WHERE {differs}" if writable else "DO NOTHING"
         return (
             f"INSERT INTO {q(s.name)} ({', '.join(q(c) for c in s.columns)})"
             f" SELECT {', '.join(self.cols)} FROM {self.name}"
@@ -541,7 +604,7 @@ class SetApply:
             else:
                 for other in rw.evict:
                     conn.execute(t.delete_sql, other)
-                conn.execute(t.upsert_sql, [rw.row[c] for c in t.schema.columns])
+                t.write_row(conn, rw.row)
             conn.execute(t.set_time_sql(at_least=rw.kind == "merge"), (rw.time, *rw.key))
             # The new version supersedes the incoming one, and so what that was made with.
             conn.execute(t.set_mw_sql(), (rw.mw, *rw.key))
@@ -572,7 +635,7 @@ class SetApply:
             conn.execute("SAVEPOINT ps_group")
             try:
                 conn.execute(tin.stamp(False), self._params(tin, flags))
-                conn.execute(tin.delete(False) if flags else tin.upsert(False))
+                tin.write(conn, flags)
                 conn.execute("RELEASE ps_group")
                 self.report.applied += n
                 continue
@@ -646,7 +709,7 @@ class SetApply:
             conn.execute("SAVEPOINT ps_row")
             try:
                 conn.execute(tin.stamp(True), {**self._params(tin, flags), "seq": seq})
-                conn.execute(tin.delete(True) if flags else tin.upsert(True), {"seq": seq})
+                tin.write(conn, flags, seq)
             except APPLY_ERRORS as exc:
                 conn.execute("ROLLBACK TO ps_row")
                 failed.append((tin, seq, str(exc)))

@@ -43,6 +43,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from ._errors import TableError
 from ._model import TableSchema
@@ -246,6 +247,28 @@ class Tracked:
             f"INSERT INTO {q(s.name)} ({cols}) VALUES ({', '.join('?' * len(s.columns))})"
             f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}"
         )
+
+    def write_row(self, conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+        """Write one row: insert it, or set only the columns whose value (or
+        storage type) changes; an identical row is not written."""
+        s = self.schema
+        key = [row[k] for k in s.key]
+        old = conn.execute(self.select_row_sql, key).fetchone()
+        if old is None:
+            conn.execute(self.upsert_sql, [row[c] for c in s.columns])
+            return
+        cased = {k for i, k in enumerate(s.key) if self.kcoll(i)}
+        changed = [
+            c
+            for c, was in zip(s.columns, old, strict=True)
+            if (c not in s.key or c in cased) and not (type(was) is type(row[c]) and was == row[c])
+        ]
+        if changed:
+            cond = " AND ".join(f"{q(k)} = ?" for k in s.key)
+            conn.execute(
+                f"UPDATE {q(s.name)} SET {', '.join(f'{q(c)} = ?' for c in changed)} WHERE {cond}",
+                [*(row[c] for c in changed), *key],
+            )
 
     @cached_property
     def delete_sql(self) -> str:
