@@ -30,7 +30,7 @@ SCHEMA = """
 CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);
 CREATE TABLE note (owner TEXT NOT NULL, slug TEXT NOT NULL, body TEXT, PRIMARY KEY (owner, slug));
 """
-T0 = (int(time.time()) + 600) * 1000 + 500  # writers' clocks: after every real-time write, mid-second
+T0 = (int(time.time()) + 86_400) * 1000 + 500  # writers' clocks: after every real-time write of the run, mid-second
 
 
 # -- helpers -------------------------------------------------------------------------------------------------------
