@@ -17,7 +17,8 @@ from rich.table import Table
 
 import peersync
 
-from ._session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS
+from ._session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
+from ._sqlite import MAX_TIMEOUT
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
@@ -44,7 +45,11 @@ def handle_errors(fn: F) -> F:
 
 
 timeout_option = click.option(
-    "--timeout", default=5.0, show_default=True, type=float, help="Seconds to wait for another writer's lock."
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0, max=MAX_TIMEOUT),
+    help="Seconds to wait for another writer's lock.",
 )
 
 
@@ -110,14 +115,14 @@ def reidentify(db: str, scope: str, timeout: float) -> None:
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_BATCH),
     default=DEFAULT_BATCH_ROWS,
     show_default=True,
     help="Most rows per batch.",
 )
 @click.option(
     "--batch-bytes",
-    type=click.IntRange(min=1024),
+    type=click.IntRange(min=1024, max=MAX_BATCH),
     default=DEFAULT_BATCH_BYTES,
     show_default=True,
     help="About the most bytes per batch.",
@@ -143,18 +148,34 @@ def sync(
     as_json: bool,
     timeout: float,
 ) -> None:
-    """Synchronize SCOPE between databases A and B."""
+    """Synchronize SCOPE between databases A and B.
+
+    Each batch commits with the knowledge it teaches: an error keeps what was
+    committed before it. If the pull half fails, the push half has completed
+    (the error line says what it sent; --json still prints it).
+    """
     with peersync.connect(a, timeout=timeout) as da, peersync.connect(b, timeout=timeout) as db_:
         names = {da.url: a, db_.url: b}
-        r = peersync.sync(
-            da,
-            db_,
-            scope,
-            direction=direction,
-            batch_size=batch_size,
-            batch_bytes=batch_bytes,
-            policy=peersync.Policy(policy),
-        )
+        try:
+            r = peersync.sync(
+                da,
+                db_,
+                scope,
+                direction=direction,
+                batch_size=batch_size,
+                batch_bytes=batch_bytes,
+                policy=peersync.Policy(policy),
+            )
+        except peersync.SyncError as exc:
+            if exc.result is None:
+                raise
+            if as_json:
+                click.echo(json.dumps(exc.result.to_dict()))
+            push = exc.result.sessions[0]
+            _fail(
+                f"{exc} (the pull half failed; the push half {a} -> {b} had completed and stays committed:"
+                f" {push.sent} rows sent, {push.applied} applied)"
+            )
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
@@ -173,6 +194,8 @@ def sync(
             str(s.bytes),
         )
     out.print(t)
+    if not r.completed:
+        out.print("not completed: the source kept changing; what was sent is committed, sync again for the rest")
     out.print(f"done in {r.seconds * 1000:.1f} ms")
 
 

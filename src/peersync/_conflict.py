@@ -26,8 +26,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ._errors import ConfigurationError
 from ._knowledge import Knowledge, Version
-from ._model import Conflict, ConflictCallback, ConflictType, Outcome, Policy, Resolution
+from ._model import Conflict, ConflictCallback, ConflictHandler, ConflictType, Outcome, Policy, Resolution
 
 
 class Action(enum.Enum):
@@ -78,6 +79,24 @@ def classify(
 def remote_wins_by_time(local_time: int, local_version: Version, remote_time: int, remote_version: Version) -> bool:
     """Last writer wins; ties by replica id, then tick (total and symmetric)."""
     return (remote_time, remote_version[0], remote_version[1]) > (local_time, local_version[0], local_version[1])
+
+
+def handler_from(policy: object) -> ConflictHandler:
+    """A built-in policy (a :class:`Policy` or its name, ``"source-wins"``) or
+    a callback; anything else raises :class:`~peersync.ConfigurationError`
+    before a session starts, rather than fail (and defer) every conflict."""
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, str):
+        try:
+            return Policy(policy)
+        except ValueError:
+            names = ", ".join(p.value for p in Policy)
+            raise ConfigurationError(f"unknown conflict policy {policy!r}: use one of {names}, or a callback") from None
+    if callable(policy):
+        handler: ConflictCallback = policy
+        return handler
+    raise ConfigurationError(f"a conflict policy is a Policy, its name or a callable, not {type(policy).__name__}")
 
 
 def resolve(handler: Policy | ConflictCallback, conflict: Conflict) -> Resolution:

@@ -21,9 +21,21 @@ translate them at the boundary with ``raise ... from``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._model import SyncResult
+
 
 class SyncError(Exception):
-    """Root of every exception peersync raises on purpose."""
+    """Root of every exception peersync raises on purpose.
+
+    ``result`` is None, except when :func:`peersync.sync` in both directions
+    failed in its pull half: then the push half had completed and committed,
+    and ``result`` says what it did (its ``completed`` is False).
+    """
+
+    result: SyncResult | None = None
 
 
 class ConfigurationError(SyncError):

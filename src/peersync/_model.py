@@ -220,12 +220,19 @@ class SessionStats:
     deferred: int
     batches: int
     bytes: int
+    # False when the session stopped following a source that kept changing:
+    # what it sent is committed, the source's newer changes come next time.
     completed: bool
 
 
 @dataclass(frozen=True)
 class SyncResult:
-    """What :func:`peersync.sync` did: the counts the CLI prints with ``--json``."""
+    """What :func:`peersync.sync` did: the counts the CLI prints with ``--json``.
+
+    ``completed`` is False when a session stopped following a source that kept
+    changing, or when ``error`` ended the sync after its push half (see
+    :attr:`peersync.SyncError.result`).
+    """
 
     sent_a_to_b: int
     sent_b_to_a: int
@@ -237,9 +244,15 @@ class SyncResult:
     bytes: int
     seconds: float
     sessions: tuple[SessionStats, ...]
+    error: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.error is None and all(s.completed for s in self.sessions)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The ``--json`` object; it has ``error`` only when one ended the sync."""
+        out: dict[str, Any] = {
             "sent_a_to_b": self.sent_a_to_b,
             "sent_b_to_a": self.sent_b_to_a,
             "applied": self.applied,
@@ -249,8 +262,11 @@ class SyncResult:
             "batches": self.batches,
             "bytes": self.bytes,
             "seconds": round(self.seconds, 6),
-            "completed": all(s.completed for s in self.sessions),
+            "completed": self.completed,
         }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
 
 @dataclass(frozen=True)

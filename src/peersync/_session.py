@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import time
 
-from ._errors import ConfigurationError, ReplicaOutdated, SchemaMismatch
+from ._conflict import handler_from
+from ._errors import ConfigurationError, ReplicaOutdated, SchemaMismatch, SyncError
 from ._knowledge import Knowledge
 from ._model import Conflict, ConflictHandler, Direction, Policy, SessionStats, SyncResult
 from ._peer import Peer
 
 DEFAULT_BATCH_ROWS = 5000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
+MAX_BATCH = 2**63 - 1  # batch limits reach SQL, whose integers have 64 bits
 MAX_CHASES = 3
+
+
+def _check_limits(batch_size: int, batch_bytes: int) -> None:
+    for name, value in (("batch size", batch_size), ("batch bytes", batch_bytes)):
+        if type(value) is not int or not 1 <= value <= MAX_BATCH:
+            raise ConfigurationError(f"{name} must be an integer from 1 to {MAX_BATCH}, not {value!r}")
 
 
 def sync(
@@ -43,35 +51,51 @@ def sync(
     direction: Direction | str = Direction.BOTH,
     batch_size: int = DEFAULT_BATCH_ROWS,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
-    policy: ConflictHandler = Policy.LAST_WRITER_WINS,
+    policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
 ) -> SyncResult:
     """Synchronize ``scope`` between peers ``a`` and ``b``.
 
     ``push`` moves A's changes to B, ``pull`` B's to A, ``both`` does push
-    then pull. Safe to repeat: a second call with no new writes sends 0.
+    then pull. ``policy`` is a :class:`~peersync.Policy`, its name
+    (``"source-wins"``) or a callback. Safe to repeat: a second call with no
+    new writes sends 0.
 
     Raises :class:`~peersync.ScopeError` (unknown scope),
     :class:`~peersync.SchemaMismatch` (peers' shapes differ),
     :class:`~peersync.ReplicaOutdated`, :class:`~peersync.ConfigurationError`
-    (both are the same replica, bad batch size), and storage or transport
-    errors; any batch committed before an error stays committed and counted
-    in knowledge.
+    (both are the same replica, a bad direction, policy or batch limit), and
+    storage or transport errors. Any batch committed before an error stays
+    committed and counted in knowledge (the next sync resumes): when the pull
+    half of ``both`` fails, the push half has completed, and the exception's
+    ``result`` says what it did (``result.completed`` is False).
 
     >>> import peersync  # doctest: +SKIP
     >>> peersync.sync(peersync.connect("a.db"), peersync.connect("b.db"), "shop").sent_a_to_b  # doctest: +SKIP
     12
     """
-    direction = Direction(direction)
-    if batch_size < 1 or batch_bytes < 1:
-        raise ConfigurationError("batch size must be at least 1")
+    try:
+        direction = Direction(direction)
+    except ValueError:
+        names = ", ".join(d.value for d in Direction)
+        raise ConfigurationError(f"unknown direction {direction!r}: use one of {names}") from None
+    handler = handler_from(policy)
+    _check_limits(batch_size, batch_bytes)
     start = time.perf_counter()
-    sessions = []
-    if direction in (Direction.PUSH, Direction.BOTH):
-        sessions.append(run_session(a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=policy))
-    if direction in (Direction.PULL, Direction.BOTH):
-        sessions.append(run_session(b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=policy))
-    push = sessions[0] if direction is not Direction.PULL else None
-    pull = sessions[-1] if direction is not Direction.PUSH else None
+    push = pull = None
+    try:
+        if direction in (Direction.PUSH, Direction.BOTH):
+            push = run_session(a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler)
+        if direction in (Direction.PULL, Direction.BOTH):
+            pull = run_session(b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler)
+    except SyncError as exc:
+        if push is not None:
+            exc.result = _result(push, None, start, error=str(exc))
+        raise
+    return _result(push, pull, start)
+
+
+def _result(push: SessionStats | None, pull: SessionStats | None, start: float, error: str | None = None) -> SyncResult:
+    sessions = tuple(s for s in (push, pull) if s is not None)
     return SyncResult(
         sent_a_to_b=push.sent if push else 0,
         sent_b_to_a=pull.sent if pull else 0,
@@ -82,7 +106,8 @@ def sync(
         batches=sum(s.batches for s in sessions),
         bytes=sum(s.bytes for s in sessions),
         seconds=time.perf_counter() - start,
-        sessions=tuple(sessions),
+        sessions=sessions,
+        error=error,
     )
 
 
@@ -93,9 +118,16 @@ def run_session(
     *,
     batch_size: int = DEFAULT_BATCH_ROWS,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
-    policy: ConflictHandler = Policy.LAST_WRITER_WINS,
+    policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
 ) -> SessionStats:
-    """One one-way session from ``source`` to ``dest``."""
+    """One one-way session from ``source`` to ``dest``.
+
+    Its ``completed`` is False when it stopped following a source that kept
+    changing (after :data:`MAX_CHASES` rounds): what it sent is committed
+    with exact knowledge, and the rest comes with the next session.
+    """
+    policy = handler_from(policy)
+    _check_limits(batch_size, batch_bytes)
     si = source.describe(scope)
     di = dest.describe(scope)
     if si.fingerprint != di.fingerprint:
@@ -120,6 +152,7 @@ def run_session(
     sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
     excluded = Knowledge.empty()
     failures: list[Conflict] = []
+    stopped = False  # gave up following a source that kept changing
     while True:
         after = known.floor(si.replica_id)
         if after >= upto:
@@ -158,9 +191,10 @@ def run_session(
                 # times, then stop; the batches' knowledge stays exact.
                 chases += 1
                 if chases > MAX_CHASES:
+                    stopped = True
                     break
                 upto = source.describe(scope).tick
-        if chases > MAX_CHASES:
+        if stopped:
             break
         # Another pass only for failed rows (e.g. a child whose parent came
         # in a later batch), and only while passes make progress: each pass
@@ -180,5 +214,5 @@ def run_session(
         deferred=deferred,
         batches=batches,
         bytes=nbytes,
-        completed=True,
+        completed=not stopped,
     )

@@ -18,7 +18,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import _sqlite_schema as S
-from ._errors import DatabaseLocked, InvalidURL, ProtocolError, SchemaMismatch, ScopeError, StorageError, TableError
+from ._errors import (
+    ConfigurationError,
+    DatabaseLocked,
+    InvalidURL,
+    ProtocolError,
+    SchemaMismatch,
+    ScopeError,
+    StorageError,
+    TableError,
+)
 from ._knowledge import Knowledge, Version
 from ._model import (
     ApplyReport,
@@ -34,6 +43,12 @@ from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import pack_batch, unpack_envelope
 
+# The oldest SQLite with everything peersync's SQL uses: pragma_table_list
+# (3.37.0); also RETURNING (3.35.0) and UPDATE ... FROM (3.33.0).
+MIN_SQLITE = (3, 37, 0)
+_LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# SQLite counts the busy timeout in milliseconds, in a 32-bit int.
+MAX_TIMEOUT = (2**31 - 1) // 1000
 _COMPACT_EVERY = 5_000
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
@@ -93,6 +108,14 @@ class SQLitePeer:
     """
 
     def __init__(self, path: str, *, timeout: float = 5.0, foreign_keys: bool = True) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            need = ".".join(map(str, MIN_SQLITE))
+            raise StorageError(
+                f"peersync needs SQLite {need} or newer;"
+                f" this Python's sqlite3 module uses SQLite {sqlite3.sqlite_version}"
+            )
+        if type(timeout) not in (int, float) or not 0 <= timeout <= MAX_TIMEOUT:
+            raise ConfigurationError(f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT}, not {timeout!r}")
         self.path = os.path.abspath(path)
         self.url = "sqlite:///" + self.path
         if not os.path.isfile(self.path):
@@ -135,12 +158,11 @@ class SQLitePeer:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.OperationalError as exc:
-            msg = str(exc)
-            if "locked" in msg or "busy" in msg:
-                raise DatabaseLocked(f"{self.path}: database is locked by another connection") from exc
-            raise StorageError(f"{self.path}: {msg}") from exc
         except sqlite3.Error as exc:
+            # Extended codes (SQLITE_BUSY_SNAPSHOT, ...) carry the primary one in their low byte.
+            code = getattr(exc, "sqlite_errorcode", None)
+            if code is not None and code & 0xFF in _LOCK_CODES:
+                raise DatabaseLocked(f"{self.path}: database is locked by another connection") from exc
             raise StorageError(f"{self.path}: {exc}") from exc
 
     @contextmanager

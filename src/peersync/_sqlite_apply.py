@@ -89,7 +89,11 @@ class _In:
         same transaction (a trigger of this database, a cascade): (seq, gone)."""
         s = self.t.schema
         match = " AND ".join(f"u.{q(k)} = x.{c}" for k, c in zip(s.key, self.keys, strict=True))
-        same = " AND ".join(f"u.{q(col)} IS x.{c} COLLATE BINARY" for col, c in zip(s.columns, self.cols, strict=True))
+        # Without affinity a value keeps its storage class: 1 and 1.0 differ.
+        same = " AND ".join(
+            f"u.{q(col)} IS x.{c} COLLATE BINARY" + (f" AND typeof(u.{q(col)}) = typeof(x.{c})" if k == "blob" else "")
+            for col, c, k in zip(s.columns, self.cols, s.types, strict=True)
+        )
         present = f"u.{q(s.key[0])} IS NOT NULL"
         return (
             f"SELECT x.seq, NOT {present} FROM {self.name} AS x LEFT JOIN {q(s.name)} AS u ON {match}"

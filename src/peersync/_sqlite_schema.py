@@ -339,7 +339,13 @@ class Tracked:
 
         # BINARY: a NOCASE column edited only in letter case is still a change.
         key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)} COLLATE BINARY" for k in s.key)
-        changed = " AND ".join(f"OLD.{q(c)} IS NEW.{q(c)} COLLATE BINARY" for c in s.columns)
+        # typeof: in a column without type affinity (or NUMERIC), 1 -> 1.0 is a
+        # change of storage class that IS calls equal.
+        changed = " AND ".join(
+            f"OLD.{q(c)} IS NEW.{q(c)} COLLATE BINARY"
+            + (f" AND typeof(OLD.{q(c)}) = typeof(NEW.{q(c)})" if kind in ("blob", "numeric") else "")
+            for c, kind in zip(s.columns, s.types, strict=True)
+        )
 
         recase = "".join(f"{x}, " for x in self.key_case_sets())
 
