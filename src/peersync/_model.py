@@ -9,7 +9,21 @@ from typing import Any
 
 from ._knowledge import Knowledge, Version
 
-Value = Any  # a column value: None, int, float, str or bytes
+Value = Any  # a column value: None, int, float, str, bytes or RawText
+
+
+@dataclass(frozen=True, slots=True)
+class RawText:
+    """A TEXT value whose bytes are not valid UTF-8.
+
+    SQLite stores whatever bytes a program gives a TEXT value (the C API,
+    ``CAST(X'FF41' AS TEXT)``); Python's ``str`` cannot hold them. peersync
+    carries such a value as its bytes and writes it back as TEXT with the
+    same bytes, so it syncs exactly. Conflict callbacks and the conflict log
+    show it as ``RawText``; a merged row may contain it.
+    """
+
+    data: bytes
 
 
 class Direction(enum.StrEnum):

@@ -35,12 +35,15 @@ from ._model import (
     ConflictHandler,
     ConflictType,
     Outcome,
+    RawText,
     ReplicaInfo,
     Status,
     TableSchema,
+    Value,
 )
 from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
+from ._sqlite_text import Connection, fetchall
 from ._wire import pack_batch, unpack_envelope
 
 # The oldest SQLite with everything peersync's SQL uses: pragma_table_list
@@ -122,7 +125,9 @@ class SQLitePeer:
             raise InvalidURL(f"no such database file: {path}")
         uri = "file:" + urllib.parse.quote(self.path) + "?mode=rw"
         try:
-            self.conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+            self.conn = sqlite3.connect(
+                uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False, factory=Connection
+            )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open {path}: {exc}") from exc
         try:
@@ -446,7 +451,7 @@ class SQLitePeer:
                     base = conn.execute(t.first_time_sql(), (start,)).fetchone()
                     params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
                     params["base"] = base[0] if base else 0
-                    rows = conn.execute(t.wire_sql(filter_known, marks), params).fetchall()
+                    rows = fetchall(conn, t.wire_sql(filter_known, marks), params)
                     if rows:
                         tables.append([t.name, params["base"], rows])
                         nrows += len(rows)
@@ -662,28 +667,33 @@ class SQLitePeer:
         return [_conflict_from_row(r) for r in rows]
 
 
-def _jsonable(v: Any) -> Any:
+def _jsonable(v: Value) -> Any:
+    """A column value for the conflict log's JSON: bytes and TEXT that is not
+    UTF-8 become objects (``{"hex": ...}``, ``{"text_hex": ...}``)."""
     if isinstance(v, bytes):
         return {"hex": v.hex()}
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+    if isinstance(v, RawText):
+        return {"text_hex": v.data.hex()}
     return v
 
 
-def _unjson(v: Any) -> Any:
-    if isinstance(v, dict):
-        if set(v) == {"hex"} and isinstance(v["hex"], str):
-            return bytes.fromhex(v["hex"])
-        return {k: _unjson(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_unjson(x) for x in v]
+def _unjson(v: Any) -> Value:
+    if isinstance(v, dict) and len(v) == 1:
+        ((kind, text),) = v.items()
+        if kind == "hex" and isinstance(text, str):
+            return bytes.fromhex(text)
+        if kind == "text_hex" and isinstance(text, str):
+            return RawText(bytes.fromhex(text))
     return v
 
 
-def _dumps(v: Any) -> str:
-    return json.dumps(_jsonable(v), ensure_ascii=False)
+def _dumps(v: dict[str, Value] | list[Value]) -> str:
+    out = {k: _jsonable(x) for k, x in v.items()} if isinstance(v, dict) else [_jsonable(x) for x in v]
+    return json.dumps(out, ensure_ascii=False)
+
+
+def _row(text: str | None) -> dict[str, Value] | None:
+    return None if text is None else {k: _unjson(x) for k, x in json.loads(text).items()}
 
 
 def _version(s: str | None) -> Version | None:
@@ -700,10 +710,10 @@ def _conflict_from_row(r: tuple[Any, ...]) -> Conflict:
     return Conflict(
         scope,
         tbl,
-        tuple(_unjson(json.loads(key))),
+        tuple(_unjson(x) for x in json.loads(key)),
         ConflictType(kind),
-        None if lrow is None else _unjson(json.loads(lrow)),
-        None if rrow is None else _unjson(json.loads(rrow)),
+        _row(lrow),
+        _row(rrow),
         _version(lv),
         remote,
         lt,

@@ -25,6 +25,7 @@ from ._errors import ProtocolError
 from ._knowledge import MAX_TICK, Knowledge, Version
 from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
 from ._sqlite_schema import PREFIX, Tracked, in_ranges, q
+from ._sqlite_text import load_rows
 from ._wire import Envelope
 
 if TYPE_CHECKING:
@@ -388,7 +389,12 @@ class SetApply:
         try:
             conn.executemany(tin.insert(), rows)
         except _BIND_ERRORS as exc:
-            raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
+            try:  # TEXT that is not UTF-8 (RawText): loaded as bytes, then cast back to TEXT
+                loaded = load_rows(conn, tin.name, tin.insert(), rows, len(_HEAD))
+            except _BIND_ERRORS:
+                loaded = False
+            if not loaded:
+                raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
         span = env.last - env.first + 1
         (bad,) = conn.execute(
             tin.invalid(), {"nrep": len(env.replicas), "span": span, "nex": len(env.extras), "base": tin.base}

@@ -24,6 +24,9 @@ that has not completed, so the source's own knowledge lacks part of what that
 row's version supersedes). Rows
 carry every column in table order. Most rows thus cost about eight bytes of
 metadata beyond their values, and a SQL query can emit them directly.
+Values are msgpack nil, integers, floats, strings and bin; a TEXT value that
+is not valid UTF-8 (:class:`~peersync.RawText`) is msgpack ext type 1 with
+its bytes.
 
 :func:`decode_batch` refuses anything malformed, truncated or inconsistent
 with :class:`~peersync.ProtocolError` and never returns a partial batch.
@@ -39,11 +42,24 @@ import msgpack
 
 from ._errors import ProtocolError
 from ._knowledge import REPLICA_ID_BYTES, Knowledge, Version
-from ._model import Batch, Change, TableSchema
+from ._model import Batch, Change, RawText, TableSchema
 
 MAGIC = "peersync-batch"
 FORMAT = 1
-_VALUE_TYPES = (type(None), int, float, str, bytes)
+EXT_RAW_TEXT = 1
+_VALUE_TYPES = (type(None), int, float, str, bytes, RawText)
+
+
+def _pack_ext(v: object) -> msgpack.ExtType:
+    if type(v) is RawText:
+        return msgpack.ExtType(EXT_RAW_TEXT, v.data)
+    raise TypeError(f"cannot send a value of type {type(v).__name__}")
+
+
+def _unpack_ext(code: int, data: bytes) -> RawText:
+    if code != EXT_RAW_TEXT:
+        raise ProtocolError(f"malformed batch: unknown msgpack extension {code}")
+    return RawText(data)
 
 
 def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
@@ -106,7 +122,7 @@ def pack_batch(
     """The envelope around rows already in wire form (see the module docstring)."""
     envelope = [MAGIC, FORMAT, scope, source, fingerprint, made_with.to_wire(), first, last, final,
                 list(replicas), list(tables), [k.to_wire() for k in extras]]  # fmt: skip
-    data: bytes = msgpack.packb(envelope, use_bin_type=True)
+    data: bytes = msgpack.packb(envelope, use_bin_type=True, default=_pack_ext)
     return data
 
 
@@ -133,7 +149,7 @@ def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope
     Python, the SQLite adapter in SQL. Raises :class:`ProtocolError`.
     """
     try:
-        env = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+        env = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True, ext_hook=_unpack_ext)
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"malformed batch: {exc}") from exc
     if not isinstance(env, list) or len(env) != 12 or env[0] != MAGIC:
