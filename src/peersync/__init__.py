@@ -13,6 +13,7 @@ from ._errors import (
     DatabaseLocked,
     InvalidURL,
     ProtocolError,
+    RepairNeeded,
     ReplicaOutdated,
     SchemaMismatch,
     ScopeError,
@@ -35,6 +36,7 @@ from ._model import (
 )
 from ._peer import Peer
 from ._session import run_session, sync
+from ._sqlite import RepairReport
 
 __version__ = "0.1.0"
 
@@ -51,6 +53,8 @@ __all__ = [
     "Peer",
     "Policy",
     "ProtocolError",
+    "RepairNeeded",
+    "RepairReport",
     "ReplicaOutdated",
     "Resolution",
     "SchemaMismatch",
