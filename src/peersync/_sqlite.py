@@ -325,7 +325,8 @@ class SQLitePeer:
         if row is not None:
             if row[0] != definition:
                 raise ScopeError(
-                    f"table {t.name} changed since another scope started tracking it; deprovision that scope first"
+                    f"table {t.name} changed since another scope started tracking it; migrate that scope first"
+                    " ('peersync init ... --migrate')"
                 )
             return
         null_key = " OR ".join(f"{q(k)} IS NULL" for k in t.schema.key)
