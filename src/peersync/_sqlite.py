@@ -491,7 +491,8 @@ class SQLitePeer:
                 # new collation makes other rows the same key, or one key two.
                 old = _key_shape(tracked[t.name][0])
                 before = [(*kt, c) for kt, c in zip(old, S.tracking_kcolls(conn, t.tracking, len(old)), strict=True)]
-                after = [(*kt, c.upper()) for kt, c in zip(_key_shape(_definition(t)), t.kcolls, strict=True)]
+                colls = t.kcolls or ("BINARY",) * len(t.schema.key)  # a rowid key: none recorded
+                after = [(*kt, c.upper()) for kt, c in zip(_key_shape(_definition(t)), colls, strict=True)]
                 if before != after:
                     raise ScopeError(
                         f"the primary key of table {t.name} changed ({_show(before)} -> {_show(after)}): peersync"

@@ -150,6 +150,26 @@ def test_migrate_refuses_a_primary_key_change_and_other_tables(make_db: MakeDb) 
     assert a.read_bytes() == before
 
 
+def test_migrate_refuses_a_new_collation_of_the_primary_key(make_db: MakeDb) -> None:
+    """Under NOCASE, 'A1' and 'a1' become one key: the rows' tracking cannot follow."""
+    a = make_db("a", "CREATE TABLE note (id TEXT PRIMARY KEY, body TEXT)")
+    with peersync.connect(a) as da:
+        da.provision("s", ["note"])
+    write(
+        a,
+        "CREATE TABLE note_new (id TEXT COLLATE NOCASE PRIMARY KEY, body TEXT)",
+        "INSERT INTO note_new SELECT * FROM note",
+        "DROP TABLE note",
+        "ALTER TABLE note_new RENAME TO note",
+    )
+    before = a.read_bytes()
+    with peersync.connect(a) as da:
+        for call in (da.migrate, da.repair):
+            with pytest.raises(peersync.ScopeError, match=r"id text -> id text COLLATE NOCASE"):
+                call("s")
+    assert a.read_bytes() == before
+
+
 def test_dropping_a_column_by_rebuilding_then_migrating_keeps_unsynced_edits(make_db: MakeDb) -> None:
     """SQLite refuses ``DROP COLUMN`` on a column peersync's triggers read, so a
     column is dropped by rebuilding the table; migrate then restores the
