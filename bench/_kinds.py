@@ -68,6 +68,9 @@ class SQLiteKind:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.close()
         shutil.copyfile(db, path)
+        with peersync.connect(path) as clone:  # a clone of a provisioned database is a new replica
+            for scope in clone.scopes():
+                clone.reidentify(scope)
         return path
 
     def drop(self, db: str) -> None:

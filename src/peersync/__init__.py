@@ -13,6 +13,7 @@ from ._errors import (
     DatabaseLocked,
     InvalidURL,
     ProtocolError,
+    RepairNeeded,
     ReplicaOutdated,
     SchemaMismatch,
     ScopeError,
@@ -36,6 +37,7 @@ from ._model import (
 )
 from ._peer import Peer
 from ._session import run_session, sync
+from ._sqlite import RepairReport
 
 __version__ = "0.1.0"
 
@@ -53,6 +55,8 @@ __all__ = [
     "Policy",
     "ProtocolError",
     "RawText",
+    "RepairNeeded",
+    "RepairReport",
     "ReplicaOutdated",
     "Resolution",
     "SchemaMismatch",

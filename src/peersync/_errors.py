@@ -10,6 +10,9 @@
     ├── SchemaMismatch             two peers disagree on a scope's shape
     ├── ReplicaOutdated            tombstones this peer never saw were cleaned up:
     │                              reinitialize it (or run a full recovery)
+    ├── RepairNeeded               this database's tracking no longer matches its file or
+    │                              tables (a copy, a restored backup, a rebuilt table): run
+    │                              the command the message names (reidentify, repair)
     ├── ProtocolError              a malformed, truncated, forged or mismatched batch
     ├── TransportError             the peer could not be reached: retry later
     └── StorageError               the database failed, is locked, or is not a database
@@ -60,6 +63,17 @@ class SchemaMismatch(SyncError):
 
 class ReplicaOutdated(SyncError):
     """The destination may have missed deletes whose tombstones were cleaned up."""
+
+
+class RepairNeeded(SyncError):
+    """This database's peersync state no longer matches the file or tables it is in.
+
+    A copied or restored file still carries its original's replica id (run
+    ``peersync reidentify``, or confirm a moved file with ``--moved``); a
+    table rebuilt behind peersync's back lost its triggers, so writes to it
+    are no longer tracked (run ``peersync repair``). The message names the
+    command; nothing was written.
+    """
 
 
 class ProtocolError(SyncError):

@@ -26,9 +26,9 @@ from __future__ import annotations
 import time
 
 from ._conflict import handler_from
-from ._errors import ConfigurationError, ReplicaOutdated, SchemaMismatch, SyncError
+from ._errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
 from ._knowledge import Knowledge
-from ._model import Conflict, ConflictHandler, Direction, Policy, SessionStats, SyncResult
+from ._model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionStats, SyncResult
 from ._peer import Peer
 
 DEFAULT_BATCH_ROWS = 5000
@@ -111,6 +111,29 @@ def _result(push: SessionStats | None, pull: SessionStats | None, start: float, 
     )
 
 
+def _check_replicas(source: Peer, si: ReplicaInfo, dest: Peer, di: ReplicaInfo, scope: str) -> None:
+    """Refuse two peers that are one replica (a copy not reidentified), and a
+    peer that is behind what its partner knows of it: a restored backup, or a
+    copy that its file's identity did not give away (written back over the same
+    file), would stamp versions its partners already know, never to be sent."""
+    if si.replica_id == di.replica_id:
+        what = "is the same database as" if source.url == dest.url else "holds the same replica as"
+        raise ConfigurationError(
+            f"{source.url} {what} {dest.url} for scope {scope!r} (the same replica: one is a copy of the other);"
+            f" run 'peersync reidentify COPY --scope {scope}' on the copy"
+        )
+    for peer, info, partner, known in ((source, si, dest, di.knowledge), (dest, di, source, si.knowledge)):
+        top = max((hi for _, hi in known.ranges(info.replica_id)), default=0)
+        # The source's tick is read again: a concurrent session may have taught
+        # the destination newer ticks of it since ``si``.
+        if top > info.tick and (peer is dest or top > peer.describe(scope).tick):
+            raise RepairNeeded(
+                f"{peer.url} is behind what {partner.url} knows of it (scope {scope!r} at tick {info.tick}, known"
+                f" there up to {top}): it is a restored backup or an old copy; run"
+                f" 'peersync reidentify {peer.url} --scope {scope}' on it"
+            )
+
+
 def run_session(
     source: Peer,
     dest: Peer,
@@ -135,11 +158,7 @@ def run_session(
             f"scope {scope!r} differs between {source.url} and {dest.url}"
             f" (fingerprints {si.fingerprint} and {di.fingerprint}); provision both with the same tables and columns"
         )
-    if si.replica_id == di.replica_id:
-        raise ConfigurationError(
-            f"{source.url} and {dest.url} are the same replica of scope {scope!r};"
-            " a copied database must be reidentified first"
-        )
+    _check_replicas(source, si, dest, di, scope)
     if not di.knowledge.contains_knowledge(si.forgotten):
         raise ReplicaOutdated(f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it")
     known = di.knowledge

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 import time
 import urllib.parse
@@ -23,6 +24,7 @@ from ._errors import (
     DatabaseLocked,
     InvalidURL,
     ProtocolError,
+    RepairNeeded,
     SchemaMismatch,
     ScopeError,
     StorageError,
@@ -101,6 +103,37 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+@dataclass(frozen=True)
+class RepairReport:
+    """What :meth:`SQLitePeer.repair` or :meth:`SQLitePeer.migrate` did.
+
+    ``retracked``: tables whose triggers were (re)created. ``untracked``: those
+    of them that had lost their triggers: rows inserted or deleted meanwhile
+    are now local changes (counted in ``inserted`` and ``deleted``), but rows
+    *updated* meanwhile cannot be told from unchanged ones; ``repair(scope,
+    restamp=True)`` makes every live row a new local change (``restamped``).
+    ``migrated``: the scope's shape (fingerprint) was updated.
+    """
+
+    scope: str
+    migrated: bool
+    retracked: tuple[str, ...]
+    untracked: tuple[str, ...]
+    inserted: int
+    deleted: int
+    restamped: int
+
+
+def _definition(t: Tracked) -> str:
+    return json.dumps([list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
+
+
+def _key_shape(definition: str) -> list[tuple[str, str]]:
+    """The key columns of a stored table definition, with their types."""
+    cols, key, types = json.loads(definition)
+    return [(k, types[cols.index(k)]) for k in key]
+
+
 class SQLitePeer:
     """A SQLite database file as a peersync peer.
 
@@ -123,6 +156,10 @@ class SQLitePeer:
         self.url = "sqlite:///" + self.path
         if not os.path.isfile(self.path):
             raise InvalidURL(f"no such database file: {path}")
+        # The file's identity: a copy or a restored backup gets another inode
+        # (0 where the filesystem has none: then copies go undetected).
+        ino = os.stat(self.path).st_ino
+        self._inode = str(ino) if ino else ""
         uri = "file:" + urllib.parse.quote(self.path) + "?mode=rw"
         try:
             self.conn = sqlite3.connect(
@@ -174,8 +211,11 @@ class SQLitePeer:
     def _txn(self, write: bool) -> Iterator[sqlite3.Connection]:
         with self._errors():
             self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            changes = self.conn.total_changes
             try:
                 yield self.conn
+                if write and self.conn.total_changes != changes:
+                    self._stamp_home()
                 # A failed COMMIT (a deferred constraint) leaves the transaction
                 # open: roll it back below rather than keep the write lock.
                 self.conn.execute("COMMIT")
@@ -224,10 +264,7 @@ class SQLitePeer:
             raise SchemaMismatch(f"scope {name!r} in {self.path}: {exc}") from exc
         now = S.fingerprint([t.schema for t in tables])
         if now != fp:
-            raise SchemaMismatch(
-                f"the tables of scope {name!r} in {self.path} changed since provisioning;"
-                " deprovision and provision the scope again on every peer"
-            )
+            raise SchemaMismatch(self._changed_msg(name, [t.name for t in tables]))
         sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
         self._scopes[name] = sc
         return sc
@@ -278,7 +315,13 @@ class SQLitePeer:
             row = conn.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
             if row is not None:
                 if sorted(json.loads(row[0])) == sorted(names) and row[1] == fp:
+                    tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
+                    faults = S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in wanted])
+                    if faults:
+                        raise RepairNeeded(self._fault_msg(scope, faults))
                     return False
+                if sorted(json.loads(row[0])) == sorted(names):
+                    raise ScopeError(self._changed_msg(scope, names, provisioning=True))
                 raise ScopeError(
                     f"scope {scope!r} already exists in {self.path} with tables {', '.join(json.loads(row[0]))};"
                     " deprovision it first or choose another name"
@@ -291,16 +334,18 @@ class SQLitePeer:
                 f"INSERT INTO {PREFIX}scopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms(), self._clock()),
             )
+            self._record_home(scope)
         self._scopes.pop(scope, None)
         return True
 
     def _track(self, conn: sqlite3.Connection, t: Tracked) -> None:
-        definition = json.dumps([list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
+        definition = _definition(t)
         row = conn.execute(f"SELECT definition FROM {PREFIX}tracked WHERE tbl = ?", (t.name,)).fetchone()
         if row is not None:
             if row[0] != definition:
                 raise ScopeError(
-                    f"table {t.name} changed since another scope started tracking it; deprovision that scope first"
+                    f"table {t.name} changed since another scope started tracking it; migrate that scope first"
+                    " ('peersync init ... --migrate')"
                 )
             return
         null_key = " OR ".join(f"{q(k)} IS NULL" for k in t.schema.key)
@@ -336,6 +381,8 @@ class SQLitePeer:
             conn.execute(f"DELETE FROM {PREFIX}applied WHERE scope = ?", (scope,))
             conn.execute(f"DELETE FROM {PREFIX}partial WHERE scope = ?", (scope,))
             conn.execute(f"DELETE FROM {S.PENDING} WHERE scope = ?", (idx,))
+            if self._has_home():
+                conn.execute(f"DELETE FROM {S.HOME} WHERE scope = ?", (scope,))
             still = {t for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
             tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
             for name in tables:
@@ -357,31 +404,225 @@ class SQLitePeer:
                 return []
             return [r[0] for r in conn.execute(f"SELECT name FROM {PREFIX}scopes ORDER BY name")]
 
-    def reidentify(self, scope: str) -> bytes:
-        """Give ``scope`` a new replica id, for a copied database file.
+    def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
+        """Give ``scope`` a new replica id, for a copied database file or a
+        restored backup; returns it. With ``moved``, keep the id and only
+        record that this file is the scope's home now (a database moved to
+        another filesystem, whose old file is no longer used).
 
-        Rows changed here so far keep their versions under the old id (which
-        the knowledge keeps), so peers that already hold them see nothing new.
+        Rows changed here up to the last peersync write before the copy keep
+        their versions under the old id (which the knowledge keeps), so peers
+        that already hold them see nothing new. Local changes after it (made
+        on the copy, or on the original just before it was copied) become
+        changes of the new id: peers that hold the same row from the original
+        resolve it like any concurrent change, and nothing is skipped.
+        Raises :class:`~peersync.ScopeError` for an unknown scope.
         """
         with self._txn(write=True) as conn:
             sc = self._scope(scope, reload=True)
+            conn.execute(S.HOME_DDL)  # in files provisioned before it existed
+            if moved:
+                self._record_home(scope)
+                return sc.rid
             stored, _ = self._stored_knowledge(scope)
             self._load_replicas()
             old = self._rep_index(sc.rid)
+            # Ticks up to ``mark`` were made in the original file before the
+            # copy; without a record, trust none of them (safe: they are sent
+            # again under the new id and meet their originals as identical).
+            row = conn.execute(f"SELECT mark FROM {S.HOME} WHERE scope = ?", (scope,)).fetchone()
+            mark = int(row[0]) if row else 0
             for t in sc.tables:
                 # Only local changes carry this scope's id implicitly; rows that
                 # arrived through a scope keep their origin versions.
                 conn.execute(
-                    f"UPDATE {q(t.tracking)} SET urep = ?, utick = lt, scope = ? WHERE scope IS NULL", (old, sc.idx)
+                    f"UPDATE {q(t.tracking)} SET urep = ?, utick = lt, scope = ? WHERE scope IS NULL AND lt <= ?",
+                    (old, sc.idx, mark),
                 )
-                conn.execute(f"UPDATE {q(t.tracking)} SET crep = ? WHERE crep IS NULL AND ctick IS NOT NULL", (old,))
+                conn.execute(
+                    f"UPDATE {q(t.tracking)} SET crep = ? WHERE crep IS NULL AND ctick IS NOT NULL AND ctick <= ?",
+                    (old, mark),
+                )
             new = os.urandom(16)
-            tick = self._clock()
-            k = stored.add_range(sc.rid, 1, tick)
+            k = stored.add_range(sc.rid, 1, mark) if mark >= 1 else stored
             conn.execute(f"UPDATE {PREFIX}scopes SET replica_id = ? WHERE name = ?", (new, scope))
             self._save_knowledge(replace(sc, rid=new), k)
+            self._record_home(scope)
         self._scopes.pop(scope, None)
         return new
+
+    # -- schema changes and repairs --------------------------------------------------
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+        """Keep ``scope``'s tracking across a change of its tables' columns.
+
+        After ``ALTER TABLE ... ADD COLUMN`` (or a rebuild that adds, drops or
+        retypes columns), update the scope's stored shape and recreate the
+        triggers; every row keeps its versions, times and tombstones and the
+        scope its knowledge, so edits not yet synced still sync and resolve by
+        the normal rules. Run it on every peer: until both have migrated, a
+        session between them raises :class:`~peersync.SchemaMismatch`. A
+        table that lost its triggers (a rebuild) is reconciled as by
+        :meth:`repair`. Idempotent. ``tables``, if given, must be the scope's
+        tables. Raises :class:`~peersync.ScopeError` for an unknown scope, other
+        tables, or a changed primary key (rows are identified by it: that needs
+        a new scope), :class:`~peersync.SchemaMismatch` for a missing table.
+        """
+        return self._retrack(scope, migrate=True, restamp=False, tables=tables)
+
+    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+        """Recreate the triggers of ``scope``'s tables where they are missing or
+        out of date (a table rebuilt behind peersync's back: create, copy, drop,
+        rename) and track what changed meanwhile: rows inserted or deleted
+        become local changes. Rows *updated* meanwhile cannot be detected (the
+        report lists such tables in ``untracked``); ``restamp`` makes every
+        live row of the scope a new local change, keeping its change time, so
+        it reaches every peer and a real edit made elsewhere still wins by the
+        normal rules. Idempotent. Raises :class:`~peersync.SchemaMismatch` if
+        the tables' shape changed too (that is :meth:`migrate`)."""
+        return self._retrack(scope, migrate=False, restamp=restamp, tables=None)
+
+    def _retrack(self, scope: str, *, migrate: bool, restamp: bool, tables: Sequence[str] | None) -> RepairReport:
+        with self._txn(write=True) as conn:
+            row = None
+            if self._has_meta():
+                row = conn.execute(
+                    f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)
+                ).fetchone()
+            if row is None:
+                raise ScopeError(f"unknown scope {scope!r} in {self.path}")
+            names, stored_fp = json.loads(row[0]), row[1]
+            tracked = {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
+            try:
+                current = S.dependency_order([replace(S.introspect(conn, n), tid=tracked[n][1]) for n in names])
+                asked = None if tables is None else {S.introspect(conn, n).name for n in tables}
+            except TableError as exc:
+                raise SchemaMismatch(f"scope {scope!r} in {self.path}: {exc}") from exc
+            if asked is not None and asked != set(names):
+                raise ScopeError(
+                    f"migrating keeps a scope's tables: scope {scope!r} in {self.path} has {', '.join(names)};"
+                    " to add or remove tables, provision another scope"
+                )
+            fp = S.fingerprint([t.schema for t in current])
+            if fp != stored_fp and not migrate:
+                raise SchemaMismatch(self._changed_msg(scope, names))
+            for t in current:
+                # The tracking table's key compares as the user's key did: a
+                # new collation makes other rows the same key, or one key two.
+                old = _key_shape(tracked[t.name][0])
+                before = [(*kt, c) for kt, c in zip(old, S.tracking_kcolls(conn, t.tracking, len(old)), strict=True)]
+                colls = t.kcolls or ("BINARY",) * len(t.schema.key)  # a rowid key: none recorded
+                after = [(*kt, c.upper()) for kt, c in zip(_key_shape(_definition(t)), colls, strict=True)]
+                if before != after:
+                    raise ScopeError(
+                        f"the primary key of table {t.name} changed ({_show(before)} -> {_show(after)}): peersync"
+                        " identifies rows by their key, so this cannot be migrated; sync every peer until they agree,"
+                        f" then deprovision scope {scope!r} and provision it again on each"
+                    )
+            faults = S.trigger_faults(conn, current)
+            base = self._clock()
+            retracked, untracked, inserted, deleted, restamped = [], [], 0, 0, 0
+            for t in current:
+                if t.name not in faults and tracked[t.name][0] == _definition(t):
+                    continue
+                if t.name in faults:
+                    since = self._clock()
+                    for st in t.reconcile_sql():
+                        conn.execute(st, {"base": since})
+                    n, d = conn.execute(t.count_since_sql(), {"base": since}).fetchone()
+                    inserted, deleted = inserted + n - d, deleted + d
+                    if faults[t.name] == "lost":
+                        untracked.append(t.name)
+                for name in t.trigger_names():
+                    conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
+                for ddl in t.trigger_sql():
+                    conn.execute(ddl)
+                conn.execute(f"UPDATE {PREFIX}tracked SET definition = ? WHERE tbl = ?", (_definition(t), t.name))
+                retracked.append(t.name)
+            for t in current if restamp else []:
+                top = self._clock()
+                for st in t.restamp_all_sql():
+                    conn.execute(st, {"base": base, "top": top})
+                restamped += conn.execute(t.count_since_sql(), {"base": top}).fetchone()[0]
+            if self._clock() > base:
+                for t in current:  # drop the log entries the new ones superseded
+                    conn.execute(t.compact_sql(), {"from": 0, "below": base + 1})
+            order = json.dumps([t.name for t in current])
+            if fp != stored_fp or order != row[0]:
+                conn.execute(
+                    f"UPDATE {PREFIX}scopes SET fingerprint = ?, tables = ? WHERE name = ?", (fp, order, scope)
+                )
+        self._scopes.clear()  # scopes sharing a table see its new triggers and shape
+        return RepairReport(
+            scope, fp != stored_fp, tuple(retracked), tuple(untracked), inserted, deleted, restamped
+        )  # fmt: skip
+
+    # -- the file a scope lives in ------------------------------------------------------
+    def _has_home(self) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (S.HOME,)).fetchone()
+            is not None
+        )
+
+    def _record_home(self, scope: str) -> None:
+        """Record this file as ``scope``'s home, with the newest tick here."""
+        self.conn.execute(
+            f"INSERT OR REPLACE INTO {S.HOME} VALUES (?, ?, ?, ?)", (scope, self._inode, self.path, self._clock())
+        )
+
+    def _stamp_home(self) -> None:
+        """In every write transaction: for the scopes whose home is this very
+        file, the newest tick (a copy made later holds it, and ``reidentify``
+        keeps the versions up to it) and the path (a file moved on its
+        filesystem keeps its inode, and is recorded at its new place). Rows of a
+        copy's scopes do not match this file's inode and stay as copied."""
+        if self._inode and self._has_home():
+            self.conn.execute(
+                f"UPDATE {S.HOME} SET path = :path, mark = :mark WHERE file = :file"
+                " AND (path IS NOT :path OR mark IS NOT :mark)",
+                {"path": self.path, "mark": self._clock(), "file": self._inode},
+            )
+
+    def _verify(self, sc: _Scope) -> None:
+        """Refuse, with :class:`~peersync.RepairNeeded`, to sync a scope whose
+        tracking cannot be trusted: a copied or restored file (another inode than
+        the one recorded), a table whose triggers were lost or are out of date."""
+        if self._inode and self._has_home():
+            row = self.conn.execute(f"SELECT file, path FROM {S.HOME} WHERE scope = ?", (sc.name,)).fetchone()
+            if row is not None and row[0] and row[0] != self._inode:
+                fix = f"run 'peersync reidentify {shlex.quote(self.path)} --scope {shlex.quote(sc.name)}'"
+                if row[1] == self.path:
+                    raise RepairNeeded(
+                        f"{self.path} was replaced since scope {sc.name!r} was last used in it (a restored backup or"
+                        f" a copy, holding the same replica as the file it came from); {fix}"
+                    )
+                raise RepairNeeded(
+                    f"{self.path} is a copy of {row[1]} (the same replica of scope {sc.name!r}); {fix},"
+                    " or add --moved if it is that database moved and the old file is no longer used"
+                )
+        faults = S.trigger_faults(self.conn, sc.tables)
+        if faults:
+            raise RepairNeeded(self._fault_msg(sc.name, faults))
+
+    def _fault_msg(self, scope: str, faults: dict[str, str]) -> str:
+        lost = [t for t, f in faults.items() if f == "lost"]
+        what = (
+            f"table {', '.join(lost)} of scope {scope!r} in {self.path} lost its peersync triggers (rebuilt?),"
+            " so writes to it are not tracked"
+            if lost
+            else f"the peersync triggers of table {', '.join(faults)} of scope {scope!r} in {self.path} are out of"
+            " date (a UNIQUE index added or dropped?)"
+        )
+        return f"{what}; run 'peersync repair {shlex.quote(self.path)} --scope {shlex.quote(scope)}'"
+
+    def _changed_msg(self, scope: str, tables: Sequence[str], *, provisioning: bool = False) -> str:
+        flags = " ".join(f"--table {shlex.quote(t)}" for t in tables)
+        cmd = f"peersync init {shlex.quote(self.path)} --scope {shlex.quote(scope)} {flags} --migrate"
+        if provisioning:
+            return f"the tables of scope {scope!r} in {self.path} changed shape; to keep its tracking, run '{cmd}'"
+        return (
+            f"the tables of scope {scope!r} in {self.path} changed since provisioning; run '{cmd}'"
+            " here and on every peer whose tables changed the same way"
+        )
 
     # -- the Peer interface ----------------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:
@@ -403,6 +644,7 @@ class SQLitePeer:
         # grew enough to be worth a short write; a busy database skips it.
         with self._txn(write=False):
             sc = self._scope(scope, reload=True)
+            self._verify(sc)
             (mark,) = self.conn.execute(f"SELECT compacted FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
             due = self._clock() - mark > _COMPACT_EVERY
         if due:
@@ -665,6 +907,10 @@ class SQLitePeer:
                 sql += f" LIMIT {int(limit)}"
             rows = conn.execute(sql, params).fetchall()
         return [_conflict_from_row(r) for r in rows]
+
+
+def _show(key: list[tuple[str, str, str]]) -> str:
+    return ", ".join(f"{c} {t}" + ("" if coll == "BINARY" else f" COLLATE {coll}") for c, t, coll in key)
 
 
 def _jsonable(v: Value) -> Any:

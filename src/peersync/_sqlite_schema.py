@@ -19,7 +19,11 @@ Per database (shared by every scope in it):
   apply, a deferred conflict), one entry per delivery: the row's table and key,
   its version and the source's local tick for it. Knowledge never claims
   either while the entry exists, whatever is merged from other peers, so the
-  change comes again; the entry goes once the row holds or beats the version.
+  change comes again; the entry goes once the row holds or beats the version;
+- ``_peersync_home``: per scope, the file it lives in (inode number and path)
+  and ``mark``, the newest tick at the last peersync write in that file: a
+  copy or a restored backup is told apart from its original by the first, and
+  ``reidentify`` keeps the copy's versions from before the copy by the second.
 
 Per tracked table ``T`` (shared by every scope that holds it): ``_peersync_t_T``
 with the key (``k0, k1, ...``), the local tick ``lt`` of the last change here
@@ -58,6 +62,10 @@ KEEP_CREATION = (
 )
 TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope", "mw")
 
+HOME_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}home (scope TEXT PRIMARY KEY, file TEXT NOT NULL, path TEXT NOT NULL,"
+    " mark INTEGER NOT NULL)"
+)
 META_DDL = (
     f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0), floor INTEGER,"
     " partial_seq INTEGER NOT NULL DEFAULT 0)",
@@ -83,11 +91,15 @@ META_DDL = (
     " local_version TEXT, remote_version TEXT NOT NULL, local_row TEXT, remote_row TEXT,"
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS {PREFIX}conflicts_row ON {PREFIX}conflicts (scope, tbl, key)",
+    HOME_DDL,
 )
-META_TABLES = ("clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts", "pending")
+META_TABLES = (
+    "clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts", "pending", "home",
+)  # fmt: skip
 EVICT = PREFIX + "evict"
 PENDING = PREFIX + "pending"
 LOG = PREFIX + "log"
+HOME = PREFIX + "home"
 
 
 def in_ranges(table: str, rep: str, tick: str, where: str = "") -> str:
@@ -309,6 +321,60 @@ class Tracked:
     def trigger_names(self) -> list[str]:
         return [f"{PREFIX}{op}_{self.name}" for op in ("ins", "upd", "del", "bi", "bu")]
 
+    def triggers(self) -> dict[str, str]:
+        """The triggers this table needs: name -> the exact ``CREATE TRIGGER``
+        text (SQLite keeps it verbatim in ``sqlite_master``)."""
+        names = self.trigger_names()
+        return dict(zip(names[3:] + names[:3] if self.uniques else names[:3], self.trigger_sql(), strict=True))
+
+    def reconcile_sql(self) -> list[str]:
+        """Track what changed while the triggers were missing or stale: a row
+        with no live tracking row was inserted, a live tracking row with no row
+        was deleted. Each becomes a local change: a log entry after tick
+        ``:base`` (in key order), then its tracking row, as the triggers would
+        have written it (a row inserted on a tombstone starts a new incarnation)."""
+        s, trk, kc = self.schema, q(self.tracking), ", ".join(self.kcols)
+        keys = ", ".join(f"u.{q(k)}" for k in s.key)
+        live = f"EXISTS (SELECT 1 FROM {trk} AS t WHERE {self._key_match('t', 'u')} AND t.del = 0)"
+        row = f"EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {self._key_match('t', 'u')})"
+        logged = f"EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {self._key_match('l', 'u')})"
+        recase = "".join(f"{x}, " for x in self.key_case_sets())  # a NOCASE key re-inserted in another case
+        return [
+            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {keys} FROM {q(s.name)} AS u WHERE NOT {live}"
+            f" ORDER BY {keys}",
+            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {kc} FROM {trk} AS t WHERE t.del = 0 AND NOT {row}"
+            f" ORDER BY {kc}",
+            f"INSERT INTO {trk} ({kc}, lt, ctime, del)"
+            f" SELECT {', '.join(f'l.{k}' for k in self.kcols)}, l.lt, {NOW_MS}, NOT {logged}"
+            f" FROM {LOG} AS l WHERE l.lt > :base AND l.tbl = {self.tid}"
+            f" ON CONFLICT ({kc}) DO UPDATE SET {recase}lt = excluded.lt, urep = NULL, utick = NULL,"
+            f" {KEEP_CREATION}, ctime = MAX(excluded.ctime, ctime + 1), del = excluded.del, scope = NULL",
+        ]
+
+    def restamp_all_sql(self) -> list[str]:
+        """Make every live row whose local tick is at most ``:base`` a new
+        local change (a log entry after ``:top``, the clock before), keeping
+        its creation and its change time: a row that did not really change
+        then never beats a real edit made elsewhere."""
+        trk, kc = q(self.tracking), ", ".join(self.kcols)
+        return [
+            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {kc} FROM {trk} WHERE del = 0 AND lt <= :base"
+            f" ORDER BY {kc}",
+            f"INSERT INTO {trk} ({kc}, lt, ctime, del)"
+            f" SELECT {', '.join(f'l.{k}' for k in self.kcols)}, l.lt, 0, 0"
+            f" FROM {LOG} AS l WHERE l.lt > :top AND l.tbl = {self.tid}"
+            f" ON CONFLICT ({kc}) DO UPDATE SET lt = excluded.lt, urep = NULL, utick = NULL, scope = NULL,"
+            " crep = CASE WHEN ctick IS NULL THEN urep ELSE crep END,"
+            " ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END",
+        ]
+
+    def count_since_sql(self) -> str:
+        """Changes logged after ``:base``: (count, how many are tombstones)."""
+        return (
+            f"SELECT count(*), COALESCE(sum(t.del), 0) FROM {LOG} AS l JOIN {q(self.tracking)} AS t"
+            f" ON {self._log_match('t', 'l')} AND t.lt = l.lt WHERE l.lt > :base AND l.tbl = {self.tid}"
+        )
+
     def trigger_sql(self) -> list[str]:
         s, trk, t, clock = self.schema, q(self.tracking), self.name, f"{PREFIX}clock"
         ins, upd, dele = (q(n) for n in self.trigger_names()[:3])
@@ -523,6 +589,47 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         if cols and all(cid >= 0 for cid, _, _ in cols):  # expression indexes cannot be probed here
             uniques.append(tuple((c, coll or "BINARY") for _, c, coll in cols))
     return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks, 0, tuple(uniques), kcolls)
+
+
+def tracking_kcolls(conn: sqlite3.Connection, tracking: str, n: int) -> tuple[str, ...]:
+    """The collation each of the ``n`` key columns of a tracking table was made with."""
+    pk = conn.execute("SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'", (tracking,)).fetchone()
+    if pk is None:  # a rowid key: INTEGER, compared as such
+        return ("BINARY",) * n
+    colls = conn.execute("SELECT coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno", (pk[0],))
+    return tuple((c or "BINARY").upper() for (c,) in colls)
+
+
+def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str, str]:
+    """Tables whose peersync triggers are not exactly what they need, each
+    with ``"lost"`` (an insert, update or delete trigger is missing from the
+    table: it was rebuilt, or its triggers dropped; writes since went
+    untracked) or ``"stale"`` (present, but not as made for the table as it is
+    now, e.g. after a UNIQUE index was added or dropped). One read of
+    ``sqlite_master``."""
+    wanted = {t.name: t.triggers() for t in tables}
+    names = [n for t in tables for n in t.trigger_names()]
+    have: dict[str, tuple[str, str]] = {}
+    for i in range(0, len(names), 500):
+        chunk = names[i : i + 500]
+        have.update(
+            (n, (tbl, sql))
+            for n, tbl, sql in conn.execute(
+                f"SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'"
+                f" AND name IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        )
+    out = {}
+    for t in tables:
+        want = wanted[t.name]
+        if any(have.get(n, ("", ""))[0] != t.name for n in t.trigger_names()[:3]):
+            out[t.name] = "lost"
+        elif any(have.get(n) != (t.name, sql) for n, sql in want.items()) or any(
+            n in have for n in t.trigger_names() if n not in want
+        ):
+            out[t.name] = "stale"
+    return out
 
 
 def dependency_order(tables: list[Tracked]) -> list[Tracked]:

@@ -256,6 +256,8 @@ def _copy(template: dict[str, Path], folder: Path, wal: bool) -> dict[str, Path]
         conn = sqlite3.connect(dst)
         conn.execute(f"PRAGMA journal_mode = {'WAL' if wal else 'DELETE'}")
         conn.close()
+        with peersync.connect(dst) as db:  # each copy stands for its template peer, used apart from it
+            db.reidentify(SCOPE, moved=True)
         out[name] = dst
     return out
 

@@ -403,6 +403,8 @@ def _replay(paths: list[Path], folder: Path, order: list[tuple[str, str]]) -> di
     folder.mkdir()
     copies = {p.stem: shutil.copy(p, folder / p.name) for p in paths}
     dbs = {name: peersync.connect(path) for name, path in copies.items()}
+    for db in dbs.values():  # the copies replace their originals in this world
+        db.reidentify(SCOPE, moved=True)
     try:
         for x, y in order:
             peersync.run_session(dbs[x], dbs[y], SCOPE)

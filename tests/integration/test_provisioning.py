@@ -615,9 +615,9 @@ def test_copied_file_must_be_reidentified(make_db: MakeDb, tmp_path: Path) -> No
     with peersync.connect(a) as da, peersync.connect(b) as dbb, peersync.connect(copy) as dc:
         old = status(dc).replica_id
         assert old == status(da).replica_id
-        with pytest.raises(peersync.ConfigurationError, match="reidentif"):
+        with pytest.raises(peersync.RepairNeeded, match="reidentif"):
             peersync.sync(da, dc, "s")
-        with pytest.raises(peersync.ConfigurationError):
+        with pytest.raises(peersync.RepairNeeded):
             peersync.sync(dc, da, "s")
         assert copy.read_bytes() == copy_bytes and a.read_bytes() == a_bytes
 

@@ -53,6 +53,7 @@ EXPECTED_TREE: dict[str, str | None] = {
     "TableError": "ConfigurationError",
     "SchemaMismatch": "SyncError",
     "ReplicaOutdated": "SyncError",
+    "RepairNeeded": "SyncError",
     "ProtocolError": "SyncError",
     "TransportError": "SyncError",
     "StorageError": "SyncError",
