@@ -126,14 +126,23 @@ def fingerprint(tables: list[TableSchema]) -> str:
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key of a tracked table, as ``pragma_foreign_key_list`` reports it."""
+
+    parent: str
+    columns: tuple[str, ...]  # in the child
+    to: tuple[str | None, ...]  # in the parent; None for its primary key
+    on_delete: str  # NO ACTION, RESTRICT, CASCADE, SET NULL or SET DEFAULT
+
+
+@dataclass(frozen=True)
 class Tracked:
     """A user table with its tracking table and the SQL peersync runs on it."""
 
     schema: TableSchema
     rowid_key: bool  # the key is the table's rowid: the tracking table uses it too
     depends_on: tuple[str, ...]  # tables this one references through foreign keys
-    # Foreign keys: (parent table, child columns, parent columns or None for its primary key)
-    fks: tuple[tuple[str, tuple[str, ...], tuple[str | None, ...]], ...] = ()
+    fks: tuple[ForeignKey, ...] = ()
     tid: int = 0  # this table's id in the change log (``_peersync_tracked.id``)
     # UNIQUE indexes other than the key: (column, collation) pairs each
     uniques: tuple[tuple[tuple[str, str], ...], ...] = ()
@@ -491,15 +500,15 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         and pk_index is None
         and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
     )
-    fk: dict[int, tuple[str, list[str], list[str | None]]] = {}
-    for fid, parent, frm, to in conn.execute(
-        'SELECT id, "table", "from", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
+    fk: dict[int, tuple[str, list[str], list[str | None], str]] = {}
+    for fid, parent, frm, to, on_delete in conn.execute(
+        'SELECT id, "table", "from", "to", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
     ):
-        entry = fk.setdefault(fid, (parent, [], []))
+        entry = fk.setdefault(fid, (parent, [], [], on_delete.upper()))
         entry[1].append(frm)
         entry[2].append(to)
-    fks = tuple((p, tuple(f), tuple(t)) for p, f, t in fk.values())
-    deps = tuple(sorted({p for p, _, _ in fks}))
+    fks = tuple(ForeignKey(p, tuple(f), tuple(t), d) for p, f, t, d in fk.values())
+    deps = tuple(sorted({f.parent for f in fks}))
     kcolls: tuple[str, ...] = ()
     if pk_index is not None:
         (pk_name,) = conn.execute("SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()
