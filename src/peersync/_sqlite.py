@@ -35,6 +35,7 @@ from ._sqlite_schema import PREFIX, Tracked, q
 from ._wire import pack_batch, unpack_envelope
 
 _COMPACT_EVERY = 5_000
+_SWEEP = 4  # log entries below the compaction mark checked per tick above it
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
 
@@ -261,7 +262,8 @@ class SQLitePeer:
             idx = conn.execute(f"SELECT COALESCE(MAX(idx), 0) + 1 FROM {PREFIX}scopes").fetchone()[0]
             empty = Knowledge.empty().to_bytes()
             conn.execute(
-                f"INSERT INTO {PREFIX}scopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {PREFIX}scopes (name, idx, replica_id, tables, fingerprint, knowledge, forgotten,"
+                " created_at, compacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms(), self._clock()),
             )
         self._scopes.pop(scope, None)
@@ -362,14 +364,44 @@ class SQLitePeer:
             return dict(self._scope(scope).schemas)
 
     def _compact(self, sc: _Scope) -> None:
-        """Drop log entries of this scope's tables that later changes
-        superseded, since the last compaction (cost follows changes)."""
-        (mark,) = self.conn.execute(f"SELECT compacted FROM {PREFIX}scopes WHERE name = ?", (sc.name,)).fetchone()
+        """Drop log entries of this scope's tables that later changes superseded,
+        so the log holds about one entry per tracked row, whatever the history.
+
+        Every entry since the last compaction is checked. An entry that was
+        its row's current one then and was superseded since lies below that
+        mark, anywhere: a sweep checks ``_SWEEP`` entries below the mark per
+        tick since it, going on from where the last sweep stopped and round
+        again from the log's start. Work follows changes, writes pay nothing,
+        and entries superseded since their last sweep stay below one in
+        ``_SWEEP - 1`` of the log (none when the sweep covers it all, as it
+        does whenever the changes since the last compaction are a quarter of
+        the log)."""
+        conn = self.conn
+        mark, swept = conn.execute(f"SELECT compacted, swept FROM {PREFIX}scopes WHERE name = ?", (sc.name,)).fetchone()
         top = self._clock()
-        for t in sc.tables:
-            self.conn.execute(t.compact_sql(), {"from": mark, "below": top})
-        self.conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (mark, top))
-        self.conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ? WHERE name = ?", (top, sc.name))
+        if top <= mark:
+            return
+        spans = [(mark, top)]  # half-open (from, below): the log's last entry, the clock, always stays
+        budget = _SWEEP * (top - mark)
+        start = swept if swept < mark else 0
+        for lo, hi in ((start, mark), (0, start)):
+            if budget <= 0 or lo >= hi:
+                continue
+            row = conn.execute(
+                f"SELECT lt FROM {S.LOG} WHERE lt > ? AND lt <= ? ORDER BY lt LIMIT 1 OFFSET ?", (lo, hi, budget - 1)
+            ).fetchone()
+            if row is None:  # the rest of this stretch fits in the budget
+                end = hi
+                budget -= conn.execute(f"SELECT count(*) FROM {S.LOG} WHERE lt > ? AND lt <= ?", (lo, hi)).fetchone()[0]
+            else:
+                end, budget = int(row[0]), 0
+            spans.append((lo, end + 1))
+            swept = end
+        for lo, below in spans:
+            for t in sc.tables:
+                conn.execute(t.compact_sql(), {"from": lo, "below": below})
+            conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (lo, min(below, top)))
+        conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ?, swept = ? WHERE name = ?", (top, swept, sc.name))
 
     def describe(self, scope: str) -> ReplicaInfo:
         # A database that is only ever a source compacts here, when its log

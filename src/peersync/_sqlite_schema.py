@@ -7,7 +7,9 @@ Per database (shared by every scope in it):
   tracked table (``tbl``) and key; superseded entries are compacted away;
 - ``_peersync_clock``: one row: the apply ``floor``;
 - ``_peersync_replicas``: small integer ids for foreign replica ids;
-- ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint;
+- ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint,
+  and how far compaction got (``compacted``: every entry up to it was checked
+  once; ``swept``: where the sweep over older entries stops, see ``_compact``);
 - ``_peersync_tracked``: which user tables are tracked;
 - ``_peersync_partial``: knowledge of sources whose sessions have not completed
   here; tracking rows applied from them point at it (``mw``), because their
@@ -70,7 +72,7 @@ META_DDL = (
     f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE,"
     " replica_id BLOB NOT NULL UNIQUE, tables TEXT NOT NULL, fingerprint TEXT NOT NULL,"
     " knowledge BLOB NOT NULL, forgotten BLOB NOT NULL, created_at INTEGER NOT NULL,"
-    " compacted INTEGER NOT NULL DEFAULT 0)",
+    " compacted INTEGER NOT NULL DEFAULT 0, swept INTEGER NOT NULL DEFAULT 0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl TEXT PRIMARY KEY, definition TEXT NOT NULL,"
     " id INTEGER NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}applied (scope TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
@@ -186,7 +188,8 @@ class Tracked:
         )
 
     def compact_sql(self) -> str:
-        """Drop log entries in ``(:from, :below)`` that a later change superseded."""
+        """Drop log entries in ``(:from, :below)`` that a later change superseded
+        (their row's tracking names a later tick)."""
         return (
             f"DELETE FROM {LOG} WHERE lt > :from AND lt < :below AND tbl = {self.tid} AND NOT EXISTS"
             f" (SELECT 1 FROM {q(self.tracking)} AS t WHERE {self._log_match('t', LOG)} AND t.lt = {LOG}.lt)"
