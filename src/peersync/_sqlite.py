@@ -7,6 +7,7 @@ exceptions are translated to :mod:`peersync` ones at this boundary.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import sqlite3
@@ -15,6 +16,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any
 
 from . import _sqlite_schema as S
@@ -32,7 +34,7 @@ from ._model import (
 )
 from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
-from ._wire import pack_batch, unpack_envelope
+from ._wire import PackedRows, pack_batch, row_packer, unpack_envelope
 
 _COMPACT_EVERY = 5_000
 _SWEEP = 4  # log entries below the compaction mark checked per tick above it
@@ -54,6 +56,12 @@ def _side_effects(conn: sqlite3.Connection) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def _tagged(i: int, rows: Iterator[Any]) -> Iterator[tuple[int, int, Any]]:
+    """Rows of table ``i`` keyed for a merge by their tick offset."""
+    for row in rows:
+        yield row[0], i, row
 
 
 def _skip(blocks: list[tuple[int, int]], after: int) -> int:
@@ -117,7 +125,6 @@ class SQLitePeer:
         self._scopes: dict[str, _Scope] = {}
         self._rep_rid: dict[int, bytes] = {}
         self._rep_idx: dict[bytes, int] = {}
-        self._row_bytes: dict[str, int] = {}
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -443,35 +450,71 @@ class SQLitePeer:
                 if not extra.is_empty():
                     extras.append(extra)
                     marks[mw] = len(extras)
-            first0 = after
-            # Bound rows by count, and by bytes through the row size seen so far.
-            limit = max(1, min(max_rows, max_bytes // self._row_bytes.get(scope, 64)))
-            while True:
-                start = _skip(skip, first0)
-                horizon = self._horizon(sc, start, upto, limit) if start < upto else upto
-                horizon = min([horizon] + [lo - 1 for lo, _ in skip if start < lo <= horizon])
-                tables = []
-                nrows = 0
-                for t in sc.tables:
-                    base = conn.execute(t.first_time_sql(), (start,)).fetchone()
-                    params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
-                    params["base"] = base[0] if base else 0
-                    rows = conn.execute(t.wire_sql(filter_known, marks), params).fetchall()
-                    if rows:
-                        tables.append([t.name, params["base"], rows])
-                        nrows += len(rows)
-                replicas = [sc.rid] + [
-                    self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
-                ]
-                data = pack_batch(
-                    scope, sc.rid, sc.fingerprint, made_with, first0 + 1, horizon, horizon >= tick, replicas,
-                    tables, extras,
-                )  # fmt: skip
-                if nrows:
-                    self._row_bytes[scope] = max(8, len(data) // nrows)
-                if len(data) <= 2 * max_bytes or limit == 1:
-                    return data
-                limit = max(1, limit // 2)
+            replicas = [sc.rid] + [self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)]
+            start = _skip(skip, after)
+            # A batch stops before a block the destination can skip.
+            horizon = min([upto] + [lo - 1 for lo, _ in skip if start < lo <= upto])
+
+            def batch(last: int, tables: list[list[Any]]) -> bytes:
+                return pack_batch(
+                    scope, sc.rid, sc.fingerprint, made_with, after + 1, last, last >= tick, replicas, tables, extras
+                )
+
+            room = max_bytes - len(batch(horizon, []))
+            tables, stop = self._read(sc, filter_known, marks, after, start, horizon, max_rows, room)
+            # Every tick up to ``last`` was considered: read, or filtered as known.
+            return batch(horizon if stop is None else after + stop, tables)
+
+    def _read(
+        self,
+        sc: _Scope,
+        filter_known: bool,
+        marks: dict[int, int],
+        first0: int,
+        start: int,
+        horizon: int,
+        max_rows: int,
+        room: int,
+    ) -> tuple[list[list[Any]], int | None]:
+        """Rows of ticks ``(start, horizon]`` in tick order, across tables, up to
+        ``max_rows`` rows and ``room`` bytes (the first row goes whatever its
+        size). Rows are read and encoded one at a time, so memory holds one
+        batch, whatever the rows' size. Returns the tables' packed rows and the
+        tick offset of the last row taken, or None if every row was taken."""
+        readers: list[tuple[Tracked, int, sqlite3.Cursor]] = []
+        for t in sc.tables:
+            base = self.conn.execute(t.first_time_sql(), (start,)).fetchone()
+            params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
+            params["base"] = base[0] if base else 0
+            readers.append((t, params["base"], self.conn.execute(t.wire_sql(filter_known, marks), params)))
+        pack = row_packer()
+        parts: list[list[bytes]] = [[] for _ in readers]
+        size = n = 0
+        last: int | None = None
+        stream: Iterator[tuple[int, Any]]
+        if len(readers) == 1:
+            stream = zip(repeat(0), readers[0][2])
+        else:
+            stream = (
+                (i, row) for _, i, row in heapq.merge(*(_tagged(i, cur) for i, (_, _, cur) in enumerate(readers)))
+            )
+        try:
+            for i, row in stream:
+                data = pack(row)
+                grown = len(data) if parts[i] else len(data) + len(readers[i][0].name) + 16
+                if n and (n >= max_rows or size + grown > room):
+                    break
+                parts[i].append(data)
+                size += grown
+                n += 1
+                last = row[0]
+            else:
+                last = None
+        finally:
+            for _, _, cur in readers:
+                cur.close()
+        tables = [[t.name, base, PackedRows(len(p), p)] for (t, base, _), p in zip(readers, parts, strict=True) if p]
+        return tables, last
 
     def _known_table(self, sc: _Scope, known: Knowledge, after: int) -> bool:
         """Load what the destination knows, in local replica indexes, into
@@ -534,16 +577,6 @@ class SQLitePeer:
             if known.contains_knowledge(Knowledge.from_bytes(blob)):
                 out.append((lo, hi))
         return out
-
-    def _horizon(self, sc: _Scope, after: int, upto: int, limit: int) -> int:
-        """The local tick of the ``limit``-th log entry of the scope after ``after``, or ``upto``."""
-        tids = ", ".join(str(t.tid) for t in sc.tables)
-        row = self.conn.execute(
-            f"SELECT lt FROM {S.LOG} WHERE lt > :after AND lt <= :upto AND tbl IN ({tids})"
-            " ORDER BY lt LIMIT 1 OFFSET :off",
-            {"after": after, "upto": upto, "off": limit - 1},
-        ).fetchone()
-        return upto if row is None else int(row[0])
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._errors():
