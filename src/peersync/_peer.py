@@ -30,7 +30,10 @@ class Peer(Protocol):
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
         """One encoded batch: rows with local tick in ``after+1..upto`` that
-        ``known`` lacks, in tick order, bounded by rows and bytes."""
+        ``known`` lacks, in tick order, at most ``max_rows`` of them (rows
+        skipped as known do not count) and at most about ``max_bytes`` (a
+        single larger row travels alone). The batch's ``last`` tick is exact:
+        every tick up to it was considered, none after it."""
         ...
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:

@@ -7,6 +7,7 @@ exceptions are translated to :mod:`peersync` ones at this boundary.
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import repeat
 from typing import Any
 
 from . import _sqlite_schema as S
@@ -45,8 +47,8 @@ from ._model import (
 )
 from ._sqlite_apply import SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
-from ._sqlite_text import Connection, fetchall
-from ._wire import pack_batch, unpack_envelope
+from ._sqlite_text import Connection, read_text
+from ._wire import PackedRows, pack_batch, row_packer, unpack_envelope
 
 # The oldest SQLite with everything peersync's SQL uses: pragma_table_list
 # (3.37.0); also RETURNING (3.35.0) and UPDATE ... FROM (3.33.0).
@@ -55,6 +57,7 @@ _LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 # SQLite counts the busy timeout in milliseconds, in a 32-bit int.
 MAX_TIMEOUT = (2**31 - 1) // 1000
 _COMPACT_EVERY = 5_000
+_SWEEP = 4  # log entries below the compaction mark checked per tick above it
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
 
@@ -73,6 +76,12 @@ def _side_effects(conn: sqlite3.Connection) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def _tagged(i: int, rows: Iterator[Any]) -> Iterator[tuple[int, int, Any]]:
+    """Rows of table ``i`` keyed for a merge by their tick offset."""
+    for row in rows:
+        yield row[0], i, row
 
 
 def _skip(blocks: list[tuple[int, int]], after: int) -> int:
@@ -181,7 +190,6 @@ class SQLitePeer:
         self._scopes: dict[str, _Scope] = {}
         self._rep_rid: dict[int, bytes] = {}
         self._rep_idx: dict[bytes, int] = {}
-        self._row_bytes: dict[str, int] = {}
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -331,7 +339,8 @@ class SQLitePeer:
             idx = conn.execute(f"SELECT COALESCE(MAX(idx), 0) + 1 FROM {PREFIX}scopes").fetchone()[0]
             empty = Knowledge.empty().to_bytes()
             conn.execute(
-                f"INSERT INTO {PREFIX}scopes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO {PREFIX}scopes (name, idx, replica_id, tables, fingerprint, knowledge, forgotten,"
+                " created_at, compacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms(), self._clock()),
             )
             self._record_home(scope)
@@ -630,14 +639,44 @@ class SQLitePeer:
             return dict(self._scope(scope).schemas)
 
     def _compact(self, sc: _Scope) -> None:
-        """Drop log entries of this scope's tables that later changes
-        superseded, since the last compaction (cost follows changes)."""
-        (mark,) = self.conn.execute(f"SELECT compacted FROM {PREFIX}scopes WHERE name = ?", (sc.name,)).fetchone()
+        """Drop log entries of this scope's tables that later changes superseded,
+        so the log holds about one entry per tracked row, whatever the history.
+
+        Every entry since the last compaction is checked. An entry that was
+        its row's current one then and was superseded since lies below that
+        mark, anywhere: a sweep checks ``_SWEEP`` entries below the mark per
+        tick since it, going on from where the last sweep stopped and round
+        again from the log's start. Work follows changes, writes pay nothing,
+        and entries superseded since their last sweep stay below one in
+        ``_SWEEP - 1`` of the log (none when the sweep covers it all, as it
+        does whenever the changes since the last compaction are a quarter of
+        the log)."""
+        conn = self.conn
+        mark, swept = conn.execute(f"SELECT compacted, swept FROM {PREFIX}scopes WHERE name = ?", (sc.name,)).fetchone()
         top = self._clock()
-        for t in sc.tables:
-            self.conn.execute(t.compact_sql(), {"from": mark, "below": top})
-        self.conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (mark, top))
-        self.conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ? WHERE name = ?", (top, sc.name))
+        if top <= mark:
+            return
+        spans = [(mark, top)]  # half-open (from, below): the log's last entry, the clock, always stays
+        budget = _SWEEP * (top - mark)
+        start = swept if swept < mark else 0
+        for lo, hi in ((start, mark), (0, start)):
+            if budget <= 0 or lo >= hi:
+                continue
+            row = conn.execute(
+                f"SELECT lt FROM {S.LOG} WHERE lt > ? AND lt <= ? ORDER BY lt LIMIT 1 OFFSET ?", (lo, hi, budget - 1)
+            ).fetchone()
+            if row is None:  # the rest of this stretch fits in the budget
+                end = hi
+                budget -= conn.execute(f"SELECT count(*) FROM {S.LOG} WHERE lt > ? AND lt <= ?", (lo, hi)).fetchone()[0]
+            else:
+                end, budget = int(row[0]), 0
+            spans.append((lo, end + 1))
+            swept = end
+        for lo, below in spans:
+            for t in sc.tables:
+                conn.execute(t.compact_sql(), {"from": lo, "below": below})
+            conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (lo, min(below, top)))
+        conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ?, swept = ? WHERE name = ?", (top, swept, sc.name))
 
     def describe(self, scope: str) -> ReplicaInfo:
         # A database that is only ever a source compacts here, when its log
@@ -680,35 +719,73 @@ class SQLitePeer:
                 if not extra.is_empty():
                     extras.append(extra)
                     marks[mw] = len(extras)
-            first0 = after
-            # Bound rows by count, and by bytes through the row size seen so far.
-            limit = max(1, min(max_rows, max_bytes // self._row_bytes.get(scope, 64)))
-            while True:
-                start = _skip(skip, first0)
-                horizon = self._horizon(sc, start, upto, limit) if start < upto else upto
-                horizon = min([horizon] + [lo - 1 for lo, _ in skip if start < lo <= horizon])
-                tables = []
-                nrows = 0
-                for t in sc.tables:
-                    base = conn.execute(t.first_time_sql(), (start,)).fetchone()
-                    params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
-                    params["base"] = base[0] if base else 0
-                    rows = fetchall(conn, t.wire_sql(filter_known, marks), params)
-                    if rows:
-                        tables.append([t.name, params["base"], rows])
-                        nrows += len(rows)
-                replicas = [sc.rid] + [
-                    self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)
-                ]
-                data = pack_batch(
-                    scope, sc.rid, sc.fingerprint, made_with, first0 + 1, horizon, horizon >= tick, replicas,
-                    tables, extras,
-                )  # fmt: skip
-                if nrows:
-                    self._row_bytes[scope] = max(8, len(data) // nrows)
-                if len(data) <= 2 * max_bytes or limit == 1:
-                    return data
-                limit = max(1, limit // 2)
+            replicas = [sc.rid] + [self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)]
+            start = _skip(skip, after)
+            # A batch stops before a block the destination can skip.
+            horizon = min([upto] + [lo - 1 for lo, _ in skip if start < lo <= upto])
+
+            def batch(last: int, tables: list[list[Any]]) -> bytes:
+                return pack_batch(
+                    scope, sc.rid, sc.fingerprint, made_with, after + 1, last, last >= tick, replicas, tables, extras
+                )
+
+            room = max_bytes - len(batch(horizon, []))
+            tables, stop = read_text(
+                conn, lambda: self._read(sc, filter_known, marks, after, start, horizon, max_rows, room)
+            )
+            # Every tick up to ``last`` was considered: read, or filtered as known.
+            return batch(horizon if stop is None else after + stop, tables)
+
+    def _read(
+        self,
+        sc: _Scope,
+        filter_known: bool,
+        marks: dict[int, int],
+        first0: int,
+        start: int,
+        horizon: int,
+        max_rows: int,
+        room: int,
+    ) -> tuple[list[list[Any]], int | None]:
+        """Rows of ticks ``(start, horizon]`` in tick order, across tables, up to
+        ``max_rows`` rows and ``room`` bytes (the first row goes whatever its
+        size). Rows are read and encoded one at a time, so memory holds one
+        batch, whatever the rows' size. Returns the tables' packed rows and the
+        tick offset of the last row taken, or None if every row was taken."""
+        readers: list[tuple[Tracked, int, sqlite3.Cursor]] = []
+        for t in sc.tables:
+            base = self.conn.execute(t.first_time_sql(), (start,)).fetchone()
+            params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
+            params["base"] = base[0] if base else 0
+            readers.append((t, params["base"], self.conn.execute(t.wire_sql(filter_known, marks), params)))
+        pack = row_packer()
+        parts: list[list[bytes]] = [[] for _ in readers]
+        size = n = 0
+        last: int | None = None
+        stream: Iterator[tuple[int, Any]]
+        if len(readers) == 1:
+            stream = zip(repeat(0), readers[0][2])
+        else:
+            stream = (
+                (i, row) for _, i, row in heapq.merge(*(_tagged(i, cur) for i, (_, _, cur) in enumerate(readers)))
+            )
+        try:
+            for i, row in stream:
+                data = pack(row)
+                grown = len(data) if parts[i] else len(data) + len(readers[i][0].name) + 16
+                if n and (n >= max_rows or size + grown > room):
+                    break
+                parts[i].append(data)
+                size += grown
+                n += 1
+                last = row[0]
+            else:
+                last = None
+        finally:
+            for _, _, cur in readers:
+                cur.close()
+        tables = [[t.name, base, PackedRows(len(p), p)] for (t, base, _), p in zip(readers, parts, strict=True) if p]
+        return tables, last
 
     def _known_table(self, sc: _Scope, known: Knowledge, after: int) -> bool:
         """Load what the destination knows, in local replica indexes, into
@@ -771,16 +848,6 @@ class SQLitePeer:
             if known.contains_knowledge(Knowledge.from_bytes(blob)):
                 out.append((lo, hi))
         return out
-
-    def _horizon(self, sc: _Scope, after: int, upto: int, limit: int) -> int:
-        """The local tick of the ``limit``-th log entry of the scope after ``after``, or ``upto``."""
-        tids = ", ".join(str(t.tid) for t in sc.tables)
-        row = self.conn.execute(
-            f"SELECT lt FROM {S.LOG} WHERE lt > :after AND lt <= :upto AND tbl IN ({tids})"
-            " ORDER BY lt LIMIT 1 OFFSET :off",
-            {"after": after, "upto": upto, "off": limit - 1},
-        ).fetchone()
-        return upto if row is None else int(row[0])
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._errors():

@@ -666,24 +666,39 @@ class SetApply:
 
     def _postpone(self, tin: _In) -> list[tuple[_In, int, str]]:
         """Hold back deletes of parents that children here still reference in a
-        state the source already knew: the source changed or deleted those
-        children too, and that change is on its way. Deleting the parent first
-        would cascade onto (or be refused for) a child that should survive.
-        Held rows count as failed: the session retries them in its next pass."""
-        conn, out = self.conn, []
+        state the source already knew, where foreign keys are enforced.
+
+        The source deleted the parent knowing those children: either it changed
+        or deleted them too and that change is on its way (deleting the parent
+        first would cascade onto, or be refused for, a child that should
+        survive), or it holds them as orphans itself. Only a batch that is not
+        the source's last can have the children's change still to come; from
+        the last one on, the delete goes ahead (a cascade or SET NULL then acts
+        here as it would on any local delete) unless the foreign key refuses it
+        outright (NO ACTION, RESTRICT), which holding back reports more clearly
+        and which a deferred key would otherwise turn into a failed COMMIT of
+        the whole batch. Without enforced foreign keys nothing cascades and
+        nothing is refused: an orphan is the application's business, as it is
+        at the source. Held rows count as failed: the session retries them in
+        its next pass."""
+        conn, out = self.conn, list[tuple[_In, int, str]]()
+        if not conn.execute("PRAGMA foreign_keys").fetchone()[0]:
+            return out
         for child in self.sc.tables:
-            for parent, cols, to in child.fks:
-                if parent.lower() != tin.t.name.lower():
+            for fk in child.fks:
+                if fk.parent.lower() != tin.t.name.lower():
+                    continue
+                if self.env.final and fk.on_delete not in ("NO ACTION", "RESTRICT"):
                     continue
                 key = tin.t.schema.key
                 # SQLite names are case-insensitive: match them so.
                 canon = {k.lower(): k for k in key}
-                pcols = tuple(canon.get((c or k).lower(), c or k) for c, k in zip(to, key, strict=False))
-                if len(cols) != len(key) or set(pcols) != set(key):
+                pcols = tuple(canon.get((c or k).lower(), c or k) for c, k in zip(fk.to, key, strict=False))
+                if len(fk.columns) != len(key) or set(pcols) != set(key):
                     continue  # a foreign key to other columns than the primary key
                 where = " AND ".join(
                     f"c.{q(f)} = x.{tin.cols[tin.t.schema.columns.index(pc)]}"
-                    for f, pc in zip(cols, pcols, strict=True)
+                    for f, pc in zip(fk.columns, pcols, strict=True)
                 )
                 match = child._key_match("tc", "c")
                 rep = "CASE WHEN tc.scope = :scope THEN tc.urep ELSE 0 END"

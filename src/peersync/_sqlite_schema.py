@@ -7,7 +7,9 @@ Per database (shared by every scope in it):
   tracked table (``tbl``) and key; superseded entries are compacted away;
 - ``_peersync_clock``: one row: the apply ``floor``;
 - ``_peersync_replicas``: small integer ids for foreign replica ids;
-- ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint;
+- ``_peersync_scopes``: one row per scope: replica id, knowledge, fingerprint,
+  and how far compaction got (``compacted``: every entry up to it was checked
+  once; ``swept``: where the sweep over older entries stops, see ``_compact``);
 - ``_peersync_tracked``: which user tables are tracked;
 - ``_peersync_partial``: knowledge of sources whose sessions have not completed
   here; tracking rows applied from them point at it (``mw``), because their
@@ -78,7 +80,7 @@ META_DDL = (
     f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name TEXT PRIMARY KEY, idx INTEGER NOT NULL UNIQUE,"
     " replica_id BLOB NOT NULL UNIQUE, tables TEXT NOT NULL, fingerprint TEXT NOT NULL,"
     " knowledge BLOB NOT NULL, forgotten BLOB NOT NULL, created_at INTEGER NOT NULL,"
-    " compacted INTEGER NOT NULL DEFAULT 0)",
+    " compacted INTEGER NOT NULL DEFAULT 0, swept INTEGER NOT NULL DEFAULT 0)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl TEXT PRIMARY KEY, definition TEXT NOT NULL,"
     " id INTEGER NOT NULL UNIQUE)",
     f"CREATE TABLE IF NOT EXISTS {PREFIX}applied (scope TEXT NOT NULL, lo INTEGER NOT NULL, hi INTEGER NOT NULL,"
@@ -138,14 +140,23 @@ def fingerprint(tables: list[TableSchema]) -> str:
 
 
 @dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key of a tracked table, as ``pragma_foreign_key_list`` reports it."""
+
+    parent: str
+    columns: tuple[str, ...]  # in the child
+    to: tuple[str | None, ...]  # in the parent; None for its primary key
+    on_delete: str  # NO ACTION, RESTRICT, CASCADE, SET NULL or SET DEFAULT
+
+
+@dataclass(frozen=True)
 class Tracked:
     """A user table with its tracking table and the SQL peersync runs on it."""
 
     schema: TableSchema
     rowid_key: bool  # the key is the table's rowid: the tracking table uses it too
     depends_on: tuple[str, ...]  # tables this one references through foreign keys
-    # Foreign keys: (parent table, child columns, parent columns or None for its primary key)
-    fks: tuple[tuple[str, tuple[str, ...], tuple[str | None, ...]], ...] = ()
+    fks: tuple[ForeignKey, ...] = ()
     tid: int = 0  # this table's id in the change log (``_peersync_tracked.id``)
     # UNIQUE indexes other than the key: (column, collation) pairs each
     uniques: tuple[tuple[tuple[str, str], ...], ...] = ()
@@ -189,7 +200,8 @@ class Tracked:
         )
 
     def compact_sql(self) -> str:
-        """Drop log entries in ``(:from, :below)`` that a later change superseded."""
+        """Drop log entries in ``(:from, :below)`` that a later change superseded
+        (their row's tracking names a later tick)."""
         return (
             f"DELETE FROM {LOG} WHERE lt > :from AND lt < :below AND tbl = {self.tid} AND NOT EXISTS"
             f" (SELECT 1 FROM {q(self.tracking)} AS t WHERE {self._log_match('t', LOG)} AND t.lt = {LOG}.lt)"
@@ -563,15 +575,15 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         and pk_index is None
         and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
     )
-    fk: dict[int, tuple[str, list[str], list[str | None]]] = {}
-    for fid, parent, frm, to in conn.execute(
-        'SELECT id, "table", "from", "to" FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
+    fk: dict[int, tuple[str, list[str], list[str | None], str]] = {}
+    for fid, parent, frm, to, on_delete in conn.execute(
+        'SELECT id, "table", "from", "to", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
     ):
-        entry = fk.setdefault(fid, (parent, [], []))
+        entry = fk.setdefault(fid, (parent, [], [], on_delete.upper()))
         entry[1].append(frm)
         entry[2].append(to)
-    fks = tuple((p, tuple(f), tuple(t)) for p, f, t in fk.values())
-    deps = tuple(sorted({p for p, _, _ in fks}))
+    fks = tuple(ForeignKey(p, tuple(f), tuple(t), d) for p, f, t, d in fk.values())
+    deps = tuple(sorted({f.parent for f in fks}))
     kcolls: tuple[str, ...] = ()
     if pk_index is not None:
         (pk_name,) = conn.execute("SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()

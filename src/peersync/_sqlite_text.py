@@ -7,7 +7,7 @@ peersync carries it as :class:`~peersync.RawText`:
 
 - reading: a connection's text factory falls back to ``RawText``; a bulk
   read keeps ``sqlite3``'s fast decoding and is read again that way only if
-  it meets such a value (:func:`fetchall`);
+  it meets such a value (:func:`read_text`);
 - writing: a statement whose parameters hold ``RawText`` binds its bytes as
   ``CAST(? AS TEXT)``, which keeps the bytes and makes them TEXT
   (:class:`Connection`); a set of rows loaded with ``executemany`` is loaded
@@ -19,11 +19,12 @@ This is exact in a UTF-8 database (SQLite's default encoding).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ._model import RawText
 
+T = TypeVar("T")
 _UNDECODABLE = "Could not decode to UTF-8"  # sqlite3's message, raised before SQLite is involved
 
 
@@ -101,13 +102,13 @@ class Connection(sqlite3.Connection):
         return super().execute(sql, parameters)
 
 
-def fetchall(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
-    """All rows of a (read-only) query, decoded as fast as ``sqlite3`` can;
-    read again with :func:`decode_text` only if a value is not UTF-8."""
+def read_text(conn: sqlite3.Connection, read: Callable[[], T]) -> T:
+    """Run ``read`` (read-only queries) decoding text as fast as ``sqlite3``
+    can; run it again with :func:`decode_text` only if a value is not UTF-8."""
     factory = conn.text_factory
     conn.text_factory = str
     try:
-        return conn.execute(sql, params).fetchall()
+        return read()
     except sqlite3.OperationalError as exc:
         if not str(exc).startswith(_UNDECODABLE):
             raise
@@ -115,7 +116,7 @@ def fetchall(conn: sqlite3.Connection, sql: str, params: Any = ()) -> list[Any]:
         conn.text_factory = factory
     conn.text_factory = decode_text
     try:
-        return conn.execute(sql, params).fetchall()
+        return read()
     finally:
         conn.text_factory = factory
 

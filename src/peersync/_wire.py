@@ -34,7 +34,7 @@ with :class:`~peersync.ProtocolError` and never returns a partial batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,6 +107,21 @@ def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class PackedRows:
+    """A table's rows, each already encoded by :func:`row_packer` (a source that
+    reads rows one at a time keeps only their bytes, and counts them)."""
+
+    count: int
+    parts: Sequence[bytes]
+
+
+def row_packer() -> Callable[[Sequence[Any]], bytes]:
+    """Encode one row as :func:`pack_batch` would inside a table's row list."""
+    pack: Callable[[Sequence[Any]], bytes] = msgpack.Packer(use_bin_type=True, default=_pack_ext).pack
+    return pack
+
+
 def pack_batch(
     scope: str,
     source: bytes,
@@ -119,11 +134,21 @@ def pack_batch(
     tables: Sequence[Sequence[Any]],
     extras: Sequence[Knowledge],
 ) -> bytes:
-    """The envelope around rows already in wire form (see the module docstring)."""
-    envelope = [MAGIC, FORMAT, scope, source, fingerprint, made_with.to_wire(), first, last, final,
-                list(replicas), list(tables), [k.to_wire() for k in extras]]  # fmt: skip
-    data: bytes = msgpack.packb(envelope, use_bin_type=True, default=_pack_ext)
-    return data
+    """The envelope around rows already in wire form (see the module docstring).
+
+    A table's rows are a list of rows or :class:`PackedRows`; msgpack is a
+    concatenation, so packed rows go in as they are."""
+    p = msgpack.Packer(use_bin_type=True, default=_pack_ext)
+    head = [MAGIC, FORMAT, scope, source, fingerprint, made_with.to_wire(), first, last, final, list(replicas)]
+    out = [p.pack_array_header(12), *(p.pack(x) for x in head), p.pack_array_header(len(tables))]
+    for name, base, rows in tables:
+        out += [p.pack_array_header(3), p.pack(name), p.pack(base)]
+        if isinstance(rows, PackedRows):
+            out += [p.pack_array_header(rows.count), *rows.parts]
+        else:
+            out.append(p.pack(list(rows)))
+    out.append(p.pack([k.to_wire() for k in extras]))
+    return b"".join(out)
 
 
 @dataclass(frozen=True)

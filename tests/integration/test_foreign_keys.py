@@ -1,6 +1,7 @@
 """Foreign keys with ``PRAGMA foreign_keys=ON`` on every side: parents before
 children, children deleted before parents, within a batch and across batches;
-self references; cascades; users' triggers; rows that can never apply."""
+self references; cascades; users' triggers; rows that can never apply. And
+databases whose applications never enable foreign keys: orphans are theirs."""
 
 from __future__ import annotations
 
@@ -377,6 +378,85 @@ def test_a_row_failing_a_foreign_key_everywhere_is_logged_and_the_rest_syncs(mak
         r = peersync.sync(da, dbb, "s")
         assert (r.sent_a_to_b, r.sent_b_to_a) == (0, 0)
         assert fk_clean(b)
+    finally:
+        da.close()
+        dbb.close()
+
+
+# -- databases that do not enforce foreign keys ---------------------------------------------------
+def write_loose(path: Path, *statements: str) -> None:
+    """An application that never enables foreign keys (SQLite's default)."""
+    conn = sqlite3.connect(path)
+    with conn:
+        for st in statements:
+            conn.execute(st)
+    conn.close()
+
+
+LOOSE = """
+CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE, name TEXT);
+"""
+
+
+@pytest.mark.parametrize("action", ["NO ACTION", "CASCADE"])
+def test_a_parents_delete_reaches_peers_that_do_not_enforce_foreign_keys(make_db: MakeDb, action: str) -> None:
+    """Orphans exist everywhere and a parent with children is deleted on one
+    peer: on peers that do not enforce foreign keys the delete is nobody's to
+    hold back. It arrives everywhere, the children stay (as at the source) and
+    no error is logged, in this session or any later one."""
+    paths = [make_db(f"p{i}", LOOSE.replace("CASCADE", action)) for i in range(3)]
+    dbs = [peersync.connect(p, foreign_keys=False) for p in paths]
+    try:
+        for d in dbs:
+            d.provision("s", ["parent", "child"])
+        write_loose(
+            paths[0],
+            "INSERT INTO parent VALUES (1, 'p1'), (2, 'p2')",
+            "INSERT INTO child VALUES (10, 1, 'c10'), (11, 2, 'c11'), (12, 99, 'orphan from the start')",
+        )
+        ring = ((0, 1), (1, 2), (2, 0))
+        for x, y in ring:
+            peersync.sync(dbs[x], dbs[y], "s")
+        write_loose(paths[0], "DELETE FROM parent WHERE id = 1")  # c10 becomes an orphan at A
+        for x, y in ring:
+            r = peersync.sync(dbs[x], dbs[y], "s", batch_size=1)
+            assert r.errors == 0, dbs[y].conflicts()
+        for p in paths:
+            assert rows(p, "parent") == [(2, "p2")]
+            assert rows(p, "child") == [(10, 1, "c10"), (11, 2, "c11"), (12, 99, "orphan from the start")]
+        for _ in range(2):
+            for x, y in ring:
+                r = peersync.sync(dbs[x], dbs[y], "s")
+                assert (r.sent_a_to_b, r.sent_b_to_a, r.errors) == (0, 0, 0)
+        assert_no_logged_conflicts(dbs)
+    finally:
+        for d in dbs:
+            d.close()
+
+
+def test_a_parent_deleted_where_its_children_stay_orphans_is_not_held_back_forever(make_db: MakeDb) -> None:
+    """A does not enforce foreign keys and deletes a parent whose child it keeps.
+    B enforces them (ON DELETE CASCADE): no change to the child will ever come,
+    so B applies the delete at the end of the session instead of holding it
+    back every session; the cascade is B's own change and reaches A."""
+    a, b = make_db("a", LOOSE), make_db("b", LOOSE)
+    da, dbb = peersync.connect(a, foreign_keys=False), peersync.connect(b)
+    try:
+        for d in (da, dbb):
+            d.provision("s", ["parent", "child"])
+        write_loose(a, "INSERT INTO parent VALUES (1, 'p1'), (2, 'p2')", "INSERT INTO child VALUES (10, 1, 'c10')")
+        peersync.sync(da, dbb, "s")
+        write_loose(a, "UPDATE child SET name = 'c10 edited' WHERE id = 10", "DELETE FROM parent WHERE id = 1")
+        for batch_size in (1, 5000):
+            peersync.sync(da, dbb, "s", batch_size=batch_size)
+        for p in (a, b):
+            assert rows(p, "parent") == [(2, "p2")]
+            assert rows(p, "child") == []
+        assert fk_clean(b)
+        r = peersync.sync(da, dbb, "s")
+        assert (r.sent_a_to_b, r.sent_b_to_a, r.errors) == (0, 0, 0)
+        assert_no_logged_conflicts([da, dbb])
     finally:
         da.close()
         dbb.close()

@@ -23,9 +23,8 @@ def test_a_lock_held_by_another_connection_is_database_locked(make_db: MakeDb) -
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
-        with peersync.connect(path, timeout=0.05) as db:
-            with pytest.raises(peersync.DatabaseLocked) as info:
-                db.provision("s", ["item"])
+        with peersync.connect(path, timeout=0.05) as db, pytest.raises(peersync.DatabaseLocked) as info:
+            db.provision("s", ["item"])
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -62,10 +61,8 @@ def test_an_error_that_mentions_locked_is_not_a_lock(make_db: MakeDb) -> None:
 def test_locks_are_told_by_their_error_code(make_db: MakeDb, code: int, locked: bool) -> None:
     exc = sqlite3.OperationalError("database is busy or locked, says the message" if not locked else "anything")
     exc.sqlite_errorcode = code
-    with peersync.connect(make_db("a")) as db:
-        with pytest.raises(peersync.StorageError) as info:
-            with db._errors():
-                raise exc
+    with peersync.connect(make_db("a")) as db, pytest.raises(peersync.StorageError) as info, db._errors():
+        raise exc
     assert isinstance(info.value, peersync.DatabaseLocked) is locked
 
 

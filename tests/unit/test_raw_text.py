@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from peersync import ProtocolError, RawText
-from peersync._sqlite_text import Connection, bind, decode_text, fetchall
+from peersync._sqlite_text import Connection, bind, decode_text, read_text
 from peersync._wire import EXT_RAW_TEXT, decode_batch, encode_batch
 
 from .test_wire import SCHEMAS, SRC, T0, batch
@@ -65,5 +65,5 @@ def test_a_connection_binds_and_reads_raw_text() -> None:
         "FF41",
     )
     assert conn.execute("SELECT k, v FROM t").fetchone() == (RawText(b"k\x80"), RawText(b"\xffA"))
-    assert fetchall(conn, "SELECT v FROM t") == [(RawText(b"\xffA"),)]
+    assert read_text(conn, lambda: conn.execute("SELECT v FROM t").fetchall()) == [(RawText(b"\xffA"),)]
     assert conn.text_factory is decode_text  # restored after the fast read fell back
