@@ -170,6 +170,7 @@ def run_session(
     upto = si.tick
     sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
     excluded = Knowledge.empty()
+    held = Knowledge.empty()  # every change the destination kept out, in any pass
     failures: list[Conflict] = []
     stopped = False  # gave up following a source that kept changing
     while True:
@@ -199,6 +200,7 @@ def run_session(
             conflicts += report.conflicts
             deferred += report.deferred
             excluded = excluded | report.excluded
+            held = held | report.excluded
             failures.extend(report.failed)
             known = report.knowledge
             after = report.last
@@ -220,6 +222,14 @@ def run_session(
         # applies at least one more row, so the loop ends.
         if not failures or pass_applied == 0:
             break
+    if merge is not None and not known.contains_knowledge(held):
+        # A row the destination still lacks (failed, deferred): the source's
+        # knowledge may name that row's version at third replicas (their local
+        # ticks for it), which no exclusion here can single out. Merging it
+        # would claim them, and pass the claim on to peers that never saw the
+        # row: their own sources would then skip it. Keep only what the
+        # batches taught, exactly; the rest merges once the row applies.
+        merge = None
     dest.complete(scope, merge if merge is not None else Knowledge.empty(), excluded)
     dest.log_conflicts(scope, failures)
     return SessionStats(

@@ -870,6 +870,7 @@ class SQLitePeer:
         with self._txn(write=True):
             sc = self._scope(scope)
             stored, _ = self._stored_knowledge(scope)
+            self._release_beaten(sc, source_knowledge.exclude(excluded))
             merged = self._save_knowledge(sc, stored.union(source_knowledge.exclude(excluded)))
             self._compact(sc)
             # Sessions whose knowledge this replica now holds need no record.
@@ -880,6 +881,27 @@ class SQLitePeer:
                     self.conn.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
             tick = self._clock()
         return merged.add_range(sc.rid, 1, tick)
+
+    def _release_beaten(self, sc: _Scope, source: Knowledge) -> None:
+        """Forget pending changes whose version a completed session's source
+        knows. The source's row for that key holds or beats the version, and
+        that row came in this session or was not sent because this replica
+        holds or beats it too (a session that kept a row out merges nothing):
+        so this replica's row beats the version as well. Without this, a
+        change that lost everywhere stays pending for good, and this replica's
+        next edit of the row conflicts with it falsely elsewhere."""
+        if source.is_empty():
+            return
+        beaten = [
+            (rep, tick)
+            for rep, rid, tick in self.conn.execute(
+                f"SELECT DISTINCT p.vrep, r.replica_id, p.vtick FROM {S.PENDING} AS p"
+                f" JOIN {PREFIX}replicas AS r ON r.idx = p.vrep WHERE p.scope = ?",
+                (sc.idx,),
+            ).fetchall()
+            if source.contains(rid, tick)
+        ]
+        self.conn.executemany(f"DELETE FROM {S.PENDING} WHERE scope = {sc.idx} AND vrep = ? AND vtick = ?", beaten)
 
     def log_conflicts(self, scope: str, conflicts: Sequence[Conflict]) -> None:
         if conflicts:
