@@ -45,9 +45,10 @@ from ._model import (
     TableSchema,
     Value,
 )
-from ._sqlite_apply import SetApply
+from ._sqlite_apply import Redo, SetApply
 from ._sqlite_schema import PREFIX, Tracked, q
 from ._sqlite_text import Connection, read_text
+from ._sqlite_txn import TransactionLost, atomic
 from ._wire import PackedRows, pack_batch, row_packer, unpack_envelope
 
 # The oldest SQLite with everything peersync's SQL uses: pragma_table_list
@@ -58,6 +59,7 @@ _LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 MAX_TIMEOUT = (2**31 - 1) // 1000
 _COMPACT_EVERY = 5_000
 _SWEEP = 4  # log entries below the compaction mark checked per tick above it
+_SQLITE_CONSTRAINT_FOREIGNKEY = 787
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
 
@@ -214,22 +216,19 @@ class SQLitePeer:
             if code is not None and code & 0xFF in _LOCK_CODES:
                 raise DatabaseLocked(f"{self.path}: database is locked by another connection") from exc
             raise StorageError(f"{self.path}: {exc}") from exc
+        except TransactionLost as exc:
+            raise StorageError(f"{self.path}: {exc}") from exc
 
     @contextmanager
     def _txn(self, write: bool) -> Iterator[sqlite3.Connection]:
         with self._errors():
-            self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            changes = self.conn.total_changes
             try:
-                yield self.conn
-                if write and self.conn.total_changes != changes:
-                    self._stamp_home()
-                # A failed COMMIT (a deferred constraint) leaves the transaction
-                # open: roll it back below rather than keep the write lock.
-                self.conn.execute("COMMIT")
+                with atomic(self.conn, begin="IMMEDIATE" if write else "DEFERRED"):
+                    changes = self.conn.total_changes
+                    yield self.conn
+                    if write and self.conn.total_changes != changes:
+                        self._stamp_home()
             except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
                 # Cached replica indexes may name rows the rollback removed.
                 self._rep_rid.clear()
                 self._rep_idx.clear()
@@ -863,8 +862,28 @@ class SQLitePeer:
             Knowledge.from_ranges({env.source: [(env.first, env.last)]})
         ):
             raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
-        with self._txn(write=True):
-            return SetApply(self, sc, env, handler).run()
+        # A write that ends the whole transaction (a trigger's RAISE(ROLLBACK))
+        # undoes the batch so far: apply it again, without that write. A
+        # foreign key violation the apply's own check missed fails the COMMIT:
+        # apply it again checking foreign keys statement by statement.
+        redo = Redo()
+        while True:
+            learned = redo.size()
+            try:
+                with self._txn(write=True):
+                    return SetApply(self, sc, env, handler, redo).run()
+            except StorageError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, TransactionLost) and redo.size() > learned:
+                    continue
+                if (
+                    isinstance(cause, sqlite3.IntegrityError)
+                    and cause.sqlite_errorcode == _SQLITE_CONSTRAINT_FOREIGNKEY
+                    and not redo.immediate
+                ):
+                    redo.immediate = True
+                    continue
+                raise
 
     def complete(self, scope: str, source_knowledge: Knowledge, excluded: Knowledge) -> Knowledge:
         with self._txn(write=True):

@@ -15,8 +15,9 @@ Actions per incoming row (column ``action``)::
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from . import _sqlite_schema as S
@@ -26,6 +27,7 @@ from ._knowledge import MAX_TICK, Knowledge, Version
 from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
 from ._sqlite_schema import PREFIX, Tracked, in_ranges, q
 from ._sqlite_text import load_rows
+from ._sqlite_txn import TransactionLost, atomic
 from ._wire import Envelope
 
 if TYPE_CHECKING:
@@ -140,7 +142,8 @@ class _In:
             f" AND (({same}) OR {made} OR (x.ex > 0 AND {extra})))"
         )
 
-    def stamp(self, one: bool) -> str:
+    def stamp(self) -> str:
+        """Tracking rows for the rows to write with seq in ``[:lo, :hi]``."""
         t = self.t
         names = [*t.kcols, *S.TRACKING_COLUMNS]
         sets = ", ".join([*t.key_case_sets(), *(f"{c} = excluded.{c}" for c in S.TRACKING_COLUMNS)])
@@ -152,12 +155,12 @@ class _In:
             " CASE WHEN x.ex = 0 THEN :mw ELSE (SELECT e.id FROM temp.ps_exid AS e WHERE e.ex = x.ex) END"
             f" FROM {self.name} AS x JOIN temp.ps_rmap AS rv ON rv.b = x.vrep"
             " LEFT JOIN temp.ps_rmap AS rc ON rc.b = x.crep"
-            f" WHERE x.action = 1 AND x.flags = :flags{' AND x.seq = :seq' if one else ''} ORDER BY x.seq"
+            " WHERE x.action = 1 AND x.flags = :flags AND x.seq BETWEEN :lo AND :hi ORDER BY x.seq"
             f" ON CONFLICT ({', '.join(t.kcols)}) DO UPDATE SET {sets}"
         )
 
-    def write(self, conn: sqlite3.Connection, flags: int, seq: int | None = None) -> None:
-        """Write the rows to apply (all, or the one at ``seq``): deletes, or
+    def write(self, conn: sqlite3.Connection, flags: int, lo: int, hi: int) -> None:
+        """Write the rows to apply with seq in ``[lo, hi]``: deletes, or
         updates that set only the columns whose values change, then inserts.
 
         Columns that keep their value are not touched and an identical row is
@@ -165,22 +168,22 @@ class _In:
         compare OLD and NEW see only real changes (a trigger that stamps
         ``updated_at`` would otherwise make two peers send a row back and
         forth for ever)."""
-        params = {} if seq is None else {"seq": seq}
+        params = {"lo": lo, "hi": hi}
         if flags:
-            conn.execute(self.delete(seq is not None), params)
+            conn.execute(self.delete(), params)
             return
         mask = self.changed_mask()
         for (m,) in conn.execute(
             f"SELECT DISTINCT {mask} FROM {self.name} AS x JOIN {q(self.t.name)} AS u ON {self.user_match()}"
-            f" WHERE {self.to_write(seq)}",
+            f" WHERE {self.to_write()}",
             params,
         ).fetchall():
             if "1" in m:
-                conn.execute(self.narrow_update(m, seq), {**params, "mask": m})
-        conn.execute(self.upsert(seq is not None), params)
+                conn.execute(self.narrow_update(m), {**params, "mask": m})
+        conn.execute(self.upsert(), params)
 
-    def to_write(self, seq: int | None) -> str:
-        return f"x.action = 1 AND x.flags = 0{'' if seq is None else ' AND x.seq = :seq'}"
+    def to_write(self) -> str:
+        return "x.action = 1 AND x.flags = 0 AND x.seq BETWEEN :lo AND :hi"
 
     def user_match(self) -> str:
         s = self.t.schema
@@ -202,16 +205,16 @@ class _In:
         ]
         return " || ".join(f"CAST({p} AS TEXT)" for p in parts) if parts else "''"
 
-    def narrow_update(self, mask: str, seq: int | None) -> str:
+    def narrow_update(self, mask: str) -> str:
         sets = ", ".join(
             f"{q(col)} = x.{c}" for (col, c), bit in zip(self._writable(), mask, strict=True) if bit == "1"
         )
         return (
             f"UPDATE {q(self.t.name)} AS u SET {sets} FROM {self.name} AS x"
-            f" WHERE {self.to_write(seq)} AND {self.user_match()} AND {self.changed_mask()} = :mask"
+            f" WHERE {self.to_write()} AND {self.user_match()} AND {self.changed_mask()} = :mask"
         )
 
-    def upsert(self, one: bool) -> str:
+    def upsert(self) -> str:
         """Insert the rows that are new here; rows that exist were brought up
         to date by :meth:`narrow_update` (one a side effect changed since is
         overwritten whole, as before)."""
@@ -226,16 +229,33 @@ class _In:
         return (
             f"INSERT INTO {q(s.name)} ({', '.join(q(c) for c in s.columns)})"
             f" SELECT {', '.join(self.cols)} FROM {self.name}"
-            f" WHERE action = 1 AND flags = 0{' AND seq = :seq' if one else ''} ORDER BY seq"
+            " WHERE action = 1 AND flags = 0 AND seq BETWEEN :lo AND :hi ORDER BY seq"
             f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}"
         )
 
-    def delete(self, one: bool) -> str:
+    def collisions(self) -> str | None:
+        """Rows to upsert that collide on a UNIQUE index with another row here:
+        they are tried after the rest, one at a time (the other row may be
+        changed or deleted by this batch), instead of failing their group."""
+        s = self.t.schema
+        uniques = [cols for cols in self.t.uniques if all(c in s.columns for c, _ in cols)]
+        if not uniques:
+            return None
+        other = " OR ".join(f"u.{q(k)} IS NOT x.{c}" for k, c in zip(s.key, self.keys, strict=True))
+        probes = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE "
+            + " AND ".join(f"u.{q(c)} = x.{self.cols[s.columns.index(c)]} COLLATE {coll}" for c, coll in cols)
+            + f" AND ({other}))"
+            for cols in uniques
+        )
+        return f"SELECT seq FROM {self.name} AS x WHERE action = 1 AND flags = 0 AND ({probes}) ORDER BY seq"
+
+    def delete(self) -> str:
         s = self.t.schema
         return (
             f"DELETE FROM {q(s.name)} WHERE ({', '.join(q(k) for k in s.key)}) IN"
             f" (SELECT {', '.join(self.keys)} FROM {self.name}"
-            f" WHERE action = 1 AND flags = 1{' AND seq = :seq' if one else ''})"
+            " WHERE action = 1 AND flags = 1 AND seq BETWEEN :lo AND :hi)"
         )
 
 
@@ -253,6 +273,33 @@ class _Rewrite:
     evict: tuple[tuple[Value, ...], ...] = ()  # keys of local rows to delete first (UNIQUE collisions)
 
 
+@dataclass
+class Redo:
+    """What earlier attempts at applying one batch learned about writes that
+    ended the whole transaction (a trigger's ``RAISE(ROLLBACK)``, a constraint
+    ``ON CONFLICT ROLLBACK``). The batch is applied again from the start,
+    without them: each attempt learns at least one more thing, so the attempts
+    end."""
+
+    rows: dict[tuple[str, int], str] = field(default_factory=dict)  # (table, seq) -> error: fail them
+    groups: set[tuple[str, int]] = field(default_factory=set)  # (table, flags): write one row at a time
+    rewrites: dict[tuple[str, tuple[Value, ...]], str] = field(default_factory=dict)  # conflict outcomes
+    # Foreign keys checked statement by statement: checking them after the
+    # writes missed a violation (a user's trigger) and the COMMIT failed.
+    immediate: bool = False
+
+    def size(self) -> int:
+        return len(self.rows) + len(self.groups) + len(self.rewrites) + self.immediate
+
+
+class _Orphans(Exception):
+    """Rows of the batch whose foreign keys do not hold after the writes."""
+
+    def __init__(self, rows: list[tuple[_In, int]]) -> None:
+        super().__init__(f"{len(rows)} row(s) violate a foreign key")
+        self.rows = rows
+
+
 def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
     return (
         local is not None
@@ -268,8 +315,13 @@ def _sort_key(v: object) -> int:
 class SetApply:
     """One batch applied inside the caller's write transaction."""
 
-    def __init__(self, peer: SQLitePeer, sc: _Scope, env: Envelope, handler: ConflictHandler) -> None:
+    def __init__(
+        self, peer: SQLitePeer, sc: _Scope, env: Envelope, handler: ConflictHandler, redo: Redo | None = None
+    ) -> None:
         self.peer, self.conn, self.sc, self.env, self.handler = peer, peer.conn, sc, env, handler
+        self.redo = redo if redo is not None else Redo()
+        self.applied = 0  # rows written by the current attempt at the write phase
+        self._parents: dict[tuple[str, tuple[str | None, ...]], tuple[str, ...] | None] = {}
         self.report = ApplyReport(last=env.last, final=env.final, made_with=env.made_with)
         # Changes kept out of knowledge: (table, key, version, source tick).
         self.excluded: list[tuple[Tracked, tuple[Value, ...], Version, int]] = []
@@ -603,66 +655,267 @@ class SetApply:
         """Write one conflict outcome as a local change; a failure (a constraint)
         makes it an error conflict and keeps the incoming version out of knowledge."""
         conn, t = self.conn, rw.table
-        conn.execute("SAVEPOINT ps_rewrite")
-        try:
-            if rw.kind == "restamp":
-                log, stamp = t.restamp_sql()
-                conn.execute(log, rw.key)
-                conn.execute(stamp, rw.key)
-            elif rw.row is None:
-                conn.execute(t.delete_sql, rw.key)
-            else:
-                for other in rw.evict:
-                    conn.execute(t.delete_sql, other)
-                t.write_row(conn, rw.row)
-            conn.execute(t.set_time_sql(at_least=rw.kind == "merge"), (rw.time, *rw.key))
-            # The new version supersedes the incoming one, and so what that was made with.
-            conn.execute(t.set_mw_sql(), (rw.mw, *rw.key))
-        except APPLY_ERRORS as exc:
-            conn.execute("ROLLBACK TO ps_rewrite")
-            self._exclude(t, rw.key, rw.version, rw.lt)
-            self.report.failed.append(
-                replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=str(exc))
-            )
-        conn.execute("RELEASE ps_rewrite")
+        detail = self.redo.rewrites.get((t.name, rw.key))
+        if detail is None:
+            try:
+                with atomic(conn):
+                    if rw.kind == "restamp":
+                        log, stamp = t.restamp_sql()
+                        conn.execute(log, rw.key)
+                        conn.execute(stamp, rw.key)
+                    elif rw.row is None:
+                        conn.execute(t.delete_sql, rw.key)
+                    else:
+                        for other in rw.evict:
+                            conn.execute(t.delete_sql, other)
+                        t.write_row(conn, rw.row)
+                    conn.execute(t.set_time_sql(at_least=rw.kind == "merge"), (rw.time, *rw.key))
+                    # The new version supersedes the incoming one, and so what that was made with.
+                    conn.execute(t.set_mw_sql(), (rw.mw, *rw.key))
+                return
+            except APPLY_ERRORS as exc:
+                detail = str(exc)
+            except TransactionLost as exc:
+                if isinstance(exc.cause, sqlite3.IntegrityError):
+                    self.redo.rewrites[(t.name, rw.key)] = str(exc)
+                raise
+        self._exclude(t, rw.key, rw.version, rw.lt)
+        self.report.failed.append(replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=detail))
 
     def _write(self, ins: list[_In]) -> list[tuple[_In, int, str]]:
         """Stamps and rows: upserts parents first, deletes children first.
 
-        A group that fails (a foreign key, a constraint) is redone row by row;
-        rows still failing are retried after the rest, until no progress.
+        Foreign keys are checked after all the writes (``PRAGMA
+        defer_foreign_keys``), so the order of rows inside a batch does not
+        matter and each group (a table, upserts or deletes) is one statement.
+        Rows that collide on a UNIQUE index with another row here are found
+        first and tried after the rest. A group that still fails is halved
+        until the failing rows are isolated: a failing row costs a few
+        statements, not a pass over the batch. Failed rows are retried after
+        the rest while that makes progress. Rows whose foreign keys do not hold
+        at the end (a parent failed, or comes in a later batch), and the rows
+        of the batch that reference them, fail: the writes are rolled back and
+        done again without them.
         """
         conn = self.conn
+        defer = not self.redo.immediate and conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        doomed: list[tuple[_In, int, str]] = []
+        for tin in ins:
+            for (name, seq), msg in self.redo.rows.items():
+                row = conn.execute(f"SELECT action FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
+                if name == tin.t.name and row is not None and row[0] == APPLY:
+                    doomed.append((tin, seq, msg))
+        if defer:
+            conn.execute("PRAGMA defer_foreign_keys = ON")
+        while True:
+            for tin, seq, _ in doomed:
+                conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
+            self.applied = 0
+            try:
+                with atomic(conn):
+                    failed = self._write_all(ins)
+                    orphans = self._orphans(ins) if defer else []
+                    if orphans:
+                        raise _Orphans(orphans)
+            except _Orphans as exc:
+                doomed += [(tin, seq, "FOREIGN KEY constraint failed") for tin, seq in self._closure(ins, exc.rows)]
+                continue
+            break
+        # defer_foreign_keys stays on until the transaction ends: turning it off
+        # would forget violations still pending (SQLite resets their count).
+        self.report.applied += self.applied
+        failed += doomed
+        for tin, seq, _ in failed:
+            conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
+        return failed
+
+    def _write_all(self, ins: list[_In]) -> list[tuple[_In, int, str]]:
+        conn = self.conn
         groups = [(tin, 0) for tin in ins] + [(tin, 1) for tin in reversed(ins)]
-        failed: list[tuple[_In, int, str]] = []
+        pending: list[tuple[_In, int, int]] = []
         postponed: list[tuple[_In, int, str]] = []
         for tin, flags in groups:
             if flags:
                 postponed.extend(self._postpone(tin))
-            (n,) = conn.execute(f"SELECT count(*) FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,)).fetchone()
-            if not n:
-                continue
-            conn.execute("SAVEPOINT ps_group")
-            try:
-                conn.execute(tin.stamp(False), self._params(tin, flags))
-                tin.write(conn, flags)
-                conn.execute("RELEASE ps_group")
-                self.report.applied += n
-                continue
-            except APPLY_ERRORS:
-                conn.execute("ROLLBACK TO ps_group")
-                conn.execute("RELEASE ps_group")
             seqs = [s for (s,) in conn.execute(f"SELECT seq FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,))]
-            failed.extend(self._write_each([(tin, s, flags) for s in seqs]))
-        while failed:
-            again = self._write_each([(tin, s, self._flags(tin, s)) for tin, s, _ in failed])
-            if len(again) == len(failed):
+            if not seqs:
+                continue
+            later: set[int] = set()
+            collisions = None if flags else tin.collisions()
+            if collisions is not None:
+                later = {s for (s,) in conn.execute(collisions)}
+            spans: list[list[int]] = [[]]
+            for s in seqs:
+                if s in later:
+                    spans.append([])
+                elif (tin.t.name, flags) in self.redo.groups:
+                    spans.append([s])
+                else:
+                    spans[-1].append(s)
+            failed = [seq for span in spans for _, seq, _, _ in self._write_span(tin, flags, span)]
+            pending.extend((tin, seq, flags) for seq in sorted([*later, *failed]))
+        # Rows that failed (or would have) are retried after the rest, while that makes progress.
+        while True:
+            again = [f for tin, seq, flags in pending for f in self._write_span(tin, flags, [seq])]
+            if not again or len(again) == len(pending):
                 break
-            failed = again
-        failed += postponed
-        for tin, seq, _ in failed:
-            conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
-        return failed
+            pending = [(tin, seq, flags) for tin, seq, flags, _ in again]
+        return [(tin, seq, msg) for tin, seq, _, msg in again] + postponed
+
+    def _write_span(self, tin: _In, flags: int, seqs: list[int]) -> list[tuple[_In, int, int, str]]:
+        """Write the group's rows ``seqs`` (consecutive in the group) in one
+        statement; if that fails, each half; the rows that fail alone are
+        returned with their error."""
+        if not seqs:
+            return []
+        conn = self.conn
+        try:
+            with atomic(conn):
+                conn.execute(tin.stamp(), {**self._params(tin, flags), "lo": seqs[0], "hi": seqs[-1]})
+                tin.write(conn, flags, seqs[0], seqs[-1])
+        except APPLY_ERRORS as exc:
+            if len(seqs) == 1:
+                return [(tin, seqs[0], flags, str(exc))]
+        except TransactionLost as exc:
+            # Which row ended the transaction is known only when it was alone:
+            # the next attempt writes this group one row at a time.
+            if isinstance(exc.cause, sqlite3.IntegrityError):
+                if len(seqs) == 1:
+                    self.redo.rows[(tin.t.name, seqs[0])] = str(exc)
+                else:
+                    self.redo.groups.add((tin.t.name, flags))
+            raise
+        else:
+            self.applied += len(seqs)
+            return []
+        mid = len(seqs) // 2
+        return self._write_span(tin, flags, seqs[:mid]) + self._write_span(tin, flags, seqs[mid:])
+
+    def _parent_key(self, parent: str, to: tuple[str | None, ...]) -> tuple[str, ...] | None:
+        """The parent columns a foreign key names (its primary key when it names none), or None."""
+        found = self._parents.get((parent, to), ())
+        if found == ():
+            cols: tuple[str, ...] | None = tuple(c for c in to if c is not None)
+            if None in to:
+                pk = self.conn.execute(
+                    "SELECT name FROM pragma_table_info(?) WHERE pk > 0 ORDER BY pk", (parent,)
+                ).fetchall()
+                cols = tuple(r[0] for r in pk) if len(pk) == len(to) else None
+            elif not self.conn.execute("SELECT 1 FROM pragma_table_info(?)", (parent,)).fetchone():
+                cols = None
+            self._parents[(parent, to)] = found = cols
+        return found
+
+    def _orphans(self, ins: list[_In]) -> list[tuple[_In, int]]:
+        """Rows of the batch that violate a foreign key after the writes:
+        written rows whose parent is missing, deleted rows still referenced.
+        (A violation this misses, e.g. made by a user's trigger, fails the
+        COMMIT: the batch is then applied again checking each statement.)"""
+        conn, out = self.conn, []
+        for tin in ins:
+            s = tin.t.schema
+            this = " AND ".join(f"c.{q(k)} = x.{c}" for k, c in zip(s.key, tin.keys, strict=True))
+            for fk in tin.t.fks:
+                parent, cols, to = fk.parent, fk.columns, fk.to
+                pcols = self._parent_key(parent, to)
+                if pcols is None or len(pcols) != len(cols):
+                    continue
+                match = " AND ".join(f"p.{q(pc)} = c.{q(f)}" for f, pc in zip(cols, pcols, strict=True))
+                present = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in cols)
+                out += [
+                    (tin, seq)
+                    for (seq,) in conn.execute(
+                        f"SELECT x.seq FROM {tin.name} AS x JOIN {q(s.name)} AS c ON {this}"
+                        f" WHERE x.action = 1 AND x.flags = 0 AND {present}"
+                        f" AND NOT EXISTS (SELECT 1 FROM {q(parent)} AS p WHERE {match})"
+                    )
+                ]
+            if not conn.execute(f"SELECT 1 FROM {tin.name} WHERE action = 1 AND flags = 1 LIMIT 1").fetchone():
+                continue
+            canon = {c.lower(): c for c in s.key}
+            gone = " AND ".join(f"u.{q(k)} = x.{c}" for k, c in zip(s.key, tin.keys, strict=True))
+            for child, rows in itertools.groupby(
+                conn.execute(
+                    'SELECT m.name, f.id, f."from", f."to" FROM sqlite_master AS m,'
+                    " pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table'"
+                    ' AND f."table" = ? COLLATE NOCASE ORDER BY m.name, f.id, f.seq',
+                    (s.name,),
+                ).fetchall(),
+                key=lambda r: (r[0], r[1]),
+            ):
+                refs = list(rows)
+                pcols = self._parent_key(s.name, tuple(r[3] for r in refs))
+                if pcols is None or {c.lower() for c in pcols} != set(canon):
+                    continue  # not this table's key: a tombstone carries no other values
+                match = " AND ".join(
+                    f"c.{q(r[2])} = x.{tin.cols[s.columns.index(canon[pc.lower()])]}"
+                    for r, pc in zip(refs, pcols, strict=True)
+                )
+                out += [
+                    (tin, seq)
+                    for (seq,) in conn.execute(
+                        f"SELECT x.seq FROM {tin.name} AS x WHERE x.action = 1 AND x.flags = 1"
+                        f" AND EXISTS (SELECT 1 FROM {q(child[0])} AS c WHERE {match})"
+                        f" AND NOT EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {gone})"
+                    )
+                ]
+        return out
+
+    def _closure(self, ins: list[_In], rows: list[tuple[_In, int]]) -> list[tuple[_In, int]]:
+        """``rows`` and the rows of the batch that reference them through a
+        foreign key, directly or not, where the parent does not exist here yet:
+        once ``rows`` are left out, those would lack their parent too. One
+        statement per level, each probing only the rows the last one added."""
+        conn = self.conn
+        pos = {id(tin): i for i, tin in enumerate(ins)}
+        by_name = {tin.t.name.lower(): tin for tin in ins}
+        edges = []
+        for cin in ins:
+            ccols = {c.lower(): c for c in cin.t.schema.columns}
+            for fk in cin.t.fks:
+                parent, cols, to = fk.parent, fk.columns, fk.to
+                pin = by_name.get(parent.lower())
+                pcols = self._parent_key(parent, to)
+                if pin is None or pcols is None or len(pcols) != len(cols):
+                    continue
+                pnames = {c.lower(): c for c in pin.t.schema.columns}
+                if not all(c.lower() in pnames for c in pcols) or not all(f.lower() in ccols for f in cols):
+                    continue
+                fc = [cin.cols[cin.t.schema.columns.index(ccols[f.lower()])] for f in cols]
+                pc = [pin.cols[pin.t.schema.columns.index(pnames[c.lower()])] for c in pcols]
+                edges.append((cin, pin, fc, pc))
+        if not edges:
+            return rows
+        doom = f"temp.{PREFIX}doom"
+        conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {doom[5:]} (t INTEGER, seq INTEGER, r INTEGER, PRIMARY KEY (t, seq))"
+        )
+        conn.execute(f"DELETE FROM {doom}")
+        conn.executemany(f"INSERT OR IGNORE INTO {doom} VALUES (?, ?, 0)", [(pos[id(tin)], seq) for tin, seq in rows])
+        indexes = []
+        for n, (cin, _, fc, _) in enumerate(edges):
+            indexes.append(f"temp.{PREFIX}doom_{n}")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {indexes[-1]} ON {cin.name[5:]} ({', '.join(fc)})")
+        level = 0
+        while True:
+            added = 0
+            for cin, pin, fc, pc in edges:
+                ps = pin.t.schema
+                match = " AND ".join(f"c.{f} = p.{x}" for f, x in zip(fc, pc, strict=True))
+                exists = " AND ".join(f"u.{q(k)} = p.{c}" for k, c in zip(ps.key, pin.keys, strict=True))
+                added += conn.execute(
+                    f"INSERT OR IGNORE INTO {doom} SELECT {pos[id(cin)]}, c.seq, :next FROM {doom} AS d"
+                    f" JOIN {pin.name} AS p ON p.seq = d.seq JOIN {cin.name} AS c ON {match}"
+                    f" WHERE d.t = {pos[id(pin)]} AND d.r = :level AND p.flags = 0 AND c.action = 1 AND c.flags = 0"
+                    f" AND NOT EXISTS (SELECT 1 FROM {q(ps.name)} AS u WHERE {exists})",
+                    {"level": level, "next": level + 1},
+                ).rowcount
+            if not added:
+                break
+            level += 1
+        for name in indexes:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
+        return [(ins[t], seq) for t, seq in conn.execute(f"SELECT t, seq FROM {doom} ORDER BY t, seq")]
 
     def _postpone(self, tin: _In) -> list[tuple[_In, int, str]]:
         """Hold back deletes of parents that children here still reference in a
@@ -723,25 +976,6 @@ class SetApply:
             "base": tin.base,
             "mw": self.mw,
         }
-
-    def _flags(self, tin: _In, seq: int) -> int:
-        flags: int = self.conn.execute(f"SELECT flags FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()[0]
-        return flags
-
-    def _write_each(self, rows: list[tuple[_In, int, int]]) -> list[tuple[_In, int, str]]:
-        conn, failed = self.conn, []
-        for tin, seq, flags in rows:
-            conn.execute("SAVEPOINT ps_row")
-            try:
-                conn.execute(tin.stamp(True), {**self._params(tin, flags), "seq": seq})
-                tin.write(conn, flags, seq)
-            except APPLY_ERRORS as exc:
-                conn.execute("ROLLBACK TO ps_row")
-                failed.append((tin, seq, str(exc)))
-            else:
-                self.report.applied += 1
-            conn.execute("RELEASE ps_row")
-        return failed
 
     def _fail(self, tin: _In, seq: int, msg: str) -> None:
         r = self.conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()

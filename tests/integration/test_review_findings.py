@@ -135,47 +135,6 @@ def test_bug_destination_row_from_unfinished_session_conflicts_with_an_older_ver
             db.close()
 
 
-# -- BUG (crash, DB left locked): deferred foreign keys ------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="limit (README): DEFERRABLE INITIALLY DEFERRED foreign keys violated between batches fail the"
-    " batch at COMMIT (it now rolls back cleanly and releases the lock)",
-)
-def test_bug_deferred_foreign_key_aborts_the_session_and_leaves_a_transaction_open(make_db: MakeDb) -> None:
-    """Found by review. With ``DEFERRABLE INITIALLY DEFERRED`` foreign keys a child whose parent comes
-    in a later batch (here: the parent was edited after the child was inserted) does not
-    fail its statement, so ``SetApply._write`` cannot retry it: the COMMIT in
-    ``SQLitePeer._txn`` fails ('FOREIGN KEY constraint failed'), the session aborts with
-    StorageError, and since a failed COMMIT leaves the transaction open (``_txn`` only rolls
-    back on errors raised inside the block) the connection keeps the write lock: every
-    later call fails with 'cannot start a transaction within a transaction'."""
-    schema = (
-        "CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);"
-        "CREATE TABLE child (id INTEGER PRIMARY KEY,"
-        " pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);"
-    )
-    pa, pb = make_db("a", schema), make_db("b", schema)
-    a, b = open_all(pa, pb)
-    try:
-        for d in (a, b):
-            d.provision("s", ["parent", "child"])
-        write(pa, "INSERT INTO parent VALUES (1, 'p')", "INSERT INTO child VALUES (1, 1)")
-        write(pa, "UPDATE parent SET name = 'p2' WHERE id = 1")  # the parent's tick is now after the child's
-        try:
-            peersync.sync(a, b, "s", batch_size=1)
-        finally:
-            other = sqlite3.connect(pb, timeout=0.2)  # another writer must not find the file locked
-            try:
-                other.execute("BEGIN IMMEDIATE")
-                other.execute("ROLLBACK")
-            finally:
-                other.close()
-        assert rows(pb, "parent") == [(1, "p2")] and rows(pb, "child") == [(1, 1)]
-    finally:
-        a.close()
-        b.close()
-
-
 # -- BUG (convergence): a user's trigger at the destination touching a row of the same batch ------------------------
 @pytest.mark.parametrize(
     "batch_size",
