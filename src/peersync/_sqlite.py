@@ -86,6 +86,21 @@ def _tagged(i: int, rows: Iterator[Any]) -> Iterator[tuple[int, int, Any]]:
         yield row[0], i, row
 
 
+def _foreign_keys(conn: sqlite3.Connection, tables: list[Tracked]) -> bool:
+    """Whether any foreign key starts or ends at one of ``tables``."""
+    if any(t.fks for t in tables):
+        return True
+    names = [t.name for t in tables]
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table'"
+            f' AND f."table" COLLATE NOCASE IN ({", ".join("?" * len(names))}) LIMIT 1',
+            names,
+        ).fetchone()
+        is not None
+    )
+
+
 def _skip(blocks: list[tuple[int, int]], after: int) -> int:
     """Advance ``after`` over skippable blocks that start right after it."""
     for lo, hi in blocks:
@@ -104,6 +119,9 @@ class _Scope:
     # Can writing a row change other rows here (a user's trigger, a foreign key
     # action)? Only then does an apply look for rows changed behind its back.
     side_effects: bool = True
+    # Does a foreign key start or end at one of the tables? Only then does an
+    # apply check foreign keys after its writes instead of statement by statement.
+    foreign_keys: bool = True
     schemas: dict[str, TableSchema] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -272,7 +290,7 @@ class SQLitePeer:
         now = S.fingerprint([t.schema for t in tables])
         if now != fp:
             raise SchemaMismatch(self._changed_msg(name, [t.name for t in tables]))
-        sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
+        sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn), _foreign_keys(self.conn, tables))
         self._scopes[name] = sc
         return sc
 

@@ -686,27 +686,31 @@ class SetApply:
         """Stamps and rows: upserts parents first, deletes children first.
 
         Foreign keys are checked after all the writes (``PRAGMA
-        defer_foreign_keys``), so the order of rows inside a batch does not
-        matter and each group (a table, upserts or deletes) is one statement.
-        Rows that collide on a UNIQUE index with another row here are found
-        first and tried after the rest. A group that still fails is halved
-        until the failing rows are isolated: a failing row costs a few
-        statements, not a pass over the batch. Failed rows are retried after
-        the rest while that makes progress. Rows whose foreign keys do not hold
-        at the end (a parent failed, or comes in a later batch), and the rows
-        of the batch that reference them, fail: the writes are rolled back and
-        done again without them.
+        defer_foreign_keys``, where the scope's tables have any), so the order
+        of rows inside a batch does not matter and each group (a table, upserts
+        or deletes) is one statement. Rows that collide on a UNIQUE index with
+        another row here are found first and tried after the rest. A group
+        that still fails is halved until the failing rows are isolated: a
+        failing row costs a few statements, not a pass over the batch. Failed
+        rows are retried after the rest while that makes progress. Rows whose
+        foreign keys do not hold at the end (a parent failed, or comes in a
+        later batch), and the rows of the batch that reference them, fail: the
+        writes are rolled back and done again without them.
         """
         conn = self.conn
-        defer = not self.redo.immediate and conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-        doomed: list[tuple[_In, int, str]] = []
-        for tin in ins:
-            for (name, seq), msg in self.redo.rows.items():
-                row = conn.execute(f"SELECT action FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
-                if name == tin.t.name and row is not None and row[0] == APPLY:
-                    doomed.append((tin, seq, msg))
-        if defer:
+        # The pragma stays on until the transaction ends: turning it off would
+        # forget the violations counted so far.
+        defer = self.sc.foreign_keys and not self.redo.immediate
+        if defer and conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1:
             conn.execute("PRAGMA defer_foreign_keys = ON")
+        else:
+            defer = False
+        doomed: list[tuple[_In, int, str]] = []
+        by_name = {tin.t.name: tin for tin in ins}
+        for (name, seq), msg in self.redo.rows.items():  # rows that ended the transaction before
+            tin = by_name[name]
+            if conn.execute(f"SELECT 1 FROM {tin.name} WHERE seq = ? AND action = 1", (seq,)).fetchone():
+                doomed.append((tin, seq, msg))
         while True:
             for tin, seq, _ in doomed:
                 conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
@@ -721,8 +725,6 @@ class SetApply:
                 doomed += [(tin, seq, "FOREIGN KEY constraint failed") for tin, seq in self._closure(ins, exc.rows)]
                 continue
             break
-        # defer_foreign_keys stays on until the transaction ends: turning it off
-        # would forget violations still pending (SQLite resets their count).
         self.report.applied += self.applied
         failed += doomed
         for tin, seq, _ in failed:
@@ -737,7 +739,12 @@ class SetApply:
         for tin, flags in groups:
             if flags:
                 postponed.extend(self._postpone(tin))
-            seqs = [s for (s,) in conn.execute(f"SELECT seq FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,))]
+            seqs = [
+                s
+                for (s,) in conn.execute(
+                    f"SELECT seq FROM {tin.name} WHERE action = 1 AND flags = ? ORDER BY seq", (flags,)
+                )
+            ]
             if not seqs:
                 continue
             later: set[int] = set()

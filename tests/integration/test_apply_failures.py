@@ -149,10 +149,11 @@ def test_deferrable_foreign_key_violated_between_batches_is_retried_like_any_oth
 
 def test_a_foreign_key_broken_by_a_destination_trigger_fails_only_the_row_that_fired_it(make_db: MakeDb) -> None:
     """B's trigger writes an orphan into a table outside the scope when a
-    certain row arrives. The apply's own check does not look there; the COMMIT
-    finds the violation, and the batch is applied again checking each
-    statement: that row fails, the others apply."""
-    base = "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT);"
+    certain row arrives. The apply's own check after the writes (the scope has
+    a foreign key, so the order of rows does not matter) does not look there;
+    the COMMIT finds the violation, and the batch is applied again checking
+    each statement: that row fails, the others apply."""
+    base = "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, up INTEGER REFERENCES item(id));"
     extra = (
         "CREATE TABLE owner (id INTEGER PRIMARY KEY);"
         "CREATE TABLE audit (item INTEGER, owner INTEGER REFERENCES owner(id));"
@@ -160,14 +161,14 @@ def test_a_foreign_key_broken_by_a_destination_trigger_fails_only_the_row_that_f
         " INSERT INTO audit VALUES (NEW.id, CASE WHEN NEW.name = 'orphan' THEN 99 END); END;"
     )
     pa, pb = make_db("a", base), make_db("b", base + extra)
-    write(pa, "INSERT INTO item VALUES (1, 'ok'), (2, 'orphan'), (3, 'ok')")
+    write(pa, "INSERT INTO item VALUES (1, 'ok', NULL), (2, 'orphan', 1), (3, 'ok', 1)")
     with peersync.connect(pa) as a, peersync.connect(pb) as b:
         a.provision("s", ["item"])
         b.provision("s", ["item"])
         r = peersync.sync(a, b, "s", direction="push")
         assert (r.applied, r.errors) == (2, 1)
         assert error_keys(b) == [(2,)]
-    assert rows(pb, "item") == [(1, "ok"), (3, "ok")]
+    assert rows(pb, "item") == [(1, "ok", None), (3, "ok", 1)]
     assert rows(pb, "audit") == [(1, None), (3, None)]
 
 
