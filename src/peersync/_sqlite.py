@@ -806,7 +806,7 @@ class SQLitePeer:
 
     def _known_table(self, sc: _Scope, known: Knowledge, after: int) -> bool:
         """Load what the destination knows, in local replica indexes, into
-        ``temp.ps_known``; False when it cannot exclude any candidate row."""
+        ``temp._peersync_known``; False when it cannot exclude any candidate row."""
         rows: list[tuple[int, int, int]] = []
         for rid in known.replicas():
             local = 0 if rid == sc.rid else self._rep_idx.get(rid)
@@ -816,10 +816,11 @@ class SQLitePeer:
         if not rows:
             return False
         self.conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS ps_known (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))"
+            "CREATE TEMP TABLE IF NOT EXISTS _peersync_known"
+            " (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))"
         )
-        self.conn.execute("DELETE FROM temp.ps_known")
-        self.conn.executemany("INSERT OR IGNORE INTO temp.ps_known VALUES (?, ?, ?)", rows)
+        self.conn.execute("DELETE FROM temp._peersync_known")
+        self.conn.executemany("INSERT OR IGNORE INTO temp._peersync_known VALUES (?, ?, ?)", rows)
         return True
 
     def _record_applied(self, sc: _Scope, lo: int, hi: int, made_with: Knowledge) -> None:

@@ -47,7 +47,7 @@ class _In:
         self.tbase = 0
         # Named by position and width: one connection may apply tables of
         # other widths at the same position (another scope, a new definition).
-        self.name = f"temp.ps_in_{n}_{len(t.schema.columns)}"
+        self.name = f"temp._peersync_in_{n}_{len(t.schema.columns)}"
         s = t.schema
         self.cols = [f"c{i}" for i in range(len(s.columns))]
         self.keys = [self.cols[p] for p in s.key_positions]
@@ -80,8 +80,8 @@ class _In:
         """Rows whose version the source's own knowledge lacks: forged."""
 
         tick = "COALESCE(y.vtick, :first0 + y.dlt)"
-        known = in_ranges("temp.ps_mwb", "y.vrep", tick)
-        extra = in_ranges("temp.ps_mwxb", "y.vrep", tick, where="r.ex = y.ex AND ")
+        known = in_ranges("temp._peersync_mwb", "y.vrep", tick)
+        extra = in_ranges("temp._peersync_mwxb", "y.vrep", tick, where="r.ex = y.ex AND ")
         return f"SELECT count(*) FROM {self.name} AS y WHERE NOT {known} AND NOT (y.ex > 0 AND {extra})"
 
     def unordered(self) -> str:
@@ -109,15 +109,17 @@ class _In:
         vt = "COALESCE(x.vtick, :first0 + x.dlt)"
         return (
             f"UPDATE {self.name} AS x SET action = CASE"
-            f" WHEN {in_ranges('temp.ps_kd', 'x.vrep', vt)} THEN 0"
+            f" WHEN {in_ranges('temp._peersync_kd', 'x.vrep', vt)} THEN 0"
             " WHEN j.tlt IS NULL THEN 1"
-            f" WHEN j.lrep = (SELECT COALESCE(r.l, 0) FROM temp.ps_rmap AS r WHERE r.b = x.vrep)"
+            f" WHEN j.lrep = (SELECT COALESCE(r.l, 0) FROM temp._peersync_rmap AS r WHERE r.b = x.vrep)"
             f" THEN CASE WHEN {vt} > j.ltick THEN 1 ELSE 0 END"
             # The local row came in a session not yet completed here, made
             # knowing the incoming version: the incoming one is obsolete.
-            f" WHEN j.mw IS NOT NULL AND {in_ranges('temp.ps_lmw', 'x.vrep', vt, where='r.id = j.mw AND ')} THEN 0"
-            f" WHEN {in_ranges('temp.ps_mw', 'j.lrep', 'j.ltick')} THEN 1"
-            f" WHEN x.ex > 0 AND {in_ranges('temp.ps_mwx', 'j.lrep', 'j.ltick', where='r.ex = x.ex AND ')} THEN 1"
+            f" WHEN j.mw IS NOT NULL AND {in_ranges('temp._peersync_lmw', 'x.vrep', vt, where='r.id = j.mw AND ')}"
+            " THEN 0"
+            f" WHEN {in_ranges('temp._peersync_mw', 'j.lrep', 'j.ltick')} THEN 1"
+            f" WHEN x.ex > 0 AND {in_ranges('temp._peersync_mwx', 'j.lrep', 'j.ltick', where='r.ex = x.ex AND ')}"
+            " THEN 1"
             " ELSE 2 END"
             " FROM (SELECT i.seq AS s, t.lt AS tlt, t.mw AS mw,"
             " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
@@ -134,11 +136,12 @@ class _In:
             f"p.{k} = x.{c}{t.kcoll(i)}" for i, (k, c) in enumerate(zip(t.kcols, self.keys, strict=True))
         )
         same = "m.l = p.vrep AND COALESCE(x.vtick, :first0 + x.dlt) = p.vtick"
-        made = in_ranges("temp.ps_mw", "p.vrep", "p.vtick")
-        extra = in_ranges("temp.ps_mwx", "p.vrep", "p.vtick", where="r.ex = x.ex AND ")
+        made = in_ranges("temp._peersync_mw", "p.vrep", "p.vtick")
+        extra = in_ranges("temp._peersync_mwx", "p.vrep", "p.vtick", where="r.ex = x.ex AND ")
         return (
             f"DELETE FROM {S.PENDING} AS p WHERE p.scope = :scope AND p.tbl = {t.tid} AND EXISTS (SELECT 1"
-            f" FROM {self.name} AS x JOIN temp.ps_rmap AS m ON m.b = x.vrep WHERE x.action IN (1, 3, 5) AND {match}"
+            f" FROM {self.name} AS x JOIN temp._peersync_rmap AS m ON m.b = x.vrep"
+            f" WHERE x.action IN (1, 3, 5) AND {match}"
             f" AND (({same}) OR {made} OR (x.ex > 0 AND {extra})))"
         )
 
@@ -152,9 +155,9 @@ class _In:
             f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
             f" SELECT {keys}, :tbase + x.seq, rv.l, COALESCE(x.vtick, :first0 + x.dlt),"
             " CASE WHEN x.ctick IS NULL THEN NULL ELSE rc.l END, x.ctick, :base + x.dtime, x.flags, :scope,"
-            " CASE WHEN x.ex = 0 THEN :mw ELSE (SELECT e.id FROM temp.ps_exid AS e WHERE e.ex = x.ex) END"
-            f" FROM {self.name} AS x JOIN temp.ps_rmap AS rv ON rv.b = x.vrep"
-            " LEFT JOIN temp.ps_rmap AS rc ON rc.b = x.crep"
+            " CASE WHEN x.ex = 0 THEN :mw ELSE (SELECT e.id FROM temp._peersync_exid AS e WHERE e.ex = x.ex) END"
+            f" FROM {self.name} AS x JOIN temp._peersync_rmap AS rv ON rv.b = x.vrep"
+            " LEFT JOIN temp._peersync_rmap AS rc ON rc.b = x.crep"
             " WHERE x.action = 1 AND x.flags = :flags AND x.seq BETWEEN :lo AND :hi ORDER BY x.seq"
             f" ON CONFLICT ({', '.join(t.kcols)}) DO UPDATE SET {sets}"
         )
@@ -376,22 +379,17 @@ class SetApply:
         """Temp tables translating replica ids: batch index -> local index,
         and the destination's knowledge and the source's made-with knowledge."""
         conn, sc, env, peer = self.conn, self.sc, self.env, self.peer
-        for ddl in (
-            "CREATE TEMP TABLE IF NOT EXISTS ps_rmap (b INTEGER PRIMARY KEY, l INTEGER, own INTEGER)",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_kd (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_mw (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_mwb (rep INTEGER, lo INTEGER, hi INTEGER, PRIMARY KEY (rep, lo))",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_mwx (ex INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
-            " PRIMARY KEY (ex, rep, lo))",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_mwxb (ex INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
-            " PRIMARY KEY (ex, rep, lo))",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_exid (ex INTEGER PRIMARY KEY, id INTEGER)",
-            "CREATE TEMP TABLE IF NOT EXISTS ps_lmw (id INTEGER, rep INTEGER, lo INTEGER, hi INTEGER,"
-            " PRIMARY KEY (id, rep, lo))",
-        ):
-            conn.execute(ddl)
-        for name in ("ps_rmap", "ps_kd", "ps_mw", "ps_mwb", "ps_mwx", "ps_mwxb", "ps_exid", "ps_lmw"):
-            conn.execute(f"DELETE FROM temp.{name}")
+        ranges = "rep INTEGER, lo INTEGER, hi INTEGER"
+        tables = {
+            "rmap": "b INTEGER PRIMARY KEY, l INTEGER, own INTEGER",
+            **{n: f"{ranges}, PRIMARY KEY (rep, lo)" for n in ("kd", "mw", "mwb")},
+            **{n: f"ex INTEGER, {ranges}, PRIMARY KEY (ex, rep, lo)" for n in ("mwx", "mwxb")},
+            "exid": "ex INTEGER PRIMARY KEY, id INTEGER",
+            "lmw": f"id INTEGER, {ranges}, PRIMARY KEY (id, rep, lo)",
+        }
+        for name, columns in tables.items():
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {PREFIX}{name} ({columns})")
+            conn.execute(f"DELETE FROM temp.{PREFIX}{name}")
         rmap: list[tuple[int, int | None, int]] = []
         kd: list[tuple[int, int, int]] = []
         mwb: list[tuple[int, int, int]] = []
@@ -400,20 +398,20 @@ class SetApply:
             rmap.append((b, None if own else peer._rep_index(rid), 1 if own else 0))
             kd.extend((b, lo, hi + 1) for lo, hi in self.known.ranges(rid))
             mwb.extend((b, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
-        conn.executemany("INSERT INTO temp.ps_rmap VALUES (?, ?, ?)", rmap)
-        conn.executemany("INSERT OR IGNORE INTO temp.ps_kd VALUES (?, ?, ?)", kd)
-        conn.executemany("INSERT OR IGNORE INTO temp.ps_mwb VALUES (?, ?, ?)", mwb)
+        conn.executemany("INSERT INTO temp._peersync_rmap VALUES (?, ?, ?)", rmap)
+        conn.executemany("INSERT OR IGNORE INTO temp._peersync_kd VALUES (?, ?, ?)", kd)
+        conn.executemany("INSERT OR IGNORE INTO temp._peersync_mwb VALUES (?, ?, ?)", mwb)
         mw: list[tuple[int, int, int]] = []
         for rid in env.made_with.replicas():
             local = 0 if rid == sc.rid else peer._rep_idx.get(rid)
             if local is not None:
                 mw.extend((local, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
-        conn.executemany("INSERT OR IGNORE INTO temp.ps_mw VALUES (?, ?, ?)", mw)
+        conn.executemany("INSERT OR IGNORE INTO temp._peersync_mw VALUES (?, ?, ?)", mw)
         # What local rows from unfinished sessions were made with, in batch indexes.
         for mw_id, blob in conn.execute(f"SELECT id, knowledge FROM {PREFIX}partial").fetchall():
             record = Knowledge.from_bytes(blob)
             conn.executemany(
-                "INSERT OR IGNORE INTO temp.ps_lmw VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO temp._peersync_lmw VALUES (?, ?, ?, ?)",
                 [(mw_id, b, lo, hi + 1) for b, rid in enumerate(env.replicas) for lo, hi in record.ranges(rid)],
             )
         # Rows made with more than ``made_with`` (see ``_wire``): that knowledge
@@ -424,15 +422,17 @@ class SetApply:
                 local = 0 if rid == sc.rid else peer._rep_idx.get(rid)
                 if local is not None:
                     conn.executemany(
-                        "INSERT OR IGNORE INTO temp.ps_mwx VALUES (?, ?, ?, ?)",
+                        "INSERT OR IGNORE INTO temp._peersync_mwx VALUES (?, ?, ?, ?)",
                         [(ex, local, lo, hi + 1) for lo, hi in extra.ranges(rid)],
                     )
             for b, rid in enumerate(env.replicas):
                 conn.executemany(
-                    "INSERT OR IGNORE INTO temp.ps_mwxb VALUES (?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO temp._peersync_mwxb VALUES (?, ?, ?, ?)",
                     [(ex, b, lo, hi + 1) for lo, hi in extra.ranges(rid)],
                 )
-            conn.execute("INSERT INTO temp.ps_exid VALUES (?, ?)", (ex, peer._partial_id(sc, env.made_with | extra)))
+            conn.execute(
+                "INSERT INTO temp._peersync_exid VALUES (?, ?)", (ex, peer._partial_id(sc, env.made_with | extra))
+            )
 
     def _load(self, tin: _In, rows: list[Any]) -> None:
         conn, env = self.conn, self.env
@@ -468,7 +468,7 @@ class SetApply:
         for tin in ins:
             conn.execute(tin.triage(), {"scope": sc.idx, "first0": first0})
             (forged,) = conn.execute(
-                f"SELECT count(*) FROM {tin.name} AS x JOIN temp.ps_rmap AS r ON r.b = x.vrep"
+                f"SELECT count(*) FROM {tin.name} AS x JOIN temp._peersync_rmap AS r ON r.b = x.vrep"
                 " WHERE r.own = 1 AND x.action != 0"
             ).fetchone()
             if forged:
@@ -605,7 +605,11 @@ class SetApply:
         }
         both = max(loc.time, ctime)
         ex = r[-1]
-        mw = self.mw if not ex else self.conn.execute("SELECT id FROM temp.ps_exid WHERE ex = ?", (ex,)).fetchone()[0]
+        mw = (
+            self.mw
+            if not ex
+            else self.conn.execute("SELECT id FROM temp._peersync_exid WHERE ex = ?", (ex,)).fetchone()[0]
+        )
         if not lww:
             if res.outcome is Outcome.SOURCE:
                 self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict, mw))
@@ -963,7 +967,7 @@ class SetApply:
                 match = child._key_match("tc", "c")
                 rep = "CASE WHEN tc.scope = :scope THEN tc.urep ELSE 0 END"
                 tick = "CASE WHEN tc.scope = :scope THEN tc.utick ELSE tc.lt END"
-                known = in_ranges("temp.ps_mw", rep, tick)
+                known = in_ranges("temp._peersync_mw", rep, tick)
                 rows = conn.execute(
                     f"SELECT x.seq FROM {tin.name} AS x WHERE x.action = 1 AND x.flags = 1 AND EXISTS (SELECT 1"
                     f" FROM {q(child.name)} AS c JOIN {q(child.tracking)} AS tc ON {match} WHERE {where} AND {known})",
@@ -1021,7 +1025,11 @@ class SetApply:
             return False
         both = max(loc.time, conflict.remote_time)
         r = self.conn.execute(f"SELECT ex FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
-        mw = self.mw if not r[0] else self.conn.execute("SELECT id FROM temp.ps_exid WHERE ex = ?", r).fetchone()[0]
+        mw = (
+            self.mw
+            if not r[0]
+            else self.conn.execute("SELECT id FROM temp._peersync_exid WHERE ex = ?", r).fetchone()[0]
+        )
         version = conflict.remote_version
         if res.outcome is Outcome.SOURCE:
             evict = tuple(k for k, _ in others)

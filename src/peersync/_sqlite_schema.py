@@ -213,7 +213,7 @@ class Tracked:
     def wire_sql(self, filter_known: bool, marks: dict[int, int] | None = None) -> str:
         """Rows with local tick in ``(:after, :horizon]`` already in wire form
         (see ``_wire``), skipping those whose reported version is in
-        ``temp.ps_known`` when ``filter_known``; parameters ``:after``,
+        ``temp._peersync_known`` when ``filter_known``; parameters ``:after``,
         ``:horizon``, ``:first0`` (first tick - 1), ``:base`` (base time) and
         ``:scope``."""
         s = self.schema
@@ -229,7 +229,7 @@ class Tracked:
             flags = f"t.del + CASE t.mw {cases} ELSE 0 END"
 
         def has(rep: str, tick: str) -> str:
-            return in_ranges("temp.ps_known", rep, tick)
+            return in_ranges("temp._peersync_known", rep, tick)
 
         # A row is skipped when its reported version is known, or when its
         # local tick here is: knowing (this replica, lt) means holding this
@@ -556,8 +556,10 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
     name, kind, without_rowid = row
     if kind != "table":
         raise TableError(f"{name} is a {kind}, not a table")
-    if name.startswith(PREFIX) or name.startswith("sqlite_"):
-        raise TableError(f"{name} is an internal table and cannot be synced")
+    # SQLite names ignore letter case: so does the reservation.
+    if name.lower().startswith((PREFIX, "sqlite_")):
+        reserved = PREFIX if name.lower().startswith(PREFIX) else "sqlite_"
+        raise TableError(f"table {name}: names starting with {reserved} are reserved; rename the table to sync it")
     info = conn.execute(
         "SELECT name, type, pk FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid", (name,)
     ).fetchall()
