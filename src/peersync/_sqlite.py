@@ -94,8 +94,9 @@ def _foreign_keys(conn: sqlite3.Connection, tables: list[Tracked]) -> bool:
     return (
         conn.execute(
             "SELECT 1 FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f WHERE m.type = 'table'"
+            " AND m.name NOT LIKE ? ESCAPE '\\'"
             f' AND f."table" COLLATE NOCASE IN ({", ".join("?" * len(names))}) LIMIT 1',
-            names,
+            [PREFIX.replace("_", "\\_") + "%", *names],
         ).fetchone()
         is not None
     )
@@ -120,8 +121,9 @@ class _Scope:
     # action)? Only then does an apply look for rows changed behind its back.
     side_effects: bool = True
     # Does a foreign key start or end at one of the tables? Only then does an
-    # apply check foreign keys after its writes instead of statement by statement.
-    foreign_keys: bool = True
+    # apply check foreign keys after its writes instead of statement by
+    # statement. Found when an apply first asks (a source never needs it).
+    foreign_keys: bool | None = None
     schemas: dict[str, TableSchema] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -290,9 +292,14 @@ class SQLitePeer:
         now = S.fingerprint([t.schema for t in tables])
         if now != fp:
             raise SchemaMismatch(self._changed_msg(name, [t.name for t in tables]))
-        sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn), _foreign_keys(self.conn, tables))
+        sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
         self._scopes[name] = sc
         return sc
+
+    def _has_foreign_keys(self, sc: _Scope) -> bool:
+        if sc.foreign_keys is None:
+            sc.foreign_keys = _foreign_keys(self.conn, sc.tables)
+        return sc.foreign_keys
 
     def _clock(self) -> int:
         """The newest local tick: the change log's last entry."""

@@ -704,7 +704,7 @@ class SetApply:
         conn = self.conn
         # The pragma stays on until the transaction ends: turning it off would
         # forget the violations counted so far.
-        defer = self.sc.foreign_keys and not self.redo.immediate
+        defer = not self.redo.immediate and self.peer._has_foreign_keys(self.sc)
         if defer and conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1:
             conn.execute("PRAGMA defer_foreign_keys = ON")
         else:
