@@ -1,0 +1,171 @@
+"""Adversarial histories against exact knowledge and pending changes (SEMANTICS.md, session
+points 7 and 8): short, deterministic histories among three to five peers, each checking
+convergence, no lost update under last-writer-wins and a quiet round that sends nothing.
+
+Writers are foreign (plain ``sqlite3``) with their clocks set explicitly, so which of two
+concurrent writes is later never depends on timing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import peersync
+from peersync import Outcome
+from peersync.testing import FaultyPeer
+
+from ..helpers import rows
+
+TASK = "CREATE TABLE task (id INTEGER PRIMARY KEY, status TEXT)"
+USERS = "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE)"
+T0 = (int(time.time()) + 86_400) * 1000 + 500  # writers' clocks: after every real-time write of the run
+
+
+def at(path: Path, ms: int, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
+    """A foreign writer whose clock reads ``ms`` (milliseconds since the epoch)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.create_function("julianday", -1, lambda arg, *_: (ms + 0.5) / 86_400_000 + 2440587.5 if arg == "now" else None)
+    with conn:
+        for st in statements:
+            if isinstance(st, str):
+                conn.execute(st)
+            else:
+                conn.execute(*st)
+    conn.close()
+
+
+def peers(make_db: Callable[..., Path], schema: str, tables: list[str], names: str) -> list[Path]:
+    paths = [make_db(n, schema) for n in names]
+    for p in paths:
+        with peersync.connect(p) as db:
+            db.provision("s", tables)
+    return paths
+
+
+def sync(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
+    with peersync.connect(a) as x, peersync.connect(b) as y:
+        return peersync.sync(x, y, "s", **kw)
+
+
+def push(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
+    return sync(a, b, direction="push", **kw)
+
+
+def full_rounds(paths: list[Path], n: int = 3, **kw: Any) -> int:
+    sent = 0
+    for _ in range(n):
+        for i in range(len(paths)):
+            for j in range(i + 1, len(paths)):
+                r = sync(paths[i], paths[j], **kw)
+                sent += r.sent_a_to_b + r.sent_b_to_a
+    return sent
+
+
+def pending(p: Path) -> int:
+    with peersync.connect(p) as db:
+        return db.status("s")[0].pending
+
+
+def knowledge(p: Path) -> peersync.Knowledge:
+    with peersync.connect(p) as db:
+        return db.describe("s").knowledge
+
+
+def defer(conflict: peersync.Conflict) -> Outcome:
+    return Outcome.DEFER
+
+
+# -- pending changes that lose everywhere ------------------------------------------------------------------------------
+@pytest.mark.xfail(
+    strict=True,
+    reason="a pending change is released only by a batch that carries a row of its key; when the destination's"
+    " own row wins everywhere, no peer ever sends that key back, so the entry stays (status pending 1, knowledge"
+    " lacks the beaten version) for ever",
+)
+def test_a_deferred_change_that_loses_everywhere_stops_being_pending(make_db: Callable[..., Path]) -> None:
+    """A's 'old' and B's later 'new' meet on C and on B, both deferred. Full rounds under last
+    writer wins make 'new' win everywhere. B's row then beats A's version, so nothing is
+    pending any more and B's knowledge holds A's version like every other peer's."""
+    a, b, c = peers(make_db, TASK, ["task"], "abc")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'old')")
+    at(b, T0 + 200, "INSERT INTO task VALUES (1, 'new')")
+    push(a, c)
+    r = sync(b, c, policy=defer)
+    assert r.conflicts == 2 and pending(b) == 1
+    sync(b, c)  # 'new' wins on C; C's row is now B's own version, never sent back to B
+    sync(c, a)  # and on A, which thus never sends 'old' to B either
+    full_rounds([a, b, c])
+    assert rows(a, "task") == rows(b, "task") == rows(c, "task") == [(1, "new")]
+    assert full_rounds([a, b, c], 1) == 0
+    assert [pending(p) for p in (a, b, c)] == [0, 0, 0]
+    assert knowledge(b).contains_knowledge(knowledge(c))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="B's knowledge keeps lacking the version its row beat (the pending entry is never released), so B's"
+    " next edit conflicts on a peer holding that version: destination wins there restores 'old' everywhere",
+)
+def test_an_edit_on_top_of_a_winner_does_not_conflict_with_the_version_it_beat(make_db: Callable[..., Path]) -> None:
+    """As above, then D, which has held A's 'old' since before, meets B's later edit 'newest'.
+    B's row had beaten 'old' before that edit, as on C: 'newest' applies on D, whatever D's
+    policy, exactly as it does when it reaches D through C."""
+    a, b, c, d = peers(make_db, TASK, ["task"], "abcd")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'old')")
+    at(b, T0 + 200, "INSERT INTO task VALUES (1, 'new')")
+    push(a, c)
+    push(a, d)
+    sync(b, c, policy=defer)
+    sync(b, c)
+    sync(c, a)
+    full_rounds([a, b, c])
+    at(b, T0 + 300, "UPDATE task SET status = 'newest' WHERE id = 1")
+    r = push(b, d, policy="destination-wins")
+    assert r.conflicts == 0
+    full_rounds([a, b, c, d])
+    assert [rows(p, "task") for p in (a, b, c, d)] == [[(1, "newest")]] * 4
+
+
+# -- a failed row whose source is never met again ------------------------------------------------------------------------
+def test_a_failed_row_reaches_a_spoke_through_the_hub(make_db: Callable[..., Path]) -> None:
+    """Spoke B gets u1 from A once, where it collides with B's u2; from then on B syncs only
+    with hub D, which holds u1. Once B frees the email, u1 arrives from D."""
+    a, b, d = peers(make_db, USERS, ["users"], "abd")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
+    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')")
+    assert push(a, b).errors == 1
+    push(a, d)
+    assert sync(d, b).errors == 2  # u1 fails on B again, u2 on D
+    at(b, T0 + 300, "UPDATE users SET email = 'y@example.org' WHERE id = 'u2'")
+    for _ in range(2):
+        sync(d, b)
+    want = [("u1", "x@example.org"), ("u2", "y@example.org")]
+    assert rows(b, "users") == rows(d, "users") == want
+    assert pending(b) == pending(d) == 0
+    sync(a, d)
+    assert rows(a, "users") == want
+    assert full_rounds([a, b, d], 1) == 0
+
+
+def test_a_failed_row_reaches_a_spoke_that_never_met_the_hub_before(make_db: Callable[..., Path]) -> None:
+    """As above, but B meets D for the first time only after freeing the email."""
+    a, b, d = peers(make_db, USERS, ["users"], "abd")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
+    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')")
+    assert push(a, b).errors == 1
+    push(a, d)
+    at(b, T0 + 300, "UPDATE users SET email = 'y@example.org' WHERE id = 'u2'")
+    sync(d, b)
+    want = [("u1", "x@example.org"), ("u2", "y@example.org")]
+    assert rows(b, "users") == rows(d, "users") == want
+    assert pending(b) == 0
+    sync(a, d)
+    assert full_rounds([a, b, d], 1) == 0
+    assert rows(a, "users") == want
