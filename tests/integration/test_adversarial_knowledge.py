@@ -169,3 +169,119 @@ def test_a_failed_row_reaches_a_spoke_that_never_met_the_hub_before(make_db: Cal
     sync(a, d)
     assert full_rounds([a, b, d], 1) == 0
     assert rows(a, "users") == want
+
+
+# -- pending changes across interrupted sessions ----------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["interrupt_after", "lose_reply_after"])
+@pytest.mark.parametrize("cut", [0, 1, 2])
+def test_a_failed_row_survives_interrupted_sessions(make_db: Callable[..., Path], fault: str, cut: int) -> None:
+    """u1 collides on B; sessions to B break after each batch (one row per batch) or lose the
+    reply after committing. u1 still arrives once the email is free, and nothing else is lost."""
+    a, b, c = peers(make_db, USERS, ["users"], "abc")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u0', 'w@example.org')")
+    at(a, T0 + 110, "INSERT INTO users VALUES ('u1', 'x@example.org')")
+    at(a, T0 + 120, "INSERT INTO users VALUES ('u3', 'z@example.org')")
+    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')")
+    push(a, c)
+    for src in (a, c, a):
+        with peersync.connect(src) as x, peersync.connect(b) as y:
+            try:
+                peersync.sync(x, FaultyPeer(y, **{fault: cut}), "s", direction="push", batch_size=1)
+            except peersync.TransportError:
+                pass
+    assert pending(b) == (0 if (fault, cut) == ("interrupt_after", 0) else 1)
+    at(b, T0 + 300, "UPDATE users SET email = 'y@example.org' WHERE id = 'u2'")
+    full_rounds([a, b, c])
+    want = [("u0", "w@example.org"), ("u1", "x@example.org"), ("u2", "y@example.org"), ("u3", "z@example.org")]
+    assert rows(a, "users") == rows(b, "users") == rows(c, "users") == want
+    assert [pending(p) for p in (a, b, c)] == [0, 0, 0]
+    assert full_rounds([a, b, c], 1) == 0
+
+
+# -- deferred conflicts and built-in policies -------------------------------------------------------------------------
+@pytest.mark.parametrize("later", ["source-wins", "destination-wins", "last-writer-wins"])
+def test_a_deferred_conflict_is_decided_by_the_next_policy_and_converges(make_db: Callable[..., Path], later: str) -> None:
+    """B defers A's edit; C learns both. A later session under another policy decides, and
+    every peer ends with the same row, with nothing pending and a quiet round."""
+    a, b, c = peers(make_db, TASK, ["task"], "abc")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'open')")
+    push(a, b)
+    push(a, c)
+    at(b, T0 + 200, "UPDATE task SET status = 'b' WHERE id = 1")
+    at(a, T0 + 300, "UPDATE task SET status = 'a' WHERE id = 1")
+    assert push(a, b, policy=defer).sessions[0].deferred == 1
+    push(b, c, policy=later)
+    push(a, c, policy=later)
+    sync(c, b, policy=later)
+    sync(a, b, policy=later)
+    full_rounds([a, b, c], policy=later)
+    assert rows(a, "task") == rows(b, "task") == rows(c, "task")
+    assert [pending(p) for p in (a, b, c)] == [0, 0, 0]
+    assert full_rounds([a, b, c], 1, policy=later) == 0
+    if later == "last-writer-wins":
+        assert rows(a, "task") == [(1, "a")]
+
+
+# -- identical content meets a third version under every policy ----------------------------------------------------------
+@pytest.mark.parametrize("policy", ["source-wins", "destination-wins", "last-writer-wins"])
+def test_identical_content_and_a_third_version_converge_under_every_policy(
+    make_db: Callable[..., Path], policy: str
+) -> None:
+    a, b, c, d = peers(make_db, TASK, ["task"], "abcd")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'open')")
+    for p in (b, c, d):
+        push(a, p)
+    at(c, T0 + 200, "UPDATE task SET status = 'done' WHERE id = 1")
+    at(a, T0 + 300, "UPDATE task SET status = 'blocked' WHERE id = 1")
+    at(b, T0 + 400, "UPDATE task SET status = 'done' WHERE id = 1")
+    push(b, c, policy=policy)
+    push(a, c, policy=policy)
+    push(c, d, policy=policy)
+    push(b, d, policy=policy)
+    push(a, d, policy=policy)
+    full_rounds([a, b, c, d], policy=policy)
+    assert rows(a, "task") == rows(b, "task") == rows(c, "task") == rows(d, "task")
+    assert full_rounds([a, b, c, d], 1, policy=policy) == 0
+    if policy == "last-writer-wins":
+        assert rows(a, "task") == [(1, "done")]
+
+
+# -- delete/delete, then a re-insert ----------------------------------------------------------------------------------
+def test_a_reinsert_after_concurrent_deletes_wins_everywhere(make_db: Callable[..., Path]) -> None:
+    """B and C delete concurrently, A updates in between; then C re-inserts the key (the latest
+    write): the re-inserted row is on every peer, and no tombstone or update brings back
+    another state."""
+    a, b, c = peers(make_db, TASK, ["task"], "abc")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'open')")
+    push(a, b)
+    push(a, c)
+    at(c, T0 + 200, "DELETE FROM task WHERE id = 1")
+    at(a, T0 + 300, "UPDATE task SET status = 'blocked' WHERE id = 1")
+    at(b, T0 + 400, "DELETE FROM task WHERE id = 1")
+    push(b, c)
+    at(c, T0 + 500, "INSERT INTO task VALUES (1, 'again')")
+    push(a, c)
+    push(c, b)
+    push(a, b)
+    full_rounds([a, b, c])
+    assert rows(a, "task") == rows(b, "task") == rows(c, "task") == [(1, "again")]
+    assert full_rounds([a, b, c], 1) == 0
+
+
+def test_concurrent_deletes_then_a_reinsert_on_the_loser_of_the_tombstones(make_db: Callable[..., Path]) -> None:
+    """C deletes first, B later; C learns B's tombstone (it wins), then re-inserts. A, which
+    still holds the row, and B must both end with the re-inserted row."""
+    a, b, c = peers(make_db, TASK, ["task"], "abc")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'open')")
+    push(a, b)
+    push(a, c)
+    at(c, T0 + 200, "DELETE FROM task WHERE id = 1")
+    at(b, T0 + 300, "DELETE FROM task WHERE id = 1")
+    push(c, b)
+    push(b, c)
+    at(c, T0 + 400, "INSERT INTO task VALUES (1, 'again')")
+    push(c, a)
+    push(b, a)
+    full_rounds([a, b, c])
+    assert rows(a, "task") == rows(b, "task") == rows(c, "task") == [(1, "again")]
+    assert full_rounds([a, b, c], 1) == 0
