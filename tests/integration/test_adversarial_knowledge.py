@@ -285,3 +285,53 @@ def test_concurrent_deletes_then_a_reinsert_on_the_loser_of_the_tombstones(make_
     full_rounds([a, b, c])
     assert rows(a, "task") == rows(b, "task") == rows(c, "task") == [(1, "again")]
     assert full_rounds([a, b, c], 1) == 0
+
+
+# -- UNIQUE collisions resolved by a callback -------------------------------------------------------------------------
+def test_a_merged_row_that_collides_again_stays_one_pending_error_then_applies(make_db: Callable[..., Path]) -> None:
+    """u1 collides on B with u2; the callback renames u1's email to one that u3 holds on B.
+    The merged row fails too: one error entry on B, u1 pending; once u3 moves, u1 arrives."""
+    a, b = peers(make_db, USERS, ["users"], "ab")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
+    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')", "INSERT INTO users VALUES ('u3', 'y@example.org')")
+
+    def rename(c: peersync.Conflict) -> peersync.Resolution | Outcome:
+        if c.type is peersync.ConflictType.ERROR and c.remote_row is not None and c.remote_row["id"] == "u1":
+            return peersync.Resolution(Outcome.MERGE, row={"email": "y@example.org"})
+        return Outcome.DEFER
+
+    for _ in range(3):
+        push(a, b, policy=rename)
+    with peersync.connect(b) as db:
+        errors = [c for c in db.conflicts("s") if c.type is peersync.ConflictType.ERROR]
+        assert [c.key for c in errors] == [("u1",)]
+        assert db.status("s")[0].pending == 1
+    at(b, T0 + 300, "UPDATE users SET email = 'z@example.org' WHERE id = 'u3'")
+    push(a, b, policy=rename)
+    push(a, b, policy=rename)
+    assert ("u1", "y@example.org") in rows(b, "users")
+    assert pending(b) == 0
+    full_rounds([a, b], policy=rename)
+    assert rows(a, "users") == rows(b, "users")
+    assert full_rounds([a, b], 1, policy=rename) == 0
+
+
+def test_collisions_evicted_by_the_incoming_row_converge_among_three(make_db: Callable[..., Path]) -> None:
+    """Three peers each create a user with the same email; a callback keeps the incoming row
+    and evicts the colliding one. All peers end with the same single row."""
+    a, b, c = peers(make_db, USERS, ["users"], "abc")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('ua', 'x@example.org')")
+    at(b, T0 + 200, "INSERT INTO users VALUES ('ub', 'x@example.org')")
+    at(c, T0 + 300, "INSERT INTO users VALUES ('uc', 'x@example.org')")
+
+    def incoming(conflict: peersync.Conflict) -> Outcome:
+        return Outcome.SOURCE
+
+    push(a, b, policy=incoming)
+    push(c, a, policy=incoming)
+    push(b, c, policy=incoming)
+    full_rounds([a, b, c], policy=incoming)
+    assert rows(a, "users") == rows(b, "users") == rows(c, "users")
+    assert len(rows(a, "users")) == 1
+    assert [pending(p) for p in (a, b, c)] == [0, 0, 0]
+    assert full_rounds([a, b, c], 1, policy=incoming) == 0
