@@ -187,3 +187,37 @@ def test_keys_1_and_text_1_are_two_rows(make_db: Callable[..., Path]) -> None:
     for p in (a, b, c):
         assert typed(p, "SELECT id, typeof(id), v FROM cell ORDER BY typeof(id)") == [(1, "integer", "int"), ("1", "text", "text")]
     assert full_rounds([a, b, c], 1) == 0
+
+
+# -- changed-column writes and a user trigger that changes another row of the batch ------------------------------------
+CHAIN = """
+CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT, w TEXT);
+CREATE TRIGGER t_chain AFTER UPDATE OF v ON t BEGIN UPDATE t SET w = NEW.v WHERE id = NEW.id + 1; END;
+"""
+
+
+def test_a_trigger_that_writes_the_next_row_of_the_same_batch_converges(make_db: Callable[..., Path]) -> None:
+    a, b, c = peers(make_db, CHAIN, ["t"])
+    at(a, T0 + 100, *(f"INSERT INTO t VALUES ({i}, 'v{i}', 'w{i}')" for i in range(1, 5)))
+    full_rounds([a, b, c], 1)
+    at(b, T0 + 150, "UPDATE t SET w = 'b' WHERE id = 3")
+    at(a, T0 + 200, "UPDATE t SET v = 'x' WHERE id IN (1, 2)", "UPDATE t SET v = 'y' WHERE id = 3")
+    at(c, T0 + 250, "UPDATE t SET v = 'c' WHERE id = 2")
+    push(a, b)
+    push(c, b)
+    full_rounds([a, b, c])
+    same_everywhere([a, b, c], "t")
+    assert full_rounds([a, b, c], 1) == 0
+
+
+def test_a_trigger_that_writes_the_next_row_converges_one_row_per_batch(make_db: Callable[..., Path]) -> None:
+    a, b, c = peers(make_db, CHAIN, ["t"])
+    at(a, T0 + 100, *(f"INSERT INTO t VALUES ({i}, 'v{i}', 'w{i}')" for i in range(1, 5)))
+    full_rounds([a, b, c], 1)
+    at(a, T0 + 200, "UPDATE t SET v = 'x' WHERE id = 3", "UPDATE t SET w = 'own' WHERE id = 4")
+    at(b, T0 + 300, "UPDATE t SET v = 'z' WHERE id = 2")
+    push(a, b, batch_size=1)
+    push(b, c, batch_size=1)
+    full_rounds([a, b, c], batch_size=1)
+    same_everywhere([a, b, c], "t")
+    assert full_rounds([a, b, c], 1) == 0

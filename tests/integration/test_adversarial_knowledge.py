@@ -335,3 +335,44 @@ def test_collisions_evicted_by_the_incoming_row_converge_among_three(make_db: Ca
     assert len(rows(a, "users")) == 1
     assert [pending(p) for p in (a, b, c)] == [0, 0, 0]
     assert full_rounds([a, b, c], 1, policy=incoming) == 0
+
+
+# -- a pending change is not released by a concurrent version ---------------------------------------------------------
+def test_a_failed_later_edit_still_wins_after_an_earlier_concurrent_edit_applies(make_db: Callable[..., Path]) -> None:
+    """A's edit of u1 (the latest) fails on B; C's earlier concurrent edit of u1 applies on B
+    meanwhile. That must not release A's edit: once it can apply, it wins on B and everywhere."""
+    a, b, c = peers(make_db, USERS, ["users"], "abc")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'a@example.org')")
+    full_rounds([a, b, c], 1)
+    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')")
+    at(c, T0 + 300, "UPDATE users SET email = 'c@example.org' WHERE id = 'u1'")
+    at(a, T0 + 400, "UPDATE users SET email = 'x@example.org' WHERE id = 'u1'")
+    assert push(a, b).errors == 1
+    push(c, b)
+    assert pending(b) == 1
+    push(b, c)
+    push(b, a)
+    at(b, T0 + 500, "UPDATE users SET email = 'y@example.org' WHERE id = 'u2'")
+    full_rounds([a, b, c])
+    want = [("u1", "x@example.org"), ("u2", "y@example.org")]
+    assert rows(a, "users") == rows(b, "users") == rows(c, "users") == want
+    assert [pending(p) for p in (a, b, c)] == [0, 0, 0]
+    assert full_rounds([a, b, c], 1) == 0
+
+
+TAGS = "CREATE TABLE tag (name TEXT PRIMARY KEY COLLATE NOCASE, color TEXT UNIQUE)"
+
+
+def test_a_pending_nocase_key_is_released_by_its_row_in_another_letter_case(make_db: Callable[..., Path]) -> None:
+    a, b = peers(make_db, TAGS, ["tag"], "ab")
+    at(a, T0 + 100, "INSERT INTO tag VALUES ('urgent', 'red')")
+    at(b, T0 + 150, "INSERT INTO tag VALUES ('other', 'red')")
+    assert push(a, b).errors == 1
+    at(a, T0 + 200, "UPDATE tag SET name = 'URGENT' WHERE name = 'urgent'")
+    at(b, T0 + 300, "UPDATE tag SET color = 'blue' WHERE name = 'other'")
+    push(a, b)
+    assert rows(b, "tag") == [("other", "blue"), ("URGENT", "red")]
+    assert pending(b) == 0
+    sync(a, b)
+    assert rows(a, "tag") == rows(b, "tag")
+    assert sync(a, b).sent_a_to_b + sync(a, b).sent_b_to_a == 0
