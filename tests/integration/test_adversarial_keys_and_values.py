@@ -221,3 +221,28 @@ def test_a_trigger_that_writes_the_next_row_converges_one_row_per_batch(make_db:
     full_rounds([a, b, c], batch_size=1)
     same_everywhere([a, b, c], "t")
     assert full_rounds([a, b, c], 1) == 0
+
+
+# -- a parent deleted while a child is edited concurrently ----------------------------------------------------------------
+FAMILY = """
+CREATE TABLE parent (id INTEGER PRIMARY KEY, name TEXT);
+CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL REFERENCES parent(id) ON DELETE CASCADE, v TEXT);
+"""
+
+
+@pytest.mark.parametrize("child_edit", [150, 300])
+def test_a_parent_deleted_while_its_child_is_edited_elsewhere_converges(
+    make_db: Callable[..., Path], child_edit: int
+) -> None:
+    a, b, c = peers(make_db, FAMILY, ["parent", "child"])
+    at(a, T0 + 100, "INSERT INTO parent VALUES (1, 'p')", "INSERT INTO child VALUES (1, 1, 'c')")
+    full_rounds([a, b, c], 1)
+    at(a, T0 + 200, "DELETE FROM parent WHERE id = 1")
+    at(b, T0 + child_edit, "UPDATE child SET v = 'edited' WHERE id = 1")
+    push(a, b)
+    push(b, c)
+    full_rounds([a, b, c])
+    same_everywhere([a, b, c], "parent", "child")
+    assert rows(a, "parent") == []
+    assert full_rounds([a, b, c], 1) == 0
+    assert [peersync.status(str(p), "s")[0].pending for p in (a, b, c)] == [0, 0, 0]

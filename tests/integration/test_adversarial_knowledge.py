@@ -376,3 +376,19 @@ def test_a_pending_nocase_key_is_released_by_its_row_in_another_letter_case(make
     sync(a, b)
     assert rows(a, "tag") == rows(b, "tag")
     assert sync(a, b).sent_a_to_b + sync(a, b).sent_b_to_a == 0
+
+
+def test_a_row_failing_from_several_sources_is_one_error_entry(make_db: Callable[..., Path]) -> None:
+    a, b, c = peers(make_db, USERS, ["users"], "abc")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
+    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')")
+    push(a, c)
+    for src in (a, c, a, c):
+        assert push(src, b).errors == 1
+    at(a, T0 + 200, "UPDATE users SET email = 'x@example.org', id = 'u1' WHERE id = 'u1'")
+    at(c, T0 + 250, "INSERT INTO users VALUES ('u3', 'z@example.org')")
+    push(c, b)
+    with peersync.connect(b) as db:
+        errors = [x for x in db.conflicts("s") if x.type is peersync.ConflictType.ERROR]
+    assert [x.key for x in errors] == [("u1",)]
+    assert pending(b) == 1
