@@ -8,6 +8,7 @@ concurrent writes is later never depends on timing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -58,7 +59,7 @@ def push(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
     return sync(a, b, direction="push", **kw)
 
 
-def full_rounds(paths: list[Path], n: int = 3, **kw: Any) -> int:
+def full_rounds(paths: list[Path], n: int = 2, **kw: Any) -> int:
     sent = 0
     for _ in range(n):
         for i in range(len(paths)):
@@ -82,7 +83,7 @@ def defer(conflict: peersync.Conflict) -> Outcome:
     return Outcome.DEFER
 
 
-# -- pending changes that lose everywhere ------------------------------------------------------------------------------
+# -- pending changes that lose everywhere ----------------------------------------------------------------------------
 @pytest.mark.xfail(
     strict=True,
     reason="a pending change is released only by a batch that carries a row of its key; when the destination's"
@@ -133,7 +134,7 @@ def test_an_edit_on_top_of_a_winner_does_not_conflict_with_the_version_it_beat(m
     assert [rows(p, "task") for p in (a, b, c, d)] == [[(1, "newest")]] * 4
 
 
-# -- a failed row whose source is never met again ------------------------------------------------------------------------
+# -- a failed row whose source is never met again --------------------------------------------------------------------
 def test_a_failed_row_reaches_a_spoke_through_the_hub(make_db: Callable[..., Path]) -> None:
     """Spoke B gets u1 from A once, where it collides with B's u2; from then on B syncs only
     with hub D, which holds u1. Once B frees the email, u1 arrives from D."""
@@ -171,9 +172,9 @@ def test_a_failed_row_reaches_a_spoke_that_never_met_the_hub_before(make_db: Cal
     assert rows(a, "users") == want
 
 
-# -- pending changes across interrupted sessions ----------------------------------------------------------------------
-@pytest.mark.parametrize("fault", ["interrupt_after", "lose_reply_after"])
-@pytest.mark.parametrize("cut", [0, 1, 2])
+# -- pending changes across interrupted sessions ---------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["interrupt", "lose_reply"])
+@pytest.mark.parametrize("cut", [0, 1])
 def test_a_failed_row_survives_interrupted_sessions(make_db: Callable[..., Path], fault: str, cut: int) -> None:
     """u1 collides on B; sessions to B break after each batch (one row per batch) or lose the
     reply after committing. u1 still arrives once the email is free, and nothing else is lost."""
@@ -185,11 +186,10 @@ def test_a_failed_row_survives_interrupted_sessions(make_db: Callable[..., Path]
     push(a, c)
     for src in (a, c, a):
         with peersync.connect(src) as x, peersync.connect(b) as y:
-            try:
-                peersync.sync(x, FaultyPeer(y, **{fault: cut}), "s", direction="push", batch_size=1)
-            except peersync.TransportError:
-                pass
-    assert pending(b) == (0 if (fault, cut) == ("interrupt_after", 0) else 1)
+            faulty = FaultyPeer(y, interrupt_after=cut) if fault == "interrupt" else FaultyPeer(y, lose_reply_after=cut)
+            with contextlib.suppress(peersync.TransportError):
+                peersync.sync(x, faulty, "s", direction="push", batch_size=1)
+    assert pending(b) == (0 if (fault, cut) == ("interrupt", 0) else 1)
     at(b, T0 + 300, "UPDATE users SET email = 'y@example.org' WHERE id = 'u2'")
     full_rounds([a, b, c])
     want = [("u0", "w@example.org"), ("u1", "x@example.org"), ("u2", "y@example.org"), ("u3", "z@example.org")]
@@ -198,9 +198,11 @@ def test_a_failed_row_survives_interrupted_sessions(make_db: Callable[..., Path]
     assert full_rounds([a, b, c], 1) == 0
 
 
-# -- deferred conflicts and built-in policies -------------------------------------------------------------------------
+# -- deferred conflicts and built-in policies ------------------------------------------------------------------------
 @pytest.mark.parametrize("later", ["source-wins", "destination-wins", "last-writer-wins"])
-def test_a_deferred_conflict_is_decided_by_the_next_policy_and_converges(make_db: Callable[..., Path], later: str) -> None:
+def test_a_deferred_conflict_is_decided_by_the_next_policy_and_converges(
+    make_db: Callable[..., Path], later: str
+) -> None:
     """B defers A's edit; C learns both. A later session under another policy decides, and
     every peer ends with the same row, with nothing pending and a quiet round."""
     a, b, c = peers(make_db, TASK, ["task"], "abc")
@@ -222,7 +224,7 @@ def test_a_deferred_conflict_is_decided_by_the_next_policy_and_converges(make_db
         assert rows(a, "task") == [(1, "a")]
 
 
-# -- identical content meets a third version under every policy ----------------------------------------------------------
+# -- identical content meets a third version under every policy ------------------------------------------------------
 @pytest.mark.parametrize("policy", ["source-wins", "destination-wins", "last-writer-wins"])
 def test_identical_content_and_a_third_version_converge_under_every_policy(
     make_db: Callable[..., Path], policy: str
@@ -246,7 +248,7 @@ def test_identical_content_and_a_third_version_converge_under_every_policy(
         assert rows(a, "task") == [(1, "done")]
 
 
-# -- delete/delete, then a re-insert ----------------------------------------------------------------------------------
+# -- delete/delete, then a re-insert ---------------------------------------------------------------------------------
 def test_a_reinsert_after_concurrent_deletes_wins_everywhere(make_db: Callable[..., Path]) -> None:
     """B and C delete concurrently, A updates in between; then C re-inserts the key (the latest
     write): the re-inserted row is on every peer, and no tombstone or update brings back
@@ -287,13 +289,18 @@ def test_concurrent_deletes_then_a_reinsert_on_the_loser_of_the_tombstones(make_
     assert full_rounds([a, b, c], 1) == 0
 
 
-# -- UNIQUE collisions resolved by a callback -------------------------------------------------------------------------
+# -- UNIQUE collisions resolved by a callback ------------------------------------------------------------------------
 def test_a_merged_row_that_collides_again_stays_one_pending_error_then_applies(make_db: Callable[..., Path]) -> None:
     """u1 collides on B with u2; the callback renames u1's email to one that u3 holds on B.
     The merged row fails too: one error entry on B, u1 pending; once u3 moves, u1 arrives."""
     a, b = peers(make_db, USERS, ["users"], "ab")
     at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
-    at(b, T0 + 150, "INSERT INTO users VALUES ('u2', 'x@example.org')", "INSERT INTO users VALUES ('u3', 'y@example.org')")
+    at(
+        b,
+        T0 + 150,
+        "INSERT INTO users VALUES ('u2', 'x@example.org')",
+        "INSERT INTO users VALUES ('u3', 'y@example.org')",
+    )
 
     def rename(c: peersync.Conflict) -> peersync.Resolution | Outcome:
         if c.type is peersync.ConflictType.ERROR and c.remote_row is not None and c.remote_row["id"] == "u1":
@@ -337,7 +344,7 @@ def test_collisions_evicted_by_the_incoming_row_converge_among_three(make_db: Ca
     assert full_rounds([a, b, c], 1, policy=incoming) == 0
 
 
-# -- a pending change is not released by a concurrent version ---------------------------------------------------------
+# -- a pending change is not released by a concurrent version --------------------------------------------------------
 def test_a_failed_later_edit_still_wins_after_an_earlier_concurrent_edit_applies(make_db: Callable[..., Path]) -> None:
     """A's edit of u1 (the latest) fails on B; C's earlier concurrent edit of u1 applies on B
     meanwhile. That must not release A's edit: once it can apply, it wins on B and everywhere."""
