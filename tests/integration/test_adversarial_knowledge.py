@@ -173,7 +173,7 @@ def test_a_failed_row_reaches_a_spoke_that_never_met_the_hub_before(make_db: Cal
 
 
 # -- pending changes across interrupted sessions ---------------------------------------------------------------------
-@pytest.mark.parametrize("fault", ["interrupt", "lose_reply"])
+@pytest.mark.parametrize("fault", ["interrupt", "lose_reply", "duplicate"])
 @pytest.mark.parametrize("cut", [0, 1])
 def test_a_failed_row_survives_interrupted_sessions(make_db: Callable[..., Path], fault: str, cut: int) -> None:
     """u1 collides on B; sessions to B break after each batch (one row per batch) or lose the
@@ -186,7 +186,11 @@ def test_a_failed_row_survives_interrupted_sessions(make_db: Callable[..., Path]
     push(a, c)
     for src in (a, c, a):
         with peersync.connect(src) as x, peersync.connect(b) as y:
-            faulty = FaultyPeer(y, interrupt_after=cut) if fault == "interrupt" else FaultyPeer(y, lose_reply_after=cut)
+            faulty = {
+                "interrupt": lambda: FaultyPeer(y, interrupt_after=cut),
+                "lose_reply": lambda: FaultyPeer(y, lose_reply_after=cut),
+                "duplicate": lambda: FaultyPeer(y, duplicate=True),
+            }[fault]()
             with contextlib.suppress(peersync.TransportError):
                 peersync.sync(x, faulty, "s", direction="push", batch_size=1)
     assert pending(b) == (0 if (fault, cut) == ("interrupt", 0) else 1)
@@ -458,3 +462,24 @@ def test_a_beaten_pending_change_does_not_make_every_quiet_session_rescan(make_d
     quiet = sync(a, b)
     assert quiet.sent_a_to_b == quiet.sent_b_to_a == 0
     assert quiet.batches == 0
+
+
+def test_the_same_conflict_merged_on_two_peers_converges_quietly(make_db: Callable[..., Path]) -> None:
+    """A and B edit concurrently; B and C each merge the same two versions with a deterministic
+    callback. Their merged rows are equal: every peer ends with that row and a round is quiet."""
+    a, b, c = peers(make_db, TASK, ["task"], "abc")
+    at(a, T0 + 100, "INSERT INTO task VALUES (1, 'open')")
+    full_rounds([a, b, c], 1)
+    at(a, T0 + 200, "UPDATE task SET status = 'a' WHERE id = 1")
+    at(b, T0 + 300, "UPDATE task SET status = 'b' WHERE id = 1")
+
+    def merge(conflict: peersync.Conflict) -> peersync.Resolution:
+        values = sorted({str((row or {}).get("status")) for row in (conflict.local_row, conflict.remote_row)})
+        return peersync.Resolution(Outcome.MERGE, row={"status": "+".join(values)})
+
+    push(a, c)
+    push(b, c, policy=merge)
+    push(a, b, policy=merge)
+    full_rounds([a, b, c], policy=merge)
+    assert rows(a, "task") == rows(b, "task") == rows(c, "task") == [(1, "a+b")]
+    assert full_rounds([a, b, c], 1, policy=merge) == 0
