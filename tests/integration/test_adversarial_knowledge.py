@@ -84,12 +84,6 @@ def defer(conflict: peersync.Conflict) -> Outcome:
 
 
 # -- pending changes that lose everywhere ----------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="a pending change is released only by a batch that carries a row of its key; when the destination's"
-    " own row wins everywhere, no peer ever sends that key back, so the entry stays (status pending 1, knowledge"
-    " lacks the beaten version) for ever",
-)
 def test_a_deferred_change_that_loses_everywhere_stops_being_pending(make_db: Callable[..., Path]) -> None:
     """A's 'old' and B's later 'new' meet on C and on B, both deferred. Full rounds under last
     writer wins make 'new' win everywhere. B's row then beats A's version, so nothing is
@@ -109,11 +103,6 @@ def test_a_deferred_change_that_loses_everywhere_stops_being_pending(make_db: Ca
     assert knowledge(b).contains_knowledge(knowledge(c))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="B's knowledge keeps lacking the version its row beat (the pending entry is never released), so B's"
-    " next edit conflicts on a peer holding that version: destination wins there restores 'old' everywhere",
-)
 def test_an_edit_on_top_of_a_winner_does_not_conflict_with_the_version_it_beat(make_db: Callable[..., Path]) -> None:
     """As above, then D, which has held A's 'old' since before, meets B's later edit 'newest'.
     B's row had beaten 'old' before that edit, as on C: 'newest' applies on D, whatever D's
@@ -425,11 +414,6 @@ def test_a_failed_edit_and_a_concurrent_delete_end_by_last_writer(make_db: Calla
     assert full_rounds([a, b, c], 1) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="as for a deferred change: B's own later u1 wins everywhere, nobody sends u1 back to B, so A's"
-    " failed version stays pending on B for ever",
-)
 def test_a_failed_insert_beaten_by_the_destinations_own_later_insert_stops_being_pending(
     make_db: Callable[..., Path],
 ) -> None:
@@ -445,11 +429,6 @@ def test_a_failed_insert_beaten_by_the_destinations_own_later_insert_stops_being
     assert pending(b) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the never-released pending entry keeps A's tick out of B's knowledge: B's floor for A stays below it,"
-    " so every later session from A re-enumerates A's history from there (a quiet sync reads batches)",
-)
 def test_a_beaten_pending_change_does_not_make_every_quiet_session_rescan(make_db: Callable[..., Path]) -> None:
     a, b = peers(make_db, USERS, ["users"], "ab")
     at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
