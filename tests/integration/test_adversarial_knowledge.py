@@ -462,3 +462,33 @@ def test_the_same_conflict_merged_on_two_peers_converges_quietly(make_db: Callab
     full_rounds([a, b, c], policy=merge)
     assert rows(a, "task") == rows(b, "task") == rows(c, "task") == [(1, "a+b")]
     assert full_rounds([a, b, c], 1, policy=merge) == 0
+
+
+# -- a session that keeps a row out still learns what its rows beat ----------------------------------------------------
+BOTH = USERS + ";\n" + TASK
+
+
+@pytest.mark.parametrize("relay", [False, True])
+@pytest.mark.parametrize("policy", ["last-writer-wins", "destination-wins"])
+def test_a_row_kept_out_does_not_make_later_edits_conflict_with_versions_they_beat(
+    make_db: Callable[..., Path], policy: str, relay: bool
+) -> None:
+    """u1 can never apply on B (its email collides with B's u2, and no callback resolves it).
+    C edits task 1 twice (v1, then v2); D got v1, A got v2, and B gets v2 from A in a session
+    that keeps u1 out. B's own later edit v3 was made on top of v2, which superseded v1:
+    it applies on D without a conflict, under any policy, directly or through E."""
+    a, b, c, d, e = peers(make_db, BOTH, ["users", "task"], "abcde")
+    at(a, T0 + 100, "INSERT INTO users VALUES ('u1', 'x@example.org')")
+    at(b, T0 + 110, "INSERT INTO users VALUES ('u2', 'x@example.org')")
+    at(c, T0 + 200, "INSERT INTO task VALUES (1, 'v1')")
+    push(c, d)
+    at(c, T0 + 300, "UPDATE task SET status = 'v2' WHERE id = 1")
+    push(c, a)
+    assert push(a, b).errors == 1
+    assert rows(b, "task") == [(1, "v2")]
+    at(b, T0 + 400, "UPDATE task SET status = 'v3' WHERE id = 1")
+    if relay:
+        assert push(b, e, policy=policy).conflicts == 0
+    r = push(e if relay else b, d, policy=policy)
+    assert r.conflicts == 0
+    assert rows(d, "task") == [(1, "v3")]
