@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hypothesis import note
+import hypothesis
 from hypothesis import strategies as st
 
 import peersync
@@ -76,7 +76,13 @@ DAY_MS = 86_400_000.0
 UNIX_EPOCH_JD = 2440587.5
 
 
-# -- the number of histories -------------------------------------------------------------------------------------------
+def note(text: str) -> None:
+    """A line of the trace hypothesis prints for a failing history (nothing outside one)."""
+    if hypothesis.currently_in_test_context():
+        hypothesis.note(text)
+
+
+# -- the number of histories ------------------------------------------------------------------------------------------
 def histories(default: int = 200) -> int:
     """Histories per run in total: ``PEERSYNC_HISTORIES`` (or the older ``PEERSYNC_MODEL_EXAMPLES``)."""
     for name in ("PEERSYNC_HISTORIES", "PEERSYNC_MODEL_EXAMPLES"):
@@ -85,7 +91,7 @@ def histories(default: int = 200) -> int:
     return default
 
 
-# -- operations (plain tuples: hypothesis prints them, and a printed list replays) --------------------------------------
+# -- operations (plain tuples: hypothesis prints them, and a printed list replays) ------------------------------------
 replica = st.integers(0, 4)  # taken modulo the number of replicas
 which = st.integers(0, 2)  # a key or value index, modulo the pool's size
 VERBS = ("insert", "update", "upsert", "replace")
@@ -149,7 +155,7 @@ def edges(topology: tuple[str, int]) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
-# -- policies used during the history -----------------------------------------------------------------------------------
+# -- policies used during the history ---------------------------------------------------------------------------------
 def _defer(c: peersync.Conflict) -> peersync.Outcome:
     return peersync.Outcome.DEFER
 
@@ -165,7 +171,7 @@ POLICY: dict[str, peersync.ConflictHandler] = {
 }
 
 
-# -- the world -------------------------------------------------------------------------------------------------------
+# -- the world ------------------------------------------------------------------------------------------------------
 class Clock:
     """A fake wall clock shared by all foreign writers, one second per write.
 
@@ -295,10 +301,8 @@ class World:
                     c.execute(f"INSERT OR REPLACE INTO {tbl} VALUES ({marks})", row)
                 elif verb == "upsert":
                     sets = ", ".join(f"{col} = excluded.{col}" for col in cols[nkey:])
-                    c.execute(
-                        f"INSERT INTO {tbl} VALUES ({marks}) ON CONFLICT ({', '.join(cols[:nkey])}) DO UPDATE SET {sets}",
-                        row,
-                    )
+                    pk = ", ".join(cols[:nkey])
+                    c.execute(f"INSERT INTO {tbl} VALUES ({marks}) ON CONFLICT ({pk}) DO UPDATE SET {sets}", row)
                 elif before is None:
                     c.execute(f"INSERT INTO {tbl} VALUES ({marks})", row)
                 else:
