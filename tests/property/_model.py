@@ -135,7 +135,10 @@ def operations(tables: tuple[str, ...] = tuple(TABLES), max_size: int = 40) -> s
     )
     # A history is a list of steps, each a few operations; hypothesis then draws histories of
     # about 20 operations on average (a flat list averages 6), and still shrinks them to a few.
-    steps = st.lists(st.one_of(write, session), min_size=1, max_size=5)
+    # Every edge syncs once, in an order drawn from the seed, under one policy: knowledge
+    # spreads through third replicas while rows still collide or conflicts are deferred.
+    full_round = st.tuples(st.just("round"), st.integers(0, 999), st.sampled_from(POLICIES))
+    steps = st.lists(st.one_of(write, session, full_round), min_size=1, max_size=5)
     return st.lists(steps, min_size=1, max_size=max_size // 4).map(lambda s: [op for step in s for op in step])
 
 
@@ -244,6 +247,10 @@ class World:
         if kind == "session":
             self.session(*op[1:])
             return
+        if kind == "round":
+            sent, errors = self.full_round(random.Random(op[1]), op[2])
+            note(f"round (seed {op[1]}, policy {op[2]}): sent {sent}, errors {errors}")
+            return
         if kind == "race":
             _, tbl, k, writers = op
             key = (tbl, *KEYS[tbl][k % len(KEYS[tbl])])
@@ -350,14 +357,15 @@ class World:
         return rec
 
     # -- the end
-    def remove_collisions(self) -> None:
+    def remove_collisions(self, choose: random.Random) -> None:
         """Writes that leave no UNIQUE collision in the model's final state (a new,
         unused email for every user in the way), so every row can apply everywhere.
 
-        Two live users with one email: all but the last written get a new email.
-        A chain of users each wanting an email that the next one held in some
-        version (u1 wants u2's old email, u2 wants u1's old one) could only apply
-        as one atomic swap: the first user of each such cycle gets a new email."""
+        Two live users with one email: all but one (drawn by ``choose``) get a new
+        email. A chain of users each wanting an email that the next one held in
+        some version (u1 wants u2's old email, u2 wants u1's old one) could only
+        apply as one atomic swap: one user of each such cycle gets a new email.
+        Each new email is written where that user's last write was made."""
         fixes = 0
 
         def fix(key: Key) -> None:
@@ -369,11 +377,13 @@ class World:
 
         final = self.final("users")
         by_email: dict[str, list[Key]] = {}
-        for k in sorted(final, key=lambda k: self.last[k]):
+        for k in sorted(final):
             by_email.setdefault(final[k][1], []).append(k)
         for keys in by_email.values():
-            for k in keys[:-1]:
-                fix(k)
+            if len(keys) > 1:
+                keys.pop(choose.randrange(len(keys)))
+                for k in keys:
+                    fix(k)
         while True:
             final = self.final("users")
             held = {k: {row[1] for row in h if row is not None} for k, h in self.history.items() if k[0] == "users"}
@@ -381,12 +391,12 @@ class World:
             cycle = _cycle(wants)
             if cycle is None:
                 break
-            fix(cycle[0])
+            fix(choose.choice(cycle))
         if fixes:
             note(f"  ({fixes} writes above remove UNIQUE collisions before the settle)")
 
-    def full_round(self, order: random.Random) -> tuple[int, int]:
-        """Every edge syncs both ways (default policy), in an order drawn from ``order``."""
+    def full_round(self, order: random.Random, policy: str = "lww") -> tuple[int, int]:
+        """Every edge syncs both ways, in an order drawn from ``order``."""
         sent = errors = 0
         links = list(self.links)
         order.shuffle(links)
@@ -394,7 +404,7 @@ class World:
             if order.random() < 0.5:
                 i, j = j, i
             pi, pj = self._wrap(self.replicas[i], None), self._wrap(self.replicas[j], None)
-            res = peersync.sync(pi, pj, SCOPE, batch_size=order.randint(2, 8))
+            res = peersync.sync(pi, pj, SCOPE, batch_size=order.randint(2, 8), policy=POLICY[policy])
             sent += res.sent_a_to_b + res.sent_b_to_a
             errors += res.errors
         return sent, errors
@@ -511,5 +521,5 @@ def run(w: World, ops: list[tuple[Any, ...]], *, settle: int = 0, remove_collisi
             note(repr(op))
         w.do(op)
     if remove_collisions:
-        w.remove_collisions()
+        w.remove_collisions(random.Random(settle))
     w.settle(settle)

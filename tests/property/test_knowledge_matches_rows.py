@@ -72,6 +72,26 @@ def test_a_row_refused_by_a_unique_collision_comes_again_after_third_party_knowl
     ])  # fmt: skip
 
 
+def test_a_replica_missing_a_row_passes_on_no_knowledge_that_hides_it() -> None:
+    """Found by the model test on the engine that keeps refused changes pending: in a ring of
+    five, D (4) gets u1 from A (0) and A learns D's ticks; u1 fails on B (1), which still
+    merges A's knowledge, D's tick of u1 included, and passes it to C (2). C has never seen
+    u1, yet D's filter then skips it for C, and once C learns u1's version from D's
+    knowledge nobody sends it: C never gets u1 after B changes u2's email."""
+    ring = [
+        ("set", A, "users", U1, X_AT, "insert"),
+        ("set", B, "users", U2, X_AT, "insert"),
+        ("session", 4, "pull", 4, None, "lww"),  # A -> D (edge 4 is D-A)
+        ("session", 4, "push", 4, None, "lww"),  # D -> A
+        ("session", 0, "push", 4, None, "lww"),  # A -> B: u1 fails on B
+        ("session", 1, "push", 4, None, "lww"),  # B -> C
+        ("set", B, "users", U2, Y_AT, "update"),
+    ]
+    with world(("ring", 5)) as w:
+        run(w, ring)
+        w.check()
+
+
 def test_a_deferred_conflict_comes_again_after_third_party_knowledge() -> None:
     """B edits a task, then A (later). B defers the conflict twice (from C, then from A) while
     A and C tell B what each other knows, A's version included. B's older edit must not then
