@@ -1,6 +1,6 @@
 """A randomized multi-replica model of peersync (SEMANTICS.md promises 1 to 5).
 
-Five replicas in a ring or a star, or 3 or 4 replicas syncing in random pairs, of one
+Five replicas in a ring or a star, or 3 to 5 replicas syncing in random pairs, of one
 scope over three small tables (``_model`` describes them). Foreign writers (plain
 ``sqlite3``) insert, update, delete, re-insert, re-key, upsert and ``INSERT OR REPLACE``
 rows of a few shared keys with values from small pools, so concurrent writes to one row,
