@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import peersync
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHINOOK_SQL = SHARED / "data" / "chinook" / "Chinook_Sqlite.sql"
@@ -27,3 +31,48 @@ def rows(path: Path | str, table: str) -> list[tuple[object, ...]]:
     out = conn.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2').fetchall()
     conn.close()
     return out
+
+
+def at(path: Path | str, ms: int, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
+    """A foreign writer whose clock reads ``ms`` (milliseconds since the epoch)."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA foreign_keys = ON")
+    # + 0.5 ms: SQLite truncates the computed milliseconds, and the double is only that exact.
+    conn.create_function("julianday", -1, lambda arg, *_: (ms + 0.5) / 86_400_000 + 2440587.5 if arg == "now" else None)
+    with conn:
+        for st in statements:
+            if isinstance(st, str):
+                conn.execute(st)
+            else:
+                conn.execute(*st)
+    conn.close()
+
+
+def peers(make_db: Callable[..., Path], schema: str, tables: list[str], names: str = "abc") -> list[Path]:
+    """Databases named by the letters of ``names``, each with scope ``s`` over ``tables``."""
+    paths = [make_db(n, schema) for n in names]
+    for p in paths:
+        with peersync.connect(p) as db:
+            db.provision("s", tables)
+    return paths
+
+
+def sync(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
+    """``peersync.sync`` of scope ``s`` between two database files."""
+    with peersync.connect(a) as x, peersync.connect(b) as y:
+        return peersync.sync(x, y, "s", **kw)
+
+
+def push(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
+    return sync(a, b, direction="push", **kw)
+
+
+def full_rounds(paths: list[Path], n: int = 2, **kw: Any) -> int:
+    """``n`` rounds of every pair syncing both ways; the rows sent in all."""
+    sent = 0
+    for _ in range(n):
+        for i in range(len(paths)):
+            for j in range(i + 1, len(paths)):
+                r = sync(paths[i], paths[j], **kw)
+                sent += r.sent_a_to_b + r.sent_b_to_a
+    return sent

@@ -9,11 +9,9 @@ concurrent writes is later never depends on timing.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,52 +19,11 @@ import peersync
 from peersync import Outcome
 from peersync.testing import FaultyPeer
 
-from ..helpers import rows
+from ..helpers import at, full_rounds, peers, push, rows, sync
 
 TASK = "CREATE TABLE task (id INTEGER PRIMARY KEY, status TEXT)"
 USERS = "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE)"
 T0 = (int(time.time()) + 86_400) * 1000 + 500  # writers' clocks: after every real-time write of the run
-
-
-def at(path: Path, ms: int, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
-    """A foreign writer whose clock reads ``ms`` (milliseconds since the epoch)."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.create_function("julianday", -1, lambda arg, *_: (ms + 0.5) / 86_400_000 + 2440587.5 if arg == "now" else None)
-    with conn:
-        for st in statements:
-            if isinstance(st, str):
-                conn.execute(st)
-            else:
-                conn.execute(*st)
-    conn.close()
-
-
-def peers(make_db: Callable[..., Path], schema: str, tables: list[str], names: str) -> list[Path]:
-    paths = [make_db(n, schema) for n in names]
-    for p in paths:
-        with peersync.connect(p) as db:
-            db.provision("s", tables)
-    return paths
-
-
-def sync(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
-    with peersync.connect(a) as x, peersync.connect(b) as y:
-        return peersync.sync(x, y, "s", **kw)
-
-
-def push(a: Path, b: Path, **kw: Any) -> peersync.SyncResult:
-    return sync(a, b, direction="push", **kw)
-
-
-def full_rounds(paths: list[Path], n: int = 2, **kw: Any) -> int:
-    sent = 0
-    for _ in range(n):
-        for i in range(len(paths)):
-            for j in range(i + 1, len(paths)):
-                r = sync(paths[i], paths[j], **kw)
-                sent += r.sent_a_to_b + r.sent_b_to_a
-    return sent
 
 
 def pending(p: Path) -> int:

@@ -22,7 +22,7 @@ import peersync
 from peersync import Conflict, ConflictType, Knowledge, Outcome, Policy, Resolution
 from peersync.testing import FaultyPeer, RecordingPeer
 
-from ..helpers import rows, write
+from ..helpers import at, rows, write
 
 SCOPE = "s"
 TABLES = ["item", "note"]
@@ -55,21 +55,6 @@ def make_peers(make_db: Callable[..., Path]) -> Iterable[MakePeers]:
     yield make
     for db in opened:
         db.close()
-
-
-def at(path: str | Path, ms: int, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
-    """A foreign writer whose clock reads ``ms`` (milliseconds since the epoch)."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA foreign_keys = ON")
-    # + 0.5 ms: SQLite truncates the computed milliseconds, and the double is only that exact.
-    conn.create_function("julianday", -1, lambda arg, *_: (ms + 0.5) / 86_400_000 + 2440587.5 if arg == "now" else None)
-    with conn:
-        for st in statements:
-            if isinstance(st, str):
-                conn.execute(st)
-            else:
-                conn.execute(*st)
-    conn.close()
 
 
 def state(db: peersync.Database) -> dict[str, list[tuple[object, ...]]]:
