@@ -40,6 +40,8 @@ def connect(url: str | os.PathLike[str], *, timeout: float = 5.0, foreign_keys: 
     >>> with peersync.connect("shop.db") as db:  # doctest: +SKIP
     ...     db.provision("shop", ["customers", "orders"])
     """
+    if not isinstance(url, (str, os.PathLike)):
+        raise InvalidURL(f"not a database path or URL: {url!r}")
     return SQLitePeer(sqlite_path(os.fspath(url)), timeout=timeout, foreign_keys=foreign_keys)
 
 

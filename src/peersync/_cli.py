@@ -27,7 +27,8 @@ out = Console(highlight=False)
 
 
 def _fail(msg: str) -> None:
-    click.echo(f"peersync: error: {msg}", err=True)
+    one_line = msg.replace("\r", "\\r").replace("\n", "\\n")  # names may hold line breaks
+    click.echo(f"peersync: error: {one_line}", err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -76,7 +77,7 @@ def cli() -> None:
 def init(db: str, scope: str, tables: tuple[str, ...], migrate: bool, timeout: float) -> None:
     """Provision SCOPE over the given tables of DB (idempotent)."""
     with peersync.connect(db, timeout=timeout) as d:
-        if migrate and scope in d.scopes():
+        if migrate:
             report = d.migrate(scope, list(tables))
             st = d.status(scope)[0]
             verb = "migrated" if report.migrated or report.retracked else "nothing to migrate in"

@@ -156,7 +156,8 @@ def run_session(
     if si.fingerprint != di.fingerprint:
         raise SchemaMismatch(
             f"scope {scope!r} differs between {source.url} and {dest.url}"
-            f" (fingerprints {si.fingerprint} and {di.fingerprint}); provision both with the same tables and columns"
+            f" (fingerprints {si.fingerprint} and {di.fingerprint}); after a schema change, run"
+            f" 'peersync init DB --scope {scope} --table ... --migrate' on every peer (README: Schema changes)"
         )
     _check_replicas(source, si, dest, di, scope)
     if not di.knowledge.contains_knowledge(si.forgotten):

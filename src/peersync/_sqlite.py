@@ -336,6 +336,8 @@ class SQLitePeer:
         already exists with the same definition (idempotent). Raises
         :class:`~peersync.ScopeError` if it exists with another definition and
         :class:`~peersync.TableError` for a missing or keyless table."""
+        if isinstance(tables, str):
+            raise TableError(f"tables is a list of names, not the string {tables!r}: write [{tables!r}]")
         if not scope or not tables:
             raise ScopeError("a scope needs a name and at least one table")
         with self._txn(write=True) as conn:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import peersync
 from peersync._cli import main
 
 from ..helpers import rows, write
@@ -123,3 +124,29 @@ def test_a_failure_in_the_push_half_changes_nothing(pair: tuple[Path, Path]) -> 
     conn = sqlite3.connect(b)
     assert conn.execute("SELECT count(*) FROM item").fetchone() == (0,)
     conn.close()
+
+
+def test_migrate_of_an_unknown_scope_is_an_error_not_a_new_scope(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE note (id TEXT PRIMARY KEY, body TEXT)")
+    conn.close()
+    ok(invoke("init", db, "--scope", "s", "--table", "note"))
+    assert_error(invoke("init", db, "--scope", "zz", "--table", "note", "--migrate"), "zz")
+    with peersync.connect(db) as d:
+        assert d.scopes() == ["s"]
+
+
+def test_an_error_naming_a_line_break_stays_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    sqlite3.connect(db).close()
+    assert_error(invoke("init", db, "--scope", "s", "--table", "no\nsuch"), "no such table")
+
+
+def test_bad_arguments_to_the_api_are_typed_errors(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    sqlite3.connect(db).close()
+    with pytest.raises(peersync.InvalidURL):
+        peersync.connect(123)  # type: ignore[arg-type]
+    with peersync.connect(db) as d, pytest.raises(peersync.TableError, match="list of names"):
+        d.provision("s", "note")
