@@ -122,9 +122,9 @@ def test_provisioning_a_changed_scope_again_points_to_migrate(make_db: MakeDb) -
     assert "migrated scope s" in r.stdout and r.stderr == ""
     r = ok(invoke("init", a, "-s", "s", "-t", "tag", "-t", "item", "--migrate"))
     assert "nothing to migrate" in r.stdout
-    # A scope that does not exist yet is simply provisioned.
-    r = ok(invoke("init", a, "-s", "other", "-t", "item", "--migrate"))
-    assert "provisioned scope other" in r.stdout
+    # --migrate of a scope that does not exist is an error (a mistyped name would otherwise
+    # provision a second scope over tables another scope already syncs).
+    assert_error(invoke("init", a, "-s", "other", "-t", "item", "--migrate"), "unknown scope 'other'")
 
 
 def test_migrate_refuses_a_primary_key_change_and_other_tables(make_db: MakeDb) -> None:
