@@ -117,9 +117,10 @@ def _check_replicas(source: Peer, si: ReplicaInfo, dest: Peer, di: ReplicaInfo, 
     copy that its file's identity did not give away (written back over the same
     file), would stamp versions its partners already know, never to be sent."""
     if si.replica_id == di.replica_id:
-        what = "is the same database as" if source.url == dest.url else "holds the same replica as"
+        if source.url == dest.url:
+            raise ConfigurationError(f"{source.url} is the same database on both sides; sync it with another peer")
         raise ConfigurationError(
-            f"{source.url} {what} {dest.url} for scope {scope!r} (the same replica: one is a copy of the other);"
+            f"{source.url} holds the same replica as {dest.url} for scope {scope!r} (one is a copy of the other);"
             f" run 'peersync reidentify COPY --scope {scope}' on the copy"
         )
     for peer, info, partner, known in ((source, si, dest, di.knowledge), (dest, di, source, si.knowledge)):

@@ -183,7 +183,7 @@ def test_a_database_synced_with_itself_or_its_copy_is_refused_clearly(make_db: M
     a = make_db("a")
     with peersync.connect(a) as da:
         da.provision("s", ["item", "tag"])
-        with pytest.raises(peersync.ConfigurationError, match="is the same database as"):
+        with pytest.raises(peersync.ConfigurationError, match="is the same database on both sides"):
             peersync.sync(da, da, "s")
     # A copy that keeps the file's identity (a hard link is the same file) is still one replica.
     link = tmp_path / "link.db"
