@@ -15,15 +15,7 @@ CHINOOK_SQL = SHARED / "data" / "chinook" / "Chinook_Sqlite.sql"
 
 def write(path: Path | str, *statements: tuple[str, tuple[object, ...]] | str) -> None:
     """A foreign writer: plain sqlite3, foreign keys on, one transaction."""
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA foreign_keys = ON")
-    with conn:
-        for st in statements:
-            if isinstance(st, str):
-                conn.execute(st)
-            else:
-                conn.execute(*st)
-    conn.close()
+    _foreign(path, None, statements)
 
 
 def rows(path: Path | str, table: str) -> list[tuple[object, ...]]:
@@ -35,10 +27,17 @@ def rows(path: Path | str, table: str) -> list[tuple[object, ...]]:
 
 def at(path: Path | str, ms: int, *statements: str | tuple[str, tuple[Any, ...]]) -> None:
     """A foreign writer whose clock reads ``ms`` (milliseconds since the epoch)."""
+    _foreign(path, ms, statements)
+
+
+def _foreign(path: Path | str, ms: int | None, statements: tuple[str | tuple[str, tuple[Any, ...]], ...]) -> None:
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA foreign_keys = ON")
-    # + 0.5 ms: SQLite truncates the computed milliseconds, and the double is only that exact.
-    conn.create_function("julianday", -1, lambda arg, *_: (ms + 0.5) / 86_400_000 + 2440587.5 if arg == "now" else None)
+    if ms is not None:
+        # + 0.5 ms: SQLite truncates the computed milliseconds, and the double is only that exact.
+        conn.create_function(
+            "julianday", -1, lambda arg, *_: (ms + 0.5) / 86_400_000 + 2440587.5 if arg == "now" else None
+        )
     with conn:
         for st in statements:
             if isinstance(st, str):
