@@ -604,12 +604,7 @@ class SetApply:
             Outcome.MERGE: MERGE,
         }
         both = max(loc.time, ctime)
-        ex = r[-1]
-        mw = (
-            self.mw
-            if not ex
-            else self.conn.execute("SELECT id FROM temp._peersync_exid WHERE ex = ?", (ex,)).fetchone()[0]
-        )
+        mw = self._made_with_record(r[-1])
         if not lww:
             if res.outcome is Outcome.SOURCE:
                 self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict, mw))
@@ -630,6 +625,14 @@ class SetApply:
             self._exclude(t, key, version, lt)
         self.conflicts.append(replace(conflict, outcome=res.outcome))
         self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (action[res.outcome], seq))
+
+    def _made_with_record(self, ex: int) -> int:
+        """The record of what an incoming row was made with: the batch's, or
+        the one for its extra made-with knowledge ``ex``."""
+        if not ex:
+            return self.mw
+        (mw,) = self.conn.execute("SELECT id FROM temp._peersync_exid WHERE ex = ?", (ex,)).fetchone()
+        return int(mw)
 
     def _exclude(self, t: Tracked, key: tuple[Value, ...], version: Version, lt: int) -> None:
         self.excluded.append((t, key, version, lt))
@@ -1024,12 +1027,8 @@ class SetApply:
         except Exception:  # a failing callback leaves the error as it is
             return False
         both = max(loc.time, conflict.remote_time)
-        r = self.conn.execute(f"SELECT ex FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
-        mw = (
-            self.mw
-            if not r[0]
-            else self.conn.execute("SELECT id FROM temp._peersync_exid WHERE ex = ?", r).fetchone()[0]
-        )
+        (ex,) = self.conn.execute(f"SELECT ex FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
+        mw = self._made_with_record(ex)
         version = conflict.remote_version
         if res.outcome is Outcome.SOURCE:
             evict = tuple(k for k, _ in others)
