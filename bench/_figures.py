@@ -349,7 +349,7 @@ _TABLES = 10
 
 def _header_bytes(data: bytes) -> int:
     """A batch's size with its rows removed. Relies only on the documented
-    layout (``peersync._wire``): item 10 of the envelope lists the tables, and
+    layout (``peersync._engine.wire``): item 10 of the envelope lists the tables, and
     each table entry is an array whose last item lists its rows."""
     env = msgpack.unpackb(data, raw=False)
     for entry in env[_TABLES]:

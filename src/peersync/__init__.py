@@ -7,8 +7,9 @@
 ...     result = peersync.sync(a, b, "shop")
 """
 
+from ._adapters.sqlite.peer import RepairReport
 from ._api import Database, conflicts, connect, deprovision, provision, status
-from ._errors import (
+from ._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
     InvalidURL,
@@ -22,8 +23,8 @@ from ._errors import (
     TableError,
     TransportError,
 )
-from ._knowledge import Knowledge, Version
-from ._model import (
+from ._engine.knowledge import Knowledge, Version
+from ._engine.model import (
     Conflict,
     ConflictType,
     Direction,
@@ -35,9 +36,8 @@ from ._model import (
     Status,
     SyncResult,
 )
-from ._peer import Peer
-from ._session import run_session, sync
-from ._sqlite import RepairReport
+from ._engine.peer import Peer
+from ._engine.session import run_session, sync
 
 __version__ = "0.1.0"
 

@@ -6,9 +6,9 @@ import os
 import urllib.parse
 from collections.abc import Sequence
 
-from ._errors import InvalidURL
-from ._model import Conflict, Status
-from ._sqlite import SQLitePeer
+from ._adapters.sqlite.peer import SQLitePeer
+from ._engine.errors import InvalidURL
+from ._engine.model import Conflict, Status
 
 Database = SQLitePeer
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ._errors import TransportError
-from ._knowledge import Knowledge
-from ._model import ApplyReport, Batch, Conflict, ConflictHandler, ReplicaInfo, TableSchema
-from ._peer import Peer
-from ._wire import decode_batch
+from ._engine.errors import TransportError
+from ._engine.knowledge import Knowledge
+from ._engine.model import ApplyReport, Batch, Conflict, ConflictHandler, ReplicaInfo, TableSchema
+from ._engine.peer import Peer
+from ._engine.wire import decode_batch
 
 __all__ = ["FaultyPeer", "RecordingPeer", "Sent"]
 

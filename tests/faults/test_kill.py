@@ -266,7 +266,7 @@ def _cli(*args: str) -> list[str]:
     exe = shutil.which("peersync")
     if exe:
         return [exe, *args]
-    return [sys.executable, "-c", "from peersync._cli import main; main()", *args]
+    return [sys.executable, "-c", "from peersync._cli.main import main; main()", *args]
 
 
 def _full_round(paths: list[Path]) -> None:

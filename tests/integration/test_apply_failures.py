@@ -298,7 +298,7 @@ def test_a_savepoint_is_rolled_back_only_while_its_transaction_is_open(tmp_path:
     back to its savepoint and keeps the transaction; a block whose transaction
     a trigger ended reports it as ``TransactionLost`` (not "no such
     savepoint"); a failing COMMIT rolls back and keeps no lock."""
-    from peersync._sqlite_txn import TransactionLost, atomic
+    from peersync._adapters.sqlite.txn import TransactionLost, atomic
 
     conn = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
     conn.executescript(

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import peersync
-from peersync._cli import cli
+from peersync._cli.main import cli
 
 from ..conftest import ITEMS_SCHEMA
 from ..helpers import rows, write

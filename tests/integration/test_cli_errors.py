@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import peersync
-from peersync._cli import main
+from peersync._cli.main import main
 
 from ..helpers import rows, write
 from .test_cli import Run, assert_error, invoke, ok, pair, run, snapshot

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import peersync
-from peersync._cli import cli
+from peersync._cli.main import cli
 
 from ..helpers import rows, write
 

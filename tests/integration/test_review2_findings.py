@@ -4,7 +4,7 @@ FAILS until its bug is fixed; each docstring names the code at fault.
 
 All tests use real SQLite files through the public API (``peersync.connect``, ``sync`` /
 ``run_session``, the Peer methods) and the ``peersync.testing`` wrappers; the forged-batch test
-also uses the reference decoder (``peersync._wire.decode_batch``) to show the two disagree.
+also uses the reference decoder (``peersync._engine.wire.decode_batch``) to show the two disagree.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 
 import peersync
 from peersync import Knowledge, Policy
-from peersync._wire import decode_batch
+from peersync._engine.wire import decode_batch
 from peersync.testing import FaultyPeer
 
 from ..helpers import rows, write

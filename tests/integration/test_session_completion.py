@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import peersync
-from peersync._session import MAX_CHASES
+from peersync._engine.session import MAX_CHASES
 from peersync.testing import _Wrapper
 
 from ..helpers import rows, write

@@ -192,7 +192,7 @@ def test_a_row_with_text_that_is_not_utf8_that_fails_is_one_error_naming_it(text
 def test_the_cli_shows_conflicts_over_text_that_is_not_utf8(text_pair: tuple[Path, Path]) -> None:
     from click.testing import CliRunner
 
-    from peersync._cli import cli
+    from peersync._cli.main import cli
 
     a, b = text_pair
     _conflict_on_raw_text(a, b, RAW_KEY)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from peersync import Conflict, ConflictType, Knowledge, Outcome, Policy, Resolution
-from peersync._conflict import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
+from peersync._engine.rules import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
 
 SRC = b"S" * 16  # the source of the incoming change
 DST = b"D" * 16  # the destination, whose row is local

@@ -10,7 +10,7 @@ import pytest
 
 import peersync
 import peersync.testing
-from peersync import _errors
+from peersync._engine import errors as _errors
 
 
 def test_all_is_sorted_and_unique() -> None:

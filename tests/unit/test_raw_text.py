@@ -8,8 +8,8 @@ import msgpack
 import pytest
 
 from peersync import ProtocolError, RawText
-from peersync._sqlite_text import Connection, bind, decode_text, read_text
-from peersync._wire import EXT_RAW_TEXT, decode_batch, encode_batch
+from peersync._adapters.sqlite.text import Connection, bind, decode_text, read_text
+from peersync._engine.wire import EXT_RAW_TEXT, decode_batch, encode_batch
 
 from .test_wire import SCHEMAS, SRC, T0, batch
 

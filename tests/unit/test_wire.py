@@ -12,8 +12,8 @@ import msgpack
 import pytest
 
 from peersync import Knowledge, ProtocolError
-from peersync._model import Batch, Change, TableSchema
-from peersync._wire import decode_batch, encode_batch
+from peersync._engine.model import Batch, Change, TableSchema
+from peersync._engine.wire import decode_batch, encode_batch
 
 SRC = b"S" * 16  # the source replica
 P2 = b"2" * 16

@@ -40,9 +40,9 @@ from typing import Any
 
 import msgpack
 
-from ._errors import ProtocolError
-from ._knowledge import REPLICA_ID_BYTES, Knowledge, Version
-from ._model import Batch, Change, RawText, TableSchema
+from .errors import ProtocolError
+from .knowledge import REPLICA_ID_BYTES, Knowledge, Version
+from .model import Batch, Change, RawText, TableSchema
 
 MAGIC = "peersync-batch"
 FORMAT = 1

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._sqlite_schema import PREFIX
+from .schema import PREFIX
 
 SAVEPOINT = PREFIX + "sp"
 

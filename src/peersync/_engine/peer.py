@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ._knowledge import Knowledge
-from ._model import ApplyReport, Conflict, ConflictHandler, ReplicaInfo, TableSchema
+from .knowledge import Knowledge
+from .model import ApplyReport, Conflict, ConflictHandler, ReplicaInfo, TableSchema
 
 
 @runtime_checkable

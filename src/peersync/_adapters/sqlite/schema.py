@@ -51,8 +51,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from ._errors import TableError
-from ._model import TableSchema
+from peersync._engine.errors import TableError
+from peersync._engine.model import TableSchema
 
 PREFIX = "_peersync_"
 NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"

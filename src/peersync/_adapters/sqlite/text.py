@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from ._model import RawText
+from peersync._engine.model import RawText
 
 T = TypeVar("T")
 _UNDECODABLE = "Could not decode to UTF-8"  # sqlite3's message, raised before SQLite is involved

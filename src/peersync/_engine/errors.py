@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._model import SyncResult
+    from .model import SyncResult
 
 
 class SyncError(Exception):

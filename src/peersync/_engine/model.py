@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._knowledge import Knowledge, Version
+from .knowledge import Knowledge, Version
 
 Value = Any  # a column value: None, int, float, str, bytes or RawText
 

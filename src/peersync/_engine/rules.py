@@ -26,9 +26,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ._errors import ConfigurationError
-from ._knowledge import Knowledge, Version
-from ._model import Conflict, ConflictCallback, ConflictHandler, ConflictType, Outcome, Policy, Resolution
+from .errors import ConfigurationError
+from .knowledge import Knowledge, Version
+from .model import Conflict, ConflictCallback, ConflictHandler, ConflictType, Outcome, Policy, Resolution
 
 
 class Action(enum.Enum):

@@ -16,9 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 import peersync
-
-from ._session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
-from ._sqlite import MAX_TIMEOUT
+from peersync._adapters.sqlite.peer import MAX_TIMEOUT
+from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
@@ -337,7 +336,7 @@ def _short(row: dict[str, Any] | None) -> str:
 @handle_errors
 def demo(keep: str | None) -> None:
     """Three peers, concurrent edits, a sync loop P1 -> P2 -> P3 -> P1."""
-    from ._demo import run_demo
+    from .demo import run_demo
 
     sys.exit(0 if run_demo(out, keep) else 1)
 

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import time
 
-from ._conflict import handler_from
-from ._errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
-from ._knowledge import Knowledge
-from ._model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionStats, SyncResult
-from ._peer import Peer
+from .errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
+from .knowledge import Knowledge
+from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionStats, SyncResult
+from .peer import Peer
+from .rules import handler_from
 
 DEFAULT_BATCH_ROWS = 5000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024

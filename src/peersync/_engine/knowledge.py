@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import msgpack
 
-from ._errors import ProtocolError
+from .errors import ProtocolError
 
 Version = tuple[bytes, int]
 

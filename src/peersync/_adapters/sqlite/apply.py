@@ -20,18 +20,28 @@ import sqlite3
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from . import _sqlite_schema as S
-from ._conflict import LocalState, classify, policy_name, remote_wins_by_time, resolve
-from ._errors import ProtocolError
-from ._knowledge import MAX_TICK, Knowledge, Version
-from ._model import ApplyReport, Conflict, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
-from ._sqlite_schema import PREFIX, Tracked, in_ranges, q
-from ._sqlite_text import load_rows
-from ._sqlite_txn import TransactionLost, atomic
-from ._wire import Envelope
+from peersync._engine.errors import ProtocolError
+from peersync._engine.knowledge import MAX_TICK, Knowledge, Version
+from peersync._engine.model import (
+    ApplyReport,
+    Conflict,
+    ConflictHandler,
+    ConflictType,
+    Outcome,
+    Policy,
+    Resolution,
+    Value,
+)
+from peersync._engine.rules import LocalState, classify, policy_name, remote_wins_by_time, resolve
+from peersync._engine.wire import Envelope
+
+from . import schema as S
+from .schema import PREFIX, Tracked, in_ranges, q
+from .text import load_rows
+from .txn import TransactionLost, atomic
 
 if TYPE_CHECKING:
-    from ._sqlite import SQLitePeer, _Scope
+    from .peer import SQLitePeer, _Scope
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
 APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import Any
 
-from . import _sqlite_schema as S
-from ._errors import (
+from peersync._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
     InvalidURL,
@@ -32,8 +31,8 @@ from ._errors import (
     StorageError,
     TableError,
 )
-from ._knowledge import Knowledge, Version
-from ._model import (
+from peersync._engine.knowledge import Knowledge, Version
+from peersync._engine.model import (
     ApplyReport,
     Conflict,
     ConflictHandler,
@@ -45,11 +44,13 @@ from ._model import (
     TableSchema,
     Value,
 )
-from ._sqlite_apply import Redo, SetApply
-from ._sqlite_schema import PREFIX, Tracked, q
-from ._sqlite_text import Connection, read_text
-from ._sqlite_txn import TransactionLost, atomic
-from ._wire import PackedRows, pack_batch, row_packer, unpack_envelope
+from peersync._engine.wire import PackedRows, pack_batch, row_packer, unpack_envelope
+
+from . import schema as S
+from .apply import Redo, SetApply
+from .schema import PREFIX, Tracked, q
+from .text import Connection, read_text
+from .txn import TransactionLost, atomic
 
 # The oldest SQLite with everything peersync's SQL uses: pragma_table_list
 # (3.37.0); also RETURNING (3.35.0) and UPDATE ... FROM (3.33.0).
