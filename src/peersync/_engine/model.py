@@ -221,6 +221,24 @@ class ApplyReport:
 
 
 @dataclass(frozen=True)
+class SessionEnd:
+    """The end of a one-way session, sent to the destination in one call.
+
+    ``session`` names the session (32 hex digits, random): a retried call with
+    the same name changes nothing. ``merge`` is the source's knowledge to merge
+    (empty when the session kept a row out or never reached the source's final
+    batch), ``excluded`` what must stay out of it (rows that failed or were
+    deferred in the last pass), ``failures`` the ``ERROR`` conflicts of rows
+    that still failed, recorded in the destination's conflict log.
+    """
+
+    session: str
+    merge: Knowledge
+    excluded: Knowledge
+    failures: tuple[Conflict, ...] = ()
+
+
+@dataclass(frozen=True)
 class SessionStats:
     """One one-way session."""
 

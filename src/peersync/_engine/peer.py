@@ -1,17 +1,31 @@
-"""The one small interface every peer implements: SQLite now; PostgreSQL,
-MySQL/MariaDB and a remote HTTP peer behind the same methods later.
+"""The Peer contract: the only way the session engine (``session.py``) talks
+to a replica store. SQLite, PostgreSQL, MariaDB, the in-memory reference peer
+and a remote peer over HTTP all implement it, so adding a database or a
+transport never touches the engine.
 
-The session engine (``_session.py``) only ever talks to a peer through these
-methods, so adding a database or a transport never touches the engine.
+Every argument and result is plain data with a strict codec in
+:mod:`peersync._engine.codec`, so each call can cross a wire. Errors are
+:class:`~peersync.SyncError` subclasses, each with a stable ``code`` that a
+remote side turns back into the same class.
+
+The tick contract (docs/design.md, "Ticks"): a peer stamps each local change
+with a tick from one counter per database. A tick a peer reports as its
+snapshot bound (``ReplicaInfo.tick``), and every ``last`` tick of a batch, is
+a tick *at or below which every change is committed and visible*: nothing
+committed later may carry a tick at or below it. A database whose writers
+take ticks in one order and commit in another (PostgreSQL, MariaDB) keeps
+this by reporting the highest tick below every transaction still in flight,
+not the highest tick taken. Enumeration is exact up to that bound, so a late
+commit is never skipped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
 from .knowledge import Knowledge
-from .model import ApplyReport, Conflict, ConflictHandler, ReplicaInfo, TableSchema
+from .model import ApplyReport, ConflictHandler, ReplicaInfo, SessionEnd, TableSchema
 
 
 @runtime_checkable
@@ -21,36 +35,83 @@ class Peer(Protocol):
     url: str
 
     def describe(self, scope: str) -> ReplicaInfo:
-        """Knowledge, snapshot tick and shape of ``scope``, read consistently.
+        """Knowledge, snapshot bound and shape of ``scope``, read in one snapshot.
 
-        Raises :class:`~peersync.ScopeError` for an unknown scope and
-        :class:`~peersync.SchemaMismatch` when a table changed since provisioning.
+        Read-only: never writes (compaction happens in :meth:`finish` and in
+        maintenance calls). ``tick`` keeps the tick contract above: every
+        change at or below it is committed, so enumerating up to it misses none.
+
+        Raises :class:`~peersync.ScopeError` for an unknown scope,
+        :class:`~peersync.SchemaMismatch` when a table changed since
+        provisioning and :class:`~peersync.RepairNeeded` when the tracking
+        cannot be trusted (a copied file, lost triggers).
         """
         ...
 
+    def schemas(self, scope: str) -> dict[str, TableSchema]:
+        """The shape of each table of ``scope``, by table name. Read-only."""
+        ...
+
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
-        """One encoded batch: rows with local tick in ``after+1..upto`` that
-        ``known`` lacks, in tick order, at most ``max_rows`` of them (rows
-        skipped as known do not count) and at most about ``max_bytes`` (a
-        single larger row travels alone). The batch's ``last`` tick is exact:
-        every tick up to it was considered, none after it."""
+        """One encoded batch: the rows with a local tick in ``after+1..upto``
+        whose versions ``known`` lacks, in tick order. Read-only, and
+        repeatable: the same call on an unchanged store returns the same rows.
+
+        Bounds: at most ``max_rows`` rows (rows skipped as known do not count).
+        ``max_bytes`` is a soft bound: rows are added while the batch stays
+        under it, and a single larger row travels alone in its own batch.
+        ``upto`` must keep the tick contract (a bound the source reported).
+
+        The batch's ``last`` tick is exact: every tick in ``after+1..last``
+        was considered (sent or known), none after it; ``final`` says that
+        ``last`` reached the source's snapshot bound of the batch's own read,
+        so its ``made_with`` knowledge may be merged at the session's end.
+        """
         ...
 
-    def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
+    def batches(
+        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    ) -> Iterator[bytes]:
+        """A pass as a stream: the batches :meth:`changes` would return one
+        after the other (each starting after the previous one's ``last``), up
+        to a ``final`` batch or one whose ``last`` reaches ``upto``.
+
+        Same bounds per batch as :meth:`changes`. A remote peer sends the
+        whole pass in one response, so a session costs about one round trip
+        per batch. The consumer may stop early; the stream then ends cleanly.
+        """
+        ...
+
+    def apply(self, scope: str, data: bytes, policy: ConflictHandler) -> ApplyReport:
         """Validate and apply one encoded batch in one transaction, together
-        with the knowledge it teaches. Idempotent: applying it twice is a no-op
-        the second time. Raises :class:`~peersync.ProtocolError` and changes
-        nothing when the batch is malformed or belongs to another scope."""
+        with the knowledge it teaches.
+
+        ``policy`` is a :class:`~peersync.Policy` (data, which crosses a
+        wire) or, for a store in this very process only, a Python callback;
+        a remote peer refuses a callback with
+        :class:`~peersync.ConfigurationError` before anything is written.
+
+        Idempotent: a batch applied twice is a no-op the second time (its
+        versions are known). A local write that committed concurrently is
+        never overwritten: it becomes a conflict. Raises
+        :class:`~peersync.ProtocolError` and changes nothing when the batch is
+        malformed, truncated, forged or of another scope, and
+        :class:`~peersync.SchemaMismatch` when its shape differs.
+        """
         ...
 
-    def complete(self, scope: str, source_knowledge: Knowledge, excluded: Knowledge) -> Knowledge:
-        """Merge what the source knew, minus ``excluded``, at the end of a session."""
+    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+        """End a one-way session in one transaction: merge ``end.merge``
+        minus ``end.excluded`` (and minus every change still pending here)
+        into this replica's knowledge, record ``end.failures`` in the
+        conflict log, and do due maintenance (compaction).
+
+        Idempotent: a retried call with the same ``end.session`` changes
+        nothing and logs nothing twice; it returns the knowledge as it is now.
+        Returns this replica's knowledge after the call.
+        """
         ...
 
-    def log_conflicts(self, scope: str, conflicts: Sequence[Conflict]) -> None:
-        """Record conflicts decided outside :meth:`apply` (persistent errors)."""
+    def close(self) -> None:
+        """Release the connection; the peer is unusable afterwards."""
         ...
-
-    def schemas(self, scope: str) -> dict[str, TableSchema]: ...
-
-    def close(self) -> None: ...
