@@ -8,13 +8,13 @@ record what crosses the wire.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ._engine.errors import TransportError
 from ._engine.knowledge import Knowledge
-from ._engine.model import ApplyReport, Batch, Conflict, ConflictHandler, ReplicaInfo, TableSchema
-from ._engine.peer import Peer
+from ._engine.model import ApplyReport, Batch, ConflictHandler, ReplicaInfo, SessionEnd, TableSchema
+from ._engine.peer import Peer, stream_of
 from ._engine.wire import decode_batch
 
 __all__ = ["FaultyPeer", "RecordingPeer", "Sent"]
@@ -34,11 +34,14 @@ class _Wrapper:
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         return self.peer.apply(scope, data, handler)
 
-    def complete(self, scope: str, source_knowledge: Knowledge, excluded: Knowledge) -> Knowledge:
-        return self.peer.complete(scope, source_knowledge, excluded)
+    def batches(
+        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    ) -> Iterator[bytes]:
+        # Through this wrapper's own ``changes``, so a subclass sees every batch.
+        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
 
-    def log_conflicts(self, scope: str, conflicts: Sequence[Conflict]) -> None:
-        self.peer.log_conflicts(scope, conflicts)
+    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+        return self.peer.finish(scope, end)
 
     def schemas(self, scope: str) -> dict[str, TableSchema]:
         return self.peer.schemas(scope)

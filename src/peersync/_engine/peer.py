@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 
 from .knowledge import Knowledge
 from .model import ApplyReport, ConflictHandler, ReplicaInfo, SessionEnd, TableSchema
+from .wire import batch_end
 
 
 @runtime_checkable
@@ -115,3 +116,17 @@ class Peer(Protocol):
     def close(self) -> None:
         """Release the connection; the peer is unusable afterwards."""
         ...
+
+
+def stream_of(
+    peer: Peer, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+) -> Iterator[bytes]:
+    """:meth:`Peer.batches` in terms of :meth:`Peer.changes`: for peers (and
+    test wrappers) that produce one batch at a time."""
+    while True:
+        data = peer.changes(scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
+        yield data
+        last, final = batch_end(data)
+        if final or last >= upto:
+            return
+        after = last

@@ -24,10 +24,11 @@ committed and knowledge that matches them; the next session resumes.
 from __future__ import annotations
 
 import time
+import uuid
 
 from .errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
 from .knowledge import Knowledge
-from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionStats, SyncResult
+from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd, SessionStats, SyncResult
 from .peer import Peer
 from .rules import handler_from
 
@@ -191,23 +192,35 @@ def run_session(
         excluded, failures = Knowledge.empty(), []
         chases = 0
         while True:
-            data = source.changes(scope, known, after, upto, max_rows=rows, max_bytes=batch_bytes)
-            report = dest.apply(scope, data, policy)
-            batches += 1
-            nbytes += len(data)
-            sent += report.received
-            applied += report.applied
-            pass_applied += report.applied
-            skipped += report.skipped_known
-            conflicts += report.conflicts
-            deferred += report.deferred
-            excluded = excluded | report.excluded
-            held = held | report.excluded
-            failures.extend(report.failed)
-            known = report.knowledge
-            after = report.last
-            if report.final:
-                merge = report.made_with
+            # One pass streams batches until the bound or the final one.
+            reached = False
+            stream = source.batches(scope, known, after, upto, max_rows=rows, max_bytes=batch_bytes)
+            try:
+                for data in stream:
+                    report = dest.apply(scope, data, policy)
+                    batches += 1
+                    nbytes += len(data)
+                    sent += report.received
+                    applied += report.applied
+                    pass_applied += report.applied
+                    skipped += report.skipped_known
+                    conflicts += report.conflicts
+                    deferred += report.deferred
+                    excluded = excluded | report.excluded
+                    held = held | report.excluded
+                    failures.extend(report.failed)
+                    known = report.knowledge
+                    after = report.last
+                    if report.final:
+                        merge = report.made_with
+                        reached = True
+                        break
+            finally:
+                # A stream left early (the destination failed) ends cleanly.
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+            if reached:
                 break
             if after >= upto:
                 # The source changed during the session: follow it a few
@@ -232,8 +245,8 @@ def run_session(
         # row: their own sources would then skip it. Keep only what the
         # batches taught, exactly; the rest merges once the row applies.
         merge = None
-    dest.complete(scope, merge if merge is not None else Knowledge.empty(), excluded)
-    dest.log_conflicts(scope, failures)
+    end = SessionEnd(uuid.uuid4().hex, merge if merge is not None else Knowledge.empty(), excluded, tuple(failures))
+    dest.finish(scope, end)
     return SessionStats(
         source=source.url,
         destination=dest.url,

@@ -151,6 +151,25 @@ def pack_batch(
     return b"".join(out)
 
 
+def batch_end(data: bytes) -> tuple[int, bool]:
+    """A batch's ``last`` tick and ``final`` flag, read from its header alone
+    (the rows are not decoded). Raises :class:`ProtocolError`."""
+    u = msgpack.Unpacker(raw=False, strict_map_key=True, ext_hook=_unpack_ext, max_buffer_size=len(data) or 1)
+    u.feed(data)
+    try:
+        if u.read_array_header() != 12:
+            raise ProtocolError("not a peersync batch")
+        head = [u.unpack() for _ in range(9)]
+    except ProtocolError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise ProtocolError(f"malformed batch: {exc}") from exc
+    last, final = head[7], head[8]
+    if head[0] != MAGIC or not _is_int(last) or not isinstance(final, bool):
+        raise ProtocolError("not a peersync batch")
+    return last, final
+
+
 @dataclass(frozen=True)
 class Envelope:
     """A batch's validated header, its rows still raw (for set-based apply)."""

@@ -40,6 +40,7 @@ from peersync._engine.model import (
     Outcome,
     RawText,
     ReplicaInfo,
+    SessionEnd,
     Status,
     TableSchema,
     Value,
@@ -58,10 +59,10 @@ MIN_SQLITE = (3, 37, 0)
 _LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 # SQLite counts the busy timeout in milliseconds, in a 32-bit int.
 MAX_TIMEOUT = (2**31 - 1) // 1000
-_COMPACT_EVERY = 5_000
 _SWEEP = 4  # log entries below the compaction mark checked per tick above it
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787
 _APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
+_SESSIONS_KEPT = 1000  # finished sessions remembered per scope, for retried finish calls
 
 
 def _side_effects(conn: sqlite3.Connection) -> bool:
@@ -705,32 +706,42 @@ class SQLitePeer:
             conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (lo, min(below, top)))
         conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ?, swept = ? WHERE name = ?", (top, swept, sc.name))
 
+    def compact(self, scope: str | None = None) -> None:
+        """Maintenance: drop superseded change-log entries of ``scope`` (every
+        scope when None). :meth:`finish` does it at the end of each session
+        this database receives; a database that only ever sends can call this
+        (``peersync compact``) now and then. Safe to run at any time."""
+        names = [scope] if scope is not None else self.scopes()
+        for name in names:
+            with self._txn(write=True):
+                self._compact(self._scope(name))
+
     def describe(self, scope: str) -> ReplicaInfo:
-        # A database that is only ever a source compacts here, when its log
-        # grew enough to be worth a short write; a busy database skips it.
         with self._txn(write=False):
             sc = self._scope(scope, reload=True)
             self._verify(sc)
-            (mark,) = self.conn.execute(f"SELECT compacted FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
-            due = self._clock() - mark > _COMPACT_EVERY
-        if due:
-            (timeout,) = self.conn.execute("PRAGMA busy_timeout").fetchone()
-            self.conn.execute("PRAGMA busy_timeout = 0")
-            try:
-                with self._txn(write=True):
-                    self._compact(sc)
-            except DatabaseLocked:
-                pass
-            finally:
-                self.conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
-        with self._txn(write=False):
-            sc = self._scope(scope, reload=True)
             stored, forgotten = self._stored_knowledge(scope)
             tick = self._clock()
         k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
+        return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]
+
+    def batches(
+        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    ) -> Iterator[bytes]:
+        while True:
+            data, last, final = self._batch(scope, known, after, upto, max_rows, max_bytes)
+            yield data
+            if final or last >= upto:
+                return
+            after = last
+
+    def _batch(
+        self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
+    ) -> tuple[bytes, int, bool]:
+        """One batch, with its ``last`` tick and whether it is final."""
         with self._txn(write=False) as conn:
             sc = self._scope(scope)
             self._load_replicas()
@@ -761,7 +772,8 @@ class SQLitePeer:
                 conn, lambda: self._read(sc, filter_known, marks, after, start, horizon, max_rows, room)
             )
             # Every tick up to ``last`` was considered: read, or filtered as known.
-            return batch(horizon if stop is None else after + stop, tables)
+            last = horizon if stop is None else after + stop
+            return batch(last, tables), last, last >= tick
 
     def _read(
         self,
@@ -914,21 +926,36 @@ class SQLitePeer:
                     continue
                 raise
 
-    def complete(self, scope: str, source_knowledge: Knowledge, excluded: Knowledge) -> Knowledge:
+    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
         with self._txn(write=True):
             sc = self._scope(scope)
+            self.conn.execute(S.SESSIONS_DDL)  # absent from databases provisioned before it existed
+            seen = self.conn.execute(
+                f"SELECT 1 FROM {PREFIX}sessions WHERE scope = ? AND id = ?", (scope, end.session)
+            ).fetchone()
             stored, _ = self._stored_knowledge(scope)
-            self._release_beaten(sc, source_knowledge.exclude(excluded))
-            merged = self._save_knowledge(sc, stored.union(source_knowledge.exclude(excluded)))
-            self._compact(sc)
-            # Sessions whose knowledge this replica now holds need no record.
-            for mw, blob in self.conn.execute(
-                f"SELECT id, knowledge FROM {PREFIX}partial WHERE scope = ?", (scope,)
-            ).fetchall():
-                if merged.add_range(sc.rid, 1, self._clock()).contains_knowledge(Knowledge.from_bytes(blob)):
-                    self.conn.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
+            if seen is None:
+                (seq,) = self.conn.execute(
+                    f"SELECT coalesce(max(seq), 0) + 1 FROM {PREFIX}sessions WHERE scope = ?", (scope,)
+                ).fetchone()
+                self.conn.execute(f"INSERT INTO {PREFIX}sessions VALUES (?, ?, ?)", (scope, end.session, seq))
+                self.conn.execute(
+                    f"DELETE FROM {PREFIX}sessions WHERE scope = ? AND seq <= ?", (scope, seq - _SESSIONS_KEPT)
+                )
+                merge = end.merge.exclude(end.excluded)
+                self._release_beaten(sc, merge)
+                stored = self._save_knowledge(sc, stored.union(merge))
+                self._insert_conflicts(end.failures)
+                self._compact(sc)
+                # Sessions whose knowledge this replica now holds need no record.
+                whole = stored.add_range(sc.rid, 1, self._clock())
+                for mw, blob in self.conn.execute(
+                    f"SELECT id, knowledge FROM {PREFIX}partial WHERE scope = ?", (scope,)
+                ).fetchall():
+                    if whole.contains_knowledge(Knowledge.from_bytes(blob)):
+                        self.conn.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
             tick = self._clock()
-        return merged.add_range(sc.rid, 1, tick)
+        return stored.add_range(sc.rid, 1, tick)
 
     def _release_beaten(self, sc: _Scope, source: Knowledge) -> None:
         """Forget pending changes whose version a completed session's source
@@ -950,11 +977,6 @@ class SQLitePeer:
             if source.contains(rid, tick)
         ]
         self.conn.executemany(f"DELETE FROM {S.PENDING} WHERE scope = {sc.idx} AND vrep = ? AND vtick = ?", beaten)
-
-    def log_conflicts(self, scope: str, conflicts: Sequence[Conflict]) -> None:
-        if conflicts:
-            with self._txn(write=True):
-                self._insert_conflicts(conflicts)
 
     def _insert_conflicts(self, conflicts: Sequence[Conflict]) -> None:
         def ver(v: Version | None) -> str | None:

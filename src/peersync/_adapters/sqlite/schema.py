@@ -68,6 +68,11 @@ HOME_DDL = (
     f"CREATE TABLE IF NOT EXISTS {PREFIX}home (scope TEXT PRIMARY KEY, file TEXT NOT NULL, path TEXT NOT NULL,"
     " mark INTEGER NOT NULL)"
 )
+# Sessions whose end was recorded, so a retried ``finish`` changes nothing.
+SESSIONS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}sessions (scope TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY (scope, id)) WITHOUT ROWID"
+)
 META_DDL = (
     f"CREATE TABLE IF NOT EXISTS {PREFIX}clock (id INTEGER PRIMARY KEY CHECK (id = 0), floor INTEGER,"
     " partial_seq INTEGER NOT NULL DEFAULT 0)",
@@ -94,9 +99,11 @@ META_DDL = (
     " local_time INTEGER, remote_time INTEGER NOT NULL, detail TEXT NOT NULL, logged_at INTEGER NOT NULL)",
     f"CREATE INDEX IF NOT EXISTS {PREFIX}conflicts_row ON {PREFIX}conflicts (scope, tbl, key)",
     HOME_DDL,
+    SESSIONS_DDL,
 )
 META_TABLES = (
     "clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts", "pending", "home",
+    "sessions",
 )  # fmt: skip
 EVICT = PREFIX + "evict"
 PENDING = PREFIX + "pending"
