@@ -7,8 +7,8 @@
 ...     result = peersync.sync(a, b, "shop")
 """
 
-from ._adapters.sqlite.peer import RepairReport
-from ._api import Database, conflicts, connect, deprovision, provision, status
+from ._api import conflicts, connect, deprovision, provision, status
+from ._engine.database import Database
 from ._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
@@ -31,12 +31,12 @@ from ._engine.model import (
     Outcome,
     Policy,
     RawText,
+    RepairReport,
     Resolution,
-    SessionStats,
     Status,
-    SyncResult,
 )
 from ._engine.peer import Peer
+from ._engine.results import SessionStats, SyncResult
 from ._engine.session import run_session, sync
 
 __version__ = "0.1.0"

@@ -3,46 +3,28 @@
 from __future__ import annotations
 
 import os
-import urllib.parse
 from collections.abc import Sequence
+from typing import Any
 
-from ._adapters.sqlite.peer import SQLitePeer
-from ._engine.errors import InvalidURL
+from ._engine.database import Database
 from ._engine.model import Conflict, Status
-
-Database = SQLitePeer
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a SQLite URL (``sqlite:///path``) or plain path."""
-    if "://" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme != "sqlite":
-        raise InvalidURL(f"unsupported database URL {url!r}: this version syncs SQLite files (sqlite:///path)")
-    if parts.netloc not in ("", "localhost"):
-        raise InvalidURL(f"bad SQLite URL {url!r}: write sqlite:///relative/path or sqlite:////absolute/path")
-    path = urllib.parse.unquote(parts.path)
-    # sqlite:///rel/path -> "/rel/path" would be absolute; follow SQLAlchemy:
-    # three slashes mean a relative path, four an absolute one.
-    path = path[1:] if path.startswith("/") else path
-    if not path:
-        raise InvalidURL(f"bad SQLite URL {url!r}: no path")
-    return path
+from ._engine.registry import open_url
 
 
-def connect(url: str | os.PathLike[str], *, timeout: float = 5.0, foreign_keys: bool = True) -> Database:
-    """Open a database as a peer: a path or ``sqlite:///path``.
+def connect(url: str | os.PathLike[str], **options: Any) -> Database:
+    """Open a database as a peer, by URL: a plain path or ``sqlite:///path``
+    (``timeout=`` seconds to wait for a lock, ``foreign_keys=``).
 
-    The file must exist (peersync never creates user databases). Raises
-    :class:`~peersync.InvalidURL` or :class:`~peersync.StorageError`.
+    peersync never creates user databases: the file must exist. Raises
+    :class:`~peersync.InvalidURL` (an unknown scheme, a malformed URL),
+    :class:`~peersync.ConfigurationError` (the scheme's driver is not
+    installed: the message names the extra) or
+    :class:`~peersync.StorageError` (not a database, unreadable).
 
     >>> with peersync.connect("shop.db") as db:  # doctest: +SKIP
     ...     db.provision("shop", ["customers", "orders"])
     """
-    if not isinstance(url, (str, os.PathLike)):
-        raise InvalidURL(f"not a database path or URL: {url!r}")
-    return SQLitePeer(sqlite_path(os.fspath(url)), timeout=timeout, foreign_keys=foreign_keys)
+    return open_url(url, **options)
 
 
 def provision(url: str, scope: str, tables: Sequence[str]) -> bool:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import SyncResult
+    from .results import SyncResult
 
 
 class SyncError(Exception):

@@ -221,6 +221,27 @@ class ApplyReport:
 
 
 @dataclass(frozen=True)
+class RepairReport:
+    """What :meth:`Database.repair` or :meth:`Database.migrate` did.
+
+    ``retracked``: tables whose triggers were (re)created. ``untracked``: those
+    of them that had lost their triggers: rows inserted or deleted meanwhile
+    are now local changes (counted in ``inserted`` and ``deleted``), but rows
+    *updated* meanwhile cannot be told from unchanged ones; ``repair(scope,
+    restamp=True)`` makes every live row a new local change (``restamped``).
+    ``migrated``: the scope's shape (fingerprint) was updated.
+    """
+
+    scope: str
+    migrated: bool
+    retracked: tuple[str, ...]
+    untracked: tuple[str, ...]
+    inserted: int
+    deleted: int
+    restamped: int
+
+
+@dataclass(frozen=True)
 class SessionEnd:
     """The end of a one-way session, sent to the destination in one call.
 
@@ -236,69 +257,6 @@ class SessionEnd:
     merge: Knowledge
     excluded: Knowledge
     failures: tuple[Conflict, ...] = ()
-
-
-@dataclass(frozen=True)
-class SessionStats:
-    """One one-way session."""
-
-    source: str
-    destination: str
-    sent: int
-    applied: int
-    skipped_known: int
-    conflicts: int
-    errors: int
-    deferred: int
-    batches: int
-    bytes: int
-    # False when the session stopped following a source that kept changing:
-    # what it sent is committed, the source's newer changes come next time.
-    completed: bool
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """What :func:`peersync.sync` did: the counts the CLI prints with ``--json``.
-
-    ``completed`` is False when a session stopped following a source that kept
-    changing, or when ``error`` ended the sync after its push half (see
-    :attr:`peersync.SyncError.result`).
-    """
-
-    sent_a_to_b: int
-    sent_b_to_a: int
-    applied: int
-    skipped_known: int
-    conflicts: int
-    errors: int
-    batches: int
-    bytes: int
-    seconds: float
-    sessions: tuple[SessionStats, ...]
-    error: str | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.error is None and all(s.completed for s in self.sessions)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` object; it has ``error`` only when one ended the sync."""
-        out: dict[str, Any] = {
-            "sent_a_to_b": self.sent_a_to_b,
-            "sent_b_to_a": self.sent_b_to_a,
-            "applied": self.applied,
-            "skipped_known": self.skipped_known,
-            "conflicts": self.conflicts,
-            "errors": self.errors,
-            "batches": self.batches,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 6),
-            "completed": self.completed,
-        }
-        if self.error is not None:
-            out["error"] = self.error
-        return out
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ import uuid
 
 from .errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
 from .knowledge import Knowledge
-from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd, SessionStats, SyncResult
+from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd
 from .peer import Peer
+from .results import SessionStats, SyncResult
 from .rules import handler_from
 
 DEFAULT_BATCH_ROWS = 5000

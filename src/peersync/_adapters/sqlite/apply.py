@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from peersync._adapters.sql.meta import Meta
 from peersync._engine.errors import ProtocolError
 from peersync._engine.knowledge import MAX_TICK, Knowledge, Version
 from peersync._engine.model import (
@@ -36,12 +38,9 @@ from peersync._engine.rules import LocalState, classify, policy_name, remote_win
 from peersync._engine.wire import Envelope
 
 from . import schema as S
-from .schema import PREFIX, Tracked, in_ranges, q
+from .schema import PREFIX, Scope, Tracked, in_ranges, q
 from .text import load_rows
 from .txn import TransactionLost, atomic
-
-if TYPE_CHECKING:
-    from .peer import SQLitePeer, _Scope
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
 APPLY_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, sqlite3.ProgrammingError)
@@ -329,9 +328,20 @@ class SetApply:
     """One batch applied inside the caller's write transaction."""
 
     def __init__(
-        self, peer: SQLitePeer, sc: _Scope, env: Envelope, handler: ConflictHandler, redo: Redo | None = None
+        self,
+        conn: sqlite3.Connection,
+        meta: Meta,
+        sc: Scope,
+        env: Envelope,
+        handler: ConflictHandler,
+        foreign_keys: Callable[[], bool],
+        redo: Redo | None = None,
     ) -> None:
-        self.peer, self.conn, self.sc, self.env, self.handler = peer, peer.conn, sc, env, handler
+        """``conn`` has the write transaction open, ``meta`` works on it;
+        ``foreign_keys()`` says whether a foreign key touches the scope's
+        tables (asked only when a write needs to know)."""
+        self.meta, self.conn, self.sc, self.env, self.handler = meta, conn, sc, env, handler
+        self.foreign_keys = foreign_keys
         self.redo = redo if redo is not None else Redo()
         self.applied = 0  # rows written by the current attempt at the write phase
         self._parents: dict[tuple[str, tuple[str | None, ...]], tuple[str, ...] | None] = {}
@@ -345,10 +355,10 @@ class SetApply:
         self.mw = 0  # the record of the source's knowledge that applied rows point to
 
     def run(self) -> ApplyReport:
-        peer, sc, env = self.peer, self.sc, self.env
-        peer._load_replicas()
-        stored, _ = peer._stored_knowledge(sc.name)
-        tick = peer._clock()
+        sc, env = self.sc, self.env
+        self.meta.load_replicas()
+        stored, _ = self.meta.stored_knowledge(sc.name)
+        tick = S.clock(self.conn)
         self.known = stored.add_range(sc.rid, 1, tick)
         # Parents before children; otherwise in the source's tick order, so
         # rows a user's trigger derived from others come after them.
@@ -376,10 +386,10 @@ class SetApply:
         for rw in self.rewrites:
             self._rewrite(rw)
         excluded = self._keep_pending()
-        new = peer._save_knowledge(sc, stored.union(learned.exclude(excluded)))
+        new = self.meta.save_knowledge(sc, stored.union(learned.exclude(excluded)))
         if self.conflicts:
-            peer._insert_conflicts(self.conflicts)
-        tick = peer._clock()
+            self.meta.insert_conflicts(self.conflicts)
+        tick = S.clock(self.conn)
         self.report.excluded = excluded
         self.report.knowledge = new.add_range(sc.rid, 1, tick)
         return self.report
@@ -388,7 +398,7 @@ class SetApply:
     def _maps(self) -> None:
         """Temp tables translating replica ids: batch index -> local index,
         and the destination's knowledge and the source's made-with knowledge."""
-        conn, sc, env, peer = self.conn, self.sc, self.env, self.peer
+        conn, sc, env = self.conn, self.sc, self.env
         ranges = "rep INTEGER, lo INTEGER, hi INTEGER"
         tables = {
             "rmap": "b INTEGER PRIMARY KEY, l INTEGER, own INTEGER",
@@ -405,7 +415,7 @@ class SetApply:
         mwb: list[tuple[int, int, int]] = []
         for b, rid in enumerate(env.replicas):
             own = rid == sc.rid
-            rmap.append((b, None if own else peer._rep_index(rid), 1 if own else 0))
+            rmap.append((b, None if own else self.meta.rep_index(rid), 1 if own else 0))
             kd.extend((b, lo, hi + 1) for lo, hi in self.known.ranges(rid))
             mwb.extend((b, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
         conn.executemany("INSERT INTO temp._peersync_rmap VALUES (?, ?, ?)", rmap)
@@ -413,7 +423,7 @@ class SetApply:
         conn.executemany("INSERT OR IGNORE INTO temp._peersync_mwb VALUES (?, ?, ?)", mwb)
         mw: list[tuple[int, int, int]] = []
         for rid in env.made_with.replicas():
-            local = 0 if rid == sc.rid else peer._rep_idx.get(rid)
+            local = 0 if rid == sc.rid else self.meta.rep_idx.get(rid)
             if local is not None:
                 mw.extend((local, lo, hi + 1) for lo, hi in env.made_with.ranges(rid))
         conn.executemany("INSERT OR IGNORE INTO temp._peersync_mw VALUES (?, ?, ?)", mw)
@@ -426,10 +436,10 @@ class SetApply:
             )
         # Rows made with more than ``made_with`` (see ``_wire``): that knowledge
         # in local and in batch replica indexes, and the record each row points to.
-        self.mw = peer._partial_id(sc, env.made_with)
+        self.mw = self.meta.partial_id(sc.name, env.made_with)
         for ex, extra in enumerate(env.extras, start=1):
             for rid in extra.replicas():
-                local = 0 if rid == sc.rid else peer._rep_idx.get(rid)
+                local = 0 if rid == sc.rid else self.meta.rep_idx.get(rid)
                 if local is not None:
                     conn.executemany(
                         "INSERT OR IGNORE INTO temp._peersync_mwx VALUES (?, ?, ?, ?)",
@@ -441,7 +451,8 @@ class SetApply:
                     [(ex, b, lo, hi + 1) for lo, hi in extra.ranges(rid)],
                 )
             conn.execute(
-                "INSERT INTO temp._peersync_exid VALUES (?, ?)", (ex, peer._partial_id(sc, env.made_with | extra))
+                "INSERT INTO temp._peersync_exid VALUES (?, ?)",
+                (ex, self.meta.partial_id(sc.name, env.made_with | extra)),
             )
 
     def _load(self, tin: _In, rows: list[Any]) -> None:
@@ -506,7 +517,7 @@ class SetApply:
                     f" FROM {tin.name} WHERE action = 1 ORDER BY seq",
                     {"tbase": tin.tbase},
                 )
-            self.peer._record_applied(self.sc, tick + 1, self.peer._clock(), self.env.made_with)
+            self.meta.record_applied(self.sc.name, tick + 1, S.clock(self.conn), self.env.made_with)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick,))
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
@@ -551,7 +562,7 @@ class SetApply:
         return version, creation, row, key
 
     def _local(self, t: Tracked, key: tuple[Value, ...]) -> LocalState:
-        sc, rep = self.sc, self.peer._rep_rid
+        sc, rep = self.sc, self.meta.rep_rid
         nk = len(t.kcols)
         r = self.conn.execute(t.lookup_sql(1), key).fetchone()
         lt, urep, utick, crep, ctick, ctime, deleted, scope = r[nk:]
@@ -659,9 +670,9 @@ class SetApply:
                 (
                     self.sc.idx,
                     t.tid,
-                    self.peer._rep_index(version[0]),
+                    self.meta.rep_index(version[0]),
                     version[1],
-                    self.peer._rep_index(source),
+                    self.meta.rep_index(source),
                     lt,
                     *key,
                 ),
@@ -717,7 +728,7 @@ class SetApply:
         conn = self.conn
         # The pragma stays on until the transaction ends: turning it off would
         # forget the violations counted so far.
-        defer = not self.redo.immediate and self.peer._has_foreign_keys(self.sc)
+        defer = not self.redo.immediate and self.foreign_keys()
         if defer and conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1:
             conn.execute("PRAGMA defer_foreign_keys = ON")
         else:

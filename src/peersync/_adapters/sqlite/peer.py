@@ -12,14 +12,15 @@ import json
 import os
 import shlex
 import sqlite3
-import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
+from peersync._adapters.sql.dialect import SQLITE
+from peersync._adapters.sql.meta import Meta, now_ms, range_rows
 from peersync._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
@@ -31,25 +32,22 @@ from peersync._engine.errors import (
     StorageError,
     TableError,
 )
-from peersync._engine.knowledge import Knowledge, Version
+from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import (
     ApplyReport,
     Conflict,
     ConflictHandler,
-    ConflictType,
-    Outcome,
-    RawText,
+    RepairReport,
     ReplicaInfo,
     SessionEnd,
     Status,
     TableSchema,
-    Value,
 )
 from peersync._engine.wire import PackedRows, pack_batch, row_packer, unpack_envelope
 
 from . import schema as S
 from .apply import Redo, SetApply
-from .schema import PREFIX, Tracked, q
+from .schema import PREFIX, Scope, Tracked, q
 from .text import Connection, read_text
 from .txn import TransactionLost, atomic
 
@@ -112,51 +110,6 @@ def _skip(blocks: list[tuple[int, int]], after: int) -> int:
     return after
 
 
-@dataclass
-class _Scope:
-    name: str
-    idx: int
-    rid: bytes
-    fingerprint: str
-    tables: list[Tracked]  # parents before children
-    # Can writing a row change other rows here (a user's trigger, a foreign key
-    # action)? Only then does an apply look for rows changed behind its back.
-    side_effects: bool = True
-    # Does a foreign key start or end at one of the tables? Only then does an
-    # apply check foreign keys after its writes instead of statement by
-    # statement. Found when an apply first asks (a source never needs it).
-    foreign_keys: bool | None = None
-    schemas: dict[str, TableSchema] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.schemas = {t.name: t.schema for t in self.tables}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What :meth:`SQLitePeer.repair` or :meth:`SQLitePeer.migrate` did.
-
-    ``retracked``: tables whose triggers were (re)created. ``untracked``: those
-    of them that had lost their triggers: rows inserted or deleted meanwhile
-    are now local changes (counted in ``inserted`` and ``deleted``), but rows
-    *updated* meanwhile cannot be told from unchanged ones; ``repair(scope,
-    restamp=True)`` makes every live row a new local change (``restamped``).
-    ``migrated``: the scope's shape (fingerprint) was updated.
-    """
-
-    scope: str
-    migrated: bool
-    retracked: tuple[str, ...]
-    untracked: tuple[str, ...]
-    inserted: int
-    deleted: int
-    restamped: int
-
-
 def _definition(t: Tracked) -> str:
     return json.dumps([list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
 
@@ -211,9 +164,8 @@ class SQLitePeer:
         except StorageError as exc:
             self.conn.close()
             raise StorageError(f"{path} is not a usable SQLite database: {exc.__cause__ or exc}") from exc
-        self._scopes: dict[str, _Scope] = {}
-        self._rep_rid: dict[int, bytes] = {}
-        self._rep_idx: dict[bytes, int] = {}
+        self._scopes: dict[str, Scope] = {}
+        self.meta = Meta(self.conn, SQLITE)
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -252,29 +204,14 @@ class SQLitePeer:
                         self._stamp_home()
             except BaseException:
                 # Cached replica indexes may name rows the rollback removed.
-                self._rep_rid.clear()
-                self._rep_idx.clear()
+                self.meta.forget_cache()
                 raise
 
     def _has_meta(self) -> bool:
         row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (PREFIX + "scopes",)).fetchone()
         return row is not None
 
-    def _load_replicas(self) -> None:
-        rows = self.conn.execute(f"SELECT idx, replica_id FROM {PREFIX}replicas").fetchall()
-        self._rep_rid = {i: r for i, r in rows}
-        self._rep_idx = {r: i for i, r in rows}
-
-    def _rep_index(self, rid: bytes) -> int:
-        idx = self._rep_idx.get(rid)
-        if idx is None:
-            cur = self.conn.execute(f"INSERT INTO {PREFIX}replicas (replica_id) VALUES (?)", (rid,))
-            idx = int(cur.lastrowid or 0)
-            self._rep_idx[rid] = idx
-            self._rep_rid[idx] = rid
-        return idx
-
-    def _scope(self, name: str, *, reload: bool = False) -> _Scope:
+    def _scope(self, name: str, *, reload: bool = False) -> Scope:
         sc = self._scopes.get(name)
         if sc is not None and not reload:
             return sc
@@ -294,45 +231,18 @@ class SQLitePeer:
         now = S.fingerprint([t.schema for t in tables])
         if now != fp:
             raise SchemaMismatch(self._changed_msg(name, [t.name for t in tables]))
-        sc = _Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
+        sc = Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
         self._scopes[name] = sc
         return sc
 
-    def _has_foreign_keys(self, sc: _Scope) -> bool:
+    def _has_foreign_keys(self, sc: Scope) -> bool:
         if sc.foreign_keys is None:
             sc.foreign_keys = _foreign_keys(self.conn, sc.tables)
         return sc.foreign_keys
 
     def _clock(self) -> int:
-        """The newest local tick: the change log's last entry."""
-        tick: int = self.conn.execute(f"SELECT COALESCE(max(lt), 0) FROM {S.LOG}").fetchone()[0]
-        return tick
+        return S.clock(self.conn)
 
-    def _stored_knowledge(self, scope: str) -> tuple[Knowledge, Knowledge]:
-        k, f = self.conn.execute(f"SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
-        return Knowledge.from_bytes(k), Knowledge.from_bytes(f)
-
-    def _pending(self, sc: _Scope) -> Knowledge:
-        """The versions kept out of knowledge until their rows apply (``_peersync_pending``)."""
-        versions: list[Version] = []
-        for vrid, vtick, srid, stick in self.conn.execute(
-            f"SELECT v.replica_id, p.vtick, s.replica_id, p.stick FROM {S.PENDING} AS p"
-            f" JOIN {PREFIX}replicas AS v ON v.idx = p.vrep JOIN {PREFIX}replicas AS s ON s.idx = p.srep"
-            " WHERE p.scope = ?",
-            (sc.idx,),
-        ):
-            versions += ((vrid, vtick), (srid, stick))
-        return Knowledge.from_versions(versions)
-
-    def _save_knowledge(self, sc: _Scope, k: Knowledge) -> Knowledge:
-        """Store ``k`` as the scope's knowledge of other replicas, minus every
-        pending change (so no merge, from any peer, claims one); returns what
-        was stored."""
-        k = k.exclude(self._pending(sc)).without(sc.rid)
-        self.conn.execute(f"UPDATE {PREFIX}scopes SET knowledge = ? WHERE name = ?", (k.to_bytes(), sc.name))
-        return k
-
-    # -- provisioning ------------------------------------------------------------
     def provision(self, scope: str, tables: Sequence[str]) -> bool:
         """Create ``scope`` over ``tables``; True if created, False if it
         already exists with the same definition (idempotent). Raises
@@ -461,9 +371,9 @@ class SQLitePeer:
             if moved:
                 self._record_home(scope)
                 return sc.rid
-            stored, _ = self._stored_knowledge(scope)
-            self._load_replicas()
-            old = self._rep_index(sc.rid)
+            stored, _ = self.meta.stored_knowledge(scope)
+            self.meta.load_replicas()
+            old = self.meta.rep_index(sc.rid)
             # Ticks up to ``mark`` were made in the original file before the
             # copy; without a record, trust none of them (safe: they are sent
             # again under the new id and meet their originals as identical).
@@ -483,7 +393,7 @@ class SQLitePeer:
             new = os.urandom(16)
             k = stored.add_range(sc.rid, 1, mark) if mark >= 1 else stored
             conn.execute(f"UPDATE {PREFIX}scopes SET replica_id = ? WHERE name = ?", (new, scope))
-            self._save_knowledge(replace(sc, rid=new), k)
+            self.meta.save_knowledge(replace(sc, rid=new), k)
             self._record_home(scope)
         self._scopes.pop(scope, None)
         return new
@@ -619,7 +529,7 @@ class SQLitePeer:
                 {"path": self.path, "mark": self._clock(), "file": self._inode},
             )
 
-    def _verify(self, sc: _Scope) -> None:
+    def _verify(self, sc: Scope) -> None:
         """Refuse, with :class:`~peersync.RepairNeeded`, to sync a scope whose
         tracking cannot be trusted: a copied or restored file (another inode than
         the one recorded), a table whose triggers were lost or are out of date."""
@@ -666,7 +576,7 @@ class SQLitePeer:
         with self._errors():
             return dict(self._scope(scope).schemas)
 
-    def _compact(self, sc: _Scope) -> None:
+    def _compact(self, sc: Scope) -> None:
         """Drop log entries of this scope's tables that later changes superseded,
         so the log holds about one entry per tracked row, whatever the history.
 
@@ -720,7 +630,7 @@ class SQLitePeer:
         with self._txn(write=False):
             sc = self._scope(scope, reload=True)
             self._verify(sc)
-            stored, forgotten = self._stored_knowledge(scope)
+            stored, forgotten = self.meta.stored_knowledge(scope)
             tick = self._clock()
         k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
@@ -744,20 +654,21 @@ class SQLitePeer:
         """One batch, with its ``last`` tick and whether it is final."""
         with self._txn(write=False) as conn:
             sc = self._scope(scope)
-            self._load_replicas()
-            stored, _ = self._stored_knowledge(scope)
+            self.meta.load_replicas()
+            stored, _ = self.meta.stored_knowledge(scope)
             tick = self._clock()
             made_with = stored.add_range(sc.rid, 1, tick)
             filter_known = self._known_table(sc, known, after)
-            skip = self._skippable(sc, known)
+            skip = self.meta.skippable(sc.name, known)
             marks: dict[int, int] = {}
             extras: list[Knowledge] = []
-            for mw, blob in conn.execute(f"SELECT id, knowledge FROM {PREFIX}partial ORDER BY id"):
-                extra = Knowledge.from_bytes(blob).exclude(made_with)
+            for mw, record in self.meta.partials():
+                extra = record.exclude(made_with)
                 if not extra.is_empty():
                     extras.append(extra)
                     marks[mw] = len(extras)
-            replicas = [sc.rid] + [self._rep_rid.get(i, sc.rid) for i in range(1, max(self._rep_rid, default=0) + 1)]
+            rids = self.meta.rep_rid
+            replicas = [sc.rid] + [rids.get(i, sc.rid) for i in range(1, max(rids, default=0) + 1)]
             start = _skip(skip, after)
             # A batch stops before a block the destination can skip.
             horizon = min([upto] + [lo - 1 for lo, _ in skip if start < lo <= upto])
@@ -777,7 +688,7 @@ class SQLitePeer:
 
     def _read(
         self,
-        sc: _Scope,
+        sc: Scope,
         filter_known: bool,
         marks: dict[int, int],
         first0: int,
@@ -826,15 +737,10 @@ class SQLitePeer:
         tables = [[t.name, base, PackedRows(len(p), p)] for (t, base, _), p in zip(readers, parts, strict=True) if p]
         return tables, last
 
-    def _known_table(self, sc: _Scope, known: Knowledge, after: int) -> bool:
+    def _known_table(self, sc: Scope, known: Knowledge, after: int) -> bool:
         """Load what the destination knows, in local replica indexes, into
         ``temp._peersync_known``; False when it cannot exclude any candidate row."""
-        rows: list[tuple[int, int, int]] = []
-        for rid in known.replicas():
-            local = 0 if rid == sc.rid else self._rep_idx.get(rid)
-            if local is None:
-                continue
-            rows.extend((local, lo, hi + 1) for lo, hi in known.ranges(rid) if local or hi > after)
+        rows = range_rows(known, self.meta.rep_idx, sc.rid, after)
         if not rows:
             return False
         self.conn.execute(
@@ -844,50 +750,6 @@ class SQLitePeer:
         self.conn.execute("DELETE FROM temp._peersync_known")
         self.conn.executemany("INSERT OR IGNORE INTO temp._peersync_known VALUES (?, ?, ?)", rows)
         return True
-
-    def _record_applied(self, sc: _Scope, lo: int, hi: int, made_with: Knowledge) -> None:
-        """Remember that ticks ``lo..hi`` hold only rows applied from a batch
-        made with ``made_with``; extends the previous block of the same session."""
-        if hi < lo:
-            return
-        blob = made_with.to_bytes()
-        prev = self.conn.execute(
-            f"SELECT lo, hi, made_with FROM {PREFIX}applied WHERE scope = ? ORDER BY lo DESC LIMIT 1", (sc.name,)
-        ).fetchone()
-        if prev is not None and prev[1] == lo - 1 and prev[2] == blob:
-            self.conn.execute(f"UPDATE {PREFIX}applied SET hi = ? WHERE scope = ? AND lo = ?", (hi, sc.name, prev[0]))
-            return
-        self.conn.execute(f"INSERT INTO {PREFIX}applied VALUES (?, ?, ?, ?)", (sc.name, lo, hi, blob))
-        self.conn.execute(
-            f"DELETE FROM {PREFIX}applied WHERE scope = ? AND lo < (SELECT lo FROM {PREFIX}applied WHERE scope = ?"
-            f" ORDER BY lo DESC LIMIT 1 OFFSET {_APPLIED_KEPT - 1})",
-            (sc.name, sc.name),
-        )
-
-    def _partial_id(self, sc: _Scope, knowledge: Knowledge) -> int:
-        """The record of a source's knowledge for rows applied from it (reused
-        by content; ids are never reused, so stale references stay harmless)."""
-        blob = knowledge.to_bytes()
-        row = self.conn.execute(
-            f"SELECT id FROM {PREFIX}partial WHERE scope = ? AND knowledge = ?", (sc.name, blob)
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        (mw,) = self.conn.execute(
-            f"UPDATE {PREFIX}clock SET partial_seq = partial_seq + 1 WHERE id = 0 RETURNING partial_seq"
-        ).fetchone()
-        self.conn.execute(f"INSERT INTO {PREFIX}partial VALUES (?, ?, ?)", (mw, sc.name, blob))
-        return int(mw)
-
-    def _skippable(self, sc: _Scope, known: Knowledge) -> list[tuple[int, int]]:
-        """Applied blocks whose every row the destination already knows."""
-        out = []
-        for lo, hi, blob in self.conn.execute(
-            f"SELECT lo, hi, made_with FROM {PREFIX}applied WHERE scope = ? ORDER BY lo", (sc.name,)
-        ):
-            if known.contains_knowledge(Knowledge.from_bytes(blob)):
-                out.append((lo, hi))
-        return out
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._errors():
@@ -912,7 +774,9 @@ class SQLitePeer:
             learned = redo.size()
             try:
                 with self._txn(write=True):
-                    return SetApply(self, sc, env, handler, redo).run()
+                    return SetApply(
+                        self.conn, self.meta, sc, env, handler, lambda: self._has_foreign_keys(sc), redo
+                    ).run()
             except StorageError as exc:
                 cause = exc.__cause__
                 if isinstance(cause, TransactionLost) and redo.size() > learned:
@@ -933,7 +797,7 @@ class SQLitePeer:
             seen = self.conn.execute(
                 f"SELECT 1 FROM {PREFIX}sessions WHERE scope = ? AND id = ?", (scope, end.session)
             ).fetchone()
-            stored, _ = self._stored_knowledge(scope)
+            stored, _ = self.meta.stored_knowledge(scope)
             if seen is None:
                 (seq,) = self.conn.execute(
                     f"SELECT coalesce(max(seq), 0) + 1 FROM {PREFIX}sessions WHERE scope = ?", (scope,)
@@ -943,79 +807,14 @@ class SQLitePeer:
                     f"DELETE FROM {PREFIX}sessions WHERE scope = ? AND seq <= ?", (scope, seq - _SESSIONS_KEPT)
                 )
                 merge = end.merge.exclude(end.excluded)
-                self._release_beaten(sc, merge)
-                stored = self._save_knowledge(sc, stored.union(merge))
-                self._insert_conflicts(end.failures)
+                self.meta.release_beaten(sc, merge)
+                stored = self.meta.save_knowledge(sc, stored.union(merge))
+                self.meta.insert_conflicts(end.failures)
                 self._compact(sc)
-                # Sessions whose knowledge this replica now holds need no record.
-                whole = stored.add_range(sc.rid, 1, self._clock())
-                for mw, blob in self.conn.execute(
-                    f"SELECT id, knowledge FROM {PREFIX}partial WHERE scope = ?", (scope,)
-                ).fetchall():
-                    if whole.contains_knowledge(Knowledge.from_bytes(blob)):
-                        self.conn.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
+                self.meta.drop_partials_held(scope, stored.add_range(sc.rid, 1, self._clock()))
             tick = self._clock()
         return stored.add_range(sc.rid, 1, tick)
 
-    def _release_beaten(self, sc: _Scope, source: Knowledge) -> None:
-        """Forget pending changes whose version a completed session's source
-        knows. The source's row for that key holds or beats the version, and
-        that row came in this session or was not sent because this replica
-        holds or beats it too (a session that kept a row out merges nothing):
-        so this replica's row beats the version as well. Without this, a
-        change that lost everywhere stays pending for good, and this replica's
-        next edit of the row conflicts with it falsely elsewhere."""
-        if source.is_empty():
-            return
-        beaten = [
-            (rep, tick)
-            for rep, rid, tick in self.conn.execute(
-                f"SELECT DISTINCT p.vrep, r.replica_id, p.vtick FROM {S.PENDING} AS p"
-                f" JOIN {PREFIX}replicas AS r ON r.idx = p.vrep WHERE p.scope = ?",
-                (sc.idx,),
-            ).fetchall()
-            if source.contains(rid, tick)
-        ]
-        self.conn.executemany(f"DELETE FROM {S.PENDING} WHERE scope = {sc.idx} AND vrep = ? AND vtick = ?", beaten)
-
-    def _insert_conflicts(self, conflicts: Sequence[Conflict]) -> None:
-        def ver(v: Version | None) -> str | None:
-            return None if v is None else f"{v[0].hex()}@{v[1]}"
-
-        at = now_ms()
-        cols = (
-            "policy, outcome, local_version, remote_version, local_row, remote_row, local_time, remote_time,"
-            " detail, logged_at, scope, tbl, key, type"
-        )
-        for c in conflicts:
-            values = (
-                c.policy,
-                c.outcome.value if c.outcome else "",
-                ver(c.local_version),
-                ver(c.remote_version),
-                None if c.local_row is None else _dumps(c.local_row),
-                None if c.remote_row is None else _dumps(c.remote_row),
-                c.local_time,
-                c.remote_time,
-                c.detail,
-                at,
-                c.scope,
-                c.table,
-                _dumps(list(c.key)),
-                c.type.value,
-            )
-            # A row that keeps failing has one error entry, brought up to date
-            # each time, not one more per session.
-            if c.type is ConflictType.ERROR:
-                sets = ", ".join(f"{n.strip()} = ?" for n in cols.split(",")[:10])
-                cur = self.conn.execute(
-                    f"UPDATE {PREFIX}conflicts SET {sets} WHERE scope = ? AND tbl = ? AND key = ? AND type = ?", values
-                )
-                if cur.rowcount:
-                    continue
-            self.conn.execute(f"INSERT INTO {PREFIX}conflicts ({cols}) VALUES ({', '.join('?' * 14)})", values)
-
-    # -- reading -------------------------------------------------------------------------
     def status(self, scope: str | None = None) -> list[Status]:
         """Status of one scope, or of every scope when ``scope`` is None."""
         names = [scope] if scope is not None else self.scopes()
@@ -1023,7 +822,7 @@ class SQLitePeer:
         with self._txn(write=False) as conn:
             for name in names:
                 sc = self._scope(name, reload=True)
-                stored, forgotten = self._stored_knowledge(name)
+                stored, forgotten = self.meta.stored_knowledge(name)
                 tick = self._clock()
                 rows = tombs = 0
                 for t in sc.tables:
@@ -1048,84 +847,13 @@ class SQLitePeer:
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
         """Logged conflicts, oldest first."""
-        with self._txn(write=False) as conn:
+        with self._txn(write=False):
             if scope is not None:
                 self._scope(scope)
             elif not self._has_meta():
                 return []
-            sql = (
-                f"SELECT id, scope, tbl, key, type, policy, outcome, local_version, remote_version, local_row,"
-                f" remote_row, local_time, remote_time, detail, logged_at FROM {PREFIX}conflicts"
-            )
-            params: tuple[Any, ...] = ()
-            if scope is not None:
-                sql += " WHERE scope = ?"
-                params = (scope,)
-            sql += " ORDER BY id"
-            if limit is not None:
-                sql += f" LIMIT {int(limit)}"
-            rows = conn.execute(sql, params).fetchall()
-        return [_conflict_from_row(r) for r in rows]
+            return self.meta.conflicts(scope, limit)
 
 
 def _show(key: list[tuple[str, str, str]]) -> str:
     return ", ".join(f"{c} {t}" + ("" if coll == "BINARY" else f" COLLATE {coll}") for c, t, coll in key)
-
-
-def _jsonable(v: Value) -> Any:
-    """A column value for the conflict log's JSON: bytes and TEXT that is not
-    UTF-8 become objects (``{"hex": ...}``, ``{"text_hex": ...}``)."""
-    if isinstance(v, bytes):
-        return {"hex": v.hex()}
-    if isinstance(v, RawText):
-        return {"text_hex": v.data.hex()}
-    return v
-
-
-def _unjson(v: Any) -> Value:
-    if isinstance(v, dict) and len(v) == 1:
-        ((kind, text),) = v.items()
-        if kind == "hex" and isinstance(text, str):
-            return bytes.fromhex(text)
-        if kind == "text_hex" and isinstance(text, str):
-            return RawText(bytes.fromhex(text))
-    return v
-
-
-def _dumps(v: dict[str, Value] | list[Value]) -> str:
-    out = {k: _jsonable(x) for k, x in v.items()} if isinstance(v, dict) else [_jsonable(x) for x in v]
-    return json.dumps(out, ensure_ascii=False)
-
-
-def _row(text: str | None) -> dict[str, Value] | None:
-    return None if text is None else {k: _unjson(x) for k, x in json.loads(text).items()}
-
-
-def _version(s: str | None) -> Version | None:
-    if s is None:
-        return None
-    rid, tick = s.split("@")
-    return bytes.fromhex(rid), int(tick)
-
-
-def _conflict_from_row(r: tuple[Any, ...]) -> Conflict:
-    (cid, scope, tbl, key, kind, policy, outcome, lv, rv, lrow, rrow, lt, rt, detail, at) = r
-    remote = _version(rv)
-    assert remote is not None
-    return Conflict(
-        scope,
-        tbl,
-        tuple(_unjson(x) for x in json.loads(key)),
-        ConflictType(kind),
-        _row(lrow),
-        _row(rrow),
-        _version(lv),
-        remote,
-        lt,
-        rt,
-        policy,
-        Outcome(outcome) if outcome else None,
-        detail,
-        cid,
-        at,
-    )

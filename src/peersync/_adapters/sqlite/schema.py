@@ -47,14 +47,18 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from peersync._adapters.sql import meta as _meta
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 
-PREFIX = "_peersync_"
+PREFIX = _meta.PREFIX
+PENDING = _meta.PENDING
+in_ranges = _meta.in_ranges
+
 NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 # A change to a live row keeps its incarnation's creation version; a change on
 # top of a tombstone starts a new incarnation.
@@ -106,19 +110,8 @@ META_TABLES = (
     "sessions",
 )  # fmt: skip
 EVICT = PREFIX + "evict"
-PENDING = PREFIX + "pending"
 LOG = PREFIX + "log"
 HOME = PREFIX + "home"
-
-
-def in_ranges(table: str, rep: str, tick: str, where: str = "") -> str:
-    """SQL truth value: ``tick`` lies in one of replica ``rep``'s half-open
-    ranges ``[lo, hi)`` stored in ``table`` (columns rep, lo, hi, keyed by rep
-    and lo: one index probe, whatever the number of ranges)."""
-    return (
-        f"COALESCE((SELECT r.hi > {tick} FROM {table} AS r WHERE {where}r.rep = {rep} AND r.lo <= {tick}"
-        " ORDER BY r.lo DESC LIMIT 1), 0)"
-    )
 
 
 def q(name: str) -> str:
@@ -676,3 +669,31 @@ def dependency_order(tables: list[Tracked]) -> list[Tracked]:
     for t in tables:
         visit(t)
     return done
+
+
+@dataclass
+class Scope:
+    """A provisioned scope as this connection last read it."""
+
+    name: str
+    idx: int
+    rid: bytes
+    fingerprint: str
+    tables: list[Tracked]  # parents before children
+    # Can writing a row change other rows here (a user's trigger, a foreign key
+    # action)? Only then does an apply look for rows changed behind its back.
+    side_effects: bool = True
+    # Does a foreign key start or end at one of the tables? Only then does an
+    # apply check foreign keys after its writes instead of statement by
+    # statement. Found when an apply first asks (a source never needs it).
+    foreign_keys: bool | None = None
+    schemas: dict[str, TableSchema] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.schemas = {t.name: t.schema for t in self.tables}
+
+
+def clock(conn: sqlite3.Connection) -> int:
+    """The newest local tick: the change log's last entry."""
+    tick: int = conn.execute(f"SELECT COALESCE(max(lt), 0) FROM {LOG}").fetchone()[0]
+    return tick
