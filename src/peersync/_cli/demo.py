@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import sys
 import tempfile
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.table import Table
 
 import peersync
+
+from .app import cli, handle_errors, out
 
 SCHEMA = """
 CREATE TABLE project (id TEXT PRIMARY KEY, name TEXT NOT NULL);
@@ -164,3 +168,16 @@ def _conflict_table(out: Console, name: str, cs: list[peersync.Conflict]) -> Non
             {"source": "incoming", "destination": f"{name}'s row"}.get(c.outcome.value if c.outcome else "", "?"),
         )
     out.print(t)
+
+
+@cli.command()
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Build the peers in this folder and keep them (default: a temporary folder).",
+)
+@handle_errors
+def demo(keep: str | None) -> None:
+    """Three peers, concurrent edits, a sync loop P1 -> P2 -> P3 -> P1."""
+    sys.exit(0 if run_demo(out, keep) else 1)

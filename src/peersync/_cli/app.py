@@ -1,0 +1,76 @@
+"""The ``peersync`` command group, its shared options and error handling.
+
+Every :class:`~peersync.SyncError` becomes one line on stderr and exit code 2.
+Subcommands live in a file each (``manage``, ``sync``, ``inspect``, ``demo``)
+and register on :data:`cli`; :mod:`.main` imports them all.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+import peersync
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_ERROR = 2
+
+out = Console(highlight=False)
+
+
+def _fail(msg: str) -> None:
+    one_line = msg.replace("\r", "\\r").replace("\n", "\\n")  # names may hold line breaks
+    click.echo(f"peersync: error: {one_line}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def handle_errors(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except peersync.SyncError as exc:
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            _fail("interrupted")
+
+    return wrapper  # type: ignore[return-value]
+
+
+timeout_option = click.option(
+    "--timeout",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait for another writer's lock.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(peersync.__version__, prog_name="peersync")
+def cli() -> None:
+    """Peer-to-peer, multi-master sync of SQLite databases.
+
+    DB is a path or sqlite:///path. Errors print one line and exit 2.
+    """
+
+
+def main() -> None:
+    """Entry point: click's own usage errors also become one line and exit 2."""
+    try:
+        cli.main(prog_name="peersync", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        sys.exit(EXIT_ERROR)
+    except click.UsageError as exc:
+        hint = f" (see 'peersync {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.command.name else ""
+        _fail(exc.format_message().replace("\n", " ") + hint)
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except click.exceptions.Abort:
+        _fail("aborted")

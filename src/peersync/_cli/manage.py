@@ -1,0 +1,103 @@
+"""Subcommands that set a database up and keep its tracking sound: init, deprovision, reidentify, repair."""
+
+from __future__ import annotations
+
+import click
+
+import peersync
+
+from .app import cli, handle_errors, out, timeout_option
+
+
+@cli.command()
+@click.argument("db")
+@click.option("--scope", "-s", required=True, help="Scope name.")
+@click.option("--table", "-t", "tables", multiple=True, required=True, help="A table of the scope (repeatable).")
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="The scope exists and its tables' columns changed: keep every row's tracking (run on every peer).",
+)
+@timeout_option
+@handle_errors
+def init(db: str, scope: str, tables: tuple[str, ...], migrate: bool, timeout: float) -> None:
+    """Provision SCOPE over the given tables of DB (idempotent)."""
+    with peersync.connect(db, timeout=timeout) as d:
+        if migrate:
+            report = d.migrate(scope, list(tables))
+            st = d.status(scope)[0]
+            verb = "migrated" if report.migrated or report.retracked else "nothing to migrate in"
+            out.print(f"{verb} scope [bold]{scope}[/] in {db}: {', '.join(st.tables)}; {st.tracked_rows} rows tracked")
+            _print_repair(report, db)
+            return
+        created = d.provision(scope, list(tables))
+        st = d.status(scope)[0]
+    verb = "provisioned" if created else "already provisioned, unchanged:"
+    out.print(f"{verb} scope [bold]{scope}[/] in {db}: {', '.join(st.tables)}; {st.tracked_rows} rows tracked")
+
+
+@cli.command()
+@click.argument("db")
+@click.option("--scope", "-s", required=True)
+@timeout_option
+@handle_errors
+def deprovision(db: str, scope: str, timeout: float) -> None:
+    """Remove every peersync object of SCOPE from DB; user data stays."""
+    with peersync.connect(db, timeout=timeout) as d:
+        d.deprovision(scope)
+    out.print(f"deprovisioned scope [bold]{scope}[/] from {db}")
+
+
+@cli.command()
+@click.argument("db")
+@click.option("--scope", "-s", required=True)
+@click.option(
+    "--moved",
+    is_flag=True,
+    help="DB is the same database moved (its old file is no longer used): keep the replica id.",
+)
+@timeout_option
+@handle_errors
+def reidentify(db: str, scope: str, moved: bool, timeout: float) -> None:
+    """Give SCOPE in DB a new replica id (a copied file or a restored backup)."""
+    with peersync.connect(db, timeout=timeout) as d:
+        rid = d.reidentify(scope, moved=moved)
+    if moved:
+        out.print(f"scope [bold]{scope}[/] in {db} stays replica {rid.hex()}, recorded at its new place")
+    else:
+        out.print(f"scope [bold]{scope}[/] in {db} is now replica {rid.hex()}")
+
+
+@cli.command()
+@click.argument("db")
+@click.option("--scope", "-s", required=True)
+@click.option(
+    "--restamp",
+    is_flag=True,
+    help="Also make every live row a new local change: rows updated while untracked then reach every peer.",
+)
+@timeout_option
+@handle_errors
+def repair(db: str, scope: str, restamp: bool, timeout: float) -> None:
+    """Recreate SCOPE's lost or outdated triggers (a rebuilt table) and track what changed meanwhile."""
+    with peersync.connect(db, timeout=timeout) as d:
+        report = d.repair(scope, restamp=restamp)
+    if not (report.retracked or report.restamped):
+        out.print(f"scope [bold]{scope}[/] in {db}: tracking intact, nothing to repair")
+    _print_repair(report, db)
+
+
+def _print_repair(r: peersync.RepairReport, db: str) -> None:
+    if r.retracked:
+        out.print(f"triggers recreated on {', '.join(r.retracked)}")
+    if r.inserted or r.deleted:
+        out.print(f"{r.inserted} rows inserted and {r.deleted} deleted while untracked are now local changes")
+    if r.restamped:
+        out.print(f"{r.restamped} rows re-stamped as local changes")
+    if r.untracked and not r.restamped:
+        click.echo(
+            f"peersync: warning: rows of {', '.join(r.untracked)} updated while the triggers were missing cannot"
+            f" be detected; if any program may have updated them, run 'peersync repair {db} --scope {r.scope}"
+            " --restamp'",
+            err=True,
+        )
