@@ -51,6 +51,34 @@ timeout_option = click.option(
 )
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+
+
+def flag(name: str, help: str) -> Callable[[Any], Any]:
+    """An on/off option."""
+    return click.option(name, is_flag=True, help=help)
+
+
+def db_command(*options: Callable[[Any], Any], all_scopes: bool = False) -> Callable[[F], F]:
+    """Register a subcommand over one database ``DB``: ``--scope`` (required,
+    or optional meaning every scope with ``all_scopes``), then ``options``,
+    then ``--timeout``; a :class:`~peersync.SyncError` becomes one line."""
+    scope = (
+        click.option("--scope", "-s", default=None, help="One scope (default: all).")
+        if all_scopes
+        else click.option("--scope", "-s", required=True, help="Scope name.")
+    )
+
+    def register(fn: F) -> F:
+        wrapped = timeout_option(handle_errors(fn))
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        cli.command()(click.argument("db")(scope(wrapped)))
+        return fn
+
+    return register
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(peersync.__version__, prog_name="peersync")
 def cli() -> None:

@@ -10,15 +10,10 @@ from rich.table import Table
 
 import peersync
 
-from .app import cli, handle_errors, out, timeout_option
+from .app import db_command, json_option, out
 
 
-@cli.command()
-@click.argument("db")
-@click.option("--scope", "-s", default=None, help="One scope (default: all).")
-@click.option("--json", "as_json", is_flag=True)
-@timeout_option
-@handle_errors
+@db_command(json_option, all_scopes=True)
 def status(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
     """Replica id, tick, knowledge, tracked rows, tombstones and conflicts."""
     with peersync.connect(db, timeout=timeout) as d:
@@ -45,12 +40,7 @@ def status(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
         out.print(t)
 
 
-@cli.command()
-@click.argument("db")
-@click.option("--scope", "-s", default=None)
-@click.option("--json", "as_json", is_flag=True)
-@timeout_option
-@handle_errors
+@db_command(json_option, all_scopes=True)
 def conflicts(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
     """The conflict log: both sides, type, policy and outcome."""
     with peersync.connect(db, timeout=timeout) as d:

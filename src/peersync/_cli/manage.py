@@ -6,20 +6,16 @@ import click
 
 import peersync
 
-from .app import cli, handle_errors, out, timeout_option
+from .app import db_command, flag, out
 
 
-@cli.command()
-@click.argument("db")
-@click.option("--scope", "-s", required=True, help="Scope name.")
-@click.option("--table", "-t", "tables", multiple=True, required=True, help="A table of the scope (repeatable).")
-@click.option(
-    "--migrate",
-    is_flag=True,
-    help="The scope exists and its tables' columns changed: keep every row's tracking (run on every peer).",
+@db_command(
+    click.option("--table", "-t", "tables", multiple=True, required=True, help="A table of the scope (repeatable)."),
+    flag(
+        "--migrate",
+        "The scope exists and its tables' columns changed: keep every row's tracking (run on every peer).",
+    ),
 )
-@timeout_option
-@handle_errors
 def init(db: str, scope: str, tables: tuple[str, ...], migrate: bool, timeout: float) -> None:
     """Provision SCOPE over the given tables of DB (idempotent)."""
     with peersync.connect(db, timeout=timeout) as d:
@@ -36,11 +32,7 @@ def init(db: str, scope: str, tables: tuple[str, ...], migrate: bool, timeout: f
     out.print(f"{verb} scope [bold]{scope}[/] in {db}: {', '.join(st.tables)}; {st.tracked_rows} rows tracked")
 
 
-@cli.command()
-@click.argument("db")
-@click.option("--scope", "-s", required=True)
-@timeout_option
-@handle_errors
+@db_command()
 def deprovision(db: str, scope: str, timeout: float) -> None:
     """Remove every peersync object of SCOPE from DB; user data stays."""
     with peersync.connect(db, timeout=timeout) as d:
@@ -48,16 +40,7 @@ def deprovision(db: str, scope: str, timeout: float) -> None:
     out.print(f"deprovisioned scope [bold]{scope}[/] from {db}")
 
 
-@cli.command()
-@click.argument("db")
-@click.option("--scope", "-s", required=True)
-@click.option(
-    "--moved",
-    is_flag=True,
-    help="DB is the same database moved (its old file is no longer used): keep the replica id.",
-)
-@timeout_option
-@handle_errors
+@db_command(flag("--moved", "DB is the same database moved (its old file is no longer used): keep the replica id."))
 def reidentify(db: str, scope: str, moved: bool, timeout: float) -> None:
     """Give SCOPE in DB a new replica id (a copied file or a restored backup)."""
     with peersync.connect(db, timeout=timeout) as d:
@@ -68,16 +51,11 @@ def reidentify(db: str, scope: str, moved: bool, timeout: float) -> None:
         out.print(f"scope [bold]{scope}[/] in {db} is now replica {rid.hex()}")
 
 
-@cli.command()
-@click.argument("db")
-@click.option("--scope", "-s", required=True)
-@click.option(
-    "--restamp",
-    is_flag=True,
-    help="Also make every live row a new local change: rows updated while untracked then reach every peer.",
+@db_command(
+    flag(
+        "--restamp", "Also make every live row a new local change: rows updated while untracked then reach every peer."
+    )
 )
-@timeout_option
-@handle_errors
 def repair(db: str, scope: str, restamp: bool, timeout: float) -> None:
     """Recreate SCOPE's lost or outdated triggers (a rebuilt table) and track what changed meanwhile."""
     with peersync.connect(db, timeout=timeout) as d:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.table import Table
@@ -11,6 +13,10 @@ import peersync
 from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
 
 from .app import _fail, cli, handle_errors, out, timeout_option
+
+
+def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], Any]:
+    return click.option(name, type=click.IntRange(least, MAX_BATCH), default=default, show_default=True, help=help)
 
 
 @cli.command()
@@ -26,18 +32,13 @@ from .app import _fail, cli, handle_errors, out, timeout_option
     help="push: A's changes to B; pull: B's to A; both: push then pull.",
 )
 @click.option(
-    "--batch-size",
-    type=click.IntRange(min=1, max=MAX_BATCH),
-    default=DEFAULT_BATCH_ROWS,
-    show_default=True,
-    help="Most rows per batch.",
+    "--batch-size", type=click.IntRange(1, MAX_BATCH), default=DEFAULT_BATCH_ROWS, help="Most rows per batch."
 )
 @click.option(
     "--batch-bytes",
-    type=click.IntRange(min=1024, max=MAX_BATCH),
+    type=click.IntRange(1024, MAX_BATCH),
     default=DEFAULT_BATCH_BYTES,
-    show_default=True,
-    help="About the most bytes per batch.",
+    help="About the most bytes a batch.",
 )
 @click.option(
     "--policy",

@@ -176,22 +176,13 @@ class Knowledge:
 
     def project(self, other: Knowledge) -> Knowledge:
         """The versions in both: restrict ``self`` to what ``other`` covers."""
-        out = {}
-        for rid, r in self._r.items():
-            o = other._r.get(rid)
-            if o:
-                out[rid] = _intersect(r, o)
-        return Knowledge(out)
+        return Knowledge({rid: _intersect(r, o) for rid, r in self._r.items() if (o := other._r.get(rid))})
 
     __and__ = project
 
     def exclude(self, other: Knowledge) -> Knowledge:
         """The versions of ``self`` that are not in ``other``."""
-        out = {}
-        for rid, r in self._r.items():
-            o = other._r.get(rid)
-            out[rid] = _subtract(r, o) if o else r
-        return Knowledge(out)
+        return Knowledge({rid: _subtract(r, o) if (o := other._r.get(rid)) else r for rid, r in self._r.items()})
 
     __sub__ = exclude
 

@@ -144,12 +144,10 @@ class TableSchema:
 
 
 @dataclass(frozen=True)
-class ReplicaInfo:
-    """What a peer says about one scope at the start of a session.
-
-    ``knowledge`` includes the replica's own ticks up to ``tick``; ``tick`` is
-    the snapshot bound: a session enumerates nothing above it.
-    """
+class ScopeState:
+    """A scope's replica in one database: its id, the tick up to which its
+    own changes are committed, its knowledge (own ticks included), what it
+    forgot (tombstones cleaned up) and its shape's fingerprint."""
 
     scope: str
     replica_id: bytes
@@ -157,6 +155,16 @@ class ReplicaInfo:
     knowledge: Knowledge
     forgotten: Knowledge
     fingerprint: str
+
+
+@dataclass(frozen=True)
+class ReplicaInfo(ScopeState):
+    """What a peer says about one scope at the start of a session.
+
+    ``knowledge`` includes the replica's own ticks up to ``tick``; ``tick`` is
+    the snapshot bound: a session enumerates nothing above it.
+    """
+
     tables: tuple[TableSchema, ...]
 
 
@@ -260,15 +268,9 @@ class SessionEnd:
 
 
 @dataclass(frozen=True)
-class Status:
+class Status(ScopeState):
     """What :func:`peersync.status` reports for one scope of one database."""
 
-    scope: str
-    replica_id: bytes
-    tick: int
-    knowledge: Knowledge
-    forgotten: Knowledge
-    fingerprint: str
     tables: tuple[str, ...]
     tracked_rows: int
     tombstones: int

@@ -26,6 +26,7 @@ class ScopeRef(Protocol):
     idx: int  # its index in _peersync_scopes (pending rows refer to it)
     rid: bytes  # its replica id in this database
 
+
 PREFIX = "_peersync_"
 PENDING = PREFIX + "pending"
 APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
