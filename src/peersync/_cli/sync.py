@@ -31,15 +31,8 @@ def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], An
     show_default=True,
     help="push: A's changes to B; pull: B's to A; both: push then pull.",
 )
-@click.option(
-    "--batch-size", type=click.IntRange(1, MAX_BATCH), default=DEFAULT_BATCH_ROWS, help="Most rows per batch."
-)
-@click.option(
-    "--batch-bytes",
-    type=click.IntRange(1024, MAX_BATCH),
-    default=DEFAULT_BATCH_BYTES,
-    help="About the most bytes a batch.",
-)
+@_limit("--batch-size", 1, DEFAULT_BATCH_ROWS, "Most rows per batch.")
+@_limit("--batch-bytes", 1024, DEFAULT_BATCH_BYTES, "About the most bytes per batch.")
 @click.option(
     "--policy",
     type=click.Choice([p.value for p in peersync.Policy]),
