@@ -12,6 +12,7 @@ from pathlib import Path
 import peersync
 
 from ..helpers import rows, write
+from .test_cli import invoke, ok
 
 MakeDb = Callable[..., Path]
 ROWS = 100
@@ -93,3 +94,26 @@ def test_the_log_stays_near_one_entry_per_row_when_a_few_of_many_rows_change_oft
         assert rows(a, "item") == rows(b, "item")
         for path in (a, b):
             assert log_entries(path) <= 1.5 * n, f"{path.name}: {log_entries(path)} entries for {n} rows"
+
+
+def test_a_database_that_only_sends_compacts_on_request(make_db: MakeDb) -> None:
+    """Reads never write, so a database that is only ever a source keeps its
+    superseded entries until maintenance: ``compact`` (API and CLI) brings the
+    log back to one entry per row, and the next sync still sends nothing new."""
+    a, b = make_db("a", SCHEMA), make_db("b", SCHEMA)
+    with peersync.connect(a) as da, peersync.connect(b) as dbb:
+        for d in (da, dbb):
+            d.provision("s", ["item"])
+        write(a, *(f"INSERT INTO item VALUES ({i}, 'n{i}', 0, 1.0)" for i in range(1, ROWS + 1)))
+        for r in range(5):
+            write(a, f"UPDATE item SET qty = {r}")
+            peersync.sync(da, dbb, "s", direction="push")
+        assert log_entries(a) >= 5 * ROWS  # pushing never compacted the source
+        da.compact("s")
+        assert log_entries(a) <= ROWS + 1
+        assert peersync.sync(da, dbb, "s").sent_a_to_b == 0
+        assert rows(a, "item") == rows(b, "item")
+    for r in range(5, 8):
+        write(a, f"UPDATE item SET qty = {r}")
+    ok(invoke("compact", a))
+    assert log_entries(a) <= ROWS + 1

@@ -79,3 +79,11 @@ def _print_repair(r: peersync.RepairReport, db: str) -> None:
             " --restamp'",
             err=True,
         )
+
+
+@db_command(all_scopes=True)
+def compact(db: str, scope: str | None, timeout: float) -> None:
+    """Drop superseded change-log entries (maintenance; each received session does it too)."""
+    with peersync.connect(db, timeout=timeout) as d:
+        d.compact(scope)
+    out.print(f"compacted {'scope ' + scope if scope else 'every scope'} in {db}")
