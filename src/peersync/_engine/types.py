@@ -47,9 +47,10 @@ class ValueType(enum.StrEnum):
     """An exact decimal number: its text in plain notation, as the database
     holds it (``"12.30"``, ``"-0.5"``, ``"NaN"``): no float can carry every
     ``numeric(p, s)`` value exactly. SQLite applies its NUMERIC affinity to
-    what it stores (``'12.30'`` becomes the REAL 12.3, a long number stays
-    text), and a SQLite source sends what it holds: an integer, a float or
-    the text. A server destination reads any of the three."""
+    what it stores (``'12.30'`` becomes the REAL 12.3, a 20-digit number a
+    rounded REAL, ``'NaN'`` stays text): a SQLite column is only as exact as
+    SQLite keeps it. A SQLite source sends what it holds, an integer, a float
+    or text; a server destination reads any of the three."""
 
     TEXT = "text"
     """Characters: msgpack str (UTF-8). SQLite text whose bytes are not
