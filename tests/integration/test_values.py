@@ -203,3 +203,39 @@ def test_the_cli_shows_conflicts_over_text_that_is_not_utf8(text_pair: tuple[Pat
     assert res.exit_code == 0, res.output
     (c,) = json.loads(res.output)
     assert c["type"] == "update/update" and "\\xffA" in c["remote_row"]["body"]
+
+
+# -- a column of every canonical type ----------------------------------------------------------------
+EVERY_TYPE_SCHEMA = """CREATE TABLE e (id INTEGER PRIMARY KEY, i BIGINT, r DOUBLE, d DECIMAL(30,4), t VARCHAR(5),
+    b BLOB, f BOOLEAN, day DATE, at TIME, ts DATETIME, tz TIMESTAMPTZ, u UUID, j JSON);"""
+EVERY_TYPE_ROWS = (
+    # each value in its canonical form (see the README's Types table)
+    "INSERT INTO e VALUES (1, 9223372036854775807, 0.1, '12.30', 'longer than five', X'00FF', 1, '2024-02-29',"
+    " '23:59:59.999999', '2024-02-29 23:59:59.123456', '2024-03-01 09:30:00+00:00',"
+    ' \'0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d\', \'{"a": [1, 2.5, null],  "b": "\u00e9"}\')',
+    # values a SQLite user may keep in other forms: they travel as stored
+    "INSERT INTO e VALUES (2, -9223372036854775808, 9e999, 'NaN', X'41', 'text', TRUE,"
+    " 2460369.5, 0, CURRENT_TIMESTAMP, 1709285400, X'0A1B2C3D4E5F4A6B8C7D9E0F1A2B3C4D', X'7B7D')",
+    "INSERT INTO e VALUES (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+)
+
+
+def test_a_value_of_every_canonical_type_arrives_exactly(make_db: MakeDb) -> None:
+    a, b = make_db("a", EVERY_TYPE_SCHEMA), make_db("b", EVERY_TYPE_SCHEMA)
+    for p in (a, b):
+        with peersync.connect(p) as d:
+            d.provision("s", ["e"])
+    write(a, *EVERY_TYPE_ROWS)
+    assert sync(a, b).sent_a_to_b == 3
+    assert typed(a, "e") == typed(b, "e")
+    got = {row[1]: row[2:] for row in typed(b, "e")}
+    assert got[1][4:6] == ("real", 12.3)  # SQLite's NUMERIC affinity stored '12.30' so, at both ends
+    assert got[2][4:6] == ("text", b"NaN".hex().upper())  # not a number to SQLite: text
+    assert got[1][12:14] == ("text", b"2024-02-29".hex().upper())
+    assert got[2][12:14] == ("real", 2460369.5)
+    assert got[2][20:22] == ("blob", "0A1B2C3D4E5F4A6B8C7D9E0F1A2B3C4D")
+    assert all(kind == "null" for kind in got[3][::2])
+    # Changes back, one column of each row, arrive as exactly.
+    write(b, "UPDATE e SET ts = '2000-01-01 00:00:00', f = 0 WHERE id = 1", "UPDATE e SET j = '[]' WHERE id = 3")
+    assert sync(a, b).sent_b_to_a == 2
+    assert typed(a, "e") == typed(b, "e")

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .knowledge import Knowledge, Version
+from .types import Column
 
 Value = Any  # a column value: None, int, float, str, bytes or RawText
 
@@ -131,12 +132,28 @@ ConflictHandler = Policy | ConflictCallback
 
 @dataclass(frozen=True)
 class TableSchema:
-    """A synced table's shape: columns in table order, key columns, type classes."""
+    """A synced table's shape: columns in table order and key columns, with
+    two views of each column's type.
+
+    ``specs`` describes each column in the engine's vocabulary (canonical
+    type, nullability, declared sizes; see :mod:`peersync._engine.types`):
+    it is what peers compare, through the fingerprint. ``types`` is each
+    column's storage class in the adapter's own terms (SQLite: its affinity,
+    one of integer, real, text, blob, numeric), for the adapter alone and
+    never compared across databases. ``specs`` may be empty only for a
+    table known by name (nothing can be fingerprinted from it); otherwise
+    it names the columns in order.
+    """
 
     name: str
     columns: tuple[str, ...]
     key: tuple[str, ...]
-    types: tuple[str, ...]  # one of integer, real, text, blob, numeric per column
+    types: tuple[str, ...]
+    specs: tuple[Column, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.specs and tuple(c.name for c in self.specs) != self.columns:
+            raise ValueError(f"table {self.name}: column descriptions do not name its columns in order")
 
     @property
     def key_positions(self) -> tuple[int, ...]:

@@ -35,6 +35,7 @@ from peersync._engine.model import (
     Value,
 )
 from peersync._engine.rules import LocalState, classify, policy_name, remote_wins_by_time, resolve
+from peersync._engine.schema import dependency_order
 from peersync._engine.wire import Envelope
 
 from . import schema as S
@@ -368,7 +369,7 @@ class SetApply:
         }
         by_tick = sorted((sc.tables[index[name]] for name, _, _ in env.tables), key=lambda t: _sort_key(first[t.name]))
         tables = {name: (base, rows) for name, base, rows in env.tables}
-        present = [(index[t.name], *tables[t.name]) for t in S.dependency_order(by_tick)]
+        present = [(index[t.name], *tables[t.name]) for t in dependency_order(by_tick)]
         if any(rows for _, _, rows in present):
             self._maps()
         ins: list[_In] = []

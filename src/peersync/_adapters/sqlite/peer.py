@@ -43,6 +43,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
+from peersync._engine.schema import dependency_order, fingerprint
 from peersync._engine.wire import PackedRows, pack_batch, row_packer, unpack_envelope
 
 from . import schema as S
@@ -228,10 +229,9 @@ class SQLitePeer:
             tables = [replace(S.introspect(self.conn, t), tid=tids[t]) for t in json.loads(tables_json)]
         except TableError as exc:
             raise SchemaMismatch(f"scope {name!r} in {self.path}: {exc}") from exc
-        now = S.fingerprint([t.schema for t in tables])
-        if now != fp:
+        if not S.fingerprint_holds(fp, [t.schema for t in tables]):
             raise SchemaMismatch(self._changed_msg(name, [t.name for t in tables]))
-        sc = Scope(name, idx, rid, fp, tables, _side_effects(self.conn))
+        sc = Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, _side_effects(self.conn))
         self._scopes[name] = sc
         return sc
 
@@ -255,12 +255,14 @@ class SQLitePeer:
         with self._txn(write=True) as conn:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-            wanted = S.dependency_order(list({t.name: t for t in (S.introspect(conn, n) for n in tables)}.values()))
+            wanted = dependency_order(list({t.name: t for t in (S.introspect(conn, n) for n in tables)}.values()))
             names = [t.name for t in wanted]
-            fp = S.fingerprint([t.schema for t in wanted])
+            fp = fingerprint([t.schema for t in wanted])
             row = conn.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
             if row is not None:
-                if sorted(json.loads(row[0])) == sorted(names) and row[1] == fp:
+                if sorted(json.loads(row[0])) == sorted(names) and S.fingerprint_holds(
+                    row[1], [t.schema for t in wanted]
+                ):
                     tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
                     faults = S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in wanted])
                     if faults:
@@ -440,7 +442,7 @@ class SQLitePeer:
             names, stored_fp = json.loads(row[0]), row[1]
             tracked = {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
             try:
-                current = S.dependency_order([replace(S.introspect(conn, n), tid=tracked[n][1]) for n in names])
+                current = dependency_order([replace(S.introspect(conn, n), tid=tracked[n][1]) for n in names])
                 asked = None if tables is None else {S.introspect(conn, n).name for n in tables}
             except TableError as exc:
                 raise SchemaMismatch(f"scope {scope!r} in {self.path}: {exc}") from exc
@@ -449,8 +451,9 @@ class SQLitePeer:
                     f"migrating keeps a scope's tables: scope {scope!r} in {self.path} has {', '.join(names)};"
                     " to add or remove tables, provision another scope"
                 )
-            fp = S.fingerprint([t.schema for t in current])
-            if fp != stored_fp and not migrate:
+            fp = fingerprint([t.schema for t in current])
+            reshaped = not S.fingerprint_holds(stored_fp, [t.schema for t in current])
+            if reshaped and not migrate:
                 raise SchemaMismatch(self._changed_msg(scope, names))
             for t in current:
                 # The tracking table's key compares as the user's key did: a
@@ -500,7 +503,7 @@ class SQLitePeer:
                 )
         self._scopes.clear()  # scopes sharing a table see its new triggers and shape
         return RepairReport(
-            scope, fp != stored_fp, tuple(retracked), tuple(untracked), inserted, deleted, restamped
+            scope, reshaped, tuple(retracked), tuple(untracked), inserted, deleted, restamped
         )  # fmt: skip
 
     # -- the file a scope lives in ------------------------------------------------------

@@ -43,10 +43,8 @@ are tracked like any local change.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -54,6 +52,8 @@ from typing import Any
 from peersync._adapters.sql import meta as _meta
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
+from peersync._engine.schema import digest, fingerprint
+from peersync._engine.types import SQLITE_AFFINITY_TYPES, SQLITE_TYPES, Column, column, parse_declared
 
 PREFIX = _meta.PREFIX
 PENDING = _meta.PENDING
@@ -133,10 +133,32 @@ def type_class(declared: str) -> str:
     return "numeric"
 
 
-def fingerprint(tables: list[TableSchema]) -> str:
-    """A short hash of a scope's shape, equal on peers that can exchange batches."""
-    shape = sorted([t.name, list(zip(t.columns, t.types, strict=True)), list(t.key)] for t in tables)
-    return hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:16]
+def column_type(name: str, declared: str, *, nullable: bool) -> Column:
+    """A column of a SQLite table in the engine's vocabulary: by its declared
+    type's name when that says what it means (:data:`SQLITE_TYPES`: BOOLEAN,
+    DATE, DATETIME, UUID, JSON, DECIMAL(p,s), ...), otherwise by its
+    affinity (VARCHAR(n) is text, BIGINT integer, no type at all bytes).
+    Sizes are kept as declared; SQLite itself enforces none of them."""
+    tname, params = parse_declared(declared)
+    vtype = SQLITE_TYPES.get(tname) or SQLITE_AFFINITY_TYPES[type_class(declared)]
+    return column(name, vtype, params, nullable=nullable, declared=declared)
+
+
+def affinity_fingerprint(tables: Sequence[TableSchema]) -> str:
+    """The fingerprint as peersync computed it before the type vocabulary:
+    over SQLite affinities (``types``) instead of canonical types."""
+    return digest([t.name, [list(c) for c in zip(t.columns, t.types, strict=True)], list(t.key)] for t in tables)
+
+
+def fingerprint_holds(stored: str, tables: Sequence[TableSchema]) -> bool:
+    """Does a scope's stored fingerprint describe ``tables`` as they are?
+
+    Scopes provisioned before the type vocabulary stored the affinity
+    fingerprint; it is accepted as long as it matches, and the current one
+    (:func:`~peersync._engine.schema.fingerprint`) is what the scope reports
+    to peers. ``migrate`` and ``repair`` store the current one.
+    """
+    return stored == fingerprint(tables) or stored == affinity_fingerprint(tables)
 
 
 @dataclass(frozen=True)
@@ -561,13 +583,15 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         reserved = PREFIX if name.lower().startswith(PREFIX) else "sqlite_"
         raise TableError(f"table {name}: names starting with {reserved} are reserved; rename the table to sync it")
     info = conn.execute(
-        "SELECT name, type, pk FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid", (name,)
+        'SELECT name, type, pk, "notnull" FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid', (name,)
     ).fetchall()
     columns = tuple(r[0] for r in info)
     key = tuple(r[0] for r in sorted((r for r in info if r[2] > 0), key=lambda r: r[2]))
     if not key:
         raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
     types = tuple(type_class(r[1]) for r in info)
+    # Key columns count as NOT NULL: peersync refuses rows with a NULL key.
+    specs = tuple(column_type(r[0], r[1], nullable=not (r[3] or r[2])) for r in info)
     # A rowid alias is a single INTEGER key with no separate key index
     # (``INTEGER PRIMARY KEY DESC`` is not one: SQLite gives it an index).
     pk_index = conn.execute("SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()
@@ -602,7 +626,7 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
         ).fetchall()
         if cols and all(cid >= 0 for cid, _, _ in cols):  # expression indexes cannot be probed here
             uniques.append(tuple((c, coll or "BINARY") for _, c, coll in cols))
-    return Tracked(TableSchema(name, columns, key, types), rowid_key, deps, fks, 0, tuple(uniques), kcolls)
+    return Tracked(TableSchema(name, columns, key, types, specs), rowid_key, deps, fks, 0, tuple(uniques), kcolls)
 
 
 def tracking_kcolls(conn: sqlite3.Connection, tracking: str, n: int) -> tuple[str, ...]:
@@ -644,31 +668,6 @@ def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str,
         ):
             out[t.name] = "stale"
     return out
-
-
-def dependency_order(tables: list[Tracked]) -> list[Tracked]:
-    """Parents before children (foreign keys inside the set); cycles keep input order."""
-    by_name = {t.name.lower(): t for t in tables}
-    done: list[Tracked] = []
-    seen: set[str] = set()
-    visiting: set[str] = set()
-
-    def visit(t: Tracked) -> None:
-        key = t.name.lower()
-        if key in seen or key in visiting:
-            return
-        visiting.add(key)
-        for dep in t.depends_on:
-            parent = by_name.get(dep.lower())
-            if parent is not None and parent is not t:
-                visit(parent)
-        visiting.discard(key)
-        seen.add(key)
-        done.append(t)
-
-    for t in tables:
-        visit(t)
-    return done
 
 
 @dataclass
