@@ -20,11 +20,30 @@
 
 Driver exceptions (``sqlite3.Error`` and friends) never leak: adapters
 translate them at the boundary with ``raise ... from``.
+
+Each class has a stable ``code`` (like a SQLSTATE): it never changes, so a
+remote peer sends it with the message and the caller's side raises the very
+same class (:func:`error_to_wire`, :func:`error_from_wire`), and a caller can
+branch on it. A subclass defined elsewhere travels as its nearest class here::
+
+    code                class
+    sync-error          SyncError
+    configuration       ConfigurationError
+    invalid-url         InvalidURL
+    scope               ScopeError
+    table               TableError
+    schema-mismatch     SchemaMismatch
+    replica-outdated    ReplicaOutdated
+    repair-needed       RepairNeeded
+    protocol            ProtocolError
+    transport           TransportError
+    storage             StorageError
+    database-locked     DatabaseLocked
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from .results import SyncResult
@@ -38,31 +57,44 @@ class SyncError(Exception):
     and ``result`` says what it did (its ``completed`` is False).
     """
 
+    code: ClassVar[str] = "sync-error"
     result: SyncResult | None = None
 
 
 class ConfigurationError(SyncError):
     """The caller asked for something that cannot be done as stated."""
 
+    code: ClassVar[str] = "configuration"
+
 
 class InvalidURL(ConfigurationError):
     """The database URL or path cannot be opened by any adapter."""
+
+    code: ClassVar[str] = "invalid-url"
 
 
 class ScopeError(ConfigurationError):
     """Unknown scope, or a scope whose definition differs from the one asked for."""
 
+    code: ClassVar[str] = "scope"
+
 
 class TableError(ConfigurationError):
     """A table is missing, has no primary key, or cannot be tracked."""
+
+    code: ClassVar[str] = "table"
 
 
 class SchemaMismatch(SyncError):
     """Two peers hold the same scope with different shapes (fingerprints differ)."""
 
+    code: ClassVar[str] = "schema-mismatch"
+
 
 class ReplicaOutdated(SyncError):
     """The destination may have missed deletes whose tombstones were cleaned up."""
+
+    code: ClassVar[str] = "replica-outdated"
 
 
 class RepairNeeded(SyncError):
@@ -75,18 +107,78 @@ class RepairNeeded(SyncError):
     command; nothing was written.
     """
 
+    code: ClassVar[str] = "repair-needed"
+
 
 class ProtocolError(SyncError):
     """A batch or request is malformed, truncated, forged or does not match the session."""
+
+    code: ClassVar[str] = "protocol"
 
 
 class TransportError(SyncError):
     """The remote peer could not be reached or dropped the connection; retryable."""
 
+    code: ClassVar[str] = "transport"
+
 
 class StorageError(SyncError):
     """The database failed, is not a database, or is unusable."""
 
+    code: ClassVar[str] = "storage"
+
 
 class DatabaseLocked(StorageError):
     """Another connection held the database lock past the busy timeout."""
+
+    code: ClassVar[str] = "database-locked"
+
+
+_BY_CODE: dict[str, type[SyncError]] = {
+    cls.code: cls
+    for cls in (
+        SyncError,
+        ConfigurationError,
+        InvalidURL,
+        ScopeError,
+        TableError,
+        SchemaMismatch,
+        ReplicaOutdated,
+        RepairNeeded,
+        ProtocolError,
+        TransportError,
+        StorageError,
+        DatabaseLocked,
+    )
+}
+
+
+def error_to_wire(exc: SyncError) -> dict[str, str]:
+    """``{"code": ..., "message": ...}`` for ``exc``: plain data that crosses a wire.
+
+    The code is that of the class itself, or of its nearest ancestor defined
+    here. ``SyncError.result`` does not travel.
+
+    >>> error_to_wire(ScopeError("unknown scope 'shop'"))
+    {'code': 'scope', 'message': "unknown scope 'shop'"}
+    """
+    return {"code": type(exc).code, "message": str(exc)}
+
+
+def error_from_wire(obj: object) -> SyncError:
+    """The exception :func:`error_to_wire` described: the very same class, with its message.
+
+    Returns (does not raise) the rebuilt exception. An unknown code gives a
+    :class:`ProtocolError` that names it and keeps the message; anything but
+    a dict of exactly ``code`` and ``message``, both strings, gives a
+    :class:`ProtocolError` saying so.
+    """
+    if type(obj) is not dict or set(obj) != {"code", "message"}:
+        return ProtocolError("malformed error: not a map of exactly code and message")
+    code, message = obj["code"], obj["message"]
+    if type(code) is not str or type(message) is not str:
+        return ProtocolError("malformed error: code and message must be strings")
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        return ProtocolError(f"remote error with unknown code {code!r}: {message}")
+    return cls(message)

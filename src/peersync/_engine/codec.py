@@ -1,0 +1,655 @@
+"""Strict codecs for every argument and result of the Peer contract, so each
+call can cross a wire (batches themselves are :mod:`.wire`'s).
+
+Every message is one msgpack array that starts with its kind and the format
+version, then its fields in a fixed order (plain msgpack types only; a TEXT
+value that is not UTF-8 is ext type 1, as in a batch)::
+
+    ["knowledge", 1, K]
+    ["table-schema", 1, *S]
+    ["schemas", 1, [S, ...]]                  the result of Peer.schemas
+    ["replica-info", 1, scope, replica_id, tick, knowledge K, forgotten K, fingerprint, [S, ...]]
+    ["conflict", 1, *C]
+    ["apply-report", 1, received, applied, skipped_known, conflicts, deferred, [C, ...],
+                        excluded K, knowledge K, last, final, made_with K]
+    ["session-end", 1, session, merge K, excluded K, [C, ...]]
+    ["policy", 1, name]                       a Policy's value, e.g. "source-wins"
+    ["changes-request", 1, known K, after, upto, max_rows, max_bytes]
+    ["error", 1, code, message]               see peersync._engine.errors
+
+    K = Knowledge.to_wire()
+    S = [name, [column, ...], [key column, ...], [type, ...]]
+    C = [scope, table, [key value, ...], type, local_row R, remote_row R, local_version V,
+         remote_version V, local_time, remote_time, policy, outcome, detail, id, logged_at]
+    R = nil | [[column, ...], [value, ...]]   V = nil | [replica_id, tick]
+
+Enums travel by value (``"update/update"``, ``"source-wins"``); replica ids
+are 16-byte bin; ticks are integers in 0..2**63-1 (a version's tick from 1),
+times and column values 64-bit signed integers, row limits 1..2**63-1.
+Optional fields are nil when absent. The scope of each call is the
+transport's business (e.g. the URL path), not a field here.
+
+Decoding is strict: any truncated input, trailing byte, input longer than
+``max_size``, wrong type (a bool is not an int, a map is never expected),
+missing or extra field, out-of-range integer, replica id that is not 16
+bytes, unknown enum value, unknown kind or version raises
+:class:`~peersync.ProtocolError` with a one-line reason, and nothing else
+escapes. Encoding checks the same rules, so what one side encodes the other
+decodes; it raises :class:`~peersync.ProtocolError` for a value that cannot
+travel, and :class:`~peersync.ConfigurationError` for a conflict callback.
+
+A pass of :meth:`Peer.batches` travels as a stream (:func:`encode_batch_stream`):
+``["batch-stream", 1]``, one bin per batch, then nil, so a stream cut short
+is told apart from one that ended.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import msgpack
+
+from .errors import ConfigurationError, ProtocolError, SyncError, error_from_wire, error_to_wire
+from .knowledge import REPLICA_ID_BYTES, Knowledge, Version
+from .model import (
+    ApplyReport,
+    Conflict,
+    ConflictHandler,
+    ConflictType,
+    Outcome,
+    Policy,
+    RawText,
+    ReplicaInfo,
+    SessionEnd,
+    TableSchema,
+    Value,
+)
+from .wire import EXT_RAW_TEXT
+
+FORMAT = 1
+DEFAULT_MAX_SIZE = 64 * 1024 * 1024  # bytes; a message (or one streamed batch) larger is refused
+MAX_TICK = 2**63 - 1
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+_SESSION = re.compile(r"[0-9a-f]{32}")
+_SCALARS = (type(None), int, float, str, bytes, RawText)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ChangesRequest:
+    """The arguments of :meth:`Peer.changes` and :meth:`Peer.batches` but the scope."""
+
+    known: Knowledge
+    after: int
+    upto: int
+    max_rows: int
+    max_bytes: int
+
+
+class _Invalid(Exception):
+    """A field breaks the format; the caller words it as a decode or encode error."""
+
+
+class _Map:
+    """A msgpack map as decoded: kept apart from every type a field may have."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        self.pairs = pairs
+
+
+def _bad(what: str, v: object, expected: str) -> NoReturn:
+    raise _Invalid(f"{what} must be {expected}, not {_type_name(v)}")
+
+
+def _type_name(v: object) -> str:
+    names = {type(None): "nil", list: "an array", _Map: "a map", bool: "a bool", bytes: "bin", str: "a string"}
+    return names.get(type(v), type(v).__name__)
+
+
+# -- field readers: each checks one field of decoded msgpack and returns it typed --
+
+
+def _fields(v: object, what: str, n: int) -> list[Any]:
+    if type(v) is not list:
+        _bad(what, v, "an array")
+    if len(v) != n:
+        raise _Invalid(f"{what} has {len(v)} fields, expected {n}")
+    return v
+
+
+def _array(v: object, what: str) -> list[Any]:
+    if type(v) is not list:
+        _bad(what, v, "an array")
+    return v
+
+
+def _int(v: object, what: str, lo: int, hi: int) -> int:
+    if type(v) is not int:
+        _bad(what, v, "an integer")
+    if not lo <= v <= hi:
+        raise _Invalid(f"{what} {v} is outside {lo}..{hi}")
+    return v
+
+
+def _opt_int(v: object, what: str, lo: int, hi: int) -> int | None:
+    return None if v is None else _int(v, what, lo, hi)
+
+
+def _str(v: object, what: str) -> str:
+    if type(v) is not str:
+        _bad(what, v, "a string")
+    return v
+
+
+def _bool(v: object, what: str) -> bool:
+    if type(v) is not bool:
+        _bad(what, v, "a bool")
+    return v
+
+
+def _replica(v: object, what: str) -> bytes:
+    if type(v) is not bytes:
+        _bad(what, v, "bin")
+    if len(v) != REPLICA_ID_BYTES:
+        raise _Invalid(f"{what} is {len(v)} bytes, expected {REPLICA_ID_BYTES}")
+    return v
+
+
+def _value(v: object, what: str) -> Value:
+    if type(v) not in _SCALARS:
+        _bad(what, v, "nil, an integer, a float, a string, bin or raw text")
+    if type(v) is int and not MIN_INT <= v <= MAX_INT:
+        raise _Invalid(f"{what} {v} is outside the 64-bit range")
+    return v
+
+
+def _knowledge(v: object, what: str) -> Knowledge:
+    try:
+        return Knowledge.from_wire(v)
+    except ProtocolError as exc:
+        raise _Invalid(f"{what}: {exc}") from None
+
+
+def _enum(cls: Callable[[str], T], v: object, what: str, names: Iterable[str]) -> T:
+    s = _str(v, what)
+    if s not in names:
+        raise _Invalid(f"{what} {s!r} is not one of {', '.join(names)}")
+    return cls(s)
+
+
+def _names(v: object, what: str, nonempty: bool = True) -> tuple[str, ...]:
+    out = tuple(_str(x, f"{what} entry") for x in _array(v, what))
+    if nonempty and not out:
+        raise _Invalid(f"{what} is empty")
+    if len(set(out)) != len(out):
+        raise _Invalid(f"{what} names one column twice")
+    return out
+
+
+# -- one pair per structure: to plain msgpack data, and back (checked) --
+
+
+def _schema_to(s: TableSchema) -> list[Any]:
+    return [s.name, list(s.columns), list(s.key), list(s.types)]
+
+
+def _schema_from(v: object, what: str = "table schema") -> TableSchema:
+    name, columns, key, types = _fields(v, what, 4)
+    name = _str(name, f"{what} name")
+    cols = _names(columns, f"columns of {name!r}")
+    keys = _names(key, f"key of {name!r}")
+    if not set(keys) <= set(cols):
+        raise _Invalid(f"key of {name!r} names a column the table lacks")
+    # The type vocabulary grows (docs: type vocabulary); its names are checked where they are used.
+    kinds = tuple(_str(t, f"type of a column of {name!r}") for t in _array(types, f"types of {name!r}"))
+    if len(kinds) != len(cols):
+        raise _Invalid(f"{name!r} has {len(cols)} columns but {len(kinds)} types")
+    return TableSchema(name, cols, keys, kinds)
+
+
+def _tables_from(v: object, what: str) -> tuple[TableSchema, ...]:
+    out = tuple(_schema_from(s) for s in _array(v, what))
+    if len({s.name for s in out}) != len(out):
+        raise _Invalid(f"{what} names one table twice")
+    return out
+
+
+def _row_to(row: dict[str, Value] | None) -> list[Any] | None:
+    return None if row is None else [list(row), list(row.values())]
+
+
+def _row_from(v: object, what: str) -> dict[str, Value] | None:
+    if v is None:
+        return None
+    names, values = _fields(v, what, 2)
+    cols = _names(names, f"{what} columns", nonempty=False)
+    vals = _array(values, f"{what} values")
+    if len(vals) != len(cols):
+        raise _Invalid(f"{what} has {len(cols)} columns but {len(vals)} values")
+    return {c: _value(x, f"{what} value of {c!r}") for c, x in zip(cols, vals, strict=True)}
+
+
+def _version_to(v: Version | None) -> list[Any] | None:
+    return None if v is None else [v[0], v[1]]
+
+
+def _version_from(v: object, what: str) -> Version | None:
+    if v is None:
+        return None
+    rid, tick = _fields(v, what, 2)
+    return _replica(rid, f"{what} replica"), _int(tick, f"{what} tick", 1, MAX_TICK)
+
+
+_CONFLICT_TYPES = [t.value for t in ConflictType]
+_OUTCOMES = [o.value for o in Outcome]
+_POLICIES = [p.value for p in Policy]
+
+
+def _conflict_to(c: Conflict) -> list[Any]:
+    return [
+        c.scope, c.table, list(c.key), c.type.value, _row_to(c.local_row), _row_to(c.remote_row),
+        _version_to(c.local_version), _version_to(c.remote_version), c.local_time, c.remote_time,
+        c.policy, None if c.outcome is None else c.outcome.value, c.detail, c.id, c.logged_at,
+    ]  # fmt: skip
+
+
+def _conflict_from(v: object, what: str = "conflict") -> Conflict:
+    (scope, table, key, kind, lrow, rrow, lver, rver, ltime, rtime, policy, outcome, detail, cid, at) = _fields(
+        v, what, 15
+    )
+    keys = tuple(_value(x, f"{what} key value") for x in _array(key, f"{what} key"))
+    if not keys:
+        raise _Invalid(f"{what} key is empty")
+    remote_version = _version_from(rver, f"{what} remote version")
+    if remote_version is None:
+        _bad(f"{what} remote version", rver, "a version")
+    return Conflict(
+        scope=_str(scope, f"{what} scope"),
+        table=_str(table, f"{what} table"),
+        key=keys,
+        type=_enum(ConflictType, kind, f"{what} type", _CONFLICT_TYPES),
+        local_row=_row_from(lrow, f"{what} local row"),
+        remote_row=_row_from(rrow, f"{what} remote row"),
+        local_version=_version_from(lver, f"{what} local version"),
+        remote_version=remote_version,
+        local_time=_opt_int(ltime, f"{what} local time", MIN_INT, MAX_INT),
+        remote_time=_int(rtime, f"{what} remote time", MIN_INT, MAX_INT),
+        policy=_str(policy, f"{what} policy"),
+        outcome=None if outcome is None else _enum(Outcome, outcome, f"{what} outcome", _OUTCOMES),
+        detail=_str(detail, f"{what} detail"),
+        id=_opt_int(cid, f"{what} id", MIN_INT, MAX_INT),
+        logged_at=_opt_int(at, f"{what} logging time", MIN_INT, MAX_INT),
+    )
+
+
+def _conflicts_from(v: object, what: str) -> list[Conflict]:
+    return [_conflict_from(c, f"{what} entry") for c in _array(v, what)]
+
+
+def _count(v: object, what: str) -> int:
+    return _int(v, what, 0, MAX_INT)
+
+
+def _tick(v: object, what: str) -> int:
+    return _int(v, what, 0, MAX_TICK)
+
+
+def _limit(v: object, what: str) -> int:
+    return _int(v, what, 1, MAX_INT)
+
+
+# -- the messages ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    fields: int  # after kind and format
+
+
+def _pack_ext(v: object) -> msgpack.ExtType:
+    if type(v) is RawText:
+        return msgpack.ExtType(EXT_RAW_TEXT, v.data)
+    raise _Invalid(f"a value of type {type(v).__name__} cannot travel")  # unreachable after the checks
+
+
+def _unpack_ext(code: int, data: bytes) -> RawText:
+    if code != EXT_RAW_TEXT:
+        raise _Invalid(f"unknown msgpack extension type {code}")
+    return RawText(data)
+
+
+def _encode(kind: _Kind, body: list[Any], check: Callable[[list[Any]], object]) -> bytes:
+    """Pack ``body`` after checking it as the decoder would, so what encodes decodes."""
+    try:
+        check(body)
+        out: bytes = msgpack.packb([kind.name, FORMAT, *body], use_bin_type=True, default=_pack_ext)
+    except _Invalid as exc:
+        raise ProtocolError(f"cannot encode {kind.name}: {exc}") from None
+    return out
+
+
+def _decode(kind: _Kind, data: bytes, max_size: int, build: Callable[[list[Any]], T]) -> T:
+    if type(data) is not bytes:
+        raise ProtocolError(f"malformed {kind.name}: expected bytes, not {type(data).__name__}")
+    if len(data) > max_size:
+        raise ProtocolError(f"{kind.name} of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        try:
+            msg = msgpack.unpackb(
+                data, raw=False, strict_map_key=False, use_list=True, ext_hook=_unpack_ext, object_pairs_hook=_Map
+            )
+        except msgpack.ExtraData:
+            raise _Invalid("trailing bytes after the message") from None
+        except _Invalid:
+            raise
+        except Exception as exc:  # msgpack raises several unrelated types (ValueError, UnicodeDecodeError, ...)
+            raise _Invalid(f"truncated or not msgpack ({type(exc).__name__}: {exc})") from None
+        head = _array(msg, "the message")
+        if len(head) < 2 or head[0] != kind.name:
+            raise _Invalid(f"not a {kind.name} message")
+        if type(head[1]) is not int or head[1] != FORMAT:
+            raise _Invalid(f"unsupported format {head[1]!r} (this side reads {FORMAT})")
+        body = _fields(head[2:], "the message body", kind.fields)
+        return build(body)
+    except _Invalid as exc:
+        raise ProtocolError(f"malformed {kind.name}: {exc}") from None
+
+
+_KNOWLEDGE = _Kind("knowledge", 1)
+
+
+def encode_knowledge(k: Knowledge) -> bytes:
+    return _encode(_KNOWLEDGE, [k.to_wire()], _knowledge_body)
+
+
+def decode_knowledge(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Knowledge:
+    return _decode(_KNOWLEDGE, data, max_size, _knowledge_body)
+
+
+def _knowledge_body(b: list[Any]) -> Knowledge:
+    return _knowledge(b[0], "knowledge")
+
+
+_TABLE_SCHEMA = _Kind("table-schema", 4)
+
+
+def encode_table_schema(s: TableSchema) -> bytes:
+    return _encode(_TABLE_SCHEMA, _schema_to(s), _schema_from)
+
+
+def decode_table_schema(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> TableSchema:
+    return _decode(_TABLE_SCHEMA, data, max_size, _schema_from)
+
+
+_SCHEMAS = _Kind("schemas", 1)
+
+
+def encode_schemas(schemas: dict[str, TableSchema]) -> bytes:
+    """The result of :meth:`Peer.schemas`; each key must be its table's name."""
+    for name, s in schemas.items():
+        if name != s.name:
+            raise ProtocolError(f"cannot encode schemas: entry {name!r} holds table {s.name!r}")
+    return _encode(_SCHEMAS, [[_schema_to(s) for s in schemas.values()]], _schemas_body)
+
+
+def decode_schemas(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, TableSchema]:
+    return _decode(_SCHEMAS, data, max_size, _schemas_body)
+
+
+def _schemas_body(b: list[Any]) -> dict[str, TableSchema]:
+    return {s.name: s for s in _tables_from(b[0], "tables")}
+
+
+_REPLICA_INFO = _Kind("replica-info", 7)
+
+
+def encode_replica_info(info: ReplicaInfo) -> bytes:
+    body = [
+        info.scope, info.replica_id, info.tick, info.knowledge.to_wire(), info.forgotten.to_wire(),
+        info.fingerprint, [_schema_to(s) for s in info.tables],
+    ]  # fmt: skip
+    return _encode(_REPLICA_INFO, body, _replica_info_body)
+
+
+def decode_replica_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ReplicaInfo:
+    return _decode(_REPLICA_INFO, data, max_size, _replica_info_body)
+
+
+def _replica_info_body(b: list[Any]) -> ReplicaInfo:
+    scope, rid, tick, known, forgotten, fingerprint, tables = b
+    return ReplicaInfo(
+        scope=_str(scope, "scope"),
+        replica_id=_replica(rid, "replica id"),
+        tick=_tick(tick, "tick"),
+        knowledge=_knowledge(known, "knowledge"),
+        forgotten=_knowledge(forgotten, "forgotten knowledge"),
+        fingerprint=_str(fingerprint, "fingerprint"),
+        tables=_tables_from(tables, "tables"),
+    )
+
+
+_CONFLICT = _Kind("conflict", 15)
+
+
+def encode_conflict(c: Conflict) -> bytes:
+    return _encode(_CONFLICT, _conflict_to(c), _conflict_from)
+
+
+def decode_conflict(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Conflict:
+    return _decode(_CONFLICT, data, max_size, _conflict_from)
+
+
+_APPLY_REPORT = _Kind("apply-report", 11)
+
+
+def encode_apply_report(r: ApplyReport) -> bytes:
+    body = [
+        r.received, r.applied, r.skipped_known, r.conflicts, r.deferred, [_conflict_to(c) for c in r.failed],
+        r.excluded.to_wire(), r.knowledge.to_wire(), r.last, r.final, r.made_with.to_wire(),
+    ]  # fmt: skip
+    return _encode(_APPLY_REPORT, body, _apply_report_body)
+
+
+def decode_apply_report(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ApplyReport:
+    return _decode(_APPLY_REPORT, data, max_size, _apply_report_body)
+
+
+def _apply_report_body(b: list[Any]) -> ApplyReport:
+    received, applied, skipped, conflicts, deferred, failed, excluded, known, last, final, made_with = b
+    return ApplyReport(
+        received=_count(received, "received"),
+        applied=_count(applied, "applied"),
+        skipped_known=_count(skipped, "skipped_known"),
+        conflicts=_count(conflicts, "conflicts"),
+        deferred=_count(deferred, "deferred"),
+        failed=_conflicts_from(failed, "failed"),
+        excluded=_knowledge(excluded, "excluded"),
+        knowledge=_knowledge(known, "knowledge"),
+        last=_tick(last, "last"),
+        final=_bool(final, "final"),
+        made_with=_knowledge(made_with, "made_with"),
+    )
+
+
+_SESSION_END = _Kind("session-end", 4)
+
+
+def encode_session_end(end: SessionEnd) -> bytes:
+    body = [end.session, end.merge.to_wire(), end.excluded.to_wire(), [_conflict_to(c) for c in end.failures]]
+    return _encode(_SESSION_END, body, _session_end_body)
+
+
+def decode_session_end(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SessionEnd:
+    return _decode(_SESSION_END, data, max_size, _session_end_body)
+
+
+def _session_end_body(b: list[Any]) -> SessionEnd:
+    session, merge, excluded, failures = b
+    if not _SESSION.fullmatch(_str(session, "session")):
+        raise _Invalid("session must be 32 lowercase hex digits")
+    return SessionEnd(
+        session=session,
+        merge=_knowledge(merge, "merge"),
+        excluded=_knowledge(excluded, "excluded"),
+        failures=tuple(_conflicts_from(failures, "failures")),
+    )
+
+
+_POLICY = _Kind("policy", 1)
+
+
+def encode_policy(policy: ConflictHandler) -> bytes:
+    """The ``policy`` argument of :meth:`Peer.apply`, which travels by name.
+
+    Raises :class:`~peersync.ConfigurationError` for a Python callback: it can
+    only run where the destination database is, in this process.
+    """
+    if not isinstance(policy, Policy):
+        if callable(policy):
+            raise ConfigurationError(
+                "a conflict callback runs only where the destination database is in this process;"
+                f" for a remote peer name a policy ({', '.join(_POLICIES)})"
+            )
+        raise ConfigurationError(f"a conflict policy is a Policy, not {type(policy).__name__}")
+    return _encode(_POLICY, [policy.value], _policy_body)
+
+
+def decode_policy(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Policy:
+    return _decode(_POLICY, data, max_size, _policy_body)
+
+
+def _policy_body(b: list[Any]) -> Policy:
+    return _enum(Policy, b[0], "policy", _POLICIES)
+
+
+_CHANGES_REQUEST = _Kind("changes-request", 5)
+
+
+def encode_changes_request(req: ChangesRequest) -> bytes:
+    body = [req.known.to_wire(), req.after, req.upto, req.max_rows, req.max_bytes]
+    return _encode(_CHANGES_REQUEST, body, _changes_request_body)
+
+
+def decode_changes_request(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> ChangesRequest:
+    return _decode(_CHANGES_REQUEST, data, max_size, _changes_request_body)
+
+
+def _changes_request_body(b: list[Any]) -> ChangesRequest:
+    known, after, upto, max_rows, max_bytes = b
+    return ChangesRequest(
+        known=_knowledge(known, "known"),
+        after=_tick(after, "after"),
+        upto=_tick(upto, "upto"),
+        max_rows=_limit(max_rows, "max_rows"),
+        max_bytes=_limit(max_bytes, "max_bytes"),
+    )
+
+
+_ERROR = _Kind("error", 2)
+
+
+def encode_error(exc: SyncError) -> bytes:
+    """``exc`` by its stable code and message (:func:`~peersync._engine.errors.error_to_wire`)."""
+    wire = error_to_wire(exc)
+    return _encode(_ERROR, [wire["code"], wire["message"]], _error_body)
+
+
+def decode_error(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SyncError:
+    """The exception to raise: the sender's class, or a :class:`~peersync.ProtocolError`
+    for an unknown code. Raises :class:`~peersync.ProtocolError` for malformed input."""
+    return _decode(_ERROR, data, max_size, _error_body)
+
+
+def _error_body(b: list[Any]) -> SyncError:
+    code, message = b
+    return error_from_wire({"code": _str(code, "code"), "message": _str(message, "message")})
+
+
+# -- a pass of batches as one stream ------------------------------------------------------
+
+_STREAM = "batch-stream"
+_END = b"\xc0"  # msgpack nil
+_FEED = 64 * 1024  # bytes fed to the unpacker at a time, so its buffer stays near one batch
+
+
+def encode_batch_stream(batches: Iterable[bytes]) -> Iterator[bytes]:
+    """The frames of a stream of encoded batches, lazily (no batch is copied)."""
+    yield msgpack.packb([_STREAM, FORMAT])
+    for data in batches:
+        n = len(data)
+        if n < 2**8:
+            yield b"\xc4" + n.to_bytes(1, "big")
+        elif n < 2**16:
+            yield b"\xc5" + n.to_bytes(2, "big")
+        elif n < 2**32:
+            yield b"\xc6" + n.to_bytes(4, "big")
+        else:
+            raise ProtocolError(f"cannot stream a batch of {n} bytes")
+        yield data
+    yield _END
+
+
+def decode_batch_stream(chunks: Iterable[bytes], *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[bytes]:
+    """The batches of a stream, each as soon as its last byte arrives.
+
+    ``chunks`` may split the stream anywhere. Each batch is at most
+    ``max_size`` bytes, and about that much is buffered at a time. Raises
+    :class:`~peersync.ProtocolError` (after yielding the batches before it)
+    for a bad header, an item that is not bin, an oversized batch, bytes after
+    the end mark, or a stream that stops before its end mark. The batches
+    themselves are not decoded here.
+    """
+    u = msgpack.Unpacker(raw=False, strict_map_key=False, object_pairs_hook=_Map, max_buffer_size=max_size + 2 * _FEED)
+    state = "head"  # then "items", then "ended"
+    fed = 0
+    for chunk in chunks:
+        if type(chunk) is not bytes:
+            raise ProtocolError(f"malformed batch stream: a chunk is {type(chunk).__name__}, not bytes")
+        for i in range(0, len(chunk), _FEED):
+            if state == "ended":
+                raise ProtocolError("malformed batch stream: bytes after its end mark")
+            try:
+                part = chunk[i : i + _FEED]
+                u.feed(part)
+                fed += len(part)
+                items = _drain(u)
+            except msgpack.BufferFull:
+                raise ProtocolError(f"malformed batch stream: a batch exceeds the limit of {max_size} bytes") from None
+            except Exception as exc:  # msgpack raises several unrelated types
+                raise ProtocolError(f"malformed batch stream: not msgpack ({type(exc).__name__}: {exc})") from None
+            for item, end in items:
+                if state == "head":
+                    if type(item) is not list or item[:1] != [_STREAM] or len(item) != 2:
+                        raise ProtocolError("malformed batch stream: not a batch stream")
+                    if type(item[1]) is not int or item[1] != FORMAT:
+                        raise ProtocolError(f"malformed batch stream: unsupported format {item[1]!r}")
+                    state = "items"
+                elif item is None:
+                    state = "ended"
+                    if end != fed:
+                        raise ProtocolError("malformed batch stream: bytes after its end mark")
+                elif type(item) is not bytes:
+                    raise ProtocolError(f"malformed batch stream: an item is {_type_name(item)}, not a batch")
+                elif len(item) > max_size:
+                    raise ProtocolError(f"malformed batch stream: a batch exceeds the limit of {max_size} bytes")
+                else:
+                    yield item
+    if state != "ended":
+        raise ProtocolError("malformed batch stream: it stops before its end mark")
+
+
+def _drain(u: Any) -> list[tuple[Any, int]]:
+    """The whole objects fed so far, each with the stream offset where it ends."""
+    out: list[tuple[Any, int]] = []
+    while True:
+        try:
+            item = u.unpack()
+        except msgpack.OutOfData:
+            return out
+        out.append((item, u.tell()))
