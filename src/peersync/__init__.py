@@ -8,7 +8,7 @@
 """
 
 from ._adapters.sqlite.peer import RepairReport
-from ._api import Database, conflicts, connect, deprovision, provision, status
+from ._api import Database, clone, conflicts, connect, deprovision, provision, status
 from ._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
@@ -70,6 +70,7 @@ __all__ = [
     "TransportError",
     "Version",
     "__version__",
+    "clone",
     "conflicts",
     "connect",
     "deprovision",

@@ -19,6 +19,8 @@ import peersync
 from peersync._adapters.sqlite.peer import MAX_TIMEOUT
 from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
 
+from .clone import clone
+
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
 
@@ -154,6 +156,9 @@ def _print_repair(r: peersync.RepairReport, db: str) -> None:
             " --restamp'",
             err=True,
         )
+
+
+cli.command()(timeout_option(handle_errors(clone)))
 
 
 @cli.command()
