@@ -3,6 +3,7 @@ time (wall and CPU) and memory as JSON, so that peak memory is that of this oper
 
     python bench/_child.py KIND WORKDIR sync SRC DST
     python bench/_child.py KIND WORKDIR copy SRC DST
+    python bench/_child.py KIND WORKDIR clone SRC DST
 
 Memory: ``rss_before`` is the resident size just before the operation (the
 interpreter, peersync and open connections); ``peak`` the high-water mark
@@ -64,6 +65,13 @@ def main(argv: list[str]) -> None:
         reset = _reset_peak()
         t0, c0 = time.perf_counter(), time.process_time()
         rows = kind.copy_rows(src, dst)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        nbytes = batches = 0
+    elif op == "clone":
+        before = _status_kib("VmRSS")
+        reset = _reset_peak()
+        t0, c0 = time.perf_counter(), time.process_time()
+        rows = peersync.clone(src, dst, SCOPE).tracked_rows
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         nbytes = batches = 0
     else:

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgpack
 from _bench import Bench
+from _clone_figure import fig_clone
 from _common import COLUMNS, SCOPE, TABLE, Figure, changed_values, generate, median, timed
 
 import peersync
@@ -548,6 +549,7 @@ FIGURES: dict[str, Callable[[Bench], list[Figure]]] = {
     "single-writes": fig_single_writes,
     "knowledge": fig_knowledge,
     "loop": fig_loop,
+    "clone": fig_clone,
 }
 
 

@@ -7,7 +7,7 @@
 ...     result = peersync.sync(a, b, "shop")
 """
 
-from ._api import conflicts, connect, deprovision, provision, status
+from ._api import clone, conflicts, connect, deprovision, provision, status
 from ._engine.database import Database
 from ._engine.errors import (
     ConfigurationError,
@@ -70,6 +70,7 @@ __all__ = [
     "TransportError",
     "Version",
     "__version__",
+    "clone",
     "conflicts",
     "connect",
     "deprovision",

@@ -6,7 +6,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ._adapters.sqlite import sqlite_path
+from ._adapters.sqlite.clone import clone_replica
 from ._engine.database import Database
+from ._engine.errors import InvalidURL
 from ._engine.model import Conflict, Status
 from ._engine.registry import open_url
 
@@ -47,3 +50,19 @@ def status(url: str, scope: str | None = None) -> list[Status]:
 def conflicts(url: str, scope: str | None = None) -> list[Conflict]:
     with connect(url) as db:
         return db.conflicts(scope)
+
+
+def clone(src: str | os.PathLike[str], dst: str | os.PathLike[str], scope: str, *, timeout: float = 5.0) -> Status:
+    """Make ``dst``, a new database, from a consistent snapshot of ``src``'s
+    replica of ``scope``: a new replica that knows what ``src`` knew, so the
+    first sync between them sends nothing. Other scopes of ``src`` are not
+    carried as replicas; ``dst`` must not exist. Returns the new replica's
+    status. See :func:`peersync._adapters.sqlite.clone.clone_replica` for what
+    is raised; on any error no ``dst`` is left behind.
+
+    >>> peersync.clone("server1.db", "server2.db", "shop").replica_id  # doctest: +SKIP
+    """
+    for url in (src, dst):
+        if not isinstance(url, (str, os.PathLike)):
+            raise InvalidURL(f"not a database path or URL: {url!r}")
+    return clone_replica(sqlite_path(os.fspath(src)), sqlite_path(os.fspath(dst)), scope, timeout=timeout)
