@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import peersync
 from _common import SCOPE, TABLE, Sizes, changed_values, generate
 from _kinds import PeerKind
-
-import peersync
 
 CHILD = Path(__file__).with_name("_child.py")
 

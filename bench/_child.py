@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+import peersync
 from _common import SCOPE
 from _kinds import make_kind
-
-import peersync
 
 
 def _status_kib(field: str) -> int | None:

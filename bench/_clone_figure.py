@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import peersync
 from _bench import Bench
 from _common import SCOPE, Figure, timed
-
-import peersync
 
 
 def fig_clone(b: Bench) -> list[Figure]:

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+
+import peersync
 from _bench import Bench
 from _clone_figure import fig_clone
 from _common import COLUMNS, SCOPE, TABLE, Figure, changed_values, generate, median, timed
-
-import peersync
 
 MIB = 1024 * 1024
 

@@ -18,9 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from _common import COLUMNS, SCHEMA, SCOPE, TABLE, Row
-
 import peersync
+from _common import COLUMNS, SCHEMA, SCOPE, TABLE, Row
 
 
 class PeerKind(Protocol):

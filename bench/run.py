@@ -31,14 +31,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import msgpack
-from _bench import Bench
-from _common import Figure, Sizes
-from _figures import FIGURES, run_figures
-from _kinds import KINDS, make_kind
 from rich.console import Console
 from rich.table import Table
 
 import peersync
+from _bench import Bench
+from _common import Figure, Sizes
+from _figures import FIGURES, run_figures
+from _kinds import KINDS, make_kind
 
 
 def machine() -> dict[str, Any]:
