@@ -75,3 +75,8 @@ def full_rounds(paths: list[Path], n: int = 2, **kw: Any) -> int:
                 r = sync(paths[i], paths[j], **kw)
                 sent += r.sent_a_to_b + r.sent_b_to_a
     return sent
+
+
+def connect_all(*paths: Path) -> list[peersync.Database]:
+    """One open :class:`peersync.Database` per file, in order (the caller closes them)."""
+    return [peersync.connect(p) for p in paths]

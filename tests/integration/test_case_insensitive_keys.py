@@ -1,8 +1,9 @@
-"""Primary keys declared ``COLLATE NOCASE``: 'urgent' and 'URGENT' are one row.
+"""Keys and columns declared ``COLLATE NOCASE``: 'urgent' and 'URGENT' are one key.
 
 The tracking table compares keys with the same collation as the user's key, so a key
 written in two letter cases on two peers is one row with an insert/insert conflict,
-resolved the same way everywhere, and a change of letter case is a change like any other.
+resolved the same way everywhere. A change of letter case alone, in a key or in any other
+column, is a change like any other.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import peersync
 
-from ..helpers import rows, write
+from ..helpers import connect_all, rows, write
 
 TAG = "CREATE TABLE tag (name TEXT PRIMARY KEY COLLATE NOCASE, color TEXT)"
 
@@ -84,3 +85,24 @@ def test_nocase_composite_key_keeps_one_tracking_row(make_db: Callable[..., Path
     for p in (a, b):
         with peersync.connect(p) as db:
             assert db.status("s")[0].tracked_rows == 1
+
+
+def test_case_only_edit_of_nocase_column_syncs(make_db: Callable[..., Path]) -> None:
+    """A change of letter case alone in a ``COLLATE NOCASE`` column (not a key) is a change:
+    the update trigger compares old and new values byte for byte, not with the column's
+    collation (under which 'bob@x.org' IS 'Bob@X.org', so the edit was never tracked nor
+    sent, and the peers diverged for good; an RTRIM column's trailing spaces likewise)."""
+    schema = "CREATE TABLE u (id INTEGER PRIMARY KEY, email TEXT COLLATE NOCASE);"
+    pa, pb = make_db("a", schema), make_db("b", schema)
+    a, b = connect_all(pa, pb)
+    try:
+        for d in (a, b):
+            d.provision("s", ["u"])
+        write(pa, "INSERT INTO u VALUES (1, 'bob@x.org')")
+        peersync.sync(a, b, "s")
+        write(pa, "UPDATE u SET email = 'Bob@X.org' WHERE id = 1")
+        peersync.sync(a, b, "s")
+        assert rows(pb, "u") == rows(pa, "u") == [(1, "Bob@X.org")]
+    finally:
+        a.close()
+        b.close()

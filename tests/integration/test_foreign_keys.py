@@ -15,7 +15,7 @@ import pytest
 
 import peersync
 
-from ..helpers import rows, write
+from ..helpers import connect_all, rows, write
 
 MakeDb = Callable[..., Path]
 
@@ -460,3 +460,37 @@ def test_a_parent_deleted_where_its_children_stay_orphans_is_not_held_back_forev
     finally:
         da.close()
         dbb.close()
+
+
+def test_parent_delete_does_not_cascade_onto_a_moved_child_when_the_fk_names_the_key_in_another_case(
+    make_db: MakeDb,
+) -> None:
+    """As test_parent_delete_does_not_cascade_onto_a_child_that_moved_away, with
+    ``REFERENCES folder(ID)`` naming the key ``id`` in another letter case. The apply, which
+    holds back a parent's delete while children the source knew still reference it, compares
+    column names without letter case as SQLite does; so the folder's delete does not cascade
+    onto the document that moved away, and the document survives everywhere."""
+    schema = (
+        "CREATE TABLE folder (id INTEGER PRIMARY KEY, name TEXT);"
+        "CREATE TABLE doc (id INTEGER PRIMARY KEY,"
+        " folder_id INTEGER NOT NULL REFERENCES folder(ID) ON DELETE CASCADE, title TEXT);"
+    )
+    pa, pb = make_db("a", schema), make_db("b", schema)
+    a, b = connect_all(pa, pb)
+    try:
+        for d in (a, b):
+            d.provision("s", ["folder", "doc"])
+        write(pa, "INSERT INTO folder VALUES (1, 'old'), (2, 'new')", "INSERT INTO doc VALUES (10, 1, 'report')")
+        peersync.sync(a, b, "s")
+        write(
+            pa,
+            "UPDATE doc SET folder_id = 2 WHERE id = 10",
+            "DELETE FROM folder WHERE id = 1",
+            "UPDATE doc SET title = 'report v2' WHERE id = 10",
+        )
+        for _ in range(2):
+            peersync.sync(a, b, "s", batch_size=1)
+        assert rows(pa, "doc") == rows(pb, "doc") == [(10, 2, "report v2")]
+    finally:
+        a.close()
+        b.close()

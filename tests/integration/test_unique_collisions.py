@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import peersync
 
-from ..helpers import rows, write
+from ..helpers import connect_all, rows, write
 
 USERS = "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE)"
 
@@ -109,3 +111,34 @@ def test_built_in_policies_leave_a_collision_pending(make_db: Callable[..., Path
         assert sync(a, b, policy=policy).errors == 2
     assert rows(a, "users") == [("u1", "x@example.org")]
     assert rows(b, "users") == [("u2", "x@example.org")]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="limit (README): two rows swapping UNIQUE values in one transaction cannot be applied row by row",
+)
+def test_rows_swapping_unique_values_converge(make_db: Callable[..., Path]) -> None:
+    """Two rows swap a UNIQUE column's values at the source, through a temporary value (a
+    consistent state at every commit); the peers must converge. Known limit (README):
+    applied one row at a time, each write collides with the other row, so both stay
+    pending errors, logged once each, until one of them changes."""
+    schema = "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE);"
+    pa, pb = make_db("a", schema), make_db("b", schema)
+    a, b = connect_all(pa, pb)
+    try:
+        for d in (a, b):
+            d.provision("s", ["t"])
+        write(pa, "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+        peersync.sync(a, b, "s")
+        write(
+            pa,
+            "UPDATE t SET name = 'tmp' WHERE id = 1",
+            "UPDATE t SET name = 'a' WHERE id = 2",
+            "UPDATE t SET name = 'b' WHERE id = 1",
+        )
+        for _ in range(3):
+            peersync.sync(a, b, "s")
+        assert rows(pb, "t") == rows(pa, "t") == [(1, "b"), (2, "a")]
+    finally:
+        a.close()
+        b.close()

@@ -1,9 +1,12 @@
-"""Applying a row touches only the columns whose values change (issue 6, item 7).
+"""Users' own triggers at a peer: what they change is tracked, and applying a row does not
+set them off for nothing.
 
-A user's trigger ``AFTER UPDATE OF body ... SET updated_at = now`` fires on every peer
-that applies a change of ``body``; the ``updated_at`` it writes is a local change that
-travels back. If applying that change set ``body`` again (unchanged), the trigger would
-fire again there, and two peers would send the row back and forth for ever.
+Applying a row touches only the columns whose values change (issue 6, item 7). A user's
+trigger ``AFTER UPDATE OF body ... SET updated_at = now`` fires on every peer that applies a
+change of ``body``; the ``updated_at`` it writes is a local change that travels back. If
+applying that change set ``body`` again (unchanged), the trigger would fire again there,
+and two peers would send the row back and forth for ever. And a trigger's side effect on
+another row of the batch being applied is a local change like any other.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import peersync
 
-from ..helpers import rows, write
+from ..helpers import connect_all, rows, write
 
 NOTE = """
 CREATE TABLE note (id INTEGER PRIMARY KEY, body TEXT, updated_at INTEGER);
@@ -88,3 +93,42 @@ def test_an_update_sets_only_the_changed_columns(make_db: Callable[..., Path]) -
     sync(a, b)
     assert rows(b, "seen") == [("tag", 0)]
     assert rows(b, "note") == [(1, "x", "blue")]
+
+
+@pytest.mark.parametrize(
+    "batch_size",
+    [
+        pytest.param(1, id="row-per-batch"),
+        pytest.param(100, id="one-batch"),
+    ],
+)
+def test_destination_trigger_changing_a_row_of_the_same_batch_is_tracked(
+    make_db: Callable[..., Path], batch_size: int
+) -> None:
+    """A trigger that only B has, fired by applying row 2, updates row 1 of the same batch.
+    While a batch applies, the triggers skip the rows it stamps, so the apply compares
+    afterwards what it wrote with what is there: the trigger's change is a local change at
+    B, sent on like any other, and the three peers converge, with one row per batch or both
+    rows in one. Untracked, B's row 1 kept A's version with other content: one version, two
+    contents, for good."""
+    plain = "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT);"
+    trig = plain + (
+        "CREATE TRIGGER touch AFTER INSERT ON item WHEN NEW.id = 2 BEGIN"
+        " UPDATE item SET name = 'touched' WHERE id = 1; END;"
+    )
+    pa, pb, pc = make_db("a", plain), make_db("b", trig), make_db("c", plain)
+    dbs = connect_all(pa, pb, pc)
+    a, b, c = dbs
+    try:
+        for d in dbs:
+            d.provision("s", ["item"])
+        write(pa, "INSERT INTO item VALUES (1, 'one'), (2, 'two')")
+        peersync.sync(a, b, "s", batch_size=batch_size)
+        for _ in range(2):
+            peersync.sync(b, c, "s")
+            peersync.sync(c, a, "s")
+            peersync.sync(a, b, "s")
+        assert rows(pa, "item") == rows(pb, "item") == rows(pc, "item")
+    finally:
+        for d in dbs:
+            d.close()
