@@ -109,6 +109,8 @@ def _settled(b: Bench, n: int) -> tuple[peersync.Database, peersync.Database, fl
 
 
 def fig_incremental(b: Bench) -> list[Figure]:
+    """Figures 2 and 2b: a session's cost follows the changes, not the table's size
+    (docs/design.md, "Promises": cost follows changes)."""
     s = b.sizes
     reps = 15  # cheap, and a session's few commits are at the mercy of the disk
     medians, settles, plain = {}, {}, {}
@@ -162,6 +164,8 @@ def fig_incremental(b: Bench) -> list[Figure]:
 
 
 def fig_no_change(b: Bench) -> list[Figure]:
+    """Figure 3: a session with nothing to send costs milliseconds whatever the table's
+    size (docs/design.md, "Promises": cost follows changes)."""
     n = b.sizes.rows
     a, d, _ = _settled(b, n)
     peersync.sync(a, d, SCOPE)
@@ -460,6 +464,8 @@ def fig_knowledge(b: Bench) -> list[Figure]:
 
 
 def fig_loop(b: Bench) -> list[Figure]:
+    """Figure 10: changes made on P1 go round P1 -> P2 -> P3 -> P1 and none comes back
+    to P1 (docs/design.md, "Promises": no redundancy)."""
     s, kind = b.sizes, b.kind
     n = s.loop_changes
     p1 = kind.create("loop_1", generate(n))

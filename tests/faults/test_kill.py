@@ -1,4 +1,4 @@
-"""kill -9 of a ``peersync`` subprocess at random points (SEMANTICS.md promise 5).
+"""kill -9 of a ``peersync`` subprocess at random points (docs/design.md, "Promises": atomic, resumable sessions).
 
 Each run copies three prepared peers (A, B, C with diverged histories: inserts,
 updates, deletes, cascades, conflicts, a partial session from C), starts

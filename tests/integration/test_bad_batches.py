@@ -1,6 +1,7 @@
 """Bad input changes nothing: a batch that is malformed, forged or inconsistent with the
 source's own knowledge is refused with ProtocolError before anything is written, and the
-destination's data and knowledge stay as they were."""
+destination's data and knowledge stay as they were (docs/design.md, "Promises": bad input
+changes nothing; "The session", step 3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Conflict resolution is deterministic: under last writer wins every replica reaches the
-same winner, whatever the order in which sessions bring it the competing versions."""
+same winner, whatever the order in which sessions bring it the competing versions (docs/design.md, "Conflicts")."""
 
 from __future__ import annotations
 

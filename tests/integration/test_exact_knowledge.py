@@ -1,4 +1,4 @@
-"""Knowledge claims only what the rows hold or beat (SEMANTICS.md, session points 7 and 8).
+"""Knowledge claims only what the rows hold or beat (docs/design.md, "Knowledge").
 
 Each test is a short history among three peers that diverged for good, with every later
 sync sending nothing, before the rule it is named for held.

@@ -1,7 +1,7 @@
 """Sessions that do not end in one go: rows applied in a session whose completion never
 arrived, outcomes written there, and retry passes that meet a concurrent session. What
 such a session committed is exact, and it never raises a conflict that a completed one
-would not."""
+would not (docs/design.md, "Made-with knowledge"; "The session", steps 5 to 8)."""
 
 from __future__ import annotations
 

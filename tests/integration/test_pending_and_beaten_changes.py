@@ -1,6 +1,7 @@
-"""Adversarial histories against exact knowledge and pending changes (SEMANTICS.md, session
-points 7 and 8): short, deterministic histories among three to five peers, each checking
-convergence, no lost update under last-writer-wins and a quiet round that sends nothing.
+"""Adversarial histories against exact knowledge and pending changes (docs/design.md,
+"Knowledge": the two rules that keep it exact): short, deterministic histories among three
+to five peers, each checking convergence, no lost update under last-writer-wins and a quiet
+round that sends nothing.
 
 Writers are foreign (plain ``sqlite3``) with their clocks set explicitly, so which of two
 concurrent writes is later never depends on timing.

@@ -1,4 +1,4 @@
-"""One test per promise of SEMANTICS.md that applies to SQLite, on real files
+"""One test per promise of docs/design.md ("Promises") that applies to SQLite, on real files
 through the public API only.
 
 Writes are made by foreign writers (plain ``sqlite3``). Where a test needs to
@@ -407,8 +407,8 @@ def test_same_winner_whatever_the_order(make_db: Callable[..., Path], tmp_path: 
     With agreeing clocks C's edit is the latest write and must win. With B's clock behind
     A's and C's far behind (so A's edit is the latest by the clocks, then B's, then C's,
     although C's was made after seeing A's), which write wins is up to last-writer-wins,
-    but it must be the same one in every order and on every replica (SEMANTICS.md,
-    "Resolution must be deterministic")."""
+    but it must be the same one in every order and on every replica (docs/design.md,
+    "Conflicts": last writer wins)."""
     paths = _three_way_edits(make_db, tmp_path, skew)
     finals = {name: _replay(paths, tmp_path / name, order) for name, order in ORDERS.items()}
     for name, final in finals.items():
@@ -574,8 +574,8 @@ def test_merge_callback_row_reaches_every_replica(make_peers: MakePeers) -> None
 
 def test_merged_row_that_fails_a_constraint_is_an_error_not_an_abort(make_peers: MakePeers) -> None:
     """A merged row is applied like any other: a constraint it breaks is logged as an
-    error and the rest of the session goes on (SEMANTICS.md: errors in one row never
-    abort the whole session)."""
+    error and the rest of the session goes on (docs/design.md, "Conflicts": an
+    error never aborts a session)."""
     checked = SCHEMA.replace("qty INTEGER", "qty INTEGER CHECK (qty < 100)")
     a, b = make_peers("a", "b", schema=checked)
     insert_items(a, items(3))

@@ -1,6 +1,7 @@
 """Rows removed by ``REPLACE`` through a UNIQUE index (``INSERT OR REPLACE``, ``UNIQUE ON
 CONFLICT REPLACE``): SQLite fires no delete trigger for them, yet every such eviction is a
-tracked delete that syncs like any other, whether a local write or an applied row caused it."""
+tracked delete that syncs like any other, whether a local write or an applied row caused
+it (docs/design.md, "Promises": foreign writers count)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Knowledge claims only what the rows hold or beat, and a change kept out of it comes again
-(SEMANTICS.md, the session, rules 7 and 8; issue 6, items 1 and 2).
+(docs/design.md, "Knowledge": the two rules that keep it exact; issue 6, items 1 and 2).
 
 Each test is one short history of the model (``_model``) among three replicas A, B, C
 syncing in pairs, replayed exactly: the model then checks that after quiet full rounds

@@ -1,4 +1,5 @@
-"""A randomized multi-replica model of peersync (SEMANTICS.md promises 1 to 5).
+"""A randomized multi-replica model of peersync (docs/design.md, "Promises":
+convergence, no lost update, no redundancy, no resurrection, resumable sessions).
 
 Five replicas in a ring or a star, or 3 to 5 replicas syncing in random pairs, of one
 scope over three small tables (``_model`` describes them). Foreign writers (plain
