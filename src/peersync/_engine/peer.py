@@ -8,7 +8,7 @@ Every argument and result is plain data with a strict codec in
 :class:`~peersync.SyncError` subclasses, each with a stable ``code`` that a
 remote side turns back into the same class.
 
-The tick contract (docs/design.md, "Ticks"): a peer stamps each local change
+The tick contract (docs/design.md, "The tick contract"): a peer stamps each local change
 with a tick from one counter per database. A tick a peer reports as its
 snapshot bound (``ReplicaInfo.tick``), and every ``last`` tick of a batch, is
 a tick *at or below which every change is committed and visible*: nothing

@@ -3,7 +3,7 @@
 It talks to peers only through :class:`~peersync._peer.Peer`, so SQLite,
 server databases and remote HTTP peers all sync through this one loop.
 
-One one-way session (SEMANTICS.md, "The session"):
+One one-way session (docs/design.md, "The session"):
 
 1. read both peers' knowledge (the destination's is ``known``);
 2. ask the source for batches of what ``known`` lacks, from the tick up to

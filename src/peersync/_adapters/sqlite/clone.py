@@ -6,7 +6,7 @@ replica starts knowing what its source knew at the snapshot, so the first
 session between them sends nothing either way, and with any other peer it
 exchanges only what its source would have.
 
-How the copy becomes a replica (the model: docs and ``SEMANTICS.md``):
+How the copy becomes a replica (the model: docs/design.md, "The model"):
 
 - The snapshot is one read transaction on the source, so it holds every tick
   up to its newest one (its clock) and nothing after. Every row it holds was
