@@ -123,7 +123,9 @@ class Conn:
                     f"cannot reach MySQL server at {target.host}:{target.port}: {exc.args[-1]}"
                 ) from exc
             if code == ER_BAD_DB_ERROR:
-                raise InvalidURL(f"no such database {target.database!r} on {target.host}:{target.port}") from exc
+                raise InvalidURL(
+                    f"no such database {target.database!r} on the MySQL server at {target.host}:{target.port}"
+                ) from exc
             raise StorageError(f"cannot open {target.url}: {exc.args[-1]}") from exc
         except pymysql.err.MySQLError as exc:
             raise StorageError(f"cannot open {target.url}: {exc}") from exc
