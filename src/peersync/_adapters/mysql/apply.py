@@ -1,0 +1,497 @@
+"""Applying one batch to a MariaDB database, in one transaction.
+
+The batch is decoded and validated whole first (``decode_batch``: a bad
+batch raises :class:`~peersync.ProtocolError` before anything is written).
+Then, per table, the user rows and tracking rows of the batch's keys are
+locked (``SELECT ... FOR UPDATE``, user rows first, the order writers'
+triggers take them) and read in one statement per chunk, so a local write
+that committed before is seen and one that comes later waits: a race becomes
+a conflict, never an overwrite. Triage runs on the pure rules
+(``_engine/rules.py``) over that state; writes are bulk statements (a
+multi-row ``INSERT`` for new rows, ``UPDATE`` by key for existing ones;
+never ``ON DUPLICATE KEY UPDATE``, which would fire on another UNIQUE index
+and overwrite a different row), and a failing bulk statement is replayed row
+by row under savepoints so one bad row becomes an ``error`` conflict and the
+rest applies. Parents are written before children, deletes children first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import pymysql
+
+from peersync._adapters.sql.meta import dumps
+from peersync._engine.errors import DatabaseLocked, ProtocolError
+from peersync._engine.knowledge import Knowledge, Version
+from peersync._engine.model import (
+    ApplyReport,
+    Change,
+    Conflict,
+    ConflictHandler,
+    ConflictType,
+    Outcome,
+    Policy,
+    Resolution,
+    Value,
+)
+from peersync._engine.rules import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
+from peersync._engine.schema import dependency_order
+from peersync._engine.wire import decode_batch
+
+from . import schema as S
+from .conn import q
+from .schema import APPLYING, PREFIX, Scope, Tracked
+from .values import Unfit, converters
+
+if TYPE_CHECKING:
+    from .peer import MySQLPeer
+
+_CHUNK = 500
+_RETRIES = 3
+# Rows whose incoming version the destination now holds or beats ("superseded":
+# a later change of the same key in this batch was applied over it).
+_LEARNED = ("apply", "learn", "write", "restamp", "merge", "superseded")
+
+
+@dataclass
+class _Row:
+    """One incoming change and what the apply decided for it."""
+
+    change: Change
+    extra: int  # index into the batch's extras (0: none)
+    key: tuple[Value, ...]
+    local: LocalState | None = None
+    local_mw: int | None = None
+    exists: bool = False  # the user row exists here
+    action: str = "apply"  # apply, skip, learn, defer, write, restamp, merge, failed
+    row: dict[str, Value] | None = None  # what to write for write/merge
+    time: int = 0  # change time for a rewrite
+    conflict: Conflict | None = None
+
+
+def _same(a: dict[str, Value] | None, b: dict[str, Value] | None) -> bool:
+    return a is not None and b is not None and all(type(a[c]) is type(b[c]) and a[c] == b[c] for c in a)
+
+
+class Apply:
+    """One batch applied to ``peer`` (retried whole on a deadlock)."""
+
+    def __init__(self, peer: MySQLPeer, sc: Scope, data: bytes, handler: ConflictHandler) -> None:
+        self.peer, self.conn, self.meta, self.sc = peer, peer.conn, peer.meta, sc
+        self.batch = decode_batch(data, sc.schemas)
+        self.handler = handler
+        b = self.batch
+        if b.last >= b.first and not b.made_with.contains_knowledge(
+            Knowledge.from_ranges({b.source: [(b.first, b.last)]})
+        ):
+            raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
+
+    def run(self) -> ApplyReport:
+        for attempt in range(_RETRIES):
+            try:
+                with self.conn.errors(), self.conn.txn():
+                    self.conn.execute(f"SET {APPLYING} = 1")
+                    try:
+                        return self._run()
+                    finally:
+                        self.conn.execute(f"SET {APPLYING} = NULL")
+            except DatabaseLocked:
+                self.meta.forget_cache()
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run(self) -> ApplyReport:
+        b, sc, conn = self.batch, self.sc, self.conn
+        self.report = ApplyReport(last=b.last, final=b.final, made_with=b.made_with)
+        self.meta.load_replicas()
+        # One apply at a time per scope: the scope row is the knowledge they both update.
+        (blob,) = conn.execute(
+            f"SELECT knowledge FROM {PREFIX}scopes WHERE name = %s FOR UPDATE", (sc.name,)
+        ).fetchone()
+        stored = Knowledge.from_bytes(bytes(blob))
+        self.top = S.sealed(conn)
+        self.known = stored.add_range(sc.rid, 1, self.top)
+        self.excluded: list[tuple[Tracked, tuple[Value, ...], Version, int]] = []
+        self.conflicts: list[Conflict] = []
+        self.mw = self.meta.partial_id(sc.name, b.made_with)
+        self.extra_ids = [self.meta.partial_id(sc.name, b.made_with | x) for x in b.extras]
+        self.records = dict(self.meta.partials(sc.name))
+        learned = Knowledge.empty()
+        if b.last >= b.first:
+            learned = learned.add_range(b.source, b.first, b.last)
+        order = dependency_order([t for t in sc.tables if b.changes.get(t.name)])
+        plans: list[tuple[Tracked, list[_Row]]] = []
+        for t in order:
+            rows = self._triage(t, b.changes[t.name], b.extra_of.get(t.name))
+            plans.append((t, rows))
+        for t, rows in plans:
+            self._upserts(t, rows)
+        for t, rows in reversed(plans):
+            self._deletes(t, rows)
+        versions: list[Version] = []
+        for t, rows in plans:
+            self._rewrites(t, rows)
+            versions.extend(r.change[2] for r in rows if r.action in _LEARNED)
+            self._release_pending(t, rows)
+        learned = learned.union(Knowledge.from_versions(versions))
+        excluded = self._keep_pending()
+        new = self.meta.save_knowledge(sc, stored.union(learned.exclude(excluded)))
+        if self.conflicts:
+            self.meta.insert_conflicts(self.conflicts)
+        self.report.excluded = excluded
+        self.report.knowledge = new.add_range(sc.rid, 1, S.sealed(conn))
+        return self.report
+
+    # -- triage -------------------------------------------------------------------------
+    def _lock(
+        self, t: Tracked, keys: Sequence[tuple[Value, ...]]
+    ) -> tuple[set[tuple[Any, ...]], dict[tuple[Any, ...], Any]]:
+        """Lock and read the user rows' keys and the tracking rows of ``keys``."""
+        nk = len(t.schema.key)
+        tup = "(" + ", ".join(["%s"] * nk) + ")"
+        ucols = ", ".join(q(k) for k in t.schema.key)
+        exists: set[tuple[Any, ...]] = set()
+        tracking: dict[tuple[Any, ...], Any] = {}
+        for i in range(0, len(keys), _CHUNK):
+            chunk = keys[i : i + _CHUNK]
+            flat = [v for k in chunk for v in k]
+            cond = f"({ucols}) IN ({', '.join([tup] * len(chunk))})"
+            for r in self.conn.execute(f"SELECT {ucols} FROM {q(t.name)} WHERE {cond} FOR UPDATE", flat).fetchall():
+                exists.add(tuple(r))
+            kc = ", ".join(f"t.{k}" for k in t.kcols)
+            tcond = f"({kc}) IN ({', '.join([tup] * len(chunk))})"
+            for r in self.conn.execute(
+                f"SELECT {kc}, t.lt, t.urep, t.utick, t.crep, t.ctick, t.cid, t.ctime, t.del, t.scope, t.mw,"
+                f" l.seq, lc.seq FROM {q(t.tracking)} AS t LEFT JOIN {S.LOG} AS l ON l.id = t.lt"
+                f" LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid WHERE {tcond} FOR UPDATE",
+                flat,
+            ).fetchall():
+                tracking[tuple(r[:nk])] = r[nk:]
+        return exists, tracking
+
+    def _state(self, r: Any) -> tuple[LocalState, int | None]:
+        sc, rep = self.sc, self.meta.rep_rid
+        _lt, urep, utick, crep, ctick, _cid, ctime, deleted, scope, mw, seq, cseq = r
+        # A local change not sealed yet is newer than every sealed tick.
+        own_tick = int(seq) if seq is not None else self.top + 1
+        if scope == sc.idx and utick is not None:
+            version: Version = (rep.get(urep, sc.rid) if urep else sc.rid, int(utick))
+        else:
+            version = (sc.rid, own_tick)
+        if ctick is not None:
+            creation: Version = (rep.get(crep, sc.rid) if crep else sc.rid, int(ctick))
+        elif cseq is not None:
+            creation = (sc.rid, int(cseq))
+        else:
+            creation = version
+        return LocalState(version, creation, bool(deleted), int(ctime)), (int(mw) if mw is not None else None)
+
+    def _triage(self, t: Tracked, changes: list[Change], extras: list[int] | None) -> list[_Row]:
+        b, sc = self.batch, self.sc
+        s = t.schema
+        rows = [
+            _Row(c, extras[i] if extras else 0, c[5] if c[1] else tuple(c[5][p] for p in s.key_positions))
+            for i, c in enumerate(changes)
+        ]
+        # The same key twice in one batch: the later change wins (tick order).
+        exists, tracking = self._lock(t, list(dict.fromkeys(r.key for r in rows)))
+        for r in rows:
+            self.report.received += 1
+            version = r.change[2]
+            if version[0] == sc.rid and not self.known.contains(*version):
+                raise ProtocolError("batch carries a version of this replica that it never made")
+            st = tracking.get(r.key)
+            r.exists = r.key in exists
+            if st is not None:
+                r.local, r.local_mw = self._state(st)
+            made_with = b.made_with | b.extras[r.extra - 1] if r.extra else b.made_with
+            action = triage(version, r.local, made_with, self.known)
+            if action is Action.CONFLICT and r.local_mw is not None:
+                record = self.records.get(r.local_mw)
+                if record is not None and record.contains(*version):
+                    action = Action.SKIP_KNOWN
+            if action is Action.SKIP_KNOWN:
+                r.action = "skip"
+                self.report.skipped_known += 1
+            elif action is Action.CONFLICT:
+                self._conflict(t, r, made_with)
+        return rows
+
+    def _conflict(self, t: Tracked, r: _Row, made_with: Knowledge) -> None:
+        s = self.sc
+        assert r.local is not None
+        lt, deleted, version, creation, ctime, values = r.change
+        remote_row = None if deleted else dict(zip(t.schema.columns, values, strict=True))
+        kind = classify(r.local, deleted, creation, made_with, self.known)
+        local_row = self._local_row(t, r.key) if not r.local.deleted else None
+        if (r.local.deleted and deleted) or (not r.local.deleted and _same(local_row, remote_row)):
+            wins = remote_wins_by_time(r.local.time, r.local.version, ctime, version)
+            r.action = "apply" if wins else "learn"
+            if r.local.deleted:
+                self.report.conflicts += 1
+                outcome = Outcome.SOURCE if wins else Outcome.DESTINATION
+                self.conflicts.append(
+                    Conflict(s.name, t.name, r.key, kind, None, None, r.local.version, version, r.local.time, ctime,
+                             Policy.LAST_WRITER_WINS.value, outcome, "both sides deleted the row")
+                )  # fmt: skip
+            return
+        conflict = Conflict(s.name, t.name, r.key, kind, local_row, remote_row, r.local.version, version,
+                            r.local.time, ctime, policy_name(self.handler))  # fmt: skip
+        try:
+            res = resolve(self.handler, conflict)
+        except Exception as exc:  # a failing user callback must not abort the session
+            res = Resolution(Outcome.DEFER)
+            conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+        self.report.conflicts += 1
+        lww = self.handler is Policy.LAST_WRITER_WINS
+        both = max(r.local.time, ctime)
+        r.conflict = conflict
+        if res.outcome is Outcome.SOURCE:
+            r.action = "apply" if lww else "write"
+            r.row, r.time = remote_row, both
+        elif res.outcome is Outcome.DESTINATION:
+            r.action = "learn" if lww else "restamp"
+            r.time = both
+        elif res.outcome is Outcome.MERGE:
+            assert res.row is not None
+            merged = {**(local_row or {}), **(remote_row or {}), **res.row}
+            if set(merged) != set(t.schema.columns) or any(
+                merged[k] != v for k, v in zip(t.schema.key, r.key, strict=True)
+            ):
+                res = Resolution(Outcome.DEFER)
+                conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
+            else:
+                r.action, r.row, r.time = "merge", merged, both + 1
+        if res.outcome is Outcome.DEFER:
+            r.action = "defer"
+            self.report.deferred += 1
+            self.excluded.append((t, r.key, version, lt))
+        self.conflicts.append(replace(conflict, outcome=res.outcome))
+
+    def _local_row(self, t: Tracked, key: tuple[Value, ...]) -> dict[str, Value] | None:
+        to, fr = converters(t.specs)
+        try:
+            params = [f(v) for f, v in zip([fr[p] for p in t.schema.key_positions], key, strict=True)]
+        except Unfit:
+            return None
+        row = self.conn.execute(t.select_row_sql, params).fetchone()
+        if row is None:
+            return None
+        return {c: f(v) for c, f, v in zip(t.schema.columns, to, row, strict=True)}
+
+    # -- writes ---------------------------------------------------------------------------
+    def _params(self, t: Tracked, values: Sequence[Value]) -> list[Any]:
+        _, fr = converters(t.specs)
+        out = []
+        for c, f, v in zip(t.schema.columns, fr, values, strict=True):
+            try:
+                out.append(f(v))
+            except Unfit as exc:
+                raise Unfit(f"column {c}: {exc}") from None
+        return out
+
+    def _upserts(self, t: Tracked, rows: list[_Row]) -> None:
+        live = [r for r in rows if r.action == "apply" and not r.change[1]]
+        # The last change of a key in the batch is the one that counts.
+        last: dict[tuple[Value, ...], _Row] = {}
+        for r in live:
+            if r.key in last:
+                last[r.key].action = "superseded"
+            last[r.key] = r
+        inserts: list[tuple[_Row, list[Any]]] = []
+        updates: list[tuple[_Row, list[Any]]] = []
+        for r in last.values():
+            try:
+                params = self._params(t, r.change[5])
+            except Unfit as exc:
+                self._fail(t, r, str(exc))
+                continue
+            (updates if r.exists else inserts).append((r, params))
+        self._bulk(t, t.insert_sql, inserts, lambda p: p)
+        if t.update_sql:
+            kp = t.schema.key_positions
+            others = [i for i in range(len(t.schema.columns)) if i not in kp]
+            self._bulk(t, t.update_sql, updates, lambda p: [p[i] for i in others] + [p[i] for i in kp])
+        self._stamp(t, [r for r in last.values() if r.action == "apply"])
+
+    def _deletes(self, t: Tracked, rows: list[_Row]) -> None:
+        dead = [r for r in rows if r.action == "apply" and r.change[1]]
+        todo = []
+        for r in dead:
+            try:
+                kp = self._params(t, [r.key[t.schema.key_positions.index(i)] if i in t.schema.key_positions else None
+                                      for i in range(len(t.schema.columns))])  # fmt: skip
+            except Unfit as exc:
+                self._fail(t, r, str(exc))
+                continue
+            todo.append((r, [kp[i] for i in t.schema.key_positions]))
+        self._bulk(t, t.delete_sql, [(r, p) for r, p in todo if r.exists], lambda p: p)
+        self._stamp(t, [r for r, _ in todo if r.action == "apply"])
+
+    def _bulk(self, t: Tracked, sql: str, items: list[tuple[_Row, list[Any]]], shape: Any) -> None:
+        """Run ``sql`` for every item in one go; if that fails, row by row,
+        each failing row becoming an error conflict."""
+        if not items:
+            return
+        try:
+            with self.conn.savepoint():
+                self.conn.executemany(sql, [shape(p) for _, p in items])
+            return
+        except pymysql.err.MySQLError as exc:
+            if getattr(exc, "args", (0,))[0] in (1205, 1213):
+                raise
+        for r, p in items:
+            try:
+                with self.conn.savepoint():
+                    self.conn.execute(sql, shape(p))
+            except pymysql.err.MySQLError as exc:
+                if exc.args and exc.args[0] in (1205, 1213):
+                    raise
+                self._fail(t, r, str(exc.args[-1] if exc.args else exc))
+
+    def _fail(self, t: Tracked, r: _Row, msg: str) -> None:
+        lt, deleted, version, _, ctime, values = r.change
+        row = None if deleted else dict(zip(t.schema.columns, values, strict=True))
+        r.action = "failed"
+        self.excluded.append((t, r.key, version, lt))
+        self.report.failed.append(
+            Conflict(self.sc.name, t.name, r.key, ConflictType.ERROR, None, row, None, version, None, ctime,
+                     policy_name(self.handler), Outcome.FAILED, msg)
+        )  # fmt: skip
+
+    def _new_ids(self, t: Tracked, n: int) -> list[int]:
+        """``n`` new log entries of table ``t``; their ids in order."""
+        if not n:
+            return []
+        if self.peer.consecutive_ids:
+            ids: list[int] = []
+            for i in range(0, n, 10000):
+                m = min(10000, n - i)
+                cur = self.conn.execute(f"INSERT INTO {S.LOG} (tbl) VALUES " + ", ".join([f"({t.tid})"] * m))
+                first = int(cur.lastrowid)
+                ids.extend(range(first, first + m))
+            return ids
+        return [int(self.conn.execute(f"INSERT INTO {S.LOG} (tbl) VALUES ({t.tid})").lastrowid) for _ in range(n)]
+
+    def _stamp(self, t: Tracked, rows: list[_Row]) -> None:
+        """Tracking rows for applied changes: their origin versions, arrived through this scope."""
+        if not rows:
+            return
+        ids = self._new_ids(t, len(rows))
+        kc = ", ".join(t.kcols)
+        cols = "lt, urep, utick, crep, ctick, cid, ctime, del, scope, mw"
+        sets = ", ".join(f"{c} = VALUES({c})" for c in cols.split(", "))
+        data = []
+        for r, lt in zip(rows, ids, strict=True):
+            _, deleted, version, creation, ctime, _ = r.change
+            keyp = self._params(t, [r.key[t.schema.key_positions.index(i)] if i in t.schema.key_positions else None
+                                    for i in range(len(t.schema.columns))])  # fmt: skip
+            crep = ctick = None
+            if creation != version:
+                crep, ctick = self._rep(creation[0]), creation[1]
+            mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
+            data.append((*[keyp[i] for i in t.schema.key_positions], lt, self._rep(version[0]), version[1], crep,
+                         ctick, None, ctime, int(deleted), self.sc.idx, mw))  # fmt: skip
+            self.report.applied += 1
+        self.conn.executemany(
+            f"INSERT INTO {q(t.tracking)} ({kc}, {cols}) VALUES ({', '.join(['%s'] * (len(t.kcols) + 10))})"
+            f" ON DUPLICATE KEY UPDATE {sets}",
+            data,
+        )
+
+    def _rep(self, rid: bytes) -> int:
+        return 0 if rid == self.sc.rid else self.meta.rep_index(rid)
+
+    def _rewrites(self, t: Tracked, rows: list[_Row]) -> None:
+        """Conflict outcomes under a policy other than last writer wins become
+        new local changes, made knowing both sides, so every replica converges."""
+        for r in rows:
+            if r.action not in ("write", "restamp", "merge"):
+                continue
+            try:
+                with self.conn.savepoint():
+                    if r.action in ("write", "merge"):
+                        if r.row is None:
+                            kv = self._params(t, self._key_row(t, r.key))
+                            self.conn.execute(t.delete_sql, [kv[i] for i in t.schema.key_positions])
+                        else:
+                            p = self._params(t, [r.row[c] for c in t.schema.columns])
+                            kp = t.schema.key_positions
+                            exists = self.conn.execute(t.select_row_sql, [p[i] for i in kp]).fetchone() is not None
+                            if exists and t.update_sql:
+                                others = [i for i in range(len(p)) if i not in kp]
+                                self.conn.execute(t.update_sql, [p[i] for i in others] + [p[i] for i in kp])
+                            elif not exists:
+                                self.conn.execute(t.insert_sql, p)
+                    self._local_change(t, r)
+            except (pymysql.err.MySQLError, Unfit) as exc:
+                if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] in (1205, 1213):
+                    raise
+                assert r.conflict is not None
+                self.excluded.append((t, r.key, r.change[2], r.change[0]))
+                self.report.failed.append(
+                    replace(r.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=str(exc))
+                )
+                r.action = "failed"
+
+    def _key_row(self, t: Tracked, key: tuple[Value, ...]) -> list[Value]:
+        kp = t.schema.key_positions
+        return [key[kp.index(i)] if i in kp else None for i in range(len(t.schema.columns))]
+
+    def _local_change(self, t: Tracked, r: _Row) -> None:
+        """Stamp row ``r`` as a new local change with change time ``r.time``."""
+        (lt,) = self._new_ids(t, 1)
+        keyp = self._params(t, self._key_row(t, r.key))
+        gone = r.action != "restamp" and r.row is None
+        if r.action == "restamp":
+            gone = bool(r.local and r.local.deleted)
+        mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
+        where = " AND ".join(f"{k} = %s" for k in t.kcols)
+        # Keep the creation; the version becomes a local one (resolved at sealing).
+        self.conn.execute(
+            f"UPDATE {q(t.tracking)} SET crep = CASE WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
+            " THEN urep ELSE crep END, ctick = CASE WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
+            " THEN utick ELSE ctick END, cid = CASE WHEN ctick IS NULL AND cid IS NULL THEN lt ELSE cid END,"
+            f" lt = %s, urep = NULL, utick = NULL, scope = NULL, ctime = GREATEST(ctime, %s), del = %s, mw = %s"
+            f" WHERE {where}",
+            (lt, r.time, int(gone), mw, *[keyp[i] for i in t.schema.key_positions]),
+        )
+
+    # -- pending changes ------------------------------------------------------------------
+    def _release_pending(self, t: Tracked, rows: list[_Row]) -> None:
+        """Forget pending changes of rows this batch wrote or resolved whose
+        version the row now holds or beats (the incoming version, or one the
+        source's row was made knowing)."""
+        done = {dumps(list(r.key)): r for r in rows if r.action in _LEARNED}
+        if not done:
+            return
+        b = self.batch
+        for vrep, vtick, kj in self.conn.execute(
+            f"SELECT vrep, vtick, kj FROM {S.PENDING} WHERE scope = %s AND tbl = %s", (self.sc.idx, t.tid)
+        ).fetchall():
+            r = done.get(kj)
+            if r is None:
+                continue
+            rid = self.sc.rid if int(vrep) == 0 else self.meta.rep_rid.get(int(vrep))
+            if rid is None:
+                continue
+            made_with = b.made_with | b.extras[r.extra - 1] if r.extra else b.made_with
+            if (rid, int(vtick)) == r.change[2] or made_with.contains(rid, int(vtick)):
+                self.conn.execute(
+                    f"DELETE FROM {S.PENDING} WHERE scope = %s AND tbl = %s AND kj = %s AND vrep = %s AND vtick = %s",
+                    (self.sc.idx, t.tid, kj, vrep, vtick),
+                )
+
+    def _keep_pending(self) -> Knowledge:
+        source = self.batch.source
+        for t, key, version, lt in self.excluded:
+            self.conn.execute(
+                f"INSERT IGNORE INTO {S.PENDING} (scope, tbl, vrep, vtick, srep, stick, kj)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (self.sc.idx, t.tid, self._rep(version[0]), version[1], self._rep(source), lt, dumps(list(key))),
+            )
+        return Knowledge.from_versions(v for _, _, version, lt in self.excluded for v in (version, (source, lt)))

@@ -1,0 +1,376 @@
+"""MariaDB/MySQL objects peersync creates: metadata tables, tracking tables,
+triggers; and the introspection of user tables.
+
+Ticks (the tick contract of ``_engine/peer.py``). Writers take a tick inside
+their transaction and commit in any order, so the order in which ticks are
+*taken* cannot be the order in which peers enumerate them: a session that
+read up to tick 9 while tick 5's transaction was still open would skip it
+for ever. MariaDB has no commit hook and no ``pg_snapshot_xmin``, so ticks
+are **sealed after commit**:
+
+- a change appends a row to ``_peersync_log`` (an ``AUTO_INCREMENT`` id,
+  ``seq`` NULL) from its trigger, inside the writer's transaction; the
+  tracking row points at that id (``lt``). Writers share no row: each
+  inserts its own log row (InnoDB's auto-increment lock is held for the
+  statement, never to commit);
+- :func:`seal` (run by ``describe`` before it reports a bound) numbers the
+  *committed* unsealed rows: ``SELECT ... FOR UPDATE SKIP LOCKED`` on
+  ``seq IS NULL`` returns exactly the rows whose inserting transaction has
+  ended (an open transaction keeps its inserted rows locked), and each gets
+  the next ``seq`` from ``_peersync_clock``; sealers serialize on that clock
+  row, writers never touch it;
+- the tick peers see is ``seq``: a row is sealed only after its writer
+  committed, and later seals get larger numbers, so every change with a
+  tick at or below ``_peersync_clock.seq`` is committed and visible. A late
+  commit simply gets a later ``seq`` and is sent by the next session.
+
+Per tracked table ``T``: ``_peersync_t_T`` keyed like ``T`` (same column
+types and collations), with ``lt`` (the log id of the last change here),
+``urep/utick`` and ``scope`` when the last change arrived through a scope,
+the creation version (``crep/ctick`` when it came from a peer, ``cid`` the
+log id of a local creation, all NULL when equal to the version), the change
+time (ms), the tombstone flag and ``mw`` (the partial knowledge record of
+an unfinished session the row came from).
+
+Triggers (AFTER INSERT/UPDATE/DELETE) fire for every row of every statement,
+multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` (an insert or an update per
+row) and ``REPLACE`` (a delete then an insert, also for rows evicted through
+another UNIQUE index) included. They skip the writes of peersync's own apply
+(``@peersync_apply`` is set on its connection only), which writes its
+tracking itself. MariaDB does not fire triggers for rows changed by foreign
+key actions (``ON DELETE CASCADE``): such changes are not tracked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from peersync._adapters.sql import meta as _meta
+from peersync._engine.errors import TableError
+from peersync._engine.model import TableSchema
+from peersync._engine.types import MARIADB_COLUMN_TYPES, MARIADB_TYPES, Column, ValueType, column, parse_declared
+
+from .conn import Conn, q
+
+PREFIX = _meta.PREFIX
+LOG = PREFIX + "log"
+CLOCK = PREFIX + "clock"
+PENDING = _meta.PENDING
+NOW_MS = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
+APPLYING = "@peersync_apply"
+
+_NAME = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+_ENGINE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+META_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {CLOCK} (id INT PRIMARY KEY, seq BIGINT NOT NULL DEFAULT 0,"
+    f" partial_seq BIGINT NOT NULL DEFAULT 0) {_ENGINE}",
+    f"INSERT IGNORE INTO {CLOCK} (id) VALUES (0)",
+    f"CREATE TABLE IF NOT EXISTS {LOG} (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, seq BIGINT NULL,"
+    f" tbl INT NOT NULL, UNIQUE KEY (seq)) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}partial (id BIGINT PRIMARY KEY, scope {_NAME} NOT NULL,"
+    f" knowledge LONGBLOB NOT NULL) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}replicas (idx INT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    f" replica_id VARBINARY(16) NOT NULL UNIQUE) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}scopes (name {_NAME} PRIMARY KEY, idx INT NOT NULL UNIQUE,"
+    " replica_id VARBINARY(16) NOT NULL UNIQUE, tables LONGTEXT NOT NULL, fingerprint VARCHAR(128) NOT NULL,"
+    " knowledge LONGBLOB NOT NULL, forgotten LONGBLOB NOT NULL, created_at BIGINT NOT NULL) " + _ENGINE,
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}tracked (tbl {_NAME} PRIMARY KEY, definition LONGTEXT NOT NULL,"
+    f" id INT NOT NULL UNIQUE) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}applied (scope {_NAME} NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL,"
+    f" made_with LONGBLOB NOT NULL, PRIMARY KEY (scope, lo)) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PENDING} (scope INT NOT NULL, tbl INT NOT NULL, vrep INT NOT NULL,"
+    " vtick BIGINT NOT NULL, srep INT NOT NULL, stick BIGINT NOT NULL, kj LONGTEXT NOT NULL,"
+    f" UNIQUE KEY (scope, srep, stick)) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}conflicts (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    f" scope {_NAME} NOT NULL, tbl {_NAME} NOT NULL, `key` LONGTEXT NOT NULL, type VARCHAR(32) NOT NULL,"
+    " policy VARCHAR(255) NOT NULL, outcome VARCHAR(32) NOT NULL, local_version VARCHAR(128),"
+    " remote_version VARCHAR(128) NOT NULL, local_row LONGTEXT, remote_row LONGTEXT, local_time BIGINT,"
+    " remote_time BIGINT NOT NULL, detail LONGTEXT NOT NULL, logged_at BIGINT NOT NULL,"
+    f" KEY (scope, tbl)) {_ENGINE}",
+    f"CREATE TABLE IF NOT EXISTS {PREFIX}sessions (scope {_NAME} NOT NULL, id VARCHAR(255) NOT NULL,"
+    f" seq BIGINT NOT NULL, PRIMARY KEY (scope, id)) {_ENGINE}",
+)
+META_TABLES = (
+    "clock",
+    "log",
+    "partial",
+    "replicas",
+    "scopes",
+    "tracked",
+    "applied",
+    "pending",
+    "conflicts",
+    "sessions",
+)
+
+
+def column_type(name: str, data_type: str, column_type: str, *, nullable: bool, check: str | None) -> Column:
+    """A MariaDB column in the engine's vocabulary (``MARIADB_TYPES``), by
+    ``information_schema.columns``: ``tinyint(1)`` is boolean, a LONGTEXT
+    with a ``json_valid`` CHECK is MariaDB's JSON. Raises
+    :class:`~peersync.TableError` for a type that cannot be synced yet."""
+    full = column_type.lower()
+    vtype = MARIADB_COLUMN_TYPES.get(full.replace(" unsigned", ""))
+    if vtype is None:
+        vtype = MARIADB_TYPES.get(data_type.lower())
+    if vtype is ValueType.TEXT and check and "json_valid" in check.lower():
+        vtype = ValueType.JSON
+    if vtype is None:
+        raise TableError(f"column {name} has type {column_type}, which peersync cannot sync yet")
+    _, params = parse_declared(column_type)
+    if data_type.lower() in ("char", "varchar", "binary", "varbinary", "decimal", "time", "datetime", "timestamp"):
+        return column(name, vtype, params, nullable=nullable, declared=column_type)
+    return column(name, vtype, (), nullable=nullable, declared=column_type)
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """A user table with its tracking table and the SQL peersync runs on it."""
+
+    schema: TableSchema
+    key_decl: tuple[str, ...]  # each key column's type with its collation, for the tracking table
+    depends_on: tuple[str, ...]  # tables this one references
+    tid: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    @property
+    def tracking(self) -> str:
+        return PREFIX + "t_" + self.schema.name
+
+    @property
+    def kcols(self) -> list[str]:
+        return [f"k{i}" for i in range(len(self.schema.key))]
+
+    @property
+    def specs(self) -> tuple[Column, ...]:
+        return self.schema.specs
+
+    def create_sql(self) -> list[str]:
+        keys = ", ".join(f"{k} {d} NOT NULL" for k, d in zip(self.kcols, self.key_decl, strict=True))
+        return [
+            f"CREATE TABLE {q(self.tracking)} ({keys}, lt BIGINT NOT NULL, urep INT NULL, utick BIGINT NULL,"
+            " crep INT NULL, ctick BIGINT NULL, cid BIGINT NULL, ctime BIGINT NOT NULL,"
+            " del TINYINT NOT NULL DEFAULT 0, scope INT NULL, mw BIGINT NULL,"
+            f" PRIMARY KEY ({', '.join(self.kcols)}), KEY (lt)) {_ENGINE}",
+        ]
+
+    def trigger_names(self) -> list[str]:
+        return [f"{PREFIX}{op}_{self.name}"[:64] for op in ("ins", "upd", "del")]
+
+    def trigger_sql(self) -> list[str]:
+        """The three triggers. A change on a live row keeps its creation (a
+        local creation is the log id ``cid``, resolved to its sealed tick when
+        the row is sent); a change on a tombstone starts a new incarnation.
+        MySQL evaluates ``SET`` assignments left to right, each seeing the
+        ones before it: the creation columns are set before the version's."""
+        s, trk, tbl = self.schema, q(self.tracking), q(self.name)
+        kc = ", ".join(self.kcols)
+        ins, upd, dele = (q(n) for n in self.trigger_names())
+
+        def vals(row: str) -> str:
+            return ", ".join(f"{row}.{q(c)}" for c in s.key)
+
+        keep = (
+            "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
+            " THEN urep ELSE crep END,"
+            " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
+            " THEN utick ELSE ctick END,"
+            " cid = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL THEN lt ELSE cid END"
+        )
+        fresh = "crep = NULL, ctick = NULL, cid = NULL"
+
+        def stamp(row: str, deleted: int, creation: str) -> str:
+            return (
+                f"INSERT INTO {LOG} (tbl) VALUES ({self.tid});"
+                f" INSERT INTO {trk} ({kc}, lt, ctime, del) VALUES ({vals(row)}, LAST_INSERT_ID(), {NOW_MS}, {deleted})"
+                f" ON DUPLICATE KEY UPDATE {creation}, lt = VALUES(lt), urep = NULL, utick = NULL,"
+                f" ctime = GREATEST(VALUES(ctime), ctime + 1), del = {deleted}, scope = NULL;"
+            )
+
+        def same(a: str, b: str) -> str:
+            parts = []
+            for c, spec in zip(s.columns, s.specs, strict=True):
+                # BINARY: a case-only edit under a case-insensitive collation is a change.
+                cast = spec.type in (ValueType.TEXT, ValueType.JSON, ValueType.UUID)
+                x, y = (f"BINARY {a}.{q(c)}", f"BINARY {b}.{q(c)}") if cast else (f"{a}.{q(c)}", f"{b}.{q(c)}")
+                parts.append(f"{x} <=> {y}")
+            return " AND ".join(parts)
+
+        key_same = " AND ".join(f"BINARY OLD.{q(k)} <=> BINARY NEW.{q(k)}" for k in s.key)
+        guard = f"IF {APPLYING} IS NULL THEN"
+        return [
+            f"CREATE TRIGGER {ins} AFTER INSERT ON {tbl} FOR EACH ROW BEGIN {guard}"
+            f" {stamp('NEW', 0, fresh)} END IF; END",
+            f"CREATE TRIGGER {upd} AFTER UPDATE ON {tbl} FOR EACH ROW BEGIN {guard}"
+            f" IF NOT ({same('OLD', 'NEW')}) THEN"
+            f" IF NOT ({key_same}) THEN {stamp('OLD', 1, keep)} {stamp('NEW', 0, fresh)}"
+            f" ELSE {stamp('NEW', 0, keep)} END IF; END IF; END IF; END",
+            f"CREATE TRIGGER {dele} AFTER DELETE ON {tbl} FOR EACH ROW BEGIN {guard}"
+            f" {stamp('OLD', 1, keep)} END IF; END",
+        ]
+
+    def backfill_sql(self) -> list[str]:
+        """Track the rows that exist at provisioning: one log entry each
+        (``:top`` is the log's last id before), then their tracking rows."""
+        keys = ", ".join(f"u.{q(k)}" for k in self.schema.key)
+        named = ", ".join(f"u.{q(c)} AS {k}" for c, k in zip(self.schema.key, self.kcols, strict=True))
+        kc = ", ".join(self.kcols)
+        # The n-th log entry after :top and the n-th key in key order pair up.
+        return [
+            f"INSERT INTO {LOG} (tbl) SELECT {self.tid} FROM {q(self.name)}",
+            f"INSERT INTO {q(self.tracking)} ({kc}, lt, ctime, del)"
+            f" SELECT {', '.join('k.' + k for k in self.kcols)}, l.id, {NOW_MS}, 0 FROM"
+            f" (SELECT {named}, ROW_NUMBER() OVER (ORDER BY {keys}) AS n FROM {q(self.name)} AS u) AS k"
+            f" JOIN (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM {LOG}"
+            f" WHERE id > %(top)s AND tbl = {self.tid}) AS l ON l.n = k.n",
+        ]
+
+    def drop_sql(self) -> list[str]:
+        return [
+            *(f"DROP TRIGGER IF EXISTS {q(n)}" for n in self.trigger_names()),
+            f"DROP TABLE IF EXISTS {q(self.tracking)}",
+        ]
+
+    @cached_property
+    def key_where(self) -> str:
+        return " AND ".join(f"{q(k)} = %s" for k in self.schema.key)
+
+    @cached_property
+    def select_row_sql(self) -> str:
+        return f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {self.key_where}"
+
+    @cached_property
+    def delete_sql(self) -> str:
+        return f"DELETE FROM {q(self.name)} WHERE {self.key_where}"
+
+    @cached_property
+    def insert_sql(self) -> str:
+        cols = self.schema.columns
+        return f"INSERT INTO {q(self.name)} ({', '.join(q(c) for c in cols)}) VALUES ({', '.join(['%s'] * len(cols))})"
+
+    @cached_property
+    def update_sql(self) -> str:
+        """Update a row by its key: never ``ON DUPLICATE KEY UPDATE``, which
+        fires on any UNIQUE index and would overwrite another row."""
+        others = [c for c in self.schema.columns if c not in self.schema.key]
+        sets = ", ".join(f"{q(c)} = %s" for c in others)
+        return f"UPDATE {q(self.name)} SET {sets} WHERE {self.key_where}" if others else ""
+
+
+def _key_decl(column_type: str, collation: str | None) -> str:
+    return column_type + (f" COLLATE {collation}" if collation else "")
+
+
+def introspect(conn: Conn, table: str) -> Tracked:
+    """Read a user table's shape; raise :class:`~peersync.TableError` if it cannot be tracked."""
+    row = conn.execute(
+        "SELECT table_name, table_type, engine FROM information_schema.tables"
+        " WHERE table_schema = DATABASE() AND table_name = %s",
+        (table,),
+    ).fetchone()
+    if row is None:
+        raise TableError(f"no such table: {table}")
+    name, kind, engine = row
+    if kind != "BASE TABLE":
+        raise TableError(f"{name} is a {kind.lower()}, not a table")
+    if name.lower().startswith(PREFIX):
+        raise TableError(f"table {name}: names starting with {PREFIX} are reserved; rename the table to sync it")
+    if (engine or "").lower() != "innodb":
+        raise TableError(f"table {name} uses the {engine} engine; peersync needs InnoDB (transactions)")
+    cols = conn.execute(
+        "SELECT c.column_name, c.data_type, c.column_type, c.is_nullable, c.collation_name, c.column_key,"
+        " (SELECT cc.check_clause FROM information_schema.check_constraints AS cc"
+        "   WHERE cc.constraint_schema = c.table_schema AND cc.table_name = c.table_name"
+        "   AND cc.constraint_name = c.column_name LIMIT 1)"
+        " FROM information_schema.columns AS c WHERE c.table_schema = DATABASE() AND c.table_name = %s"
+        " ORDER BY c.ordinal_position",
+        (name,),
+    ).fetchall()
+    key = tuple(
+        r[0]
+        for r in conn.execute(
+            "SELECT column_name FROM information_schema.key_column_usage WHERE table_schema = DATABASE()"
+            " AND table_name = %s AND constraint_name = 'PRIMARY' ORDER BY ordinal_position",
+            (name,),
+        ).fetchall()
+    )
+    if not key:
+        raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
+    specs = tuple(
+        column_type(c, dt, ct, nullable=nullable == "YES" and c not in key, check=chk)
+        for c, dt, ct, nullable, _, _, chk in cols
+    )
+    by_name = {r[0]: r for r in cols}
+    key_decl = tuple(_key_decl(by_name[k][2], by_name[k][4]) for k in key)
+    columns = tuple(r[0] for r in cols)
+    types = tuple(spec.type.value for spec in specs)
+    deps = tuple(
+        sorted(
+            {
+                r[0]
+                for r in conn.execute(
+                    "SELECT DISTINCT referenced_table_name FROM information_schema.referential_constraints"
+                    " WHERE constraint_schema = DATABASE() AND table_name = %s AND referenced_table_name != %s",
+                    (name, name),
+                ).fetchall()
+            }
+        )
+    )
+    return Tracked(TableSchema(name, columns, key, types, specs), key_decl, deps)
+
+
+def trigger_faults(conn: Conn, tables: list[Tracked]) -> dict[str, str]:
+    """Tables missing one of their peersync triggers (``"lost"``)."""
+    have = {
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT trigger_name, event_object_table FROM information_schema.triggers"
+            " WHERE trigger_schema = DATABASE() AND trigger_name LIKE %s",
+            (PREFIX.replace("_", "\\_") + "%",),
+        ).fetchall()
+    }
+    return {t.name: "lost" for t in tables if any((n, t.name) not in have for n in t.trigger_names())}
+
+
+@dataclass
+class Scope:
+    """A provisioned scope as this connection last read it."""
+
+    name: str
+    idx: int
+    rid: bytes
+    fingerprint: str
+    tables: list[Tracked]  # parents before children
+    schemas: dict[str, TableSchema] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.schemas = {t.name: t.schema for t in self.tables}
+
+
+def seal(conn: Conn) -> int:
+    """Give every committed, unsealed change its tick (see the module
+    docstring); returns the newest sealed tick. Runs in its own transaction."""
+    with conn.txn(isolation="READ COMMITTED"):
+        (top,) = conn.execute(f"SELECT seq FROM {CLOCK} WHERE id = 0 FOR UPDATE").fetchone()
+        ids = [r[0] for r in conn.execute(f"SELECT id FROM {LOG} WHERE seq IS NULL ORDER BY id FOR UPDATE SKIP LOCKED")]
+        if ids:
+            # Numbered in id order through a temporary table: one statement, whatever the count.
+            # (CREATE and DROP TEMPORARY TABLE do not commit; TRUNCATE might.)
+            conn.execute(f"DROP TEMPORARY TABLE IF EXISTS {PREFIX}seal")
+            conn.execute(f"CREATE TEMPORARY TABLE {PREFIX}seal (n BIGINT AUTO_INCREMENT PRIMARY KEY, id BIGINT)")
+            conn.executemany(f"INSERT INTO {PREFIX}seal (id) VALUES (%s)", [(x,) for x in ids])
+            conn.execute(f"UPDATE {LOG} AS l JOIN {PREFIX}seal AS s ON s.id = l.id SET l.seq = %s + s.n", (top,))
+        top += len(ids)
+        if ids:
+            conn.execute(f"UPDATE {CLOCK} SET seq = %s WHERE id = 0", (top,))
+    return int(top)
+
+
+def sealed(conn: Conn) -> int:
+    """The newest sealed tick, as the open transaction sees it."""
+    (top,) = conn.execute(f"SELECT seq FROM {CLOCK} WHERE id = 0").fetchone()
+    return int(top)
