@@ -19,11 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pymysql
 
-from peersync._adapters.sql.meta import dumps
+from peersync._adapters.sql.meta import Meta, dumps
 from peersync._engine.errors import DatabaseLocked, ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import (
@@ -42,12 +42,9 @@ from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
 from . import schema as S
-from .conn import q
+from .conn import Conn, q
 from .schema import APPLYING, PREFIX, Scope, Tracked
 from .values import Unfit, converters
-
-if TYPE_CHECKING:
-    from .peer import MySQLPeer
 
 _CHUNK = 500
 _RETRIES = 3
@@ -79,8 +76,14 @@ def _same(a: dict[str, Value] | None, b: dict[str, Value] | None) -> bool:
 class Apply:
     """One batch applied to ``peer`` (retried whole on a deadlock)."""
 
-    def __init__(self, peer: MySQLPeer, sc: Scope, data: bytes, handler: ConflictHandler) -> None:
-        self.peer, self.conn, self.meta, self.sc = peer, peer.conn, peer.meta, sc
+    def __init__(
+        self, conn: Conn, meta: Meta, sc: Scope, data: bytes, handler: ConflictHandler, consecutive_ids: bool
+    ) -> None:
+        """``conn`` has the apply's transaction open and ``meta`` works on it;
+        ``consecutive_ids``: one multi-row INSERT takes consecutive
+        auto-increment ids (innodb_autoinc_lock_mode below 2)."""
+        self.conn, self.meta, self.sc = conn, meta, sc
+        self.consecutive_ids = consecutive_ids
         self.batch = decode_batch(data, sc.schemas)
         self.handler = handler
         b = self.batch
@@ -367,7 +370,7 @@ class Apply:
         """``n`` new log entries of table ``t``; their ids in order."""
         if not n:
             return []
-        if self.peer.consecutive_ids:
+        if self.consecutive_ids:
             ids: list[int] = []
             for i in range(0, n, 10000):
                 m = min(10000, n - i)

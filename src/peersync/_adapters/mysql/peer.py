@@ -426,7 +426,7 @@ class MySQLPeer:
             raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
         if env.source == sc.rid:
             raise ProtocolError("batch claims to come from this very replica")
-        return Apply(self, sc, data, handler).run()
+        return Apply(self.conn, self.meta, sc, data, handler, self.consecutive_ids).run()
 
     def finish(self, scope: str, end: SessionEnd) -> Knowledge:
         with self.conn.errors(), self.conn.txn():
