@@ -1,0 +1,226 @@
+"""The in-memory reference peer: the whole Peer contract over plain Python data.
+
+It is the executable spec of the model: enumeration (``source.py``) and apply
+(``apply.py``) follow SEMANTICS.md step by step on the engine's pure rules and
+batch format, with no SQL, so every adapter's set-based apply can be checked
+against it on random batches (tests/property/test_triage_matches_rules.py),
+and the conformance suite (tests/conformance) runs every promise against it,
+alone and paired with the other kinds.
+
+Databases live in this process, by name: ``open_memory("a")`` twice gives two
+handles on one database, as two connections to one file would be (the URL is
+``memory://a``). A handle's local write API (:meth:`MemoryPeer.insert`,
+``update``, ``delete``, ``upsert``) plays the part of a foreign writer: every
+change it makes is tracked, as triggers track plain SQL.
+
+>>> from peersync._adapters.memory import open_memory  # doctest: +SKIP
+>>> a = open_memory("a")  # doctest: +SKIP
+>>> a.create_table(TableSchema("item", ("id", "name"), ("id",), ("integer", "text")))  # doctest: +SKIP
+>>> a.provision("s", ["item"])  # doctest: +SKIP
+>>> a.insert("item", {"id": 1, "name": "pen"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from peersync._engine.errors import ScopeError, StorageError, TableError
+from peersync._engine.knowledge import REPLICA_ID_BYTES, Knowledge
+from peersync._engine.model import ApplyReport, Conflict, ConflictHandler, ReplicaInfo, SessionEnd, TableSchema, Value
+
+from . import writes
+from .apply import Apply, log_conflicts, save_knowledge
+from .source import read_batch
+from .state import Key, Pending, ScopeState, Table, Track, fingerprint
+from .writes import Store
+
+SCHEME = "memory"
+_STORES: dict[str, Store] = {}
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def open_memory(name: str, *, now: Callable[[], int] | None = None) -> MemoryPeer:
+    """A handle on the in-memory database ``name``, made empty on first use.
+
+    ``now`` (milliseconds since the epoch) replaces the wall clock of the
+    database's change times from then on: tests use it as a fake clock."""
+    if not name:
+        raise StorageError("a memory database needs a name: memory://NAME")
+    store = _STORES.setdefault(name, Store(name, _wall_ms))
+    if now is not None:
+        store.now = now
+    return MemoryPeer(store)
+
+
+def drop_memory(name: str) -> None:
+    """Forget the in-memory database ``name`` (handles on it keep their data)."""
+    _STORES.pop(name, None)
+
+
+class MemoryPeer:
+    """A handle on one in-memory database, as a peersync peer."""
+
+    def __init__(self, store: Store) -> None:
+        self._store: Store | None = store
+        self.url = f"{SCHEME}://{store.name}"
+
+    def __repr__(self) -> str:
+        return f"MemoryPeer({self.url!r})"
+
+    def __enter__(self) -> MemoryPeer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise StorageError(f"{self.url} is closed")
+        return self._store
+
+    def _scope(self, scope: str) -> ScopeState:
+        try:
+            return self.store.scopes[scope]
+        except KeyError:
+            raise ScopeError(f"unknown scope {scope!r} in {self.url}") from None
+
+    # -- the database's own shape -------------------------------------------------
+    def create_table(self, schema: TableSchema) -> None:
+        """Declare a table (idempotent for the same shape). Every write to it is tracked."""
+        have = self.store.tables.get(schema.name)
+        if have is not None:
+            if have.schema != schema:
+                raise TableError(f"table {schema.name} exists in {self.url} with another shape")
+            return
+        if not schema.key or not set(schema.key) <= set(schema.columns):
+            raise TableError(f"table {schema.name} needs a primary key among its columns")
+        self.store.tables[schema.name] = Table(schema)
+
+    def provision(self, scope: str, tables: Sequence[str], *, replica_id: bytes | None = None) -> bool:
+        """Create ``scope`` over ``tables``; False if it exists with the same
+        tables (idempotent). ``replica_id`` (16 bytes) is for tests that run
+        two stores as one replica; by default it is random."""
+        if isinstance(tables, str) or not scope or not tables:
+            raise ScopeError("a scope needs a name and a list of at least one table")
+        names = [self.store.table(n).schema.name for n in tables]
+        have = self.store.scopes.get(scope)
+        if have is not None:
+            if sorted(have.tables) != sorted(names):
+                raise ScopeError(f"scope {scope!r} already exists in {self.url} with tables {', '.join(have.tables)}")
+            return False
+        rid = os.urandom(REPLICA_ID_BYTES) if replica_id is None else replica_id
+        if len(rid) != REPLICA_ID_BYTES:
+            raise ScopeError("a replica id has 16 bytes")
+        fp = fingerprint([self.store.tables[n].schema for n in names])
+        self.store.scopes[scope] = ScopeState(scope, rid, names, fp)
+        return True
+
+    # -- local writes (a foreign writer) -------------------------------------------
+    def insert(self, table: str, values: Mapping[str, Value], *, at: int | None = None) -> None:
+        writes.insert(self.store, table, values, at)
+
+    def update(self, table: str, key: Key, values: Mapping[str, Value], *, at: int | None = None) -> bool:
+        return writes.update(self.store, table, tuple(key), values, at)
+
+    def delete(self, table: str, key: Key, *, at: int | None = None) -> bool:
+        return writes.delete(self.store, table, tuple(key), at)
+
+    def upsert(self, table: str, values: Mapping[str, Value], *, at: int | None = None) -> bool:
+        return writes.upsert(self.store, table, values, at)
+
+    # -- reading, for tests -----------------------------------------------------------
+    def rows(self, table: str) -> list[tuple[Value, ...]]:
+        """The live rows of ``table``, sorted by key."""
+        return [row for _, row in sorted(self.store.table(table).rows.items(), key=lambda kv: repr(kv[0]))]
+
+    def tracking(self, table: str) -> dict[Key, Track]:
+        """The tracking rows of ``table`` (tombstones included), by key."""
+        return dict(self.store.table(table).tracking)
+
+    def tombstones(self, table: str) -> list[Key]:
+        return sorted((k for k, t in self.store.table(table).tracking.items() if t.deleted), key=repr)
+
+    def knowledge(self, scope: str) -> Knowledge:
+        sc = self._scope(scope)
+        return sc.knowledge.add_range(sc.rid, 1, self.store.clock)
+
+    def pending(self, scope: str) -> set[Pending]:
+        return set(self._scope(scope).pending)
+
+    def conflicts(self, scope: str) -> list[Conflict]:
+        """The conflict log of ``scope``, oldest first."""
+        return list(self._scope(scope).conflicts)
+
+    def forget_tombstones(self, scope: str) -> int:
+        """Clean up the tombstones of ``scope``'s tables: their versions go into
+        forgotten knowledge (SEMANTICS.md, "Deletes and cleanup"); returns how
+        many. A peer whose knowledge lacks them is then outdated."""
+        sc = self._scope(scope)
+        gone = []
+        for name in sc.tables:
+            t = self.store.tables[name]
+            for key, track in list(t.tracking.items()):
+                if track.deleted:
+                    gone.append(track.version(sc.name, sc.rid))
+                    del t.tracking[key]
+        sc.forgotten = sc.forgotten | Knowledge.from_versions(gone)
+        return len(gone)
+
+    # -- the Peer contract ---------------------------------------------------------
+    def describe(self, scope: str) -> ReplicaInfo:
+        sc = self._scope(scope)
+        tables = tuple(self.store.tables[n].schema for n in sc.tables)
+        tick = self.store.clock
+        return ReplicaInfo(
+            scope, sc.rid, tick, sc.knowledge.add_range(sc.rid, 1, tick), sc.forgotten, sc.fingerprint, tables
+        )
+
+    def schemas(self, scope: str) -> dict[str, TableSchema]:
+        return {n: self.store.tables[n].schema for n in self._scope(scope).tables}
+
+    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
+        return read_batch(self.store, self._scope(scope), known, after, upto, max_rows, max_bytes)[0]
+
+    def batches(
+        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    ) -> Iterator[bytes]:
+        while True:
+            data, last, final = read_batch(self.store, self._scope(scope), known, after, upto, max_rows, max_bytes)
+            yield data
+            if final or last >= upto:
+                return
+            after = last
+
+    def apply(self, scope: str, data: bytes, policy: ConflictHandler) -> ApplyReport:
+        return Apply(self.store, self._scope(scope), policy).run(data)
+
+    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+        """End a session (Peer.finish): merge ``end.merge`` minus what stays
+        out, forget pending changes the source's knowledge beats, log the
+        failures, drop made-with records the knowledge now covers. A retried
+        call (same ``end.session``) changes nothing."""
+        store, sc = self.store, self._scope(scope)
+        if end.session not in sc.sessions:
+            sc.sessions.add(end.session)
+            merge = end.merge.exclude(end.excluded)
+            # The source's row for such a key holds or beats the pending
+            # version, and this replica's row holds or beats the source's.
+            sc.pending = {p for p in sc.pending if p.version not in merge}
+            save_knowledge(sc, sc.knowledge | merge)
+            log_conflicts(store, sc, list(end.failures))
+            whole = sc.knowledge.add_range(sc.rid, 1, store.clock)
+            for name in sc.tables:
+                for track in store.tables[name].tracking.values():
+                    mw = track.made_with
+                    if mw is not None and mw[0] == scope and whole.contains_knowledge(mw[1]):
+                        track.made_with = None
+        return self.knowledge(scope)
+
+    def close(self) -> None:
+        self._store = None
