@@ -1,0 +1,198 @@
+"""Peer kinds the conformance suite runs against, registered in :data:`KINDS`.
+
+A kind knows four things about one kind of database: how to create a peer
+holding the suite's tables with scope ``s`` provisioned, how to write to it as
+a foreign writer (a program that knows nothing of peersync: plain SQL for a
+SQL database, the write API for the memory peer), and how to read its rows and
+its knowledge back. Every promise test runs once per kind and once per mixed
+combination (see ``COMBOS``).
+
+To add a database (PostgreSQL, MariaDB): write one more :class:`Kind`
+subclass here and add it to ``KINDS``; nothing else changes. A kind that
+cannot do something a test needs (e.g. tombstone cleanup) says so by
+returning False from :meth:`Kind.can`, and that test is skipped for it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import peersync
+from peersync import Knowledge
+from peersync._adapters.memory import MemoryPeer, drop_memory, open_memory
+from peersync._engine.model import TableSchema
+
+from ..helpers import at
+
+SCOPE = "s"
+# The suite's tables: a single-column key and a composite text key.
+TABLES = (
+    TableSchema("item", ("id", "name", "qty"), ("id",), ("integer", "text", "integer")),
+    TableSchema("note", ("owner", "slug", "body"), ("owner", "slug"), ("text", "text", "text")),
+)
+TABLE_NAMES = [t.name for t in TABLES]
+SHM = "/dev/shm"
+Values = dict[str, Any]
+
+
+class Kind:
+    """One kind of peer. Subclasses implement every method."""
+
+    name = ""
+
+    def create(self, label: str) -> peersync.Peer:
+        """A new, empty database holding :data:`TABLES`, with scope ``s`` over them."""
+        raise NotImplementedError
+
+    def insert(self, peer: Any, table: str, values: Values, ms: int) -> None:
+        """A foreign writer inserts a row; its clock reads ``ms``."""
+        raise NotImplementedError
+
+    def update(self, peer: Any, table: str, key: tuple[Any, ...], values: Values, ms: int) -> None:
+        raise NotImplementedError
+
+    def delete(self, peer: Any, table: str, key: tuple[Any, ...], ms: int) -> None:
+        raise NotImplementedError
+
+    def rows(self, peer: Any, table: str) -> list[tuple[Any, ...]]:
+        """Live rows, every column in table order, sorted."""
+        raise NotImplementedError
+
+    def knowledge(self, peer: Any) -> Knowledge:
+        return peer.describe(SCOPE).knowledge
+
+    def can(self, feature: str) -> bool:
+        """Optional abilities: ``"forget-tombstones"``."""
+        return False
+
+    def forget_tombstones(self, peer: Any) -> None:
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        """Release what :meth:`create` made (called once per test)."""
+
+
+def _where(t: TableSchema, key: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
+    return " AND ".join(f'"{k}" = ?' for k in t.key), key
+
+
+def _schema(table: str) -> TableSchema:
+    return next(t for t in TABLES if t.name == table)
+
+
+@dataclass
+class SQLiteKind(Kind):
+    """SQLite files in a temporary folder; the foreign writer is plain sqlite3."""
+
+    folder: Path
+    owned: bool = False  # the folder is this kind's to remove
+    name = "sqlite"
+
+    def create(self, label: str) -> peersync.Peer:
+        path = self.folder / f"{label}.db"
+        conn = sqlite3.connect(path)
+        for t in TABLES:
+            types = {"integer": "INTEGER", "text": "TEXT"}
+            cols = ", ".join(f'"{c}" {types[k]}' for c, k in zip(t.columns, t.types, strict=True))
+            conn.execute(f'CREATE TABLE "{t.name}" ({cols}, PRIMARY KEY ({", ".join(t.key)}))')
+        conn.commit()
+        conn.close()
+        db = peersync.connect(path)
+        db.provision(SCOPE, TABLE_NAMES)
+        return db
+
+    def insert(self, peer: Any, table: str, values: Values, ms: int) -> None:
+        cols = ", ".join(f'"{c}"' for c in values)
+        at(
+            peer.path,
+            ms,
+            (f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(values))})', tuple(values.values())),
+        )
+
+    def update(self, peer: Any, table: str, key: tuple[Any, ...], values: Values, ms: int) -> None:
+        where, args = _where(_schema(table), key)
+        sets = ", ".join(f'"{c}" = ?' for c in values)
+        at(peer.path, ms, (f'UPDATE "{table}" SET {sets} WHERE {where}', (*values.values(), *args)))
+
+    def delete(self, peer: Any, table: str, key: tuple[Any, ...], ms: int) -> None:
+        where, args = _where(_schema(table), key)
+        at(peer.path, ms, (f'DELETE FROM "{table}" WHERE {where}', args))
+
+    def cleanup(self) -> None:
+        if self.owned:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def rows(self, peer: Any, table: str) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(peer.path)
+        cols = ", ".join(f'"{c}"' for c in _schema(table).columns)
+        out = sorted(conn.execute(f'SELECT {cols} FROM "{table}"').fetchall())
+        conn.close()
+        return out
+
+
+@dataclass
+class MemoryKind(Kind):
+    """In-memory databases; the foreign writer is the memory peer's write API."""
+
+    prefix: str
+    name = "memory"
+
+    def __post_init__(self) -> None:
+        self.names: list[str] = []
+
+    def create(self, label: str) -> peersync.Peer:
+        name = f"{self.prefix}-{label}"
+        self.names.append(name)
+        peer = open_memory(name)
+        for t in TABLES:
+            peer.create_table(t)
+        peer.provision(SCOPE, TABLE_NAMES)
+        return peer
+
+    def insert(self, peer: MemoryPeer, table: str, values: Values, ms: int) -> None:
+        peer.insert(table, values, at=ms)
+
+    def update(self, peer: MemoryPeer, table: str, key: tuple[Any, ...], values: Values, ms: int) -> None:
+        peer.update(table, key, values, at=ms)
+
+    def delete(self, peer: MemoryPeer, table: str, key: tuple[Any, ...], ms: int) -> None:
+        peer.delete(table, key, at=ms)
+
+    def rows(self, peer: MemoryPeer, table: str) -> list[tuple[Any, ...]]:
+        return sorted(peer.rows(table))
+
+    def can(self, feature: str) -> bool:
+        return feature == "forget-tombstones"
+
+    def forget_tombstones(self, peer: MemoryPeer) -> None:
+        peer.forget_tombstones(SCOPE)
+
+    def cleanup(self) -> None:
+        for name in self.names:
+            drop_memory(name)
+
+
+def _sqlite(tmp: Path) -> Kind:
+    # RAM-backed when the system has it: each commit to a file on disk waits
+    # for the disk, and the suite commits thousands of times.
+    if os.path.isdir(SHM):
+        return SQLiteKind(Path(tempfile.mkdtemp(dir=SHM)), owned=True)
+    return SQLiteKind(tmp)
+
+
+def _memory(tmp: Path) -> Kind:
+    return MemoryKind(f"conformance-{uuid.uuid4().hex}")
+
+
+# name -> factory(temporary folder of the test) -> Kind
+KINDS = {"sqlite": _sqlite, "memory": _memory}
+# Peers of a test take their kinds from a combination in turn: one kind alone,
+# then every ordered pair of two different kinds (mixed pairs both ways).
+COMBOS = [(k,) for k in KINDS] + [(a, b) for a in KINDS for b in KINDS if a != b]
