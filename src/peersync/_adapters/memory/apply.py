@@ -28,7 +28,7 @@ from peersync._engine.model import (
 from peersync._engine.rules import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
 from peersync._engine.wire import decode_batch, unpack_envelope
 
-from .state import Key, Pending, Row, ScopeState, Table, Track, same_row
+from .state import Key, Pending, Row, ScopeData, Table, Track, same_row
 from .writes import Store, kept_creation
 
 
@@ -73,7 +73,7 @@ class Rewrite:
 @dataclass
 class Apply:
     store: Store
-    sc: ScopeState
+    sc: ScopeData
     handler: ConflictHandler
     report: ApplyReport = field(default_factory=ApplyReport)
     rewrites: list[Rewrite] = field(default_factory=list)
@@ -309,13 +309,13 @@ class Apply:
         return Knowledge.from_versions(v for inc in self.excluded for v in (inc.version, (src, inc.lt)))
 
 
-def save_knowledge(sc: ScopeState, k: Knowledge) -> None:
+def save_knowledge(sc: ScopeData, k: Knowledge) -> None:
     """Store ``k`` as the scope's knowledge of other replicas, minus every
     pending change, so no merge from any peer claims one."""
     sc.knowledge = k.exclude(sc.pending_knowledge()).without(sc.rid)
 
 
-def log_conflicts(store: Store, sc: ScopeState, conflicts: list[Conflict]) -> None:
+def log_conflicts(store: Store, sc: ScopeData, conflicts: list[Conflict]) -> None:
     """Append to the conflict log; a row that keeps failing has one error
     entry, brought up to date each time, not one more per session."""
     at = store.now()

@@ -24,16 +24,30 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
-from peersync._engine.errors import ScopeError, StorageError, TableError
+from peersync._engine.errors import InvalidURL, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import REPLICA_ID_BYTES, Knowledge
-from peersync._engine.model import ApplyReport, Conflict, ConflictHandler, ReplicaInfo, SessionEnd, TableSchema, Value
+from peersync._engine.model import (
+    ApplyReport,
+    Conflict,
+    ConflictHandler,
+    RepairReport,
+    ReplicaInfo,
+    SessionEnd,
+    Status,
+    TableSchema,
+    Value,
+)
+from peersync._engine.schema import fingerprint
+from peersync._engine.types import SQLITE_AFFINITY_TYPES, Column
 
 from . import writes
 from .apply import Apply, log_conflicts, save_knowledge
 from .source import read_batch
-from .state import Key, Pending, ScopeState, Table, Track, fingerprint
+from .state import Key, Pending, ScopeData, Table, Track
 from .writes import Store
 
 SCHEME = "memory"
@@ -55,6 +69,16 @@ def open_memory(name: str, *, now: Callable[[], int] | None = None) -> MemoryPee
     if now is not None:
         store.now = now
     return MemoryPeer(store)
+
+
+def open_memory_url(url: str, **options: Any) -> MemoryPeer:
+    """The registry's opener for ``memory://NAME``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() != SCHEME or not parts.netloc or parts.path not in ("", "/"):
+        raise InvalidURL(f"bad memory URL {url!r}: write memory://NAME")
+    if options:
+        raise InvalidURL(f"memory databases take no option {', '.join(sorted(options))}")
+    return open_memory(parts.netloc)
 
 
 def drop_memory(name: str) -> None:
@@ -84,7 +108,7 @@ class MemoryPeer:
             raise StorageError(f"{self.url} is closed")
         return self._store
 
-    def _scope(self, scope: str) -> ScopeState:
+    def _scope(self, scope: str) -> ScopeData:
         try:
             return self.store.scopes[scope]
         except KeyError:
@@ -92,7 +116,17 @@ class MemoryPeer:
 
     # -- the database's own shape -------------------------------------------------
     def create_table(self, schema: TableSchema) -> None:
-        """Declare a table (idempotent for the same shape). Every write to it is tracked."""
+        """Declare a table (idempotent for the same shape). Every write to it
+        is tracked. Without column descriptions (``specs``), each column's
+        canonical type is read from ``types`` as SQLite affinities."""
+        if not schema.specs:
+            try:
+                specs = tuple(
+                    Column(c, SQLITE_AFFINITY_TYPES[t]) for c, t in zip(schema.columns, schema.types, strict=True)
+                )
+            except (KeyError, ValueError):
+                raise TableError(f"table {schema.name}: types are integer, real, text, blob or numeric") from None
+            schema = TableSchema(schema.name, schema.columns, schema.key, schema.types, specs)
         have = self.store.tables.get(schema.name)
         if have is not None:
             if have.schema != schema:
@@ -118,7 +152,7 @@ class MemoryPeer:
         if len(rid) != REPLICA_ID_BYTES:
             raise ScopeError("a replica id has 16 bytes")
         fp = fingerprint([self.store.tables[n].schema for n in names])
-        self.store.scopes[scope] = ScopeState(scope, rid, names, fp)
+        self.store.scopes[scope] = ScopeData(scope, rid, names, fp)
         return True
 
     # -- local writes (a foreign writer) -------------------------------------------
@@ -153,9 +187,11 @@ class MemoryPeer:
     def pending(self, scope: str) -> set[Pending]:
         return set(self._scope(scope).pending)
 
-    def conflicts(self, scope: str) -> list[Conflict]:
-        """The conflict log of ``scope``, oldest first."""
-        return list(self._scope(scope).conflicts)
+    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
+        """The conflict log of ``scope`` (of every scope when None), oldest first."""
+        names = [scope] if scope is not None else self.scopes()
+        out = sorted((c for n in names for c in self._scope(n).conflicts), key=lambda c: c.id or 0)
+        return out if limit is None else out[:limit]
 
     def forget_tombstones(self, scope: str) -> int:
         """Clean up the tombstones of ``scope``'s tables: their versions go into
@@ -171,6 +207,60 @@ class MemoryPeer:
                     del t.tracking[key]
         sc.forgotten = sc.forgotten | Knowledge.from_versions(gone)
         return len(gone)
+
+    # -- management (the Database protocol) ------------------------------------------
+    def scopes(self) -> list[str]:
+        return sorted(self.store.scopes)
+
+    def deprovision(self, scope: str) -> None:
+        """Forget ``scope`` (its knowledge, pending changes, conflict log); rows stay."""
+        self._scope(scope)
+        del self.store.scopes[scope]
+
+    def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
+        """A new replica id for ``scope`` (``moved``: keep it). Local changes
+        made so far keep their versions under the old id, which the knowledge
+        keeps; new ones are the new id's."""
+        sc = self._scope(scope)
+        if moved:
+            return sc.rid
+        old, new = sc.rid, os.urandom(REPLICA_ID_BYTES)
+        for name in sc.tables:
+            for track in self.store.tables[name].tracking.values():
+                if track.via != scope:
+                    track.origin, track.via = (old, track.lt), scope
+                if track.creation is not None and track.creation[0] is None:
+                    track.creation = (old, track.creation[1])
+        sc.knowledge = sc.knowledge.add_range(old, 1, self.store.clock) if self.store.clock else sc.knowledge
+        sc.rid = new
+        return new
+
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+        """Nothing to migrate: a memory table's shape is fixed when it is created."""
+        self._scope(scope)
+        return RepairReport(scope, False, (), (), 0, 0, 0)
+
+    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+        """Nothing to repair: every write goes through the tracked write API."""
+        self._scope(scope)
+        return RepairReport(scope, False, (), (), 0, 0, 0)
+
+    def compact(self, scope: str | None = None) -> None:
+        """Nothing to compact: there is no change log, only tracking rows."""
+
+    def status(self, scope: str | None = None) -> list[Status]:
+        out = []
+        for name in [scope] if scope is not None else self.scopes():
+            sc, tick = self._scope(name), self.store.clock
+            tracks = [t for n in sc.tables for t in self.store.tables[n].tracking.values()]
+            pending = len({(p.table, p.key) for p in sc.pending})
+            out.append(
+                Status(
+                    name, sc.rid, tick, self.knowledge(name), sc.forgotten, sc.fingerprint, tuple(sc.tables),
+                    len(tracks), sum(t.deleted for t in tracks), len(sc.conflicts), pending,
+                )
+            )  # fmt: skip
+        return out
 
     # -- the Peer contract ---------------------------------------------------------
     def describe(self, scope: str) -> ReplicaInfo:

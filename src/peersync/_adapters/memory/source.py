@@ -18,14 +18,14 @@ from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import Batch, Change
 from peersync._engine.wire import encode_batch, row_packer
 
-from .state import Key, ScopeState, Table, Track
+from .state import Key, ScopeData, Table, Track
 from .writes import Store
 
 _ROW_OVERHEAD = 16  # a row's header fields, about
 
 
 def read_batch(
-    store: Store, sc: ScopeState, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
+    store: Store, sc: ScopeData, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
 ) -> tuple[bytes, int, bool]:
     """One encoded batch, its ``last`` tick and whether it is ``final``.
 

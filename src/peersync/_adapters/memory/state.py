@@ -10,8 +10,6 @@ beside this one read and change it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 from peersync._engine.knowledge import Knowledge, Version
@@ -87,7 +85,7 @@ class Pending:
 
 
 @dataclass
-class ScopeState:
+class ScopeData:
     name: str
     rid: bytes
     tables: list[str]
@@ -100,14 +98,6 @@ class ScopeState:
 
     def pending_knowledge(self) -> Knowledge:
         return Knowledge.from_versions(v for p in self.pending for v in (p.version, p.source))
-
-
-def fingerprint(tables: list[TableSchema]) -> str:
-    """A short hash of a scope's shape, equal on peers that can exchange
-    batches. The same function as the SQLite adapter's, so memory and SQLite
-    peers of one scope agree (it belongs in the engine: issue 7, item 4)."""
-    shape = sorted([t.name, list(zip(t.columns, t.types, strict=True)), list(t.key)] for t in tables)
-    return hashlib.sha256(json.dumps(shape, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def same_row(a: Row, b: Row) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from peersync._engine.errors import TableError
 from peersync._engine.model import Value
 
-from .state import Creation, Key, Row, ScopeState, Table, Track, same_row
+from .state import Creation, Key, Row, ScopeData, Table, Track, same_row
 
 
 @dataclass
@@ -29,7 +29,7 @@ class Store:
     name: str
     now: Callable[[], int]
     tables: dict[str, Table] = field(default_factory=dict)
-    scopes: dict[str, ScopeState] = field(default_factory=dict)
+    scopes: dict[str, ScopeData] = field(default_factory=dict)
     clock: int = 0  # the newest tick: it only grows
     logged: int = 0  # conflict log ids, shared by every scope
 
