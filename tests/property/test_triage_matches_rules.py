@@ -55,7 +55,7 @@ from ._model import note as trace
 
 SCHEMA = "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)"
 EPOCH = 4_000_000_000_000  # ms, in 2096: later than any wall clock the apply reads
-NAMES = ("a", None)  # few values: identical rows on two replicas are frequent
+NAMES = ("a",)  # one value: identical rows on two replicas are frequent
 QTYS = (1, 2)
 UPSERT = "INSERT INTO item VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, qty = excluded.qty"
 SHM = "/dev/shm"
