@@ -181,3 +181,34 @@ def test_a_merged_row_reaches_every_replica(net: Net) -> None:
     sync(b, a)
     sync(b, c)
     assert a.rows() == b.rows() == c.rows() == [(1, "pen", 5)]
+
+
+def _settle(nodes: list[Node], policy: Policy) -> None:
+    """Every pair both ways until a round moves nothing (at most five rounds)."""
+    for _ in range(5):
+        moved = 0
+        for i, x in enumerate(nodes):
+            for y in nodes[i + 1 :]:
+                r = sync(x, y, policy=policy)
+                moved += r.sent_a_to_b + r.sent_b_to_a
+        if not moved:
+            return
+    raise AssertionError("the replicas kept sending changes")
+
+
+@pytest.mark.parametrize("policy", [Policy.DESTINATION_WINS, Policy.SOURCE_WINS])
+def test_two_replicas_resolving_one_conflict_opposite_ways_still_converge(net: Net, policy: Policy) -> None:
+    """Under a policy that is not last writer wins, B and C each resolve the
+    same conflict once, in opposite ways, and each then knows both versions:
+    only if a resolution is a new change do they ever agree."""
+    a, b, c, d = net("a", "b", "c", "d")
+    a.insert("item", {"id": 1, "name": "v0", "qty": 1})
+    _settle([a, b, c, d], policy)
+    a.update("item", (1,), {"name": "a"})
+    b.update("item", (1,), {"name": "b"})
+    push(a, c, policy=policy)
+    push(b, d, policy=policy)
+    assert push(c, b, policy=policy).conflicts == 1
+    assert push(d, c, policy=policy).conflicts == 1
+    _settle([a, b, c, d], policy)
+    assert a.rows() == b.rows() == c.rows() == d.rows()
