@@ -10,7 +10,8 @@ combination (see ``COMBOS``).
 To add a database (PostgreSQL, MariaDB): write one more :class:`Kind`
 subclass here and add it to ``KINDS``; nothing else changes. A kind that
 cannot do something a test needs (e.g. tombstone cleanup) says so by
-returning False from :meth:`Kind.can`, and that test is skipped for it.
+returning False from :meth:`Kind.can`; a test marked ``needs(ability)`` runs
+only for combinations whose kinds all have it.
 """
 
 from __future__ import annotations
@@ -68,7 +69,13 @@ class Kind:
     def knowledge(self, peer: Any) -> Knowledge:
         return peer.describe(SCOPE).knowledge
 
-    def can(self, feature: str) -> bool:
+    @classmethod
+    def fresh(cls, tmp: Path) -> Kind:
+        """A kind instance for one test, with ``tmp`` its temporary folder."""
+        raise NotImplementedError
+
+    @classmethod
+    def can(cls, feature: str) -> bool:
         """Optional abilities: ``"forget-tombstones"``."""
         return False
 
@@ -94,6 +101,14 @@ class SQLiteKind(Kind):
     folder: Path
     owned: bool = False  # the folder is this kind's to remove
     name = "sqlite"
+
+    @classmethod
+    def fresh(cls, tmp: Path) -> Kind:
+        # RAM-backed when the system has it: each commit to a file on disk waits
+        # for the disk, and the suite commits thousands of times.
+        if os.path.isdir(SHM):
+            return cls(Path(tempfile.mkdtemp(dir=SHM)), owned=True)
+        return cls(tmp)
 
     def create(self, label: str) -> peersync.Peer:
         path = self.folder / f"{label}.db"
@@ -168,7 +183,12 @@ class MemoryKind(Kind):
     def rows(self, peer: MemoryPeer, table: str) -> list[tuple[Any, ...]]:
         return sorted(peer.rows(table))
 
-    def can(self, feature: str) -> bool:
+    @classmethod
+    def fresh(cls, tmp: Path) -> Kind:
+        return cls(f"conformance-{uuid.uuid4().hex}")
+
+    @classmethod
+    def can(cls, feature: str) -> bool:
         return feature == "forget-tombstones"
 
     def forget_tombstones(self, peer: MemoryPeer) -> None:
@@ -179,20 +199,8 @@ class MemoryKind(Kind):
             drop_memory(name)
 
 
-def _sqlite(tmp: Path) -> Kind:
-    # RAM-backed when the system has it: each commit to a file on disk waits
-    # for the disk, and the suite commits thousands of times.
-    if os.path.isdir(SHM):
-        return SQLiteKind(Path(tempfile.mkdtemp(dir=SHM)), owned=True)
-    return SQLiteKind(tmp)
-
-
-def _memory(tmp: Path) -> Kind:
-    return MemoryKind(f"conformance-{uuid.uuid4().hex}")
-
-
-# name -> factory(temporary folder of the test) -> Kind
-KINDS = {"sqlite": _sqlite, "memory": _memory}
+# name -> Kind subclass (its ``fresh(tmp)`` makes one for a test)
+KINDS: dict[str, type[Kind]] = {"sqlite": SQLiteKind, "memory": MemoryKind}
 # Peers of a test take their kinds from a combination in turn: one kind alone,
 # then every ordered pair of two different kinds (mixed pairs both ways).
 COMBOS = [(k,) for k in KINDS] + [(a, b) for a in KINDS for b in KINDS if a != b]
