@@ -15,7 +15,8 @@ from peersync import Knowledge
 
 from .kinds import COMBOS, KINDS, SCOPE, Kind
 
-T0 = 4_000_000_000_000  # writers' clocks (ms, in 2096): later than any real-time write of the run
+T0 = 2_000_000_000_000  # writers' clocks (ms, in 2033): later than any real-time write of the run
+# (MariaDB's SET timestamp stops at 2038)
 
 
 @dataclass

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import peersync
 from peersync import Knowledge
 from peersync._adapters.memory import MemoryPeer, drop_memory, open_memory
@@ -199,8 +201,101 @@ class MemoryKind(Kind):
             drop_memory(name)
 
 
+MYSQL_SERVER = os.environ.get("PEERSYNC_MYSQL", "mysql://root@127.0.0.1:3306")
+
+
+@dataclass
+class MySQLKind(Kind):
+    """Databases on the MariaDB server (``PEERSYNC_MYSQL``), one per peer,
+    dropped after the test; the foreign writer is plain PyMySQL, its clock set
+    with ``SET timestamp``. Unreachable: skipped with the reason, except under
+    ``CI=true``, where that fails the test."""
+
+    prefix: str
+    name = "mysql"
+
+    def __post_init__(self) -> None:
+        self.made: list[str] = []
+
+    @classmethod
+    def fresh(cls, tmp: Path) -> Kind:
+        return cls("ps_conf_" + uuid.uuid4().hex[:10])
+
+    @staticmethod
+    def _connect(database: str | None = None) -> Any:
+        import pymysql
+
+        from peersync._adapters.mysql.conn import parse_url
+
+        t = parse_url(MYSQL_SERVER + "/" + (database or "mysql"))
+        try:
+            return pymysql.connect(
+                host=t.host, port=t.port, user=t.user, password=t.password, database=database, autocommit=True
+            )
+        except pymysql.err.OperationalError as exc:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"MariaDB server at {MYSQL_SERVER} unreachable under CI=true: {exc}")
+            pytest.skip(f"MariaDB server at {MYSQL_SERVER} unreachable: {exc}")
+
+    def create(self, label: str) -> peersync.Peer:
+        name = f"{self.prefix}_{label}"
+        conn = self._connect()
+        conn.cursor().execute(f"CREATE DATABASE {name}")
+        self.made.append(name)
+        conn.close()
+        types = {"integer": "BIGINT", "text": "VARCHAR(191) COLLATE utf8mb4_bin"}
+        with self._connect(name) as conn:
+            for t in TABLES:
+                cols = ", ".join(
+                    f"`{c}` {types[k] if c in t.key else types[k].replace('VARCHAR(191)', 'TEXT')}"
+                    for c, k in zip(t.columns, t.types, strict=True)
+                )
+                conn.cursor().execute(f"CREATE TABLE `{t.name}` ({cols}, PRIMARY KEY ({', '.join(t.key)}))")
+        db = peersync.connect(f"{MYSQL_SERVER}/{name}")
+        db.provision(SCOPE, TABLE_NAMES)
+        return db
+
+    def _write(self, peer: Any, ms: int, sql: str, args: tuple[Any, ...]) -> None:
+        with self._connect(peer.url.rsplit("/", 1)[1]) as conn:
+            cur = conn.cursor()
+            cur.execute("SET timestamp = %s", (ms / 1000,))
+            cur.execute(sql, args)
+
+    def insert(self, peer: Any, table: str, values: Values, ms: int) -> None:
+        cols = ", ".join(f"`{c}`" for c in values)
+        sql = f"INSERT INTO `{table}` ({cols}) VALUES ({', '.join(['%s'] * len(values))})"
+        self._write(peer, ms, sql, tuple(values.values()))
+
+    def update(self, peer: Any, table: str, key: tuple[Any, ...], values: Values, ms: int) -> None:
+        where = " AND ".join(f"`{k}` = %s" for k in _schema(table).key)
+        sets = ", ".join(f"`{c}` = %s" for c in values)
+        self._write(peer, ms, f"UPDATE `{table}` SET {sets} WHERE {where}", (*values.values(), *key))
+
+    def delete(self, peer: Any, table: str, key: tuple[Any, ...], ms: int) -> None:
+        where = " AND ".join(f"`{k}` = %s" for k in _schema(table).key)
+        self._write(peer, ms, f"DELETE FROM `{table}` WHERE {where}", key)
+
+    def rows(self, peer: Any, table: str) -> list[tuple[Any, ...]]:
+        with self._connect(peer.url.rsplit("/", 1)[1]) as conn:
+            cur = conn.cursor()
+            cur.execute(f"SELECT {', '.join(f'`{c}`' for c in _schema(table).columns)} FROM `{table}`")
+            return sorted(tuple(r) for r in cur.fetchall())
+
+    def cleanup(self) -> None:
+        if not self.made:
+            return
+        with self._connect() as conn:
+            for name in self.made:
+                conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+
+
 # name -> Kind subclass (its ``fresh(tmp)`` makes one for a test)
-KINDS: dict[str, type[Kind]] = {"sqlite": SQLiteKind, "memory": MemoryKind}
+KINDS: dict[str, type[Kind]] = {"sqlite": SQLiteKind, "memory": MemoryKind, "mysql": MySQLKind}
 # Peers of a test take their kinds from a combination in turn: one kind alone,
-# then every ordered pair of two different kinds (mixed pairs both ways).
-COMBOS = [(k,) for k in KINDS] + [(a, b) for a in KINDS for b in KINDS if a != b]
+# then ordered pairs of two different kinds (mixed pairs both ways): every
+# pair of SQL databases, and the reference peer with SQLite (pairs of the
+# reference peer with a server database would only cost time: the server is
+# checked against SQLite, and SQLite against the reference).
+COMBOS = [(k,) for k in KINDS] + [
+    (a, b) for a in KINDS for b in KINDS if a != b and ("memory" not in (a, b) or "sqlite" in (a, b))
+]

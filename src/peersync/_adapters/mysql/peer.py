@@ -452,6 +452,10 @@ class MySQLPeer:
                 stored = self.meta.save_knowledge(sc, stored.union(merge))
                 self.meta.insert_conflicts(end.failures)
                 self.meta.drop_partials_held(scope, stored.add_range(sc.rid, 1, S.sealed(self.conn)))
+        # The session's own applied rows got ticks in its transactions: seal
+        # them now, so the knowledge returned is what describe will report.
+        with self.conn.errors():
+            S.seal(self.conn)
             tick = S.sealed(self.conn)
         return stored.add_range(sc.rid, 1, tick)
 
