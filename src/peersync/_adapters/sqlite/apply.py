@@ -62,37 +62,48 @@ class _In:
         self.cols = [f"c{i}" for i in range(len(s.columns))]
         self.keys = [self.cols[p] for p in s.key_positions]
         self.nonkeys = [c for i, c in enumerate(self.cols) if i not in s.key_positions]
+        # Every row in the short form: live, the source's own version and
+        # creation, no extra knowledge (set by the load).
+        self.short = False
 
     def create(self) -> str:
-        cols = ", ".join([*_HEAD, *self.cols])
-        body = f"seq INTEGER PRIMARY KEY, {cols}, action, ex INTEGER NOT NULL DEFAULT 0"
+        # A short row (``_wire``) binds only its tick and time offsets and its
+        # values: the header columns' defaults say what its form means.
+        head = "dlt, flags INTEGER DEFAULT 0, vrep INTEGER DEFAULT 0, vtick, crep, ctick, dtime"
+        body = f"seq INTEGER PRIMARY KEY, {head}, {', '.join(self.cols)}, action, ex INTEGER NOT NULL DEFAULT 0"
         return f"CREATE TEMP TABLE IF NOT EXISTS {self.name[5:]} ({body})"
 
-    def insert(self) -> str:
-        cols = [*_HEAD, *self.cols]
+    def insert(self, short: bool) -> str:
+        cols = ["dlt", "dtime", *self.cols] if short else [*_HEAD, *self.cols]
         return f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
     def invalid(self) -> str:
+        """Rows with a bad header, time or tombstone (all short: their offsets alone)."""
+        time = f"typeof(dtime) = 'integer' AND typeof(:base + dtime) = 'integer' AND abs(:base + dtime) < {MAX_TICK}"
+        ticks = "typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span"
+        if self.short:
+            return f"SELECT count(*) FROM {self.name} WHERE NOT ({ticks} AND {time})"
         tomb = " AND ".join(f"{c} IS NULL" for c in self.nonkeys) or "1"
         return (
-            f"SELECT count(*) FROM {self.name} WHERE NOT ("
-            " typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span AND typeof(flags) = 'integer' AND flags >= 0"
-            " AND (flags >> 1) <= :nex"
+            f"SELECT count(*) FROM {self.name} WHERE NOT ({ticks}"
+            " AND typeof(flags) = 'integer' AND flags >= 0 AND (flags >> 1) <= :nex"
             " AND typeof(vrep) = 'integer' AND vrep >= 0 AND vrep < :nrep"
             " AND ((vtick IS NULL AND vrep = 0) OR (typeof(vtick) = 'integer' AND vtick >= 1))"
             " AND ((crep IS NULL AND ctick IS NULL) OR (typeof(crep) = 'integer' AND crep >= 0 AND crep < :nrep"
             "      AND typeof(ctick) = 'integer' AND ctick >= 1))"
-            f" AND typeof(dtime) = 'integer' AND typeof(:base + dtime) = 'integer' AND abs(:base + dtime) < {MAX_TICK}"
-            f" AND ((flags & 1) = 0 OR ({tomb})))"
+            f" AND {time} AND ((flags & 1) = 0 OR ({tomb})))"
         )
 
     def unknown_to_source(self) -> str:
-        """Rows whose version the source's own knowledge lacks: forged."""
-
-        tick = "COALESCE(y.vtick, :first0 + y.dlt)"
-        known = in_ranges("temp._peersync_mwb", "y.vrep", tick)
-        extra = in_ranges("temp._peersync_mwxb", "y.vrep", tick, where="r.ex = y.ex AND ")
-        return f"SELECT count(*) FROM {self.name} AS y WHERE NOT {known} AND NOT (y.ex > 0 AND {extra})"
+        """Rows whose version the source's own knowledge lacks: forged. (A row
+        without a version tick has the source's own tick in the batch's range,
+        which ``apply`` checked against that knowledge.)"""
+        known = in_ranges("temp._peersync_mwb", "y.vrep", "y.vtick")
+        extra = in_ranges("temp._peersync_mwxb", "y.vrep", "y.vtick", where="r.ex = y.ex AND ")
+        return (
+            f"SELECT count(*) FROM {self.name} AS y"
+            f" WHERE y.vtick IS NOT NULL AND NOT {known} AND NOT (y.ex > 0 AND {extra})"
+        )
 
     def unordered(self) -> str:
         return f"SELECT count(*) FROM {self.name} AS a JOIN {self.name} AS b ON b.seq = a.seq + 1 WHERE b.dlt <= a.dlt"
@@ -460,11 +471,21 @@ class SetApply:
         conn, env = self.conn, self.env
         conn.execute(tin.create())
         conn.execute(f"DELETE FROM {tin.name}")
+        ncols = len(tin.cols)
+        if set(map(type, rows)) != {list}:
+            raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: a row is not an array")
+        lengths = set(map(len, rows))
+        if not lengths <= {2 + ncols, 7 + ncols}:
+            raise ProtocolError(f"malformed batch: a row of {tin.t.name!r} does not have {ncols} values")
+        tin.short = lengths == {2 + ncols}
+        if not tin.short:  # one statement loads them all, in order: spell short rows out
+            rows = [r if len(r) > 2 + ncols else [r[0], 0, 0, None, None, None, *r[1:]] for r in rows]
+        insert = tin.insert(tin.short)
         try:
-            conn.executemany(tin.insert(), rows)
+            conn.executemany(insert, rows)
         except _BIND_ERRORS as exc:
             try:  # TEXT that is not UTF-8 (RawText): loaded as bytes, then cast back to TEXT
-                loaded = load_rows(conn, tin.name, tin.insert(), rows, len(_HEAD))
+                loaded = load_rows(conn, tin.name, insert, rows, 2 if tin.short else len(_HEAD))
             except _BIND_ERRORS:
                 loaded = False
             if not loaded:
@@ -475,11 +496,15 @@ class SetApply:
         ).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: {bad} invalid row(s) for {tin.t.name!r}")
-        conn.execute(f"UPDATE {tin.name} SET ex = flags >> 1, flags = flags & 1 WHERE flags > 1")
         (bad,) = conn.execute(tin.unordered()).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: ticks of {tin.t.name!r} out of order")
-        (bad,) = conn.execute(tin.unknown_to_source(), {"first0": env.first - 1}).fetchone()
+        if tin.short:
+            # Each row's version is a tick of the source in first..last, which
+            # the source's knowledge holds (``apply`` checked): nothing to vouch for.
+            return
+        conn.execute(f"UPDATE {tin.name} SET ex = flags >> 1, flags = flags & 1 WHERE flags > 1")
+        (bad,) = conn.execute(tin.unknown_to_source()).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: {bad} row(s) of {tin.t.name!r} carry versions the source never knew")
 
@@ -489,10 +514,14 @@ class SetApply:
         first0 = self.env.first - 1
         for tin in ins:
             conn.execute(tin.triage(), {"scope": sc.idx, "first0": first0})
-            (forged,) = conn.execute(
-                f"SELECT count(*) FROM {tin.name} AS x JOIN temp._peersync_rmap AS r ON r.b = x.vrep"
-                " WHERE r.own = 1 AND x.action != 0"
-            ).fetchone()
+            # (Short rows carry the source's versions, and the source is not this replica.)
+            forged = (
+                not tin.short
+                and conn.execute(
+                    f"SELECT 1 FROM {tin.name} AS x JOIN temp._peersync_rmap AS r ON r.b = x.vrep"
+                    " WHERE r.own = 1 AND x.action != 0 LIMIT 1"
+                ).fetchone()
+            )
             if forged:
                 raise ProtocolError("batch carries a version of this replica that it never made")
             for action, n in conn.execute(f"SELECT action, count(*) FROM {tin.name} GROUP BY action"):
