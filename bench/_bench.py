@@ -105,6 +105,24 @@ class Bench:
         out: dict[str, Any] = self.once(("initial", n), make)
         return out
 
+    def cli_runs(self, n: int) -> list[dict[str, Any]]:
+        """Initial syncs of ``n`` rows through ``peersync sync``, each timed
+        from process start to exit (``_child.py cli``) into a fresh provisioned copy."""
+
+        def make() -> list[dict[str, Any]]:
+            runs = []
+            for i in range(self.sizes.reps):
+                self.log(f"initial sync of {n:,} rows through the CLI, run {i + 1}/{self.sizes.reps}")
+                dst = self.kind.clone(self.empty_provisioned(), f"cli_{n}")
+                runs.append(self.child("cli", self.source(n), dst))
+                self.kind.drop(dst)
+                if runs[-1]["rows"] != n:
+                    raise RuntimeError(f"initial sync through the CLI sent {runs[-1]['rows']} rows, expected {n}")
+            return runs
+
+        out: list[dict[str, Any]] = self.once(("cli", n), make)
+        return out
+
     def synced_pair(self, n: int) -> tuple[str, str]:
         """Source and destination after an initial sync of ``n`` rows (the
         timed one when figure 1 ran, else an untimed one here)."""

@@ -3,6 +3,7 @@ time (wall and CPU) and memory as JSON, so that peak memory is that of this oper
 
     python bench/_child.py KIND WORKDIR sync SRC DST
     python bench/_child.py KIND WORKDIR copy SRC DST
+    python bench/_child.py KIND WORKDIR cli SRC DST    # ``peersync sync`` in its own process, timed whole
     python bench/_child.py KIND WORKDIR clone SRC DST
 
 Memory: ``rss_before`` is the resident size just before the operation (the
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,6 +75,20 @@ def main(argv: list[str]) -> None:
         rows = peersync.clone(src, dst, SCOPE).tracked_rows
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         nbytes = batches = 0
+    elif op == "cli":
+        # What a user's command costs, from process start to exit (both databases provisioned before).
+        before, reset = 0, False
+        cmd = [sys.executable, "-m", "peersync", "sync", src, dst, "--scope", SCOPE, "--direction", "push", "--json"]
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+        cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+        out = json.loads(proc.stdout)
+        rows, nbytes, batches = out["sent_a_to_b"], out["bytes"], out["batches"]
     else:
         raise SystemExit(f"unknown operation {op!r}")
     peak = _status_kib("VmHWM") if reset else None

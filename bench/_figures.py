@@ -37,6 +37,9 @@ def fig_initial_sync(b: Bench) -> list[Figure]:
     fastest = min(runs["sync"], key=lambda r: r["seconds"])
     all_syncs = ", ".join(f"{r['seconds']:.2f}" for r in runs["sync"])
     all_copies = ", ".join(f"{r['seconds']:.2f}" for r in runs["copy"])
+    clis = b.cli_runs(n)
+    cli = min(r["seconds"] for r in clis)
+    all_clis = ", ".join(f"{r['seconds']:.2f}" for r in clis)
     return [
         Figure(
             "1",
@@ -54,7 +57,21 @@ def fig_initial_sync(b: Bench) -> list[Figure]:
                 f" {last['batches']} batches, {last['bytes'] / MIB:.1f} MiB on the wire;"
                 f" the best run used {fastest['cpu_seconds']:.2f} s of CPU"
             ),
-        )
+        ),
+        Figure(
+            "1c",
+            f"initial sync through the CLI, {_n(n)} rows",
+            "s",
+            cli,
+            base,
+            "<= 2.5x",
+            2.5,
+            baseline_label="the same copy as figure 1",
+            note=(
+                f"'peersync sync SRC DST --scope S --direction push' timed from process start to exit"
+                f" (both provisioned before); best of {len(clis)} (all: {all_clis} s)"
+            ),
+        ),
     ]
 
 

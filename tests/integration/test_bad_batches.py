@@ -66,7 +66,7 @@ def test_batch_whose_change_time_overflows_int64_is_refused_and_blocks_nothing(m
         write(pa, "INSERT INTO item VALUES (1, 'x', 1, 1.0)")
         env = first_batch(a, "s")
         env[10][0][1] = 2**63 - 1  # the table's base time
-        env[10][0][2][0][6] = 10  # the row's time offset
+        env[10][0][2][0][1] = 10  # the row's time offset (a short row: [tick, time, *values])
         with contextlib.suppress(peersync.ProtocolError):  # refusing it is the expected behaviour
             b.apply("s", msgpack.packb(env, use_bin_type=True), Policy.LAST_WRITER_WINS)
         peersync.sync(b, c, "s")  # raises ProtocolError today
@@ -112,7 +112,8 @@ def test_row_vouched_for_only_by_another_rows_extra_knowledge_is_refused(make_db
         )
         y, z = b"Y" * 16, b"Z" * 16
         env[9] = [env[3], z]
-        row = env[10][0][2][0]
+        short = env[10][0][2][0]  # [tick, time, *values]: spelled out in full, to set its header
+        env[10][0][2][0] = row = [short[0], 0, 0, None, None, None, *short[1:]]
         row[1], row[2], row[3] = 1 << 1, 1, 5  # flags: extra #1; version (Z, 5), which only extra #2 holds
         env[11] = [Knowledge.empty().add(y, 1).to_wire(), Knowledge.empty().add(z, 5).to_wire()]
         data = msgpack.packb(env, use_bin_type=True)

@@ -14,6 +14,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 # One name per figure of issue 3's table (4 and 6-8 have several rows).
 FIGURE_NAMES = [
     "initial sync",
+    "initial sync through the CLI",
     "incremental",
     "session with no changes",
     "bulk INSERT overhead",

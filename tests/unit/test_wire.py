@@ -121,8 +121,24 @@ def test_decoded_header() -> None:
 def test_own_rows_carry_little_metadata() -> None:
     rows: list[Change] = [(t, False, (SRC, t), (SRC, t), T0, (t, None, None, None)) for t in range(1, 1001)]
     data = encode(batch({"item": rows}, last=1000))
-    # Each row: the row array, the eight metadata bytes and four small values.
-    assert len(data) < 1000 * 16
+    # Each row: the row array (1 byte), its tick offset (up to 3) and time offset (1), and its
+    # values (a key of up to 3 bytes, three nils): 11 bytes at most, where the full form takes 16.
+    assert len(data) < 1000 * 11 + 200
+
+
+def test_only_live_rows_of_the_sources_own_making_take_the_short_form() -> None:
+    env = msgpack.unpackb(encode(RICH), raw=False)
+    forms = {name: [len(r) - 2 - len(SCHEMAS[name].columns) for r in rows] for name, _, rows in env[TABLES]}
+    # 0: short; 5: the full header. Own, creation = version, live: short; anything else: full.
+    assert forms == {"item": [0, 5, 5, 5, 5, 5, 5, 5], "doc": [0, 5, 5]}
+    extra = batch(
+        {"item": [(1, False, (SRC, 1), (SRC, 1), T0, (1, "a", 1, 1.0))]},
+        last=1,
+        extras=(Knowledge.empty().add(P2, 99),),
+        extra_of={"item": [1]},
+    )
+    assert len(msgpack.unpackb(encode(extra), raw=False)[TABLES][0][2][0]) == 7 + 4  # extra knowledge: full
+    assert round_trip(extra) == extra
 
 
 # -- refusals --------------------------------------------------------------------------
@@ -157,10 +173,12 @@ def refused(data: bytes, schemas: dict[str, TableSchema] | None = None, match: s
 
 def test_envelope_layout_is_what_the_tests_assume() -> None:
     env = envelope()
-    assert env[0] == "peersync-batch" and env[1] == 1
+    assert env[0] == "peersync-batch" and env[1] == 2
     assert env[REPLICAS] == [SRC, P2, P3]
     assert env[TABLES][0][0] == "item" and len(env[TABLES][0][2]) == 3
-    assert env[TABLES][0][2][2][7:] == [1, None, None, None]  # a tombstone: the key, nil elsewhere
+    assert env[TABLES][0][2][0] == [1, 0, 1, "a", 1, 1.0]  # short: tick and time offsets, values
+    assert len(env[TABLES][0][2][1]) == VALUES + 4  # full: a foreign version
+    assert env[TABLES][0][2][2][VALUES:] == [1, None, None, None]  # a tombstone: the key, nil elsewhere
     assert decode_batch(packed(env), SCHEMAS) == SMALL
 
 
@@ -216,13 +234,15 @@ def _set(path: tuple[int, ...], value: Any) -> Mutation:
     return mutate
 
 
-# Paths into the envelope ["peersync-batch", 1, scope, source, fingerprint, made_with, first, last, final,
-# replicas, tables, extras]; tables = [[name, base_time, rows]]; a row = [tick_offset, flags, version_replica,
-# version_tick, creation_replica, creation_tick, time_offset, *values (every column)].
+# Paths into the envelope ["peersync-batch", 2, scope, source, fingerprint, made_with, first, last, final,
+# replicas, tables, extras]; tables = [[name, base_time, rows]]; a row = [tick_offset, time_offset,
+# *values] (short: ROW0) or [tick_offset, flags, version_replica, version_tick, creation_replica,
+# creation_tick, time_offset, *values] (full: ROW1, and the tombstone ROW2); values: every column.
 REPLICAS, TABLES = 9, 10
 TABLE = (TABLES, 0)
 ROW0, ROW1, ROW2 = (*TABLE, 2, 0), (*TABLE, 2, 1), (*TABLE, 2, 2)
-VALUES = 7  # row index of the first value (item: id, name, qty, price)
+SHORT_VALUES = 2  # index of the first value (item: id, name, qty, price) in a short row
+VALUES = 7  # ... and in a full one
 
 
 def _row(i: int) -> Callable[[list[Any]], list[Any]]:
@@ -233,10 +253,30 @@ def _row(i: int) -> Callable[[list[Any]], list[Any]]:
     return get
 
 
+def _full(i: int) -> Callable[[list[Any]], list[Any]]:
+    """Row ``i`` rewritten in the full form (same meaning), to mutate its header."""
+
+    def get(env: list[Any]) -> list[Any]:
+        rows = env[TABLES][0][2]
+        if len(rows[i]) == SHORT_VALUES + len(ITEM.columns):
+            rows[i] = [rows[i][0], 0, 0, None, None, None, *rows[i][1:]]
+        row: list[Any] = rows[i]
+        return row
+
+    return get
+
+
+def test_a_short_row_spelled_out_in_full_means_the_same() -> None:
+    env = envelope()
+    _full(0)(env)
+    assert decode_batch(packed(env), SCHEMAS) == SMALL
+
+
 BAD: dict[str, Mutation] = {
     "wrong-magic": _set((0,), "peersync-batcx"),
     "magic-as-bytes": _set((0,), b"peersync-batch"),
-    "wrong-format": _set((1,), 2),
+    "wrong-format": _set((1,), 3),
+    "format-one-before-short-rows": _set((1,), 1),
     "format-zero": _set((1,), 0),
     "extra-envelope-item": lambda env: env.append(None),
     "missing-envelope-item": lambda env: env.pop(),
@@ -264,7 +304,9 @@ BAD: dict[str, Mutation] = {
     "base-time-nil": _set((*TABLE, 1), None),
     "rows-not-list": _set((*TABLE, 2), "rows"),
     "row-not-list": _set(ROW0, 5),
-    "row-too-short": _set(ROW0, [1, 0, 0, None, None, None]),
+    "row-too-short": _set(ROW0, [1, 0, 0, None, None]),
+    "row-between-the-forms": lambda env: _row(1)(env).pop(5),
+    "short-row-of-nothing": _set(ROW0, [1, 0]),
     # ticks outside first..last, or not strictly increasing
     "tick-after-last": _set((7,), 2),
     "tick-offset-past-last": _set((*ROW2, 0), 5),
@@ -273,8 +315,8 @@ BAD: dict[str, Mutation] = {
     "tick-repeated": _set((*ROW1, 0), 1),
     "ticks-out-of-order": _set((*ROW2, 0), 1),
     "tick-offset-float": _set((*ROW0, 0), 1.0),
-    "flags-two": _set((*ROW0, 1), 2),
-    "flags-nil": _set((*ROW0, 1), None),
+    "flags-two": _set((*ROW1, 1), 2),
+    "flags-nil": _set((*ROW1, 1), None),
     "replica-index-out-of-range": _set((*ROW1, 2), 3),
     "replica-index-negative": _set((*ROW1, 2), -1),
     "replica-index-not-int": _set((*ROW1, 2), None),
@@ -283,21 +325,32 @@ BAD: dict[str, Mutation] = {
     "version-tick-float": _set((*ROW1, 3), 7.0),
     "creation-index-out-of-range": _set((*ROW1, 4), 3),
     "creation-index-only": _set((*ROW1, 5), None),
-    "creation-tick-only": _set((*ROW0, 5), 4),
+    "creation-tick-only": lambda env: _full(0)(env).__setitem__(5, 4),
     "creation-tick-zero": _set((*ROW1, 5), 0),
-    "time-not-int": _set((*ROW0, 6), "now"),
-    "time-float": _set((*ROW0, 6), 0.5),
+    "time-not-int": _set((*ROW1, 6), "now"),
+    "time-float": _set((*ROW1, 6), 0.5),
+    "short-time-not-int": _set((*ROW0, 1), "now"),
+    "short-time-nil": _set((*ROW0, 1), None),
+    "short-time-float": _set((*ROW0, 1), 0.5),
+    "short-row-beyond-made-with": _set(
+        (5,), Knowledge.from_ranges({SRC: [(2, 40)], P2: [(1, 9)], P3: [(1, 1)]}).to_wire()
+    ),
+    "short-rows-out-of-order": lambda env: env[TABLES][0][2].insert(0, [2, 0, 9, "z", 1, 1.0]),
+    "short-row-repeated": lambda env: env[TABLES][0][2].insert(1, list(_row(0)(env))),
     "row-too-few-values": lambda env: _row(0)(env).pop(),
     "row-too-many-values": lambda env: _row(0)(env).append(None),
     "tombstone-too-few-values": lambda env: _row(2)(env).pop(),
     "tombstone-carries-values": _set((*ROW2, VALUES + 1), "resurrected"),
-    "live-row-marked-tombstone": _set((*ROW0, 1), 1),
-    "bool-value-true": _set((*ROW0, VALUES + 2), True),
-    "bool-value-false": _set((*ROW0, VALUES), False),
+    "live-row-marked-tombstone": lambda env: _full(0)(env).__setitem__(1, 1),
+    "bool-value-true": _set((*ROW0, SHORT_VALUES + 2), True),
+    "bool-value-false": _set((*ROW0, SHORT_VALUES), False),
+    "bool-value-in-full-row": _set((*ROW1, VALUES + 2), True),
     "bool-key-in-tombstone": _set((*ROW2, VALUES), True),
-    "list-value": _set((*ROW0, VALUES + 1), ["a"]),
-    "map-value": _set((*ROW0, VALUES + 1), {"a": 1}),
-    "ext-value": _set((*ROW0, VALUES + 1), msgpack.ExtType(5, b"x")),
+    "list-value": _set((*ROW0, SHORT_VALUES + 1), ["a"]),
+    "map-value": _set((*ROW0, SHORT_VALUES + 1), {"a": 1}),
+    "ext-value": _set((*ROW0, SHORT_VALUES + 1), msgpack.ExtType(5, b"x")),
+    "bin-row": _set(ROW0, b"\x01\x00\x01\x02\x01\x03"),
+    "text-row": _set(ROW0, "\x01\x00\x01\x02\x01\x03"),
 }
 
 
@@ -323,7 +376,7 @@ def test_wrong_value_count_against_a_different_schema() -> None:
 # decoder should refuse them too (msgpack keeps bools and floats apart from ints).
 @pytest.mark.parametrize(
     "mutate",
-    [_set((*ROW0, 1), False), _set((*ROW0, 1), 0.0), _set((*ROW2, 1), True), _set((1,), True), _set((1,), 1.0)],
+    [_set((*ROW1, 1), False), _set((*ROW1, 1), 0.0), _set((*ROW2, 1), True), _set((1,), True), _set((1,), 1.0)],
     ids=["flags-false", "flags-float", "flags-true", "format-true", "format-float"],
 )
 def test_non_int_flags_and_format_are_refused(mutate: Mutation) -> None:

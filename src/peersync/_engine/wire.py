@@ -2,15 +2,21 @@
 
 A batch is one msgpack array::
 
-    ["peersync-batch", 1, scope, source_id, fingerprint, made_with,
+    ["peersync-batch", 2, scope, source_id, fingerprint, made_with,
      first, last, final, replicas, tables, extras]
 
 ``replicas`` lists the replica ids the rows refer to (index 0 is the source;
-an id may repeat); ``tables`` is ``[[name, base_time, [row, ...]], ...]`` and
-each row is::
+an id may repeat); ``tables`` is ``[[name, base_time, [row, ...]], ...]``. A
+row takes one of two forms::
 
+    [tick_offset, time_offset, *values]
     [tick_offset, flags, version_replica, version_tick | nil,
      creation_replica | nil, creation_tick | nil, time_offset, *values]
+
+The first, short, form is a live row whose version is the source's own
+tick and whose creation is that same version, made with no knowledge
+beyond ``made_with``: every row of an initial sync from the replica that
+made them. The second spells everything out.
 
 ``tick_offset`` is the row's source tick minus ``first - 1`` (strictly
 increasing within a table); ``time_offset`` is its change time minus the
@@ -21,9 +27,11 @@ version"; ``flags`` bit 0 marks a tombstone, whose non-key values are nil,
 and ``flags >> 1``, when not 0, picks an entry of ``extras``: knowledge the row
 was made with beyond ``made_with`` (the row arrived at the source in a session
 that has not completed, so the source's own knowledge lacks part of what that
-row's version supersedes). Rows
-carry every column in table order. Most rows thus cost about eight bytes of
-metadata beyond their values, and a SQL query can emit them directly.
+row's version supersedes). Rows carry every column in table order, so a
+row's length (2 or 7 plus the table's columns) tells its form. A short row
+costs two small integers of metadata beyond its values (and the destination
+binds no NULL header fields for it), a full one about eight bytes; a SQL
+query can emit both.
 Values are msgpack nil, integers, floats, strings and bin; a TEXT value that
 is not valid UTF-8 (:class:`~peersync.RawText`) is msgpack ext type 1 with
 its bytes.
@@ -45,7 +53,7 @@ from .knowledge import REPLICA_ID_BYTES, Knowledge, Version
 from .model import Batch, Change, RawText, TableSchema
 
 MAGIC = "peersync-batch"
-FORMAT = 1
+FORMAT = 2  # 2: the short row form
 EXT_RAW_TEXT = 1
 _VALUE_TYPES = (type(None), int, float, str, bytes, RawText)
 
@@ -82,6 +90,9 @@ def encode_batch(batch: Batch, schemas: Mapping[str, TableSchema]) -> bytes:
             vrid, vtick = version
             vrep = replicas.setdefault(vrid, len(replicas))
             own = vrep == 0 and vtick == lt
+            if own and creation == version and not deleted and not mark:
+                out.append([lt - first0, ctime - base_time, *values])
+                continue
             if creation == version:
                 crep: int | None = None
                 ctick: int | None = None
@@ -251,8 +262,10 @@ def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:
         out: list[Change] = []
         prev = first0 = env.first - 1
         for row in rows:
-            if not isinstance(row, list) or len(row) != 7 + ncols:
+            if not isinstance(row, list) or len(row) not in (2 + ncols, 7 + ncols):
                 raise ProtocolError(f"batch row for {name!r} does not have {ncols} values")
+            if len(row) == 2 + ncols:  # the short form
+                row = [row[0], 0, 0, None, None, None, *row[1:]]
             dlt, flags, vrep, vtick, crep, ctick, dtime = row[:7]
             values = tuple(row[7:])
             if not (

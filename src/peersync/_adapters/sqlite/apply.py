@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 from peersync._adapters.sql.meta import Meta
 from peersync._engine.errors import ProtocolError
@@ -62,37 +62,54 @@ class _In:
         self.cols = [f"c{i}" for i in range(len(s.columns))]
         self.keys = [self.cols[p] for p in s.key_positions]
         self.nonkeys = [c for i, c in enumerate(self.cols) if i not in s.key_positions]
+        # Every row in the short form: live, the source's own version and
+        # creation, no extra knowledge (set by the load).
+        self.short = False
 
     def create(self) -> str:
-        cols = ", ".join([*_HEAD, *self.cols])
-        body = f"seq INTEGER PRIMARY KEY, {cols}, action, ex INTEGER NOT NULL DEFAULT 0"
+        # A short row (``_wire``) binds only its tick and time offsets and its
+        # values: the header columns' defaults say what its form means.
+        head = "dlt, flags INTEGER DEFAULT 0, vrep INTEGER DEFAULT 0, vtick, crep, ctick, dtime"
+        body = f"seq INTEGER PRIMARY KEY, {head}, {', '.join(self.cols)}, action, ex INTEGER NOT NULL DEFAULT 0"
         return f"CREATE TEMP TABLE IF NOT EXISTS {self.name[5:]} ({body})"
 
-    def insert(self) -> str:
-        cols = [*_HEAD, *self.cols]
-        return f"INSERT INTO {self.name} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    def insert(self, short: bool, unseen: bool = False) -> str:
+        """Load rows of either form; ``unseen``: short rows of versions the
+        destination knows none of, marked applied until :meth:`seen` says otherwise."""
+        cols = ["dlt", "dtime", *self.cols] if short else [*_HEAD, *self.cols]
+        marks = ", action" if unseen else ""
+        return (
+            f"INSERT INTO {self.name} ({', '.join(cols)}{marks})"
+            f" VALUES ({', '.join('?' * len(cols))}{f', {APPLY}' if unseen else ''})"
+        )
 
     def invalid(self) -> str:
+        """Rows with a bad header, time or tombstone (all short: their offsets alone)."""
+        time = f"typeof(dtime) = 'integer' AND typeof(:base + dtime) = 'integer' AND abs(:base + dtime) < {MAX_TICK}"
+        ticks = "typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span"
+        if self.short:
+            return f"SELECT count(*) FROM {self.name} WHERE NOT ({ticks} AND {time})"
         tomb = " AND ".join(f"{c} IS NULL" for c in self.nonkeys) or "1"
         return (
-            f"SELECT count(*) FROM {self.name} WHERE NOT ("
-            " typeof(dlt) = 'integer' AND dlt >= 1 AND dlt <= :span AND typeof(flags) = 'integer' AND flags >= 0"
-            " AND (flags >> 1) <= :nex"
+            f"SELECT count(*) FROM {self.name} WHERE NOT ({ticks}"
+            " AND typeof(flags) = 'integer' AND flags >= 0 AND (flags >> 1) <= :nex"
             " AND typeof(vrep) = 'integer' AND vrep >= 0 AND vrep < :nrep"
             " AND ((vtick IS NULL AND vrep = 0) OR (typeof(vtick) = 'integer' AND vtick >= 1))"
             " AND ((crep IS NULL AND ctick IS NULL) OR (typeof(crep) = 'integer' AND crep >= 0 AND crep < :nrep"
             "      AND typeof(ctick) = 'integer' AND ctick >= 1))"
-            f" AND typeof(dtime) = 'integer' AND typeof(:base + dtime) = 'integer' AND abs(:base + dtime) < {MAX_TICK}"
-            f" AND ((flags & 1) = 0 OR ({tomb})))"
+            f" AND {time} AND ((flags & 1) = 0 OR ({tomb})))"
         )
 
     def unknown_to_source(self) -> str:
-        """Rows whose version the source's own knowledge lacks: forged."""
-
-        tick = "COALESCE(y.vtick, :first0 + y.dlt)"
-        known = in_ranges("temp._peersync_mwb", "y.vrep", tick)
-        extra = in_ranges("temp._peersync_mwxb", "y.vrep", tick, where="r.ex = y.ex AND ")
-        return f"SELECT count(*) FROM {self.name} AS y WHERE NOT {known} AND NOT (y.ex > 0 AND {extra})"
+        """Rows whose version the source's own knowledge lacks: forged. (A row
+        without a version tick has the source's own tick in the batch's range,
+        which ``apply`` checked against that knowledge.)"""
+        known = in_ranges("temp._peersync_mwb", "y.vrep", "y.vtick")
+        extra = in_ranges("temp._peersync_mwxb", "y.vrep", "y.vtick", where="r.ex = y.ex AND ")
+        return (
+            f"SELECT count(*) FROM {self.name} AS y"
+            f" WHERE y.vtick IS NOT NULL AND NOT {known} AND NOT (y.ex > 0 AND {extra})"
+        )
 
     def unordered(self) -> str:
         return f"SELECT count(*) FROM {self.name} AS a JOIN {self.name} AS b ON b.seq = a.seq + 1 WHERE b.dlt <= a.dlt"
@@ -113,7 +130,19 @@ class _In:
             f" WHERE x.action = 1 AND CASE WHEN x.flags = 0 THEN NOT {present} OR NOT ({same}) ELSE {present} END"
         )
 
+    def seen(self) -> str:
+        """Of rows loaded as applied (:meth:`insert` ``unseen``), leave to
+        :meth:`triage` those that have a tracking row here. The rest, never
+        seen here and with versions this replica knows none of, the rules
+        apply as they are."""
+        t = self.t
+        match = " AND ".join(f"t.{k} = i.{c}" for k, c in zip(t.kcols, self.keys, strict=True))
+        return (
+            f"UPDATE {self.name} AS i SET action = NULL WHERE EXISTS (SELECT 1 FROM {q(t.tracking)} AS t WHERE {match})"
+        )
+
     def triage(self) -> str:
+        """Decide every row not decided yet (see the module docstring)."""
         t = self.t
         match = " AND ".join(f"t.{k} = i.{c}" for k, c in zip(t.kcols, self.keys, strict=True))
         vt = "COALESCE(x.vtick, :first0 + x.dlt)"
@@ -134,7 +163,8 @@ class _In:
             " FROM (SELECT i.seq AS s, t.lt AS tlt, t.mw AS mw,"
             " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
             " CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END AS ltick"
-            f" FROM {self.name} AS i LEFT JOIN {q(t.tracking)} AS t ON {match}) AS j WHERE x.seq = j.s"
+            f" FROM {self.name} AS i LEFT JOIN {q(t.tracking)} AS t ON {match} WHERE i.action IS NULL) AS j"
+            " WHERE x.seq = j.s"
         )
 
     def release_pending(self) -> str:
@@ -305,6 +335,41 @@ class Redo:
         return len(self.rows) + len(self.groups) + len(self.rewrites) + self.immediate
 
 
+class _Span(Sequence[int]):
+    """The seqs of a group's rows to write, ``lo`` to ``hi`` (``n`` of them),
+    read from the temporary table only when indexed past its ends or sliced
+    (a failed write halves its span)."""
+
+    def __init__(self, conn: sqlite3.Connection, table: str, flags: int, lo: int, hi: int, n: int) -> None:
+        self.conn, self.table, self.flags, self.lo, self.hi, self.n = conn, table, flags, lo, hi, n
+        self._seqs: list[int] | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _list(self) -> list[int]:
+        if self._seqs is None:
+            self._seqs = [
+                s
+                for (s,) in self.conn.execute(
+                    f"SELECT seq FROM {self.table} WHERE action = 1 AND flags = ? AND seq BETWEEN ? AND ? ORDER BY seq",
+                    (self.flags, self.lo, self.hi),
+                )
+            ]
+        return self._seqs
+
+    @overload
+    def __getitem__(self, i: int) -> int: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[int]: ...
+    def __getitem__(self, i: int | slice) -> int | list[int]:
+        if i == 0:
+            return self.lo
+        if i == -1 or i == self.n - 1:
+            return self.hi
+        return self._list()[i]
+
+
 class _Orphans(Exception):
     """Rows of the batch whose foreign keys do not hold after the writes."""
 
@@ -361,6 +426,8 @@ class SetApply:
         stored, _ = self.meta.stored_knowledge(sc.name)
         tick = S.clock(self.conn)
         self.known = stored.add_range(sc.rid, 1, tick)
+        # Short rows carry versions of the source in first..last only: does this replica know none of them?
+        self.unseen = not any(lo <= env.last and hi >= env.first for lo, hi in self.known.ranges(env.source))
         # Parents before children; otherwise in the source's tick order, so
         # rows a user's trigger derived from others come after them.
         index = {t.name: i for i, t in enumerate(sc.tables)}
@@ -460,11 +527,21 @@ class SetApply:
         conn, env = self.conn, self.env
         conn.execute(tin.create())
         conn.execute(f"DELETE FROM {tin.name}")
+        ncols = len(tin.cols)
+        if set(map(type, rows)) != {list}:
+            raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: a row is not an array")
+        lengths = set(map(len, rows))
+        if not lengths <= {2 + ncols, 7 + ncols}:
+            raise ProtocolError(f"malformed batch: a row of {tin.t.name!r} does not have {ncols} values")
+        tin.short = lengths == {2 + ncols}
+        if not tin.short:  # one statement loads them all, in order: spell short rows out
+            rows = [r if len(r) > 2 + ncols else [r[0], 0, 0, None, None, None, *r[1:]] for r in rows]
+        insert = tin.insert(tin.short, tin.short and self.unseen)
         try:
-            conn.executemany(tin.insert(), rows)
+            conn.executemany(insert, rows)
         except _BIND_ERRORS as exc:
             try:  # TEXT that is not UTF-8 (RawText): loaded as bytes, then cast back to TEXT
-                loaded = load_rows(conn, tin.name, tin.insert(), rows, len(_HEAD))
+                loaded = load_rows(conn, tin.name, insert, rows, 2 if tin.short else len(_HEAD))
             except _BIND_ERRORS:
                 loaded = False
             if not loaded:
@@ -475,32 +552,45 @@ class SetApply:
         ).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: {bad} invalid row(s) for {tin.t.name!r}")
-        conn.execute(f"UPDATE {tin.name} SET ex = flags >> 1, flags = flags & 1 WHERE flags > 1")
         (bad,) = conn.execute(tin.unordered()).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: ticks of {tin.t.name!r} out of order")
-        (bad,) = conn.execute(tin.unknown_to_source(), {"first0": env.first - 1}).fetchone()
+        if tin.short:
+            # Each row's version is a tick of the source in first..last, which
+            # the source's knowledge holds (``apply`` checked): nothing to vouch for.
+            return
+        conn.execute(f"UPDATE {tin.name} SET ex = flags >> 1, flags = flags & 1 WHERE flags > 1")
+        (bad,) = conn.execute(tin.unknown_to_source()).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: {bad} row(s) of {tin.t.name!r} carry versions the source never knew")
 
     # -- triage, conflicts and writes --------------------------------------------------------
     def _apply(self, ins: list[_In], tick: int) -> Knowledge:
-        conn, sc, report = self.conn, self.sc, self.report
-        first0 = self.env.first - 1
+        conn, sc, report, env = self.conn, self.sc, self.report, self.env
+        first0 = env.first - 1
         for tin in ins:
+            if tin.short and self.unseen:
+                conn.execute(tin.seen())
             conn.execute(tin.triage(), {"scope": sc.idx, "first0": first0})
-            (forged,) = conn.execute(
-                f"SELECT count(*) FROM {tin.name} AS x JOIN temp._peersync_rmap AS r ON r.b = x.vrep"
-                " WHERE r.own = 1 AND x.action != 0"
-            ).fetchone()
+            # (Short rows carry the source's versions, and the source is not this replica.)
+            forged = (
+                not tin.short
+                and conn.execute(
+                    f"SELECT 1 FROM {tin.name} AS x JOIN temp._peersync_rmap AS r ON r.b = x.vrep"
+                    " WHERE r.own = 1 AND x.action != 0 LIMIT 1"
+                ).fetchone()
+            )
             if forged:
                 raise ProtocolError("batch carries a version of this replica that it never made")
-            for action, n in conn.execute(f"SELECT action, count(*) FROM {tin.name} GROUP BY action"):
-                report.received += n
-                if action == KNOWN:
-                    report.skipped_known += n
-            for r in conn.execute(f"SELECT * FROM {tin.name} WHERE action = 2 ORDER BY seq").fetchall():
-                self._conflict(tin, r)
+            received, known, conflicts = conn.execute(
+                f"SELECT count(*), count(*) FILTER (WHERE action = {KNOWN}),"
+                f" count(*) FILTER (WHERE action = {CONFLICT}) FROM {tin.name}"
+            ).fetchone()
+            report.received += received
+            report.skipped_known += known
+            if conflicts:
+                for r in conn.execute(f"SELECT * FROM {tin.name} WHERE action = 2 ORDER BY seq").fetchall():
+                    self._conflict(tin, r)
         # New local ticks: tick + offset + seq, unique across the batch's tables;
         # rows not written leave unused ticks, which is harmless.
         total = 0
@@ -542,6 +632,8 @@ class SetApply:
                 conn.execute(tin.release_pending(), {"scope": sc.idx, "first0": first0})
         learned = Knowledge.empty()
         for tin in ins:
+            if tin.short:
+                continue  # no row names its version tick: the caller learns first..last
             for b, lo, hi in conn.execute(
                 "SELECT vrep, min(v), max(v) FROM (SELECT vrep, vtick AS v,"
                 " vtick - row_number() OVER (PARTITION BY vrep ORDER BY vtick) AS g"
@@ -766,8 +858,20 @@ class SetApply:
         pending: list[tuple[_In, int, int]] = []
         postponed: list[tuple[_In, int, str]] = []
         for tin, flags in groups:
+            if flags and tin.short:
+                continue  # short rows are live: no deletes
             if flags:
                 postponed.extend(self._postpone(tin))
+            collisions = None if flags else tin.collisions()
+            if collisions is None and (tin.t.name, flags) not in self.redo.groups:
+                # The common case, one span of the whole group: its rows are listed only if it fails.
+                lo, hi, n = conn.execute(
+                    f"SELECT min(seq), max(seq), count(*) FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,)
+                ).fetchone()
+                if n:
+                    span = _Span(conn, tin.name, flags, lo, hi, n)
+                    pending.extend((tin, seq, flags) for _, seq, _, _ in self._write_span(tin, flags, span))
+                continue
             seqs = [
                 s
                 for (s,) in conn.execute(
@@ -777,7 +881,6 @@ class SetApply:
             if not seqs:
                 continue
             later: set[int] = set()
-            collisions = None if flags else tin.collisions()
             if collisions is not None:
                 later = {s for (s,) in conn.execute(collisions)}
             spans: list[list[int]] = [[]]
@@ -798,7 +901,7 @@ class SetApply:
             pending = [(tin, seq, flags) for tin, seq, flags, _ in again]
         return [(tin, seq, msg) for tin, seq, _, msg in again] + postponed
 
-    def _write_span(self, tin: _In, flags: int, seqs: list[int]) -> list[tuple[_In, int, int, str]]:
+    def _write_span(self, tin: _In, flags: int, seqs: Sequence[int]) -> list[tuple[_In, int, int, str]]:
         """Write the group's rows ``seqs`` (consecutive in the group) in one
         statement; if that fails, each half; the rows that fail alone are
         returned with their error."""

@@ -13,7 +13,7 @@ import os
 import shlex
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from itertools import repeat
@@ -79,6 +79,31 @@ def _side_effects(conn: sqlite3.Connection) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def _wire_rows(
+    conn: sqlite3.Connection, cur: sqlite3.Cursor, heads_sql: str, params: dict[str, int]
+) -> Generator[Sequence[Any], None, None]:
+    """The rows of ``cur`` (see ``Tracked.wire_sql``) in wire form: a short
+    row as it is, any other (negative tick offset) completed with its header
+    from ``heads_sql``, read in step from the first such row on (closing the
+    generator closes that cursor)."""
+    heads: sqlite3.Cursor | None = None
+    try:
+        for row in cur:
+            if row[0] > 0:
+                yield row
+                continue
+            dlt = -row[0]
+            if heads is None:
+                heads = conn.execute(heads_sql, {**params, "after": params["first0"] + dlt - 1})
+            head = heads.fetchone()
+            if head is None or head[0] != dlt:  # one snapshot: the two queries see the same rows
+                raise StorageError(f"the header of the row at tick {params['first0'] + dlt} went missing")
+            yield (*head, *row[1:])
+    finally:
+        if heads is not None:
+            heads.close()
 
 
 def _tagged(i: int, rows: Iterator[Any]) -> Iterator[tuple[int, int, Any]]:
@@ -705,37 +730,43 @@ class SQLitePeer:
         size). Rows are read and encoded one at a time, so memory holds one
         batch, whatever the rows' size. Returns the tables' packed rows and the
         tick offset of the last row taken, or None if every row was taken."""
-        readers: list[tuple[Tracked, int, sqlite3.Cursor]] = []
-        for t in sc.tables:
-            base = self.conn.execute(t.first_time_sql(), (start,)).fetchone()
-            params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
-            params["base"] = base[0] if base else 0
-            readers.append((t, params["base"], self.conn.execute(t.wire_sql(filter_known, marks), params)))
-        pack = row_packer()
-        parts: list[list[bytes]] = [[] for _ in readers]
-        size = n = 0
-        last: int | None = None
-        stream: Iterator[tuple[int, Any]]
-        if len(readers) == 1:
-            stream = zip(repeat(0), readers[0][2])
-        else:
-            stream = (
-                (i, row) for _, i, row in heapq.merge(*(_tagged(i, cur) for i, (_, _, cur) in enumerate(readers)))
-            )
+        readers: list[tuple[Tracked, int, Generator[Sequence[Any], None, None]]] = []
+        cursors: list[sqlite3.Cursor] = []
         try:
-            for i, row in stream:
+            for t in sc.tables:
+                base = self.conn.execute(t.first_time_sql(), (start,)).fetchone()
+                params = {"after": start, "horizon": horizon, "first0": first0, "scope": sc.idx}
+                params["base"] = base[0] if base else 0
+                rows_sql, heads_sql = t.wire_sql(filter_known, marks)
+                cursors.append(self.conn.execute(rows_sql, params))
+                readers.append((t, params["base"], _wire_rows(self.conn, cursors[-1], heads_sql, params)))
+            pack = row_packer()
+            parts: list[list[bytes]] = [[] for _ in readers]
+            # What a table's first row adds to the batch: its entry's name and framing.
+            entry = [len(t.name) + 16 for t, _, _ in readers]
+            size = 0
+            last: int | None = None
+            stream: Iterator[tuple[int, Any]]
+            if len(readers) == 1:
+                stream = zip(repeat(0), readers[0][2])
+            else:
+                stream = (
+                    (i, row) for _, i, row in heapq.merge(*(_tagged(i, rows) for i, (_, _, rows) in enumerate(readers)))
+                )
+            for n, (i, row) in enumerate(stream):  # n: rows taken so far
                 data = pack(row)
-                grown = len(data) if parts[i] else len(data) + len(readers[i][0].name) + 16
+                grown = len(data) if parts[i] else len(data) + entry[i]
                 if n and (n >= max_rows or size + grown > room):
                     break
                 parts[i].append(data)
                 size += grown
-                n += 1
                 last = row[0]
             else:
                 last = None
         finally:
-            for _, _, cur in readers:
+            for _, _, rows in readers:
+                rows.close()
+            for cur in cursors:
                 cur.close()
         tables = [[t.name, base, PackedRows(len(p), p)] for (t, base, _), p in zip(readers, parts, strict=True) if p]
         return tables, last

@@ -232,12 +232,19 @@ class Tracked:
     def _key_match(self, alias: str, row: str) -> str:
         return " AND ".join(f"{alias}.{k} = {row}.{q(c)}" for k, c in zip(self.kcols, self.schema.key, strict=True))
 
-    def wire_sql(self, filter_known: bool, marks: dict[int, int] | None = None) -> str:
-        """Rows with local tick in ``(:after, :horizon]`` already in wire form
-        (see ``_wire``), skipping those whose reported version is in
-        ``temp._peersync_known`` when ``filter_known``; parameters ``:after``,
-        ``:horizon``, ``:first0`` (first tick - 1), ``:base`` (base time) and
-        ``:scope``."""
+    def wire_sql(self, filter_known: bool, marks: dict[int, int] | None = None) -> tuple[str, str]:
+        """Two queries over the rows with local tick in ``(:after, :horizon]``,
+        skipping those whose reported version is in ``temp._peersync_known``
+        when ``filter_known``; parameters ``:after``, ``:horizon``, ``:first0``
+        (first tick - 1), ``:base`` (base time) and ``:scope``.
+
+        The first reads every row, in tick order, as ``[tick_offset,
+        time_offset, *values]``: a row in ``_wire``'s short form as it is;
+        any other with its tick offset negated. The second reads the header
+        ``[tick_offset, flags, version_replica, version_tick, creation_replica,
+        creation_tick]`` of only those other rows, in the same order: the
+        reader completes them from it, in step. Short rows so cost no header
+        columns to read, which is most of an initial sync."""
         s = self.schema
         kmap = dict(zip(s.key, self.kcols, strict=True))
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
@@ -246,9 +253,11 @@ class Tracked:
         # Rows applied from a session that has not completed here carry the
         # part of that source's knowledge this replica lacks (``extras``).
         flags = "t.del"
+        short = "t.del = 0 AND t.scope IS NOT :scope AND t.ctick IS NULL"
         if marks:
             cases = " ".join(f"WHEN {mw} THEN {2 * i}" for mw, i in marks.items())
             flags = f"t.del + CASE t.mw {cases} ELSE 0 END"
+            short += f" AND (t.mw IS NULL OR t.mw NOT IN ({', '.join(str(mw) for mw in marks)}))"
 
         def has(rep: str, tick: str) -> str:
             return in_ranges("temp._peersync_known", rep, tick)
@@ -259,15 +268,18 @@ class Tracked:
         known = (
             f" AND NOT {has(rep, tick)} AND (t.scope IS NOT :scope OR NOT {has('0', 't.lt')})" if filter_known else ""
         )
-        return (
-            f"SELECT t.lt - :first0, {flags}, "
-            f"{rep}, CASE WHEN t.scope = :scope THEN t.utick END,"
-            " CASE WHEN t.ctick IS NULL THEN NULL ELSE COALESCE(t.crep, 0) END, t.ctick,"
-            f" t.ctime - :base, {vals}"
+        rows = (
             f" FROM {LOG} AS l JOIN {q(self.tracking)} AS t ON {self._log_match('t', 'l')} AND t.lt = l.lt"
             f" LEFT JOIN {q(self.name)} AS u ON {self._key_match('t', 'u')}"
             f" WHERE l.lt > :after AND l.lt <= :horizon AND l.tbl = {self.tid}"
-            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL){known} ORDER BY l.lt"
+            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL){known}"
+        )
+        return (
+            f"SELECT CASE WHEN {short} THEN t.lt - :first0 ELSE :first0 - t.lt END, t.ctime - :base, {vals}"
+            f"{rows} ORDER BY l.lt",
+            f"SELECT t.lt - :first0, {flags}, {rep}, CASE WHEN t.scope = :scope THEN t.utick END,"
+            " CASE WHEN t.ctick IS NULL THEN NULL ELSE COALESCE(t.crep, 0) END, t.ctick"
+            f"{rows} AND NOT ({short}) ORDER BY l.lt",
         )
 
     def lookup_sql(self, n: int) -> str:
