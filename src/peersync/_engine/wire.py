@@ -48,7 +48,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import ProtocolError
+from .errors import ProtocolError, SchemaMismatch
 from .knowledge import REPLICA_ID_BYTES, Knowledge, Version
 from .model import Batch, Change, RawText, TableSchema
 
@@ -246,6 +246,26 @@ def unpack_envelope(data: bytes, schemas: Mapping[str, TableSchema]) -> Envelope
         seen.add(name)
         out.append((name, base_time, rows))
     return Envelope(scope, source, fingerprint, knowledge, first, last, final, replicas, out, extra)
+
+
+def open_batch(data: bytes, scope: str, schemas: Mapping[str, TableSchema], fingerprint: str, own: bytes) -> Envelope:
+    """A batch's envelope, after the checks every destination makes before
+    applying it to its replica ``own`` of ``scope`` (shape ``fingerprint``):
+    the scope, the shape, a source other than itself, and a tick range the
+    source's own knowledge vouches for. Raises :class:`ProtocolError`, or
+    :class:`~peersync.SchemaMismatch` for another shape."""
+    env = unpack_envelope(data, schemas)
+    if env.scope != scope:
+        raise ProtocolError(f"batch is for scope {env.scope!r}, not {scope!r}")
+    if env.fingerprint != fingerprint:
+        raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {fingerprint}")
+    if env.source == own:
+        raise ProtocolError("batch claims to come from this very replica")
+    if env.last >= env.first and not env.made_with.contains_knowledge(
+        Knowledge.from_ranges({env.source: [(env.first, env.last)]})
+    ):
+        raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
+    return env
 
 
 def decode_batch(data: bytes, schemas: Mapping[str, TableSchema]) -> Batch:

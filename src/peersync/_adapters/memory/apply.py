@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from peersync._engine.errors import ProtocolError, SchemaMismatch
+from peersync._engine.errors import ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import (
     ApplyReport,
@@ -26,7 +26,7 @@ from peersync._engine.model import (
     Resolution,
 )
 from peersync._engine.rules import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
-from peersync._engine.wire import decode_batch, unpack_envelope
+from peersync._engine.wire import decode_batch, open_batch
 
 from .state import Key, Pending, Row, ScopeData, Table, Track, same_row
 from .writes import Store, kept_creation
@@ -83,17 +83,7 @@ class Apply:
     def run(self, data: bytes) -> ApplyReport:
         store, sc = self.store, self.sc
         schemas = {n: store.tables[n].schema for n in sc.tables}
-        env = unpack_envelope(data, schemas)
-        if env.scope != sc.name:
-            raise ProtocolError(f"batch is for scope {env.scope!r}, not {sc.name!r}")
-        if env.fingerprint != sc.fingerprint:
-            raise SchemaMismatch(f"batch for scope {sc.name!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
-        if env.source == sc.rid:
-            raise ProtocolError("batch claims to come from this very replica")
-        if env.last >= env.first and not env.made_with.contains_knowledge(
-            Knowledge.from_ranges({env.source: [(env.first, env.last)]})
-        ):
-            raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
+        open_batch(data, sc.name, schemas, sc.fingerprint, sc.rid)
         batch = decode_batch(data, schemas)
         self.batch = batch
         self.known = sc.knowledge.add_range(sc.rid, 1, store.clock)

@@ -86,11 +86,6 @@ class Apply:
         self.consecutive_ids = consecutive_ids
         self.batch = decode_batch(data, sc.schemas)
         self.handler = handler
-        b = self.batch
-        if b.last >= b.first and not b.made_with.contains_knowledge(
-            Knowledge.from_ranges({b.source: [(b.first, b.last)]})
-        ):
-            raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
 
     def run(self) -> ApplyReport:
         for attempt in range(_RETRIES):

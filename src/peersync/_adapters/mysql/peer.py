@@ -20,7 +20,6 @@ from typing import Any
 from peersync._adapters.sql.meta import Meta, now_ms
 from peersync._engine.errors import (
     ConfigurationError,
-    ProtocolError,
     RepairNeeded,
     SchemaMismatch,
     ScopeError,
@@ -38,8 +37,9 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
+from peersync._engine.peer import stream_of
 from peersync._engine.schema import dependency_order, fingerprint
-from peersync._engine.wire import PackedRows, pack_batch, row_packer, unpack_envelope
+from peersync._engine.wire import PackedRows, open_batch, pack_batch, row_packer
 
 from . import schema as S
 from .apply import Apply
@@ -295,12 +295,7 @@ class MySQLPeer:
     def batches(
         self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
     ) -> Iterator[bytes]:
-        while True:
-            data, last, final = self._batch(scope, known, after, upto, max_rows, max_bytes)
-            yield data
-            if final or last >= upto:
-                return
-            after = last
+        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -419,13 +414,7 @@ class MySQLPeer:
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self.conn.errors():
             sc = self._scope(scope)
-        env = unpack_envelope(data, sc.schemas)
-        if env.scope != scope:
-            raise ProtocolError(f"batch is for scope {env.scope!r}, not {scope!r}")
-        if env.fingerprint != sc.fingerprint:
-            raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
-        if env.source == sc.rid:
-            raise ProtocolError("batch claims to come from this very replica")
+        open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
         return Apply(self.conn, self.meta, sc, data, handler, self.consecutive_ids).run()
 
     def finish(self, scope: str, end: SessionEnd) -> Knowledge:

@@ -25,7 +25,6 @@ from peersync._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
     InvalidURL,
-    ProtocolError,
     RepairNeeded,
     SchemaMismatch,
     ScopeError,
@@ -43,8 +42,9 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
+from peersync._engine.peer import stream_of
 from peersync._engine.schema import dependency_order, fingerprint
-from peersync._engine.wire import PackedRows, pack_batch, row_packer, unpack_envelope
+from peersync._engine.wire import PackedRows, open_batch, pack_batch, row_packer
 
 from . import schema as S
 from .apply import Redo, SetApply
@@ -669,12 +669,7 @@ class SQLitePeer:
     def batches(
         self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
     ) -> Iterator[bytes]:
-        while True:
-            data, last, final = self._batch(scope, known, after, upto, max_rows, max_bytes)
-            yield data
-            if final or last >= upto:
-                return
-            after = last
+        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -788,17 +783,7 @@ class SQLitePeer:
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._errors():
             sc = self._scope(scope)
-        env = unpack_envelope(data, sc.schemas)
-        if env.scope != scope:
-            raise ProtocolError(f"batch is for scope {env.scope!r}, not {scope!r}")
-        if env.fingerprint != sc.fingerprint:
-            raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
-        if env.source == sc.rid:
-            raise ProtocolError("batch claims to come from this very replica")
-        if env.last >= env.first and not env.made_with.contains_knowledge(
-            Knowledge.from_ranges({env.source: [(env.first, env.last)]})
-        ):
-            raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
+        env = open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
         # A write that ends the whole transaction (a trigger's RAISE(ROLLBACK))
         # undoes the batch so far: apply it again, without that write. A
         # foreign key violation the apply's own check missed fails the COMMIT:
