@@ -5,14 +5,13 @@ from __future__ import annotations
 import click
 
 import peersync
-from peersync._transports.http.limits import Limits
-from peersync._transports.http.runner import Listen
-from peersync._transports.http.runner import serve as run_server
-from peersync.server import ServerConfig
 
 from .app import cli, handle_errors, timeout_option
 
-_DEFAULTS = Limits()
+# The server's modules (starlette, uvicorn) load only when serving, so every
+# other command starts as fast as before.
+_DEFAULT_MAX_BODY = 64 * 1024 * 1024
+_DEFAULT_BODY_TIMEOUT = 60.0
 
 
 @cli.command()
@@ -34,14 +33,14 @@ _DEFAULTS = Limits()
 @click.option(
     "--max-body",
     type=click.IntRange(1024),
-    default=_DEFAULTS.max_body,
+    default=_DEFAULT_MAX_BODY,
     show_default=True,
     help="Most bytes a body may hold.",
 )
 @click.option(
     "--body-timeout",
     type=click.FloatRange(min=0.1),
-    default=_DEFAULTS.body_timeout,
+    default=_DEFAULT_BODY_TIMEOUT,
     show_default=True,
     help="Seconds for a request body to arrive.",
 )
@@ -70,6 +69,11 @@ def serve(
     add') refuses requests without it. Without tokens, only a loopback
     address is served unless --insecure.
     """
+    from peersync._transports.http.limits import Limits
+    from peersync._transports.http.runner import Listen
+    from peersync._transports.http.runner import serve as run_server
+    from peersync.server import ServerConfig
+
     limits = Limits(max_body=max_body, body_timeout=body_timeout)
     config = ServerConfig(
         db,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -92,6 +93,7 @@ class State:
     config: ServerConfig
     pool: Pool
     tokens: TokenStore
+    scrub: tuple[str, str] | None = None
 
     def served(self, scope: str) -> None:
         if self.config.scopes is not None and scope not in self.config.scopes:
@@ -119,13 +121,17 @@ _STATUS: list[tuple[type[SyncError], int]] = [
 ]
 
 
-def error_response(status: int, exc: SyncError) -> Response:
+def error_response(status: int, exc: SyncError, scrub: tuple[str, str] | None = None) -> Response:
+    """``exc`` as the reply; ``scrub`` replaces a text (the database's path on
+    the server's disk, which clients have no business knowing) by another."""
     headers = {ERROR_HEADER: type(exc).code}
     if status == 401:
         headers["www-authenticate"] = 'Bearer realm="peersync"'
     if status == 503:
         headers["retry-after"] = "1"
     one_line = str(exc).replace("\r", " ").replace("\n", " ")
+    if scrub is not None:
+        one_line = one_line.replace(*scrub)
     return Response(encode_error(type(exc)(one_line)), status_code=status, media_type=ERROR, headers=headers)
 
 
@@ -139,7 +145,7 @@ async def _failed(request: Request, exc: Exception) -> Response:
     status = status_of(exc)
     if status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
-    return error_response(status, exc)
+    return error_response(status, exc, request.app.state.peersync.scrub)
 
 
 async def _http(request: Request, exc: Exception) -> Response:
@@ -163,6 +169,8 @@ def create_app(config: ServerConfig) -> Starlette:
         return open_url(config.database, timeout=config.timeout)
 
     state = State(config, Pool(open_db, config.connections), TokenStore(config.token_file()))
+    if "://" not in config.database:  # a file path: error messages name it by its file name only
+        state.scrub = (os.path.abspath(config.database), os.path.basename(config.database))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
