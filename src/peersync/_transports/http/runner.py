@@ -13,6 +13,7 @@ own transaction), then closes the database connections.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -85,4 +86,12 @@ def serve(config: ServerConfig, listen: Listen) -> None:
         file=sys.stderr,
         flush=True,
     )
+    # uvicorn handles SIGTERM and SIGINT while it runs (no new connections,
+    # requests in flight finish), then raises the signal again for the
+    # handler found before it: this one, so the process ends with status 0.
+    stopped: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
     server.run()
+    if stopped:
+        print(f"stopped by {signal.Signals(stopped[0]).name}", file=sys.stderr, flush=True)
