@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -55,10 +56,10 @@ def free_port() -> int:
 class Server:
     """One ``peersync serve DB ARGS`` process on ``port``."""
 
-    def __init__(self, db: Path, *args: str) -> None:
-        self.db, self.args = db, args
+    def __init__(self, db: Path, *args: str, ca: str | None = None) -> None:
+        self.db, self.args, self.ca = db, args, ca
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if '--cert' in args else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> Server:
@@ -74,7 +75,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited {self.proc.returncode}: {self.proc.communicate()[1]}")
             try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                verify = ssl.create_default_context(cafile=self.ca) if self.ca else True
+                if httpx.get(self.url + "/health", timeout=1, verify=verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)

@@ -145,6 +145,11 @@ class HTTPPeer:
             try:
                 response = self._client.send(request, stream=True)
             except httpx.TransportError as exc:
+                if _untrusted(exc):
+                    # Trying again cannot make a certificate trusted.
+                    raise TransportError(
+                        f"{self.url}: its certificate is not trusted ({_say(exc)}); for a private CA pass --ca FILE"
+                    ) from exc
                 failure: Exception = exc
             else:
                 if response.status_code == 200:
@@ -290,6 +295,15 @@ def _chunks(url: str, response: httpx.Response) -> Iterator[bytes]:
         yield from response.iter_bytes()
     except httpx.HTTPError as exc:
         raise TransportError(f"{url}: the batch stream was cut: {_say(exc)}") from exc
+
+
+def _untrusted(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _say(exc: BaseException) -> str:
