@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 import peersync
@@ -52,10 +53,46 @@ def test_a_pass_of_many_batches_streams_in_one_response(folder: Path, servers: S
     server = servers(served)
     write(served, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000)"
                   " INSERT INTO item SELECT i, printf('row %d', i), i FROM c")  # fmt: skip
-    with peersync.connect(laptop) as a, peersync.connect(server.url) as b:
+    counted = Counting()
+    with peersync.connect(laptop) as a, peersync.connect(server.url, transport=counted) as b:
         r = peersync.sync(a, b, "s", direction="pull", batch_size=100)
     assert r.sent_b_to_a == 3000 and r.batches == 30
     assert items(laptop) == items(served)
+    # describe, then the whole pass in one streamed response (finish is local)
+    assert counted.paths == ["/v1/scopes/s/describe", "/v1/scopes/s/batches"]
+
+
+def test_compressed_bodies_both_ways(folder: Path, servers: ServerFactory) -> None:
+    laptop, served = make(folder / "gzip-laptop.db"), make(folder / "gzip-served.db")
+    server = servers(served)
+    filler = "x" * 200
+    write(laptop, *(f"INSERT INTO item VALUES ({i}, '{filler}', {i})" for i in range(500)))
+    write(served, *(f"INSERT INTO item VALUES ({1000 + i}, '{filler}', {i})" for i in range(500)))
+    counted = Counting()
+    with peersync.connect(laptop) as a, peersync.connect(server.url, compress=True, transport=counted) as b:
+        r = peersync.sync(a, b, "s")
+    assert (r.sent_a_to_b, r.sent_b_to_a) == (500, 500) and items(laptop) == items(served)
+    assert counted.sent_gzip and counted.got_gzip  # the apply went gzipped, the pass came back gzipped
+    plain = Counting()
+    with peersync.connect(laptop) as a, peersync.connect(server.url, transport=plain) as b:
+        peersync.sync(a, b, "s")
+    assert not plain.sent_gzip and not plain.got_gzip  # loopback: not worth it by default
+
+
+class Counting(httpx.HTTPTransport):
+    """An httpx transport that records what goes over the wire."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+        self.sent_gzip = self.got_gzip = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        self.sent_gzip |= request.headers.get("content-encoding") == "gzip"
+        response = super().handle_request(request)
+        self.got_gzip |= response.headers.get("content-encoding") == "gzip"
+        return response
 
 
 def test_two_servers_sync_through_a_third_process(folder: Path, servers: ServerFactory) -> None:
