@@ -9,7 +9,8 @@ uvicorn). The protocol is docs/protocol.md.
 
 from __future__ import annotations
 
-from ._transports.http.app import ServerConfig, create_app
+from ._transports.http.app import create_app
+from ._transports.http.config import ServerConfig
 from ._transports.http.limits import Limits
 from ._transports.http.tokens import Right, Token, TokenStore, store_path
 

@@ -16,12 +16,10 @@ whose code the client turns back into the same exception class.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -30,7 +28,6 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-import peersync
 from peersync._engine.codec import encode_error
 from peersync._engine.database import Database
 from peersync._engine.errors import (
@@ -45,59 +42,16 @@ from peersync._engine.errors import (
     SyncError,
     TransportError,
 )
-from peersync._engine.model import Policy
 from peersync._engine.registry import open_url
 
-from .limits import Limits, Refusal
+from .config import ServerConfig, State
+from .limits import Refusal
 from .media import COMPRESS_MIN, ERROR, ERROR_HEADER, PREFIX, PROTOCOL
 from .pool import Pool
 from .routes import routes
-from .tokens import TokenStore, store_path
+from .tokens import TokenStore
 
 log = logging.getLogger("peersync.server")
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """What a server serves and how.
-
-    ``database`` is a URL or path for :func:`peersync.connect`; ``scopes``
-    limits what is served (None: every scope of the database); ``policy``
-    resolves every conflict of a batch applied here; ``tokens`` is the token
-    file (default: beside a SQLite file; see :mod:`.tokens`); ``timeout`` is
-    the database lock wait; ``connections`` how many database connections
-    serve requests at once.
-    """
-
-    database: str
-    scopes: tuple[str, ...] | None = None
-    policy: Policy = Policy.LAST_WRITER_WINS
-    tokens: str | None = None
-    limits: Limits = field(default_factory=Limits)
-    timeout: float = 5.0
-    connections: int = 4
-
-    def token_file(self) -> str | None:
-        if self.tokens is not None:
-            return self.tokens
-        try:
-            return store_path(self.database)
-        except ConfigurationError:
-            return None  # a database without a default token file: no tokens
-
-
-@dataclass
-class State:
-    """What the routes share: the config, the connections and the tokens."""
-
-    config: ServerConfig
-    pool: Pool
-    tokens: TokenStore
-    scrub: tuple[str, str] | None = None
-
-    def served(self, scope: str) -> None:
-        if self.config.scopes is not None and scope not in self.config.scopes:
-            raise Refusal(404, ScopeError(f"scope {scope!r} is not served here"))
 
 
 def status_of(exc: SyncError) -> int:
@@ -185,7 +139,3 @@ def create_app(config: ServerConfig) -> Starlette:
     )
     app.state.peersync = state
     return app
-
-
-def health_body() -> bytes:
-    return json.dumps({"status": "ok", "protocols": [PROTOCOL], "version": peersync.__version__}).encode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,12 +20,10 @@ from peersync._engine.database import Database
 from peersync._engine.errors import ConfigurationError
 
 from .auth import authorize, presented, readable
+from .config import State, health_body
 from .limits import Refusal, read_body
 from .media import BATCH, MESSAGE, PREFIX, STREAM
 from .tokens import Right
-
-if TYPE_CHECKING:
-    from .app import State
 
 T = TypeVar("T")
 
@@ -47,8 +45,6 @@ def routes(state: State) -> list[Route]:
         return scope
 
     async def health(request: Request) -> Response:
-        from .app import health_body
-
         return Response(health_body(), media_type="application/json")
 
     async def all_status(request: Request) -> Response:

@@ -22,7 +22,8 @@ import uvicorn
 from peersync._engine.errors import ConfigurationError, ScopeError
 from peersync._engine.registry import open_url
 
-from .app import ServerConfig, create_app
+from .app import create_app
+from .config import ServerConfig
 from .media import is_loopback
 from .tokens import TokenStore
 
