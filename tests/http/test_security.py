@@ -195,6 +195,10 @@ def test_malformed_truncated_and_forged_batches_are_400(guarded: Guarded, folder
         _refused(_apply(c, forged(7, msg[7] + 1000)), 400, "protocol", "beyond the source's own knowledge")
         _refused(_apply(c, forged(2, "t")), 400, "protocol", "scope")
         _refused(_apply(c, forged(1, 2)), 400, "protocol")
+        # The fuzzer's find: a base time beyond 64 bits failed in SQL (500) instead of being refused.
+        m = list(msg)
+        m[10] = [[t[0], 2**64 - 1, t[2]] for t in m[10]]
+        _refused(_apply(c, msgpack.packb(m, use_bin_type=True)), 400, "protocol", "bad rows for 'item'")
         _refused(
             c.post(
                 "/v1/scopes/s/finish", content=b"\x93", headers={"content-type": "application/vnd.peersync+msgpack"}
