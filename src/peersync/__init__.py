@@ -10,6 +10,7 @@
 from ._api import clone, conflicts, connect, deprovision, provision, status
 from ._engine.database import Database
 from ._engine.errors import (
+    AccessDenied,
     ConfigurationError,
     DatabaseLocked,
     InvalidURL,
@@ -42,6 +43,7 @@ from ._engine.session import run_session, sync
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "ConfigurationError",
     "Conflict",
     "ConflictType",

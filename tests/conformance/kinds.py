@@ -33,6 +33,7 @@ from peersync._adapters.memory import MemoryPeer, drop_memory, open_memory
 from peersync._engine.model import TableSchema
 
 from ..helpers import at
+from ..http.threaded import ThreadedServer
 
 SCOPE = "s"
 # The suite's tables: a single-column key and a composite text key.
@@ -78,8 +79,10 @@ class Kind:
 
     @classmethod
     def can(cls, feature: str) -> bool:
-        """Optional abilities: ``"forget-tombstones"``."""
-        return False
+        """Optional abilities: ``"forget-tombstones"``; ``"client-policy"``, a
+        destination that resolves conflicts by the policy or callback the
+        session's caller passes (a served one uses its own, set at serve)."""
+        return feature == "client-policy"
 
     def forget_tombstones(self, peer: Any) -> None:
         raise NotImplementedError
@@ -191,7 +194,7 @@ class MemoryKind(Kind):
 
     @classmethod
     def can(cls, feature: str) -> bool:
-        return feature == "forget-tombstones"
+        return feature in ("forget-tombstones", "client-policy")
 
     def forget_tombstones(self, peer: MemoryPeer) -> None:
         peer.forget_tombstones(SCOPE)
@@ -289,13 +292,67 @@ class MySQLKind(Kind):
                 conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
 
 
+@dataclass
+class _File:
+    path: Path
+
+
+@dataclass
+class HTTPKind(Kind):
+    """SQLite files, each served over HTTP by a real uvicorn server (in a
+    thread: see tests/http/threaded.py); the peer is the HTTP client, the
+    foreign writer writes the served file."""
+
+    folder: Path
+    name = "http"
+
+    @classmethod
+    def can(cls, feature: str) -> bool:
+        return False
+
+    def __post_init__(self) -> None:
+        self.files = SQLiteKind(self.folder)
+        self.servers: list[ThreadedServer] = []
+        self.paths: dict[int, _File] = {}
+
+    @classmethod
+    def fresh(cls, tmp: Path) -> Kind:
+        return cls(tmp)
+
+    def create(self, label: str) -> peersync.Peer:
+        self.files.create(label).close()
+        path = self.folder / f"{label}.db"
+        server = ThreadedServer(path)
+        self.servers.append(server)
+        peer = peersync.connect(server.url)
+        self.paths[id(peer)] = _File(path)
+        return peer
+
+    def insert(self, peer: Any, table: str, values: Values, ms: int) -> None:
+        self.files.insert(self.paths[id(peer)], table, values, ms)
+
+    def update(self, peer: Any, table: str, key: tuple[Any, ...], values: Values, ms: int) -> None:
+        self.files.update(self.paths[id(peer)], table, key, values, ms)
+
+    def delete(self, peer: Any, table: str, key: tuple[Any, ...], ms: int) -> None:
+        self.files.delete(self.paths[id(peer)], table, key, ms)
+
+    def rows(self, peer: Any, table: str) -> list[tuple[Any, ...]]:
+        return self.files.rows(self.paths[id(peer)], table)
+
+    def cleanup(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
 # name -> Kind subclass (its ``fresh(tmp)`` makes one for a test)
-KINDS: dict[str, type[Kind]] = {"sqlite": SQLiteKind, "memory": MemoryKind, "mysql": MySQLKind}
+KINDS: dict[str, type[Kind]] = {"sqlite": SQLiteKind, "memory": MemoryKind, "mysql": MySQLKind, "http": HTTPKind}
 # Peers of a test take their kinds from a combination in turn: one kind alone,
 # then ordered pairs of two different kinds (mixed pairs both ways): every
-# pair of SQL databases, and the reference peer with SQLite (pairs of the
-# reference peer with a server database would only cost time: the server is
-# checked against SQLite, and SQLite against the reference).
+# pair of SQL databases, and the reference peer and the HTTP transport with
+# SQLite only (SQLite is checked against the reference, and what crosses the
+# wire does not depend on the database behind the server).
+_WITH_SQLITE_ONLY = {"memory", "http"}
 COMBOS = [(k,) for k in KINDS] + [
-    (a, b) for a in KINDS for b in KINDS if a != b and ("memory" not in (a, b) or "sqlite" in (a, b))
+    (a, b) for a in KINDS for b in KINDS if a != b and (not {a, b} & _WITH_SQLITE_ONLY or "sqlite" in (a, b))
 ]

@@ -71,6 +71,7 @@ CASES = [
 ]
 
 
+@pytest.mark.needs("client-policy")  # a served destination resolves by its own policy
 @pytest.mark.parametrize("kind", list(SCENARIOS), ids=[k.value for k in SCENARIOS])
 @pytest.mark.parametrize(("policy", "later"), CASES, ids=[f"{p.value}-{w}-later" for p, w in CASES])
 def test_every_conflict_type_is_classified_resolved_logged_and_converges(
@@ -136,6 +137,7 @@ def test_a_change_made_knowing_another_replaces_it_without_a_conflict(net: Net) 
     assert [x for n in (a, b, c) for x in n.conflicts()] == []
 
 
+@pytest.mark.needs("client-policy")  # a served destination resolves by its own policy
 def test_defer_leaves_the_row_and_asks_again_next_session(net: Net) -> None:
     a, b = net("a", "b")
     _update_update(a, b, 2000, 1000)
@@ -153,6 +155,7 @@ def test_defer_leaves_the_row_and_asks_again_next_session(net: Net) -> None:
     assert b.rows() == [(1, "pen", 3)]
 
 
+@pytest.mark.needs("client-policy")  # a served destination resolves by its own policy
 def test_a_callback_that_raises_defers_and_the_session_goes_on(net: Net) -> None:
     a, b = net("a", "b")
     _update_update(a, b, 2000, 1000)
@@ -167,6 +170,7 @@ def test_a_callback_that_raises_defers_and_the_session_goes_on(net: Net) -> None
     assert "RuntimeError" in b.conflicts()[-1].detail
 
 
+@pytest.mark.needs("client-policy")  # a served destination resolves by its own policy
 def test_a_merged_row_reaches_every_replica(net: Net) -> None:
     a, b, c = net("a", "b", "c")
     _update_update(a, b, 2000, 1000)

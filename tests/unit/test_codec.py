@@ -23,8 +23,10 @@ from peersync._engine.model import (
     Policy,
     ReplicaInfo,
     SessionEnd,
+    Status,
     TableSchema,
 )
+from peersync._engine.types import Column, ValueType
 
 I64 = (-(2**63), 2**63 - 1)
 RID = st.binary(min_size=16, max_size=16)
@@ -58,7 +60,26 @@ def schemas(draw: st.DrawFn) -> TableSchema:
     cols = draw(st.lists(NAME, min_size=1, max_size=6, unique=True))
     key = draw(st.lists(st.sampled_from(cols), min_size=1, unique=True))
     types = draw(st.lists(st.sampled_from(["integer", "real", "text", "blob", "numeric"]), min_size=len(cols)))
-    return TableSchema(draw(NAME), tuple(cols), tuple(key), tuple(types[: len(cols)]))
+    specs: tuple[Column, ...] = ()
+    if draw(st.booleans()):  # described columns, or a table known by name only
+        specs = tuple(draw(columns(c)) for c in cols)
+    return TableSchema(draw(NAME), tuple(cols), tuple(key), tuple(types[: len(cols)]), specs)
+
+
+SIZES = st.none() | st.integers(0, 2**31 - 1)
+
+
+def columns(name: str) -> st.SearchStrategy[Column]:
+    return st.builds(
+        Column,
+        name=st.just(name),
+        type=st.sampled_from(ValueType),
+        nullable=st.booleans(),
+        length=SIZES,
+        precision=SIZES,
+        scale=SIZES,
+        declared=st.text(max_size=20),
+    )
 
 
 ROWS = st.none() | st.dictionaries(NAME, VALUES, max_size=6)
@@ -120,6 +141,20 @@ LIMITS = st.integers(1, 2**63 - 1)
 CHANGES_REQUESTS = st.builds(
     C.ChangesRequest, known=knowledge(), after=TICKS, upto=TICKS, max_rows=LIMITS, max_bytes=LIMITS
 )
+STATUSES = st.builds(
+    Status,
+    scope=NAME,
+    replica_id=RID,
+    tick=TICKS,
+    knowledge=knowledge(),
+    forgotten=knowledge(),
+    fingerprint=NAME,
+    tables=st.lists(NAME, max_size=4, unique=True).map(tuple),
+    tracked_rows=COUNTS,
+    tombstones=COUNTS,
+    conflicts=COUNTS,
+    pending=COUNTS,
+)
 SCHEMA_MAPS = st.lists(schemas(), max_size=4, unique_by=lambda s: s.name).map(lambda ts: {t.name: t for t in ts})
 
 Codec = tuple[Callable[[Any], bytes], Callable[..., Any]]
@@ -133,6 +168,8 @@ KINDS: dict[str, tuple[Codec, st.SearchStrategy[Any]]] = {
     "session-end": ((C.encode_session_end, C.decode_session_end), SESSION_ENDS),
     "policy": ((C.encode_policy, C.decode_policy), st.sampled_from(Policy)),
     "changes-request": ((C.encode_changes_request, C.decode_changes_request), CHANGES_REQUESTS),
+    "statuses": ((C.encode_statuses, C.decode_statuses), st.lists(STATUSES, max_size=3)),
+    "conflicts": ((C.encode_conflicts, C.decode_conflicts), st.lists(CONFLICTS, max_size=3)),
 }
 
 
@@ -161,7 +198,7 @@ def test_every_message_round_trips_exactly(kind: str, data: st.DataObject) -> No
     back = decode(encode(value))
     assert type(back) is type(value)
     assert exact(back) == exact(value)
-    assert back == value or kind in ("conflict", "apply-report", "session-end")  # NaN != NaN
+    assert back == value or kind in ("conflict", "conflicts", "apply-report", "session-end")  # NaN != NaN
 
 
 def test_extreme_values_survive_in_a_conflict() -> None:
@@ -197,7 +234,16 @@ CONFLICT = Conflict(
     "shop", "item", (1,), ConflictType.UPDATE_UPDATE, {"id": 1, "v": "a"}, {"id": 1, "v": "b"},
     (b"A" * 16, 3), (b"B" * 16, 4), 10, 20, "last-writer-wins", Outcome.SOURCE, "", 7, 30,
 )  # fmt: skip
-ITEM = TableSchema("item", ("id", "v"), ("id",), ("integer", "text"))
+ITEM = TableSchema(
+    "item",
+    ("id", "v"),
+    ("id",),
+    ("integer", "text"),
+    (
+        Column("id", ValueType.INTEGER, False, declared="INTEGER"),
+        Column("v", ValueType.TEXT, True, 20, None, None, "VARCHAR(20)"),
+    ),
+)
 SAMPLES: dict[str, Any] = {
     "knowledge": K,
     "table-schema": ITEM,
@@ -208,6 +254,8 @@ SAMPLES: dict[str, Any] = {
     "session-end": SessionEnd("0123456789abcdef" * 2, K, Knowledge.empty(), (CONFLICT,)),
     "policy": Policy.SOURCE_WINS,
     "changes-request": C.ChangesRequest(K, 0, 9, 500, 1 << 20),
+    "statuses": [Status("shop", b"A" * 16, 9, K, Knowledge.empty(), "fp", ("item",), 4, 1, 2, 0)],
+    "conflicts": [CONFLICT],
 }
 
 
@@ -309,13 +357,22 @@ BAD_FIELDS = [
     field("replica-info", 0, None, "scope must be a string, not nil"),
     field("replica-info", 3, [[b"A" * 16, 0, 3]], "knowledge: malformed knowledge: overlapping"),
     field("replica-info", 4, {"a": 1}, "forgotten knowledge: malformed knowledge: not a list"),
-    field("replica-info", 6, [["item", ["id"], ["id"], ["integer"]]] * 2, "tables names one table twice"),
+    field("replica-info", 6, [["item", ["id"], ["id"], ["integer"], []]] * 2, "tables names one table twice"),
     field("table-schema", 2, ["nope"], "key of 'item' names a column the table lacks"),
     field("table-schema", 2, [], "key of 'item' is empty"),
     field("table-schema", 1, ["id", "id"], "names one column twice"),
     field("table-schema", 3, ["integer"], "'item' has 2 columns but 1 types"),
     field("table-schema", 3, ["integer", 1], "type of a column of 'item' must be a string"),
-    field("schemas", 0, [["item", ["id"], ["id"]]], "table schema has 3 fields, expected 4"),
+    field("schemas", 0, [["item", ["id"], ["id"], ["integer"]]], "table schema has 4 fields, expected 5"),
+    field("table-schema", 4, None, "descriptors of 'item' must be an array, not nil"),
+    field("table-schema", 4, [["id", "integer", False, None, None, None, ""]], "do not name its columns in order"),
+    field("table-schema", 4, "money", "descriptor of a column of 'item' type 'money' is not one of integer", 4, 0, 1),
+    field("table-schema", 4, 1, "descriptor of a column of 'item' nullable must be a bool, not int", 4, 0, 2),
+    field("table-schema", 4, -1, "descriptor of a column of 'item' length -1 is outside 0..2147483647", 4, 1, 3),
+    field("table-schema", 4, 2**31, "precision 2147483648 is outside", 4, 1, 4),
+    field("table-schema", 4, True, "scale must be an integer, not a bool", 4, 1, 5),
+    field("table-schema", 4, None, "declared type must be a string, not nil", 4, 1, 6),
+    field("table-schema", 4, ["v", "text", True], "has 3 fields, expected 7", 4, 1),
     field("conflict", 3, "update/insert", "conflict type 'update/insert' is not one of update/update"),
     field("conflict", 3, "UPDATE_UPDATE", "is not one of"),
     field("conflict", 11, "winner", "conflict outcome 'winner' is not one of source"),
@@ -358,6 +415,11 @@ BAD_FIELDS = [
     field("changes-request", 4, 2**63, "max_bytes 9223372036854775808 is outside"),
     field("changes-request", 3, True, "max_rows must be an integer, not a bool"),
     field("changes-request", 0, [[b"A" * 12, 1, 3]], "known: malformed knowledge: bad replica id"),
+    field("statuses", 0, -1, "status tick -1 is outside", 0, 0, 2),
+    field("statuses", 0, ["item", "item"], "status tables names one column twice", 0, 0, 6),
+    field("statuses", 0, b"A", "status replica id is 1 bytes, expected 16", 0, 0, 1),
+    field("statuses", 0, None, "status pending must be an integer, not nil", 0, 0, 10),
+    field("conflicts", 0, "winner", "conflicts entry outcome 'winner' is not one of", 0, 0, 11),
 ]
 
 

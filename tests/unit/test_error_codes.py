@@ -25,6 +25,7 @@ STABLE = {
     "InvalidURL": "invalid-url",
     "ScopeError": "scope",
     "TableError": "table",
+    "AccessDenied": "access-denied",
     "SchemaMismatch": "schema-mismatch",
     "ReplicaOutdated": "replica-outdated",
     "RepairNeeded": "repair-needed",

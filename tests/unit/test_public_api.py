@@ -51,6 +51,7 @@ EXPECTED_TREE: dict[str, str | None] = {
     "InvalidURL": "ConfigurationError",
     "ScopeError": "ConfigurationError",
     "TableError": "ConfigurationError",
+    "AccessDenied": "ConfigurationError",
     "SchemaMismatch": "SyncError",
     "ReplicaOutdated": "SyncError",
     "RepairNeeded": "SyncError",

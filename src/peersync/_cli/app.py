@@ -16,6 +16,7 @@ import click
 from rich.console import Console
 
 import peersync
+from peersync._engine.registry import scheme_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
@@ -49,6 +50,28 @@ timeout_option = click.option(
     type=click.FloatRange(min=0),
     help="Seconds to wait for another writer's lock.",
 )
+
+
+token_option = click.option(
+    "--token",
+    envvar="PEERSYNC_TOKEN",
+    default=None,
+    help="Bearer token for http(s):// peers (default: $PEERSYNC_TOKEN).",
+)
+ca_option = click.option(
+    "--ca",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="CA certificates to verify https:// peers against (a private CA).",
+)
+
+
+def open_db(url: str, timeout: float, token: str | None = None, ca: str | None = None) -> peersync.Database:
+    """``peersync.connect`` with the options that apply to ``url``'s kind:
+    the lock timeout for a database here, token and CA for a served peer."""
+    if scheme_of(url) in ("http", "https"):
+        return peersync.connect(url, token=token, ca=ca)
+    return peersync.connect(url, timeout=timeout)
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")

@@ -10,13 +10,15 @@ from rich.table import Table
 
 import peersync
 
-from .app import db_command, json_option, out
+from .app import ca_option, db_command, json_option, open_db, out, token_option
 
 
-@db_command(json_option, all_scopes=True)
-def status(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
-    """Replica id, tick, knowledge, tracked rows, tombstones and conflicts."""
-    with peersync.connect(db, timeout=timeout) as d:
+@db_command(json_option, token_option, ca_option, all_scopes=True)
+def status(db: str, scope: str | None, as_json: bool, token: str | None, ca: str | None, timeout: float) -> None:
+    """Replica id, tick, knowledge, tracked rows, tombstones and conflicts.
+
+    DB may be a served peer (http://host:port): its scopes that the token may read."""
+    with open_db(db, timeout, token, ca) as d:
         sts = d.status(scope)
     if as_json:
         click.echo(json.dumps([s.to_dict() for s in sts] if scope is None else sts[0].to_dict()))
@@ -40,10 +42,10 @@ def status(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
         out.print(t)
 
 
-@db_command(json_option, all_scopes=True)
-def conflicts(db: str, scope: str | None, as_json: bool, timeout: float) -> None:
+@db_command(json_option, token_option, ca_option, all_scopes=True)
+def conflicts(db: str, scope: str | None, as_json: bool, token: str | None, ca: str | None, timeout: float) -> None:
     """The conflict log: both sides, type, policy and outcome."""
-    with peersync.connect(db, timeout=timeout) as d:
+    with open_db(db, timeout, token, ca) as d:
         cs = d.conflicts(scope)
     if as_json:
         click.echo(json.dumps([c.to_dict() for c in cs], default=str))

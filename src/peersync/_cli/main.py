@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import clone, demo, inspect, manage, sync
+from . import clone, demo, inspect, manage, serve, sync, token
 from .app import cli, main
 
-__all__ = ["cli", "clone", "demo", "inspect", "main", "manage", "sync"]
+__all__ = ["cli", "clone", "demo", "inspect", "main", "manage", "serve", "sync", "token"]

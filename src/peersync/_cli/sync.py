@@ -12,7 +12,7 @@ from rich.table import Table
 import peersync
 from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
 
-from .app import _fail, cli, handle_errors, out, timeout_option
+from .app import _fail, ca_option, cli, handle_errors, open_db, out, timeout_option, token_option
 
 
 def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], Any]:
@@ -41,6 +41,8 @@ def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], An
     help="Conflict policy.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@token_option
+@ca_option
 @timeout_option
 @handle_errors
 def sync(
@@ -52,6 +54,8 @@ def sync(
     batch_bytes: int,
     policy: str,
     as_json: bool,
+    token: str | None,
+    ca: str | None,
     timeout: float,
 ) -> None:
     """Synchronize SCOPE between databases A and B.
@@ -59,8 +63,11 @@ def sync(
     Each batch commits with the knowledge it teaches: an error keeps what was
     committed before it. If the pull half fails, the push half has completed
     (the error line says what it sent; --json still prints it).
+
+    A or B may be a served peer, http://host:port or https://...: a served
+    destination resolves conflicts by its own policy (set at 'peersync serve').
     """
-    with peersync.connect(a, timeout=timeout) as da, peersync.connect(b, timeout=timeout) as db_:
+    with open_db(a, timeout, token, ca) as da, open_db(b, timeout, token, ca) as db_:
         names = {da.url: a, db_.url: b}
         try:
             r = peersync.sync(

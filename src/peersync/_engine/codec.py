@@ -16,9 +16,15 @@ value that is not UTF-8 is ext type 1, as in a batch)::
     ["policy", 1, name]                       a Policy's value, e.g. "source-wins"
     ["changes-request", 1, known K, after, upto, max_rows, max_bytes]
     ["error", 1, code, message]               see peersync._engine.errors
+    ["statuses", 1, [T, ...]]                 the result of Database.status
+    ["conflicts", 1, [C, ...]]                the result of Database.conflicts
+
+    T = [scope, replica_id, tick, knowledge K, forgotten K, fingerprint, [table, ...],
+         tracked_rows, tombstones, conflicts, pending]
 
     K = Knowledge.to_wire()
-    S = [name, [column, ...], [key column, ...], [type, ...]]
+    S = [name, [column, ...], [key column, ...], [type, ...], [D, ...]]
+    D = [column, value type, nullable, length, precision, scale, declared]
     C = [scope, table, [key value, ...], type, local_row R, remote_row R, local_version V,
          remote_version V, local_time, remote_time, policy, outcome, detail, id, logged_at]
     R = nil | [[column, ...], [value, ...]]   V = nil | [replica_id, tick]
@@ -26,7 +32,11 @@ value that is not UTF-8 is ext type 1, as in a batch)::
 Enums travel by value (``"update/update"``, ``"source-wins"``); replica ids
 are 16-byte bin; ticks are integers in 0..2**63-1 (a version's tick from 1),
 times and column values 64-bit signed integers, row limits 1..2**63-1.
-Optional fields are nil when absent. The scope of each call is the
+Optional fields are nil when absent. A table's column descriptors ``D``
+(:class:`~peersync._engine.types.Column`) are either empty (a table known by
+name only) or name its columns in order; the value type is one of
+:class:`~peersync._engine.types.ValueType`'s values and the sizes are nil or
+integers in 0..2**31-1. The scope of each call is the
 transport's business (e.g. the URL path), not a field here.
 
 Decoding is strict: any truncated input, trailing byte, input longer than
@@ -64,15 +74,18 @@ from .model import (
     RawText,
     ReplicaInfo,
     SessionEnd,
+    Status,
     TableSchema,
     Value,
 )
+from .types import Column, ValueType
 from .wire import EXT_RAW_TEXT
 
 FORMAT = 1
 DEFAULT_MAX_SIZE = 64 * 1024 * 1024  # bytes; a message (or one streamed batch) larger is refused
 MAX_TICK = 2**63 - 1
 MIN_INT, MAX_INT = -(2**63), 2**63 - 1
+MAX_SIZE_PARAM = 2**31 - 1  # a column's declared length, precision or scale
 _SESSION = re.compile(r"[0-9a-f]{32}")
 _SCALARS = (type(None), int, float, str, bytes, RawText)
 T = TypeVar("T")
@@ -195,11 +208,28 @@ def _names(v: object, what: str, nonempty: bool = True) -> tuple[str, ...]:
 
 
 def _schema_to(s: TableSchema) -> list[Any]:
-    return [s.name, list(s.columns), list(s.key), list(s.types)]
+    specs = [[c.name, c.type.value, c.nullable, c.length, c.precision, c.scale, c.declared] for c in s.specs]
+    return [s.name, list(s.columns), list(s.key), list(s.types), specs]
+
+
+_VALUE_TYPES = [t.value for t in ValueType]
+
+
+def _spec_from(v: object, what: str) -> Column:
+    name, vtype, nullable, length, precision, scale, declared = _fields(v, what, 7)
+    return Column(
+        name=_str(name, f"{what} name"),
+        type=_enum(ValueType, vtype, f"{what} type", _VALUE_TYPES),
+        nullable=_bool(nullable, f"{what} nullable"),
+        length=_opt_int(length, f"{what} length", 0, MAX_SIZE_PARAM),
+        precision=_opt_int(precision, f"{what} precision", 0, MAX_SIZE_PARAM),
+        scale=_opt_int(scale, f"{what} scale", 0, MAX_SIZE_PARAM),
+        declared=_str(declared, f"{what} declared type"),
+    )
 
 
 def _schema_from(v: object, what: str = "table schema") -> TableSchema:
-    name, columns, key, types = _fields(v, what, 4)
+    name, columns, key, types, specs = _fields(v, what, 5)
     name = _str(name, f"{what} name")
     cols = _names(columns, f"columns of {name!r}")
     keys = _names(key, f"key of {name!r}")
@@ -209,7 +239,12 @@ def _schema_from(v: object, what: str = "table schema") -> TableSchema:
     kinds = tuple(_str(t, f"type of a column of {name!r}") for t in _array(types, f"types of {name!r}"))
     if len(kinds) != len(cols):
         raise _Invalid(f"{name!r} has {len(cols)} columns but {len(kinds)} types")
-    return TableSchema(name, cols, keys, kinds)
+    described = tuple(
+        _spec_from(d, f"descriptor of a column of {name!r}") for d in _array(specs, f"descriptors of {name!r}")
+    )
+    if described and tuple(c.name for c in described) != cols:
+        raise _Invalid(f"the column descriptors of {name!r} do not name its columns in order")
+    return TableSchema(name, cols, keys, kinds, described)
 
 
 def _tables_from(v: object, what: str) -> tuple[TableSchema, ...]:
@@ -376,7 +411,7 @@ def _knowledge_body(b: list[Any]) -> Knowledge:
     return _knowledge(b[0], "knowledge")
 
 
-_TABLE_SCHEMA = _Kind("table-schema", 4)
+_TABLE_SCHEMA = _Kind("table-schema", 5)
 
 
 def encode_table_schema(s: TableSchema) -> bytes:
@@ -569,6 +604,62 @@ def decode_error(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> SyncError:
 def _error_body(b: list[Any]) -> SyncError:
     code, message = b
     return error_from_wire({"code": _str(code, "code"), "message": _str(message, "message")})
+
+
+_STATUSES = _Kind("statuses", 1)
+
+
+def _status_to(st: Status) -> list[Any]:
+    return [
+        st.scope, st.replica_id, st.tick, st.knowledge.to_wire(), st.forgotten.to_wire(), st.fingerprint,
+        list(st.tables), st.tracked_rows, st.tombstones, st.conflicts, st.pending,
+    ]  # fmt: skip
+
+
+def _status_from(v: object, what: str = "status") -> Status:
+    scope, rid, tick, known, forgotten, fingerprint, tables, rows, tombs, conflicts, pending = _fields(v, what, 11)
+    return Status(
+        scope=_str(scope, f"{what} scope"),
+        replica_id=_replica(rid, f"{what} replica id"),
+        tick=_tick(tick, f"{what} tick"),
+        knowledge=_knowledge(known, f"{what} knowledge"),
+        forgotten=_knowledge(forgotten, f"{what} forgotten knowledge"),
+        fingerprint=_str(fingerprint, f"{what} fingerprint"),
+        tables=_names(tables, f"{what} tables", nonempty=False),
+        tracked_rows=_count(rows, f"{what} tracked rows"),
+        tombstones=_count(tombs, f"{what} tombstones"),
+        conflicts=_count(conflicts, f"{what} conflicts"),
+        pending=_count(pending, f"{what} pending"),
+    )
+
+
+def encode_statuses(statuses: list[Status]) -> bytes:
+    """The result of :meth:`Database.status`."""
+    return _encode(_STATUSES, [[_status_to(st) for st in statuses]], _statuses_body)
+
+
+def decode_statuses(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> list[Status]:
+    return _decode(_STATUSES, data, max_size, _statuses_body)
+
+
+def _statuses_body(b: list[Any]) -> list[Status]:
+    return [_status_from(v, "status") for v in _array(b[0], "statuses")]
+
+
+_CONFLICTS = _Kind("conflicts", 1)
+
+
+def encode_conflicts(conflicts: list[Conflict]) -> bytes:
+    """The result of :meth:`Database.conflicts`."""
+    return _encode(_CONFLICTS, [[_conflict_to(c) for c in conflicts]], _conflicts_body)
+
+
+def decode_conflicts(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> list[Conflict]:
+    return _decode(_CONFLICTS, data, max_size, _conflicts_body)
+
+
+def _conflicts_body(b: list[Any]) -> list[Conflict]:
+    return _conflicts_from(b[0], "conflicts")
 
 
 # -- a pass of batches as one stream ------------------------------------------------------

@@ -6,7 +6,9 @@
     ├── ConfigurationError         bad input from the caller: fix the call
     │   ├── InvalidURL             not a database URL or path peersync can open
     │   ├── ScopeError             unknown scope, or a definition that differs
-    │   └── TableError             missing table, no primary key, bad column
+    │   ├── TableError             missing table, no primary key, bad column
+    │   └── AccessDenied           a served peer refused the token (missing, wrong,
+    │                              revoked, another scope, or read-only for a write)
     ├── SchemaMismatch             two peers disagree on a scope's shape
     ├── ReplicaOutdated            tombstones this peer never saw were cleaned up:
     │                              reinitialize it (or run a full recovery)
@@ -32,6 +34,7 @@ branch on it. A subclass defined elsewhere travels as its nearest class here::
     invalid-url         InvalidURL
     scope               ScopeError
     table               TableError
+    access-denied       AccessDenied
     schema-mismatch     SchemaMismatch
     replica-outdated    ReplicaOutdated
     repair-needed       RepairNeeded
@@ -83,6 +86,14 @@ class TableError(ConfigurationError):
     """A table is missing, has no primary key, or cannot be tracked."""
 
     code: ClassVar[str] = "table"
+
+
+class AccessDenied(ConfigurationError):
+    """A served peer refused the request's token: none or a wrong one (HTTP
+    401), or one without the right for this scope or this call (HTTP 403).
+    Nothing was read or written; the message says which."""
+
+    code: ClassVar[str] = "access-denied"
 
 
 class SchemaMismatch(SyncError):
@@ -142,6 +153,7 @@ _BY_CODE: dict[str, type[SyncError]] = {
         InvalidURL,
         ScopeError,
         TableError,
+        AccessDenied,
         SchemaMismatch,
         ReplicaOutdated,
         RepairNeeded,

@@ -1,0 +1,154 @@
+"""The endpoints of docs/protocol.md: each decodes and checks its request,
+makes one Peer call on a pooled connection (in a worker thread, since the
+adapters block) and encodes the answer. Nothing is written before the whole
+request was read and decoded."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from peersync._engine import codec
+from peersync._engine.database import Database
+from peersync._engine.errors import ConfigurationError
+
+from .auth import authorize, presented, readable
+from .config import State, health_body
+from .limits import Refusal, read_body
+from .media import BATCH, MESSAGE, PREFIX, STREAM
+from .tokens import Right
+
+T = TypeVar("T")
+
+
+def routes(state: State) -> list[Route]:
+    limits = state.config.limits
+
+    async def call(fn: Callable[[Database], T]) -> T:
+        def run() -> T:
+            with state.pool.peer() as db:
+                return fn(db)
+
+        return await run_in_threadpool(run)
+
+    def guard(request: Request, need: Right) -> str:
+        scope: str = request.path_params["scope"]
+        state.served(scope)
+        authorize(request, state.tokens, scope, need)
+        return scope
+
+    async def health(request: Request) -> Response:
+        return Response(health_body(), media_type="application/json")
+
+    async def all_status(request: Request) -> Response:
+        presented(request, state.tokens)  # a token that is not valid is 401 even here
+
+        def run(db: Database) -> bytes:
+            names = state.config.scopes if state.config.scopes is not None else tuple(db.scopes())
+            shown = [n for n in names if readable(request, state.tokens, n)]
+            return codec.encode_statuses([s for n in shown for s in db.status(n)])
+
+        return message(await call(run))
+
+    async def status(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+        return message(await call(lambda db: codec.encode_statuses(db.status(scope))))
+
+    async def describe(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+        return message(await call(lambda db: codec.encode_replica_info(db.describe(scope))))
+
+    async def schemas(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+        return message(await call(lambda db: codec.encode_schemas(db.schemas(scope))))
+
+    async def conflicts(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+        raw = request.query_params.get("limit", "1000")
+        if not raw.isdigit() or not 1 <= int(raw) <= limits.max_conflicts:
+            raise Refusal(400, ConfigurationError(f"limit must be an integer from 1 to {limits.max_conflicts}"))
+        n = int(raw)
+        return message(await call(lambda db: codec.encode_conflicts(db.conflicts(scope, limit=n))))
+
+    async def changes_request(request: Request, scope: str) -> codec.ChangesRequest:
+        body = await read_body(request, limits, MESSAGE)
+        req = codec.decode_changes_request(body, max_size=limits.max_body)
+        # A capped batch is still exact (its ``last`` says where it stopped).
+        return codec.ChangesRequest(
+            req.known, req.after, req.upto, min(req.max_rows, limits.max_rows), min(req.max_bytes, limits.max_bytes)
+        )
+
+    async def changes(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+        r = await changes_request(request, scope)
+        data = await call(
+            lambda db: db.changes(scope, r.known, r.after, r.upto, max_rows=r.max_rows, max_bytes=r.max_bytes)
+        )
+        return Response(data, media_type=BATCH)
+
+    async def batches(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+        r = await changes_request(request, scope)
+        # The first batch is read before the response starts, so an error
+        # there (an unknown scope, a locked database) gets its status code.
+        frames = await run_in_threadpool(open_pass, state, scope, r)
+        return StreamingResponse(frames, media_type=STREAM)
+
+    async def apply(request: Request) -> Response:
+        scope = guard(request, Right.WRITE)
+        data = await read_body(request, limits, BATCH)
+        policy = state.config.policy
+        report = await call(lambda db: db.apply(scope, data, policy))
+        return message(codec.encode_apply_report(report))
+
+    async def finish(request: Request) -> Response:
+        scope = guard(request, Right.WRITE)
+        end = codec.decode_session_end(await read_body(request, limits, MESSAGE), max_size=limits.max_body)
+        return message(await call(lambda db: codec.encode_knowledge(db.finish(scope, end))))
+
+    s = PREFIX + "/scopes/{scope}"
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route(PREFIX + "/status", all_status, methods=["GET"]),
+        Route(s + "/status", status, methods=["GET"]),
+        Route(s + "/describe", describe, methods=["GET"]),
+        Route(s + "/schemas", schemas, methods=["GET"]),
+        Route(s + "/conflicts", conflicts, methods=["GET"]),
+        Route(s + "/changes", changes, methods=["POST"]),
+        Route(s + "/batches", batches, methods=["POST"]),
+        Route(s + "/apply", apply, methods=["POST"]),
+        Route(s + "/finish", finish, methods=["POST"]),
+    ]
+
+
+def message(data: bytes) -> Response:
+    return Response(data, media_type=MESSAGE)
+
+
+def open_pass(state: State, scope: str, r: codec.ChangesRequest) -> Iterator[bytes]:
+    """The frames of one pass, its first batch already read; the connection
+    stays lent until the stream ends or is dropped."""
+    stack = contextlib.ExitStack()
+    try:
+        db = stack.enter_context(state.pool.peer())
+        it = db.batches(scope, r.known, r.after, r.upto, max_rows=r.max_rows, max_bytes=r.max_bytes)
+        closer = getattr(it, "close", None)
+        if closer is not None:
+            stack.callback(closer)
+        first = next(it)
+    except BaseException:
+        stack.close()
+        raise
+
+    def frames() -> Iterator[bytes]:
+        with stack:
+            yield from codec.encode_batch_stream(itertools.chain([first], it))
+
+    return frames()

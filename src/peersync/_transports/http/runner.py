@@ -1,0 +1,98 @@
+"""``peersync serve``: check what is to be served, then run the app on uvicorn.
+
+Checks before listening: the database opens, every named scope exists, TLS
+needs both a certificate and its key, and a scope without a token is served
+only on a loopback address unless the caller says ``insecure`` (an open
+scope on a network address is anyone's to read and write).
+
+uvicorn stops on SIGTERM or SIGINT by refusing new connections and letting
+requests in flight finish (an ``apply`` in hand commits or rolls back in its
+own transaction), then closes the database connections.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+
+import uvicorn
+
+from peersync._engine.errors import ConfigurationError, ScopeError
+from peersync._engine.registry import open_url
+
+from .app import create_app
+from .config import ServerConfig
+from .media import is_loopback
+from .tokens import TokenStore
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str = "127.0.0.1"
+    port: int = 8484
+    cert: str | None = None
+    key: str | None = None
+    insecure: bool = False
+
+
+def check(config: ServerConfig, listen: Listen) -> tuple[str, ...]:
+    """The scopes to serve, after the checks above. Raises
+    :class:`~peersync.ConfigurationError` or :class:`~peersync.ScopeError`."""
+    if (listen.cert is None) != (listen.key is None):
+        raise ConfigurationError("TLS needs both --cert and --key")
+    with open_url(config.database, timeout=config.timeout) as db:
+        present = db.scopes()
+    if config.scopes is not None:
+        missing = [s for s in config.scopes if s not in present]
+        if missing:
+            raise ScopeError(f"{config.database} has no scope {', '.join(map(repr, missing))}")
+    scopes = config.scopes if config.scopes is not None else tuple(present)
+    if not scopes:
+        raise ScopeError(f"{config.database} has no scopes to serve; run 'peersync init' first")
+    store = TokenStore(config.token_file())
+    open_scopes = [s for s in scopes if not store.guarded(s)]
+    if open_scopes and not is_loopback(listen.host) and not listen.insecure:
+        raise ConfigurationError(
+            f"refusing to serve scope {', '.join(map(repr, open_scopes))} without a token on {listen.host}"
+            " (anyone who reaches it could read and write): add one with 'peersync token add',"
+            " listen on 127.0.0.1, or pass --insecure"
+        )
+    return scopes
+
+
+def serve(config: ServerConfig, listen: Listen) -> None:
+    """Serve until SIGTERM or SIGINT. Prints one line when listening."""
+    scopes = check(config, listen)
+    app = create_app(config)
+    scheme = "https" if listen.cert else "http"
+    logging.basicConfig(level=logging.WARNING, format="peersync serve: %(message)s")
+    uv = uvicorn.Config(
+        app,
+        host=listen.host,
+        port=listen.port,
+        ssl_certfile=listen.cert,
+        ssl_keyfile=listen.key,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        server_header=False,
+    )
+    server = uvicorn.Server(uv)
+    host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    print(
+        f"serving {config.database} ({', '.join(scopes)}) on {scheme}://{host}:{listen.port}"
+        f" with policy {config.policy.value}",
+        file=sys.stderr,
+        flush=True,
+    )
+    # uvicorn handles SIGTERM and SIGINT while it runs (no new connections,
+    # requests in flight finish), then raises the signal again for the
+    # handler found before it: this one, so the process ends with status 0.
+    stopped: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
+    server.run()
+    if stopped:
+        print(f"stopped by {signal.Signals(stopped[0]).name}", file=sys.stderr, flush=True)
