@@ -84,6 +84,8 @@ def errors(shown: str) -> Iterator[None]:
         yield
     except (pge.LockNotAvailable, pge.QueryCanceled) as exc:
         raise DatabaseLocked(f"{shown}: {_one_line(exc)}") from exc
+    except RETRYABLE as exc:  # met a concurrent write: the caller may run it again
+        raise StorageError(f"{shown}: {_one_line(exc)}") from exc
     except psycopg.OperationalError as exc:
         raise TransportError(f"{shown}: {_one_line(exc)}") from exc
     except psycopg.Error as exc:
