@@ -21,16 +21,31 @@ def sqlite_db(path: Path, schema: str = ITEM_SQLITE) -> Path:
     return path
 
 
+def _order(v: Any) -> tuple[int, Any]:
+    # One order for both databases (their text collations differ).
+    if v is None:
+        return (0, 0)
+    if isinstance(v, (int, float)):
+        return (1, v)
+    if isinstance(v, str):
+        return (2, v)
+    return (3, repr(v))
+
+
+def ordered(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return sorted(rows, key=lambda r: [_order(v) for v in r])
+
+
 def pg_rows(url: str, table: str = "item") -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
-        return conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+        return ordered(conn.execute(f"SELECT * FROM {table}").fetchall())
 
 
-def sqlite_rows(path: Path, table: str = "item") -> list[tuple[Any, ...]]:
+def sqlite_rows(path: Path | str, table: str = "item") -> list[tuple[Any, ...]]:
     conn = sqlite3.connect(path)
-    out = conn.execute(f'SELECT * FROM "{table}" ORDER BY 1').fetchall()
+    out = conn.execute(f'SELECT * FROM "{table}"').fetchall()
     conn.close()
-    return out
+    return ordered(out)
 
 
 def sqlite_write(path: Path, *statements: str) -> None:
