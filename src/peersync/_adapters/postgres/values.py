@@ -4,10 +4,12 @@ Each column binds as one of a few plain parameter types (``bind_type``) and
 is cast to its column's type in SQL. A value the column cannot hold exactly
 is refused here, before any write, with a message naming the column and the
 reason: PostgreSQL itself would round a ``numeric(p, s)`` value, a
-``float4`` or a time with fewer fractional digits without a word. What
-PostgreSQL refuses itself (a text too long for its ``varchar(n)``, an
-integer out of the column's range, a malformed date) fails the write, and
-the apply isolates that row. Either way the row becomes an ``error``
+``float4`` or a time with fewer fractional digits without a word, and
+drop the trailing spaces of a ``char(n)`` value; a text too long for its
+``varchar(n)`` and an integer out of its column's range are caught here
+too, so the message names the column. What only PostgreSQL can judge (a
+date that does not exist, an unknown enum label, a CHECK constraint) fails
+the write, and the apply isolates that row. Either way the row becomes an ``error``
 conflict and the rest of the batch applies.
 """
 
@@ -27,6 +29,8 @@ from .schema import PgColumn
 _FRACTION = re.compile(r"[0-9]:[0-9]{2}:[0-9]{2}\.([0-9]+)")
 _DATE = re.compile(r"-?[0-9]{4,}-[0-9]{2}-[0-9]{2}( BC)?|-?infinity")
 _TIMESTAMP = re.compile(r"[0-9]{4,}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?( BC)?|-?infinity")
+
+_INT_BITS = {"int2": 16, "int4": 32, "int8": 64}
 
 BindValue = int | float | str | bytes | bool | None
 
@@ -60,9 +64,12 @@ def to_pg(col: PgColumn, v: Value) -> BindValue:
     spec, t = col.spec, col.spec.type
     name = spec.name
     if t is ValueType.INTEGER:
-        if type(v) is int:
-            return v
-        raise Unfit(f"column {name}: expected an integer, got {_what(v)} {v!r}")
+        if type(v) is not int:
+            raise Unfit(f"column {name}: expected an integer, got {_what(v)} {v!r}")
+        bits = _INT_BITS.get(col.typname, 64)
+        if not -(2 ** (bits - 1)) <= v < 2 ** (bits - 1):
+            raise Unfit(f"column {name}: {v} is out of range for {spec.declared}")
+        return v
     if t is ValueType.REAL:
         if type(v) is int and float(v) == v:
             v = float(v)
@@ -97,6 +104,11 @@ def to_pg(col: PgColumn, v: Value) -> BindValue:
         raise Unfit(f"column {name}: {v!r} is not a UUID")
     if type(v) is not str:
         raise Unfit(f"column {name}: expected text, got {_what(v)}")
+    if spec.length is not None and t is ValueType.TEXT and len(v) > spec.length:
+        raise Unfit(f"column {name}: a text of {len(v)} characters is too long for {spec.declared}")
+    if col.typname == "bpchar" and v.endswith(" "):
+        # char(n) pads with spaces and reads back without them: such a value would not come back.
+        raise Unfit(f"column {name}: {spec.declared} cannot keep the trailing spaces of {v!r}")
     if "\x00" in v:
         raise Unfit(f"column {name}: PostgreSQL text cannot hold a NUL character")
     if t is ValueType.DATE and not _DATE.fullmatch(v):
