@@ -50,7 +50,7 @@ from .values import BindValue, Unfit, bind_type, to_pg
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """One incoming change and what the apply decided for it."""
 
@@ -61,6 +61,7 @@ class _Row:
     unfit: str = ""
     action: int = KNOWN
     local: tuple[Any, ...] | None = None  # its tracking row: lt, urep, utick, crep, ctick, ctime, del, scope, mw
+    ord: int = 0  # its row number in the staging table (0: not loaded, its values do not fit)
 
     @property
     def version(self) -> Version:
@@ -86,6 +87,7 @@ class _Rewrite:
 class _Table:
     t: Tracked
     rows: list[_Row] = field(default_factory=list)
+    staging: str = ""
 
 
 def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
@@ -146,7 +148,10 @@ class SetApply:
         self.conn, self.meta, self.sc, self.handler = conn, meta, sc, handler
         self.batch, tables = prepared
         # Fresh rows: a retried apply decides everything again.
-        self.tables = [_Table(tab.t, [replace(r) for r in tab.rows]) for tab in tables.values()]
+        self.tables = [
+            _Table(tab.t, [_Row(r.change, r.mark, r.key, r.bound, r.unfit) for r in tab.rows])
+            for tab in tables.values()
+        ]
         self.report = ApplyReport(last=self.batch.last, final=self.batch.final, made_with=self.batch.made_with)
         self.excluded: list[tuple[Tracked, _Row]] = []
         self.conflicts: list[Conflict] = []
@@ -192,36 +197,75 @@ class SetApply:
         self.report.knowledge = new.add_range(sc.rid, 1, int(top))
         return self.report
 
-    def _key_arrays(self, t: Tracked, rows: list[_Row]) -> tuple[str, str, list[list[BindValue]]]:
-        """(unnest(...) AS x(c.., ord), SQL matching x to alias u's key, arrays)."""
-        kpos = t.schema.key_positions
-        arrays = [[r.bound[p] for r in rows if r.bound is not None] for p in kpos]
-        types = [bind_type(t.columns[p]) for p in kpos]
-        cols = ", ".join(f"c{i}" for i in range(len(kpos)))
-        src = f"unnest({', '.join(f'%s::{ty}[]' for ty in types)}) WITH ORDINALITY AS x({cols}, ord)"
-        return src, ", ".join(_param(t, p, f"x.c{i}") for i, p in enumerate(kpos)), arrays
+    def _staging(self, t: Tracked) -> str:
+        """This connection's staging table for ``t``'s incoming rows: the
+        values as bound (see ``values.bind_type``) and the stamp each row
+        gets if written. Emptied at every commit (and by any rollback)."""
+        types = [bind_type(c) for c in t.columns]
+        name = f"_peersync_in_{t.tid}_{abs(hash((t.qualified, *types))) % 10**9}"
+        cols = ", ".join(f"c{i} {ty}" for i, ty in enumerate(types))
+        self.conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {name} (ord int8 PRIMARY KEY, urep int4, utick int8, crep int4,"
+            f" ctick int8, ctime int8, del bool, mw int8, {cols}) ON COMMIT DELETE ROWS"
+        )
+        return name
+
+    def _load(self, tab: _Table) -> None:
+        """COPY the rows whose values fit into the staging table (binary)."""
+        t, own = tab.t, self.sc.rid
+        tab.staging = self._staging(t)
+        # Replica indexes first: nothing else may run on the connection during the COPY.
+        idx = {rid: self.meta.rep_index(rid) for r in tab.rows for rid in (r.version[0], r.change[3][0]) if rid != own}
+        stamps: list[tuple[Any, ...]] = []
+        for r in tab.rows:
+            if r.bound is None:
+                continue
+            r.ord = len(stamps) + 1
+            _, deleted, version, creation, when, _ = r.change
+            same = creation == version
+            stamps.append(
+                (
+                    r.ord,
+                    idx.get(version[0]),
+                    version[1],
+                    None if same else idx.get(creation[0]),
+                    None if same else creation[1],
+                    when,
+                    deleted,
+                    self._made_with_record(r),
+                    *r.bound,
+                )
+            )
+        with self.conn.cursor() as cur, cur.copy(f"COPY {tab.staging} FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int8", "int4", "int8", "int4", "int8", "int8", "bool", "int8", *map(bind_type, t.columns)])
+            for row in stamps:
+                cp.write_row(row)
+
+    def _keys(self, t: Tracked) -> str:
+        """Staging row ``x``'s key, as the key columns' types."""
+        return ", ".join(_param(t, p, f"x.c{p}") for p in t.schema.key_positions)
 
     def _lock_and_read(self, tab: _Table) -> None:
         """Lock the batch's user rows and tracking rows (in that order, the
         order writers take them in) and read the tracking state."""
         t = tab.t
-        rows = [r for r in tab.rows if r.bound is not None]
-        if not rows:
+        self._load(tab)
+        loaded = {r.ord: r for r in tab.rows if r.ord}
+        if not loaded:
             return
-        src, keys, arrays = self._key_arrays(t, rows)
         user_keys = ", ".join(f"u.{q(k)}" for k in t.schema.key)
+        keys = self._keys(t)
         self.conn.execute(
-            f"SELECT 1 FROM {t.qualified} AS u WHERE ({user_keys}) IN (SELECT {keys} FROM {src}) FOR UPDATE OF u",
-            arrays,
+            f"SELECT 1 FROM {t.qualified} AS u WHERE ({user_keys}) IN (SELECT {keys} FROM {tab.staging} AS x)"
+            " FOR UPDATE OF u"
         )
         tkeys = ", ".join(f"t.{k}" for k in t.kcols)
         cur = self.conn.execute(
             f"SELECT x.ord, t.lt, t.urep, t.utick, t.crep, t.ctick, t.ctime, t.del, t.scope, t.mw"
-            f" FROM {src} JOIN {t.tracking} AS t ON ({tkeys}) = ({keys}) FOR UPDATE OF t",
-            arrays,
+            f" FROM {tab.staging} AS x JOIN {t.tracking} AS t ON ({tkeys}) = ({keys}) FOR UPDATE OF t"
         )
         for ord_, *state in cur.fetchall():
-            rows[int(ord_) - 1].local = tuple(state)
+            loaded[int(ord_)].local = tuple(state)
 
     def _local_version(self, local: tuple[Any, ...]) -> Version:
         lt, urep, utick, _, _, _, _, scope, _ = local
@@ -361,46 +405,50 @@ class SetApply:
         groups = [(tab, False) for tab in self.tables] + [(tab, True) for tab in reversed(self.tables)]
         for tab, deletes in groups:
             rows = [r for r in tab.rows if r.action == APPLY and r.deleted == deletes]
-            failed = self._write_span(tab.t, rows, deletes)
+            failed = self._write_span(tab, rows, deletes)
             # A row that failed may succeed once the rest is written (a parent
             # later in the batch): retried while that makes progress.
             while failed:
-                again = [f for r, msg in failed for f in self._write_span(tab.t, [r], deletes)]
+                again = [f for r, msg in failed for f in self._write_span(tab, [r], deletes)]
                 if len(again) == len(failed):
                     break
                 failed = again
             for r, msg in failed:
                 self._fail(tab.t, r, msg)
         for tab in self.tables:
-            self._stamp(tab.t, [r for r in tab.rows if r.action == APPLY])
+            self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
 
-    def _write_span(self, t: Tracked, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
+    def _write_span(self, tab: _Table, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
+        """Write ``rows`` in one statement; if that fails, each half; the rows
+        that fail alone are returned with their error."""
         if not rows:
             return []
         try:
             with savepoint(self.conn):
-                self._write_rows(t, rows, deletes)
+                self._write_rows(
+                    tab.t, f"(SELECT * FROM {tab.staging} WHERE ord = ANY(%s))", [[r.ord for r in rows]], deletes
+                )
         except RETRYABLE:
             raise
         except psycopg.Error as exc:
             if len(rows) == 1:
                 return [(rows[0], " ".join(str(exc).split()))]
             mid = len(rows) // 2
-            return self._write_span(t, rows[:mid], deletes) + self._write_span(t, rows[mid:], deletes)
+            return self._write_span(tab, rows[:mid], deletes) + self._write_span(tab, rows[mid:], deletes)
         self.report.applied += len(rows)
         return []
 
-    def _write_rows(self, t: Tracked, rows: list[_Row], deletes: bool) -> None:
+    def _write_rows(self, t: Tracked, source: str, params: list[Any], deletes: bool) -> None:
+        """Write the rows of ``source`` (a subquery with columns ``ord, c0..``; ``params`` its parameters)."""
         s = t.schema
         if deletes:
-            src, keys, arrays = self._key_arrays(t, rows)
             user_keys = ", ".join(q(k) for k in s.key)
-            self.conn.execute(f"DELETE FROM {t.qualified} WHERE ({user_keys}) IN (SELECT {keys} FROM {src})", arrays)
+            self.conn.execute(
+                f"DELETE FROM {t.qualified} WHERE ({user_keys}) IN (SELECT {self._keys(t)} FROM {source} AS x)",
+                params,
+            )
             return
-        cols = ", ".join(f"c{i}" for i in range(len(t.columns)))
-        types = ", ".join(f"%s::{bind_type(c)}[]" for c in t.columns)
         values = ", ".join(_param(t, i, f"x.c{i}") for i in range(len(t.columns)))
-        arrays = [[r.bound[i] for r in rows if r.bound is not None] for i in range(len(t.columns))]
         others = [c for c in s.columns if c not in s.key]
         if others:
             # Only rows whose values differ are updated: an identical row fires no trigger.
@@ -411,44 +459,26 @@ class SetApply:
             action = "DO NOTHING"
         self.conn.execute(
             f"INSERT INTO {t.qualified} AS u ({', '.join(q(c) for c in s.columns)})"
-            f" SELECT {values} FROM unnest({types}) AS x({cols})"
+            f" SELECT {values} FROM {source} AS x ORDER BY x.ord"
             f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}",
-            arrays,
+            params,
         )
 
-    def _stamp(self, t: Tracked, rows: list[_Row]) -> None:
+    def _stamp(self, tab: _Table, ords: list[int]) -> None:
         """Tracking rows for written rows: a new local tick, the origin version,
         this scope, and the record of what the source made them with."""
-        if not rows:
+        if not ords:
             return
-        idx = self.meta.rep_index
-        own = self.sc.rid
-        urep, utick, crep, ctick, ctime, dele, mw = [], [], [], [], [], [], []
-        for r in rows:
-            _, deleted, version, creation, when, _ = r.change
-            urep.append(idx(version[0]))
-            utick.append(version[1])
-            same = creation == version
-            crep.append(None if same or creation[0] == own else idx(creation[0]))
-            ctick.append(None if same else creation[1])
-            ctime.append(when)
-            dele.append(deleted)
-            mw.append(self._made_with_record(r))
-        _, keys, arrays = self._key_arrays(t, rows)
+        t = tab.t
         kc = ", ".join(t.kcols)
-        kpos = t.schema.key_positions
-        ktypes = [f"%s::{bind_type(t.columns[p])}[]" for p in kpos]
-        extra = ["%s::int[]", "%s::int8[]", "%s::int[]", "%s::int8[]", "%s::int8[]", "%s::bool[]", "%s::int8[]"]
-        names = [f"c{i}" for i in range(len(kpos))] + ["urep", "utick", "crep", "ctick", "ctime", "del", "mw", "ord"]
-        src = f"unnest({', '.join(ktypes + extra)}) WITH ORDINALITY AS x({', '.join(names)})"
         sets = ", ".join(
             f"{c} = excluded.{c}" for c in ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope", "mw")
         )
         self.conn.execute(
             f"INSERT INTO {t.tracking} ({kc}, lt, urep, utick, crep, ctick, ctime, del, scope, mw)"
-            f" SELECT {keys}, nextval('{TICK}'), x.urep, x.utick, x.crep, x.ctick, x.ctime, x.del, %s, x.mw"
-            f" FROM {src} ORDER BY x.ord ON CONFLICT ({kc}) DO UPDATE SET {sets}",
-            [self.sc.idx, *arrays, urep, utick, crep, ctick, ctime, dele, mw],
+            f" SELECT {self._keys(t)}, nextval('{TICK}'), x.urep, x.utick, x.crep, x.ctick, x.ctime, x.del, %s, x.mw"
+            f" FROM {tab.staging} AS x WHERE x.ord = ANY(%s) ORDER BY x.ord ON CONFLICT ({kc}) DO UPDATE SET {sets}",
+            [self.sc.idx, ords],
         )
 
     def _rewrite(self, rw: _Rewrite) -> None:
@@ -468,11 +498,10 @@ class SetApply:
                         f" ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END WHERE {where}",
                         key,
                     )
-                elif rw.values is None:
-                    self._write_rows(t, [r], deletes=True)
                 else:
-                    bound = [to_pg(c, rw.values[c.spec.name]) for c in t.columns]
-                    self._write_rows(t, [replace(r, bound=bound)], deletes=False)
+                    values = r.bound if rw.values is None else [to_pg(c, rw.values[c.spec.name]) for c in t.columns]
+                    types = ", ".join(f"%s::{bind_type(c)} AS c{i}" for i, c in enumerate(t.columns))
+                    self._write_rows(t, f"(SELECT 1 AS ord, {types})", list(values), deletes=rw.values is None)
                 value = "greatest(ctime, %s)" if rw.kind == "merge" else "%s"
                 self.conn.execute(
                     f"UPDATE {t.tracking} SET ctime = {value}, mw = %s WHERE {where}", [rw.time, rw.mw, *key]
