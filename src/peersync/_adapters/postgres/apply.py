@@ -161,6 +161,11 @@ class SetApply:
     def run(self) -> ApplyReport:
         conn, sc, b = self.conn, self.sc, self.batch
         conn.execute(f"SELECT {SCHEMA}.{PREFIX}take_ticks()")
+        # The batch's rows are probed one by one through the key indexes: a hash
+        # or merge join would read whole tables, so a batch would cost more as
+        # the table grows (the planner knows nothing of the staging table).
+        conn.execute("SET LOCAL enable_hashjoin = off")
+        conn.execute("SET LOCAL enable_mergejoin = off")
         self.meta.load_replicas()
         stored, _ = self.meta.stored_knowledge(sc.name)
         (top,) = conn.execute(f"SELECT {LAST_TICK}").fetchone()  # type: ignore[misc]
