@@ -37,7 +37,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import peersync  # noqa: E402
+import peersync
 
 ADMIN = os.environ.get("PEERSYNC_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SCHEMA = "CREATE TABLE item (id bigint PRIMARY KEY, name text, qty integer, price double precision)"
@@ -81,7 +81,9 @@ def single(url: str, rows: int) -> float:
         return time.perf_counter() - t
 
 
-def writers(url: str, seconds: float, threads: int, keys: int, background: Callable[[threading.Event], None] | None) -> float:
+def writers(
+    url: str, seconds: float, threads: int, keys: int, background: Callable[[threading.Event], None] | None
+) -> float:
     with psycopg.connect(url) as conn, conn.cursor().copy("COPY item FROM STDIN") as cp:
         for i in range(keys):
             cp.write_row((i, "seed", 0, 0.0))

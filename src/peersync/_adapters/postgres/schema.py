@@ -41,7 +41,13 @@ TICK = f"{SCHEMA}.{PREFIX}tick"
 # (small keys, as a rule) are not mistaken for peersync's. Ticks stay below
 # 2**62 (the engine's MAX_TICK), so a key fits in a bigint.
 LOCK_MARK = 2**62
-NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+# A change's time: the clock, unless the writing transaction sets
+# ``peersync.clock_ms`` (tests fix writers' clocks with it, as the SQLite
+# tests override julianday('now') on a writer's connection).
+NOW_MS = (
+    "COALESCE(NULLIF(current_setting('peersync.clock_ms', true), '')::bigint,"
+    " (extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+)
 # The sequence's last tick handed out (last_value before the first nextval is not one).
 LAST_TICK = f"(SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM {TICK})"
 
