@@ -14,6 +14,10 @@ Figures (one table on stdout, progress on stderr):
   whether tracking serializes writers (it takes no global row: each
   transaction takes a tick from a sequence and one shared advisory lock).
 
+- initial sync: ``--rows`` rows SQLite -> PostgreSQL against psycopg's ``COPY``
+  of the same rows read from the same SQLite file, and PostgreSQL -> SQLite
+  against a plain read (server-side cursor) and ``executemany`` insert.
+
 Each run uses a new database, dropped afterwards.
 """
 
@@ -152,6 +156,9 @@ def main() -> None:
         base = min(fn_run(fn, False) for _ in range(2))
         tracked = min(fn_run(fn, True) for _ in range(2))
         out.append((name, base, tracked, unit))
+    log("initial sync")
+    with tempfile.TemporaryDirectory() as folder:
+        out += initial(args.rows, folder)
     label = f"{args.threads} concurrent writers, upserts/s"
     log(label)
     with database(False) as u:
@@ -160,11 +167,59 @@ def main() -> None:
         tracked = writers(u, args.seconds, args.threads, 100_000, None)
     with database(True) as u, tempfile.TemporaryDirectory() as folder:
         during = writers(u, args.seconds, args.threads, 100_000, sessions(u, folder))
-    print(f"{'figure':45} {'untracked':>12} {'tracked':>12} {'ratio':>7}")
+    print(f"{'figure':62} {'baseline':>12} {'peersync':>12} {'ratio':>7}")
     for name, b, t, unit in out:
-        print(f"{name:45} {b:>11.3f}{unit} {t:>11.3f}{unit} {t / b:>6.2f}x")
-    print(f"{label:45} {base:>12.0f} {tracked:>12.0f} {base / tracked:>6.2f}x (slowdown)")
-    print(f"{label + ', sessions running':45} {base:>12.0f} {during:>12.0f} {base / during:>6.2f}x (slowdown)")
+        print(f"{name:62} {b:>11.3f}{unit} {t:>11.3f}{unit} {t / b:>6.2f}x")
+    print(f"{label + ' (untracked vs tracked)':62} {base:>12.0f} {tracked:>12.0f} {base / tracked:>6.2f}x slower")
+    print(f"{label + ', sessions running':62} {base:>12.0f} {during:>12.0f} {base / during:>6.2f}x slower")
+
+
+def initial(rows: int, folder: str) -> list[tuple[str, float, float, str]]:
+    """(figure, baseline s, peersync s, unit) for an initial sync each way."""
+    src = os.path.join(folder, "src.db")
+    conn = sqlite3.connect(src)
+    conn.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL)")
+    with conn:
+        conn.executemany(
+            "INSERT INTO item VALUES (?, ?, ?, ?)", ((i, f"name {i}", i % 1000, i * 0.5) for i in range(rows))
+        )
+    conn.close()
+    with peersync.connect(src) as db:
+        db.provision("s", ["item"])
+    with database(False) as u:
+        t = time.perf_counter()
+        with psycopg.connect(u) as pg, pg.cursor().copy("COPY item FROM STDIN") as cp:
+            for r in sqlite3.connect(src).execute("SELECT * FROM item"):
+                cp.write_row(r)
+        copy = time.perf_counter() - t
+    with database(True) as u:
+        t = time.perf_counter()
+        with peersync.connect(src) as a, peersync.connect(u) as b:
+            peersync.sync(a, b, "s", direction="push")
+        into = time.perf_counter() - t
+        dst, plain = os.path.join(folder, "dst.db"), os.path.join(folder, "plain.db")
+        for path in (dst, plain):
+            conn = sqlite3.connect(path)
+            conn.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL)")
+            conn.close()
+        with peersync.connect(dst) as db:
+            db.provision("s", ["item"])
+        t = time.perf_counter()
+        with peersync.connect(u) as a, peersync.connect(dst) as b:
+            peersync.sync(a, b, "s", direction="push")
+        out = time.perf_counter() - t
+        t = time.perf_counter()
+        conn = sqlite3.connect(plain)
+        with psycopg.connect(u) as pg, conn:
+            cur = pg.cursor(name="read")
+            cur.execute("SELECT * FROM item")
+            conn.executemany("INSERT INTO item VALUES (?, ?, ?, ?)", cur)
+        conn.close()
+        read = time.perf_counter() - t
+    return [
+        (f"initial sync SQLite -> PostgreSQL, {rows:,} rows (vs COPY)", copy, into, "s"),
+        (f"initial sync PostgreSQL -> SQLite, {rows:,} rows (vs read+insert)", read, out, "s"),
+    ]
 
 
 def fn_run(fn: Callable[[str], Any], tracked: bool) -> float:
