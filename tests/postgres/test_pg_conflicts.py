@@ -214,3 +214,20 @@ def test_constraint_error_is_one_row_the_rest_applies(trio: list[peersync.Databa
     assert res.errors == 0
     assert state(b)["item"] == [(1, "ok", 1), (2, "bad", 2), (3, "ok", 3)]
     assert b.status(SCOPE)[0].pending == 0
+
+
+def test_row_a_user_trigger_changes_on_apply_reaches_every_replica(trio: list[peersync.Database]) -> None:
+    a, b, _ = trio
+    pg(
+        b,
+        "CREATE FUNCTION shout() RETURNS trigger LANGUAGE plpgsql AS $$"
+        " BEGIN NEW.name := upper(NEW.name); RETURN NEW; END $$",
+        "CREATE TRIGGER shout BEFORE INSERT OR UPDATE ON item FOR EACH ROW EXECUTE FUNCTION shout()",
+    )
+    b.close()
+    trio[1] = b = peersync.connect(b.url)  # the trigger is seen when the peer opens the scope
+    write(path(a), "INSERT INTO item VALUES (1, 'quiet', 1)")
+    peersync.run_session(a, b, SCOPE)
+    assert state(b)["item"] == [(1, "QUIET", 1)]
+    settle(trio)
+    assert converged(trio)["item"] == [(1, "QUIET", 1)]

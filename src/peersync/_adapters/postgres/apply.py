@@ -44,7 +44,7 @@ from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
 from .conn import RETRYABLE, savepoint
-from .schema import LAST_TICK, SCHEMA, TICK, Scope, Tracked, q, read_expr
+from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
 from .values import BindValue, Unfit, bind_type, to_pg
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
@@ -422,6 +422,39 @@ class SetApply:
                 self._fail(tab.t, r, msg)
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
+        for tab in self.tables:
+            if tab.t.side_effects:
+                self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
+
+    def _drift(self, tab: _Table, ords: list[int]) -> None:
+        """Rows this batch wrote that something changed afterwards in the same
+        transaction (a user's trigger, a cascade) hold neither the incoming
+        version nor what its stamp says: they become new local changes (a
+        tombstone when the row is gone), so every peer gets what this one holds."""
+        if not ords:
+            return
+        t = tab.t
+        s = t.schema
+        match = " AND ".join(f"u.{q(s.columns[p])} = {_param(t, p, f'x.c{p}')}" for p in s.key_positions)
+        differs = " OR ".join(
+            f"u.{q(c.spec.name)}::text IS DISTINCT FROM x.c{i}"
+            if c.typname == "json"  # json has no equality
+            else f"u.{q(c.spec.name)} IS DISTINCT FROM {_param(t, i, f'x.c{i}')}"
+            for i, c in enumerate(t.columns)
+        )
+        present = f"u.{q(s.key[0])} IS NOT NULL"
+        keys = ", ".join(f"{_param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
+        match_t = " AND ".join(f"t.{k} = d.{k}" for k in t.kcols)
+        self.conn.execute(
+            f"UPDATE {t.tracking} AS t SET lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
+            " crep = CASE WHEN t.ctick IS NULL THEN t.urep ELSE t.crep END,"
+            " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END,"
+            f" ctime = greatest({NOW_MS}, t.ctime + 1), del = d.gone"
+            f" FROM (SELECT {keys}, NOT {present} AS gone FROM {tab.staging} AS x LEFT JOIN {t.qualified} AS u"
+            f" ON {match} WHERE x.ord = ANY(%s)"
+            f" AND CASE WHEN x.del THEN {present} ELSE NOT {present} OR {differs} END) AS d WHERE {match_t}",
+            [ords],
+        )
 
     def _write_span(self, tab: _Table, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
         """Write ``rows`` in one statement; if that fails, each half; the rows

@@ -166,6 +166,10 @@ class Tracked:
     depends_on: tuple[str, ...]
     tid: int = 0
     uniques: tuple[tuple[str, ...], ...] = ()
+    # Can something other than the statement change this table's rows while
+    # a batch is written (a user's trigger on it, a cascading foreign key
+    # from it)? Only then does an apply look for rows changed behind its back.
+    side_effects: bool = True
 
     @property
     def name(self) -> str:
@@ -357,12 +361,18 @@ def introspect(conn: Any, table: str) -> Tracked:
             (oid, oid),
         ).fetchall()
     )
+    (side_effects,) = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = %s AND NOT tgisinternal"
+        " AND tgname NOT LIKE '\\_peersync\\_%%') OR EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = %s"
+        " AND contype = 'f' AND (confdeltype IN ('c', 'n', 'd') OR confupdtype IN ('c', 'n', 'd')))",
+        (oid, oid),
+    ).fetchone()
     specs = tuple(c.spec for c in cols)
     schema = TableSchema(
         name, tuple(c.spec.name for c in cols), key, tuple(c.typname for c in cols), specs
     )  # fmt: skip
     qualified = f"{q(nsp)}.{q(name)}"
-    return Tracked(schema, qualified, tuple(cols), tuple(ftypes[k] for k in key), deps, 0, uniques)
+    return Tracked(schema, qualified, tuple(cols), tuple(ftypes[k] for k in key), deps, 0, uniques, bool(side_effects))
 
 
 @dataclass
