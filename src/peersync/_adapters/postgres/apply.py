@@ -461,11 +461,18 @@ class SetApply:
         that fail alone are returned with their error."""
         if not rows:
             return []
+        # A table without side effects: only this statement changes its rows,
+        # and _stamp writes their tracking once, instead of after the triggers.
+        quiet = not tab.t.side_effects
         try:
             with savepoint(self.conn):
+                if quiet:
+                    self.conn.execute("SELECT set_config('peersync.applying', %s, true)", (str(tab.t.tid),))
                 self._write_rows(
                     tab.t, f"(SELECT * FROM {tab.staging} WHERE ord = ANY(%s))", [[r.ord for r in rows]], deletes
                 )
+                if quiet:
+                    self.conn.execute("SELECT set_config('peersync.applying', '', true)")
         except RETRYABLE:
             raise
         except psycopg.Error as exc:
