@@ -345,8 +345,100 @@ class HTTPKind(Kind):
             server.stop()
 
 
+class PostgresKind(Kind):
+    """A database per peer on the PostgreSQL server of ``$PEERSYNC_PG_URL``
+    (dropped after the test); the foreign writer is plain psycopg, its clock
+    set through ``peersync.clock_ms`` (the triggers' clock hook). Unreachable:
+    skipped with the reason, except under ``CI=true``, where that fails the test."""
+
+    name = "postgres"
+
+    def __post_init__(self) -> None:
+        self.made: list[str] = []
+        self.conns: dict[str, Any] = {}
+
+    @staticmethod
+    def admin_url() -> str:
+        return os.environ.get("PEERSYNC_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+    @classmethod
+    def fresh(cls, tmp: Path) -> Kind:
+        return cls()
+
+    def create(self, label: str) -> peersync.Peer:
+        import psycopg
+
+        name = f"peersync_c_{uuid.uuid4().hex[:12]}"
+        try:
+            admin = psycopg.connect(self.admin_url(), autocommit=True, connect_timeout=3)
+        except psycopg.Error as exc:
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"PostgreSQL server at {self.admin_url()} unreachable under CI=true: {exc}")
+            pytest.skip(f"PostgreSQL server at {self.admin_url()} unreachable: {exc}")
+        with admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        self.made.append(name)
+        url = self.admin_url().rpartition("/")[0] + "/" + name
+        types = {"integer": "bigint", "text": "text"}
+        with psycopg.connect(url, autocommit=True) as conn:
+            for t in TABLES:
+                cols = ", ".join(f'"{c}" {types[k]}' for c, k in zip(t.columns, t.types, strict=True))
+                conn.execute(f'CREATE TABLE "{t.name}" ({cols}, PRIMARY KEY ({", ".join(t.key)}))')
+        db = peersync.connect(url)
+        db.provision(SCOPE, TABLE_NAMES)
+        return db
+
+    def _write(self, peer: Any, ms: int, sql: str, args: tuple[Any, ...]) -> None:
+        import psycopg
+
+        conn = self.conns.get(peer.url)
+        if conn is None:
+            conn = self.conns[peer.url] = psycopg.connect(peer.url)
+        with conn.transaction():
+            conn.execute("SELECT set_config('peersync.clock_ms', %s, true)", (str(ms),))
+            conn.execute(sql.replace("?", "%s"), args)
+
+    def insert(self, peer: Any, table: str, values: Values, ms: int) -> None:
+        cols = ", ".join(f'"{c}"' for c in values)
+        sql = f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(values))})'
+        self._write(peer, ms, sql, tuple(values.values()))
+
+    def update(self, peer: Any, table: str, key: tuple[Any, ...], values: Values, ms: int) -> None:
+        where, args = _where(_schema(table), key)
+        sets = ", ".join(f'"{c}" = ?' for c in values)
+        self._write(peer, ms, f'UPDATE "{table}" SET {sets} WHERE {where}', (*values.values(), *args))
+
+    def delete(self, peer: Any, table: str, key: tuple[Any, ...], ms: int) -> None:
+        where, args = _where(_schema(table), key)
+        self._write(peer, ms, f'DELETE FROM "{table}" WHERE {where}', args)
+
+    def rows(self, peer: Any, table: str) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        cols = ", ".join(f'"{c}"' for c in _schema(table).columns)
+        with psycopg.connect(peer.url) as conn:
+            return sorted(conn.execute(f'SELECT {cols} FROM "{table}"').fetchall())
+
+    def cleanup(self) -> None:
+        import psycopg
+
+        for conn in self.conns.values():
+            conn.close()
+        if not self.made:
+            return
+        with psycopg.connect(self.admin_url(), autocommit=True) as admin:
+            for name in self.made:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # name -> Kind subclass (its ``fresh(tmp)`` makes one for a test)
-KINDS: dict[str, type[Kind]] = {"sqlite": SQLiteKind, "memory": MemoryKind, "mysql": MySQLKind, "http": HTTPKind}
+KINDS: dict[str, type[Kind]] = {
+    "sqlite": SQLiteKind,
+    "memory": MemoryKind,
+    "mysql": MySQLKind,
+    "postgres": PostgresKind,
+    "http": HTTPKind,
+}
 # Peers of a test take their kinds from a combination in turn: one kind alone,
 # then ordered pairs of two different kinds (mixed pairs both ways): every
 # pair of SQL databases, and the reference peer and the HTTP transport with

@@ -1,0 +1,602 @@
+"""Applying one batch to a PostgreSQL database.
+
+Inside one REPEATABLE READ transaction (see ``PostgresPeer.apply``): the
+user rows and tracking rows of the batch's keys are locked and read in one
+statement per table (user rows first, as writers' triggers lock them); each
+incoming change is triaged against that tracking state and knowledge by the
+engine's rules; conflicts go through ``rules.resolve``; then the writes are
+one statement per table and kind (upserts parents first, deletes children
+first), each in a savepoint, halved until the failing rows are isolated; a
+failing row becomes an ``error`` conflict and stays out of knowledge. The
+tracking rows of written rows are then stamped with their origin version in
+one statement per table (the triggers stamped them as local changes first,
+so side effects such as cascades stay tracked as local changes).
+
+Every write bound for a row changed by a transaction that committed after
+this one's snapshot fails with a serialization error, never overwriting it:
+the caller runs the apply again, which then sees that change as a conflict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import psycopg
+
+from peersync._adapters.sql.meta import PREFIX, Meta, dumps
+from peersync._engine.errors import ProtocolError
+from peersync._engine.knowledge import Knowledge, Version
+from peersync._engine.model import (
+    ApplyReport,
+    Batch,
+    Change,
+    Conflict,
+    ConflictHandler,
+    ConflictType,
+    Outcome,
+    Policy,
+    Resolution,
+    Value,
+)
+from peersync._engine.rules import LocalState, classify, policy_name, remote_wins_by_time, resolve
+from peersync._engine.schema import dependency_order
+from peersync._engine.wire import decode_batch
+
+from .conn import RETRYABLE, savepoint
+from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
+from .values import BindValue, Unfit, bind_type, to_pg
+
+KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
+
+
+@dataclass(slots=True)
+class _Row:
+    """One incoming change and what the apply decided for it."""
+
+    change: Change
+    mark: int  # its extra made-with knowledge (0: none)
+    key: tuple[Value, ...]
+    bound: list[BindValue] | None  # every column bound for PostgreSQL; None when a value does not fit
+    unfit: str = ""
+    action: int = KNOWN
+    local: tuple[Any, ...] | None = None  # its tracking row: lt, urep, utick, crep, ctick, ctime, del, scope, mw
+    ord: int = 0  # its row number in the staging table (0: not loaded, its values do not fit)
+
+    @property
+    def version(self) -> Version:
+        return self.change[2]
+
+    @property
+    def deleted(self) -> bool:
+        return self.change[1]
+
+
+@dataclass(frozen=True)
+class _Rewrite:
+    kind: str  # "write" (a row, or a delete when row is None), "merge" or "restamp"
+    table: Tracked
+    row: _Row
+    values: dict[str, Value] | None
+    time: int
+    conflict: Conflict
+    mw: int
+
+
+@dataclass
+class _Table:
+    t: Tracked
+    rows: list[_Row] = field(default_factory=list)
+    staging: str = ""
+
+
+def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
+    return (
+        local is not None
+        and remote is not None
+        and all(type(local[c]) is type(remote[c]) and local[c] == remote[c] for c in local)
+    )
+
+
+def _param(t: Tracked, i: int, ref: str) -> str:
+    """A bound value of column ``i`` as its column's type, in SQL."""
+    col = t.columns[i]
+    return f"{ref}::{col.cast}" if bind_type(col) == "text" and col.cast != "text" else ref
+
+
+class SetApply:
+    """One batch applied inside the caller's REPEATABLE READ transaction."""
+
+    @staticmethod
+    def prepare(sc: Scope, data: bytes) -> tuple[Batch, dict[str, _Table]]:
+        """Decode and validate the whole batch (ProtocolError) and bind its
+        values, before any transaction."""
+        batch = decode_batch(data, sc.schemas)
+        by_name = {t.name: t for t in sc.tables}
+        tables: dict[str, _Table] = {}
+        for name, changes in batch.changes.items():
+            t = by_name[name]
+            tab = tables[name] = _Table(t)
+            marks = batch.extra_of.get(name) or [0] * len(changes)
+            kpos = t.schema.key_positions
+            for ch, mark in zip(changes, marks, strict=True):
+                values = ch[5]
+                if ch[1]:  # a tombstone carries its key only
+                    full: list[Value] = [None] * len(t.columns)
+                    for p, v in zip(kpos, values, strict=True):
+                        full[p] = v
+                    values = tuple(full)
+                key = tuple(values[p] for p in kpos)
+                row = _Row(ch, mark, key, None)
+                try:
+                    row.bound = [to_pg(c, v) for c, v in zip(t.columns, values, strict=True)]
+                    if any(row.bound[p] is None for p in kpos):
+                        raise Unfit("a key column is NULL")
+                except Unfit as exc:
+                    row.unfit = str(exc)
+                tab.rows.append(row)
+        return batch, tables
+
+    def __init__(
+        self,
+        conn: psycopg.Connection[Any],
+        meta: Meta,
+        sc: Scope,
+        prepared: tuple[Batch, dict[str, _Table]],
+        handler: ConflictHandler,
+    ) -> None:
+        self.conn, self.meta, self.sc, self.handler = conn, meta, sc, handler
+        self.batch, tables = prepared
+        # Fresh rows: a retried apply decides everything again.
+        self.tables = [
+            _Table(tab.t, [_Row(r.change, r.mark, r.key, r.bound, r.unfit) for r in tab.rows])
+            for tab in tables.values()
+        ]
+        self.report = ApplyReport(last=self.batch.last, final=self.batch.final, made_with=self.batch.made_with)
+        self.excluded: list[tuple[Tracked, _Row]] = []
+        self.conflicts: list[Conflict] = []
+        self.rewrites: list[_Rewrite] = []
+
+    # -- the steps ------------------------------------------------------------------
+    def run(self) -> ApplyReport:
+        conn, sc, b = self.conn, self.sc, self.batch
+        conn.execute(f"SELECT {SCHEMA}.{PREFIX}take_ticks()")
+        # The batch's rows are probed one by one through the key indexes: a hash
+        # or merge join would read whole tables, so a batch would cost more as
+        # the table grows (the planner knows nothing of the staging table).
+        conn.execute("SET LOCAL enable_hashjoin = off")
+        conn.execute("SET LOCAL enable_mergejoin = off")
+        self.meta.load_replicas()
+        stored, _ = self.meta.stored_knowledge(sc.name)
+        (top,) = conn.execute(f"SELECT {LAST_TICK}").fetchone()  # type: ignore[misc]
+        self.known = stored.add_range(sc.rid, 1, int(top))
+        learned = Knowledge.empty()
+        if b.last >= b.first:
+            learned = learned.add_range(b.source, b.first, b.last)
+        order = {t.name: i for i, t in enumerate(dependency_order(sc.tables))}
+        self.tables.sort(key=lambda tab: order[tab.t.name])
+        if any(tab.rows for tab in self.tables):
+            self.partials = dict(self.meta.partials())
+            self.mw = self.meta.partial_id(sc.name, b.made_with)
+            self.ex_ids = [self.meta.partial_id(sc.name, b.made_with | extra) for extra in b.extras]
+            for tab in self.tables:
+                self._lock_and_read(tab)
+                self._triage(tab)
+            for tab in self.tables:
+                for r in tab.rows:
+                    if r.action == CONFLICT:
+                        self._conflict(tab.t, r)
+            self._write()
+            for rw in self.rewrites:
+                self._rewrite(rw)
+            self._release_pending()
+            learned = learned | Knowledge.from_versions(
+                r.version for tab in self.tables for r in tab.rows if r.action in (APPLY, LEARN, MERGE)
+            )
+        excluded = self._keep_pending()
+        new = self.meta.save_knowledge(sc, stored.union(learned.exclude(excluded)))
+        if self.conflicts:
+            self.meta.insert_conflicts(self.conflicts)
+        (top,) = conn.execute(f"SELECT {LAST_TICK}").fetchone()  # type: ignore[misc]
+        self.report.excluded = excluded
+        self.report.knowledge = new.add_range(sc.rid, 1, int(top))
+        return self.report
+
+    def _staging(self, t: Tracked) -> str:
+        """This connection's staging table for ``t``'s incoming rows: the
+        values as bound (see ``values.bind_type``) and the stamp each row
+        gets if written. Emptied at every commit (and by any rollback)."""
+        types = [bind_type(c) for c in t.columns]
+        name = f"_peersync_in_{t.tid}_{abs(hash((t.qualified, *types))) % 10**9}"
+        cols = ", ".join(f"c{i} {ty}" for i, ty in enumerate(types))
+        self.conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {name} (ord int8 PRIMARY KEY, urep int4, utick int8, crep int4,"
+            f" ctick int8, ctime int8, del bool, mw int8, {cols}) ON COMMIT DELETE ROWS"
+        )
+        return name
+
+    def _load(self, tab: _Table) -> None:
+        """COPY the rows whose values fit into the staging table (binary)."""
+        t, own = tab.t, self.sc.rid
+        tab.staging = self._staging(t)
+        # Replica indexes first: nothing else may run on the connection during the COPY.
+        idx = {rid: self.meta.rep_index(rid) for r in tab.rows for rid in (r.version[0], r.change[3][0]) if rid != own}
+        stamps: list[tuple[Any, ...]] = []
+        for r in tab.rows:
+            if r.bound is None:
+                continue
+            r.ord = len(stamps) + 1
+            _, deleted, version, creation, when, _ = r.change
+            same = creation == version
+            stamps.append(
+                (
+                    r.ord,
+                    idx.get(version[0]),
+                    version[1],
+                    None if same else idx.get(creation[0]),
+                    None if same else creation[1],
+                    when,
+                    deleted,
+                    self._made_with_record(r),
+                    *r.bound,
+                )
+            )
+        with self.conn.cursor() as cur, cur.copy(f"COPY {tab.staging} FROM STDIN (FORMAT BINARY)") as cp:
+            cp.set_types(["int8", "int4", "int8", "int4", "int8", "int8", "bool", "int8", *map(bind_type, t.columns)])
+            for row in stamps:
+                cp.write_row(row)
+
+    def _keys(self, t: Tracked) -> str:
+        """Staging row ``x``'s key, as the key columns' types."""
+        return ", ".join(_param(t, p, f"x.c{p}") for p in t.schema.key_positions)
+
+    def _lock_and_read(self, tab: _Table) -> None:
+        """Lock the batch's user rows and tracking rows (in that order, the
+        order writers take them in) and read the tracking state."""
+        t = tab.t
+        self._load(tab)
+        loaded = {r.ord: r for r in tab.rows if r.ord}
+        if not loaded:
+            return
+        user_keys = ", ".join(f"u.{q(k)}" for k in t.schema.key)
+        keys = self._keys(t)
+        self.conn.execute(
+            f"SELECT 1 FROM {t.qualified} AS u WHERE ({user_keys}) IN (SELECT {keys} FROM {tab.staging} AS x)"
+            " FOR UPDATE OF u"
+        )
+        tkeys = ", ".join(f"t.{k}" for k in t.kcols)
+        cur = self.conn.execute(
+            f"SELECT x.ord, t.lt, t.urep, t.utick, t.crep, t.ctick, t.ctime, t.del, t.scope, t.mw"
+            f" FROM {tab.staging} AS x JOIN {t.tracking} AS t ON ({tkeys}) = ({keys}) FOR UPDATE OF t"
+        )
+        for ord_, *state in cur.fetchall():
+            loaded[int(ord_)].local = tuple(state)
+
+    def _local_version(self, local: tuple[Any, ...]) -> Version:
+        lt, urep, utick, _, _, _, _, scope, _ = local
+        return (self.meta.rep_rid[urep], int(utick)) if scope == self.sc.idx else (self.sc.rid, int(lt))
+
+    def _triage(self, tab: _Table) -> None:
+        """The engine's rules (``rules.triage``) plus the two that need
+        per-row knowledge: a local row from an unfinished session made knowing
+        the incoming version makes it obsolete; a row's extra made-with
+        knowledge counts like the batch's."""
+        b, known, rid = self.batch, self.known, self.sc.rid
+        for r in tab.rows:
+            rep, tick = r.version
+            if known.contains(rep, tick):
+                r.action = KNOWN
+            elif rep == rid:
+                raise ProtocolError("batch carries a version of this replica that it never made")
+            elif r.bound is None:
+                r.action = FAILED
+            elif r.local is None:
+                r.action = APPLY
+            else:
+                lrep, ltick = self._local_version(r.local)
+                mw = r.local[8]
+                if lrep == rep:
+                    r.action = APPLY if tick > ltick else KNOWN
+                elif mw is not None and mw in self.partials and self.partials[mw].contains(rep, tick):
+                    r.action = KNOWN
+                elif b.made_with.contains(lrep, ltick) or (r.mark and b.extras[r.mark - 1].contains(lrep, ltick)):
+                    r.action = APPLY
+                else:
+                    r.action = CONFLICT
+            self.report.received += 1
+            if r.action == KNOWN:
+                self.report.skipped_known += 1
+            elif r.action == FAILED:
+                self._fail(tab.t, r, r.unfit)
+
+    # -- conflicts ------------------------------------------------------------------
+    def _local_state(self, r: _Row) -> LocalState:
+        assert r.local is not None
+        _, _, _, crep, ctick, ctime, deleted, _, _ = r.local
+        version = self._local_version(r.local)
+        creation = version if ctick is None else (self.sc.rid if crep is None else self.meta.rep_rid[crep], int(ctick))
+        return LocalState(version, creation, bool(deleted), int(ctime))
+
+    def _local_row(self, t: Tracked, r: _Row) -> dict[str, Value] | None:
+        assert r.bound is not None
+        where = " AND ".join(f"u.{q(t.schema.columns[p])} = {_param(t, p, '%s')}" for p in t.schema.key_positions)
+        vals = ", ".join(read_expr(c, f"u.{q(c.spec.name)}") for c in t.columns)
+        found = self.conn.execute(
+            f"SELECT {vals} FROM {t.qualified} AS u WHERE {where}", [r.bound[p] for p in t.schema.key_positions]
+        ).fetchone()
+        return None if found is None else dict(zip(t.schema.columns, found, strict=True))
+
+    def _remote_row(self, t: Tracked, r: _Row) -> dict[str, Value] | None:
+        return None if r.deleted else dict(zip(t.schema.columns, r.change[5], strict=True))
+
+    def _made_with_record(self, r: _Row) -> int:
+        return self.ex_ids[r.mark - 1] if r.mark else self.mw
+
+    def _conflict(self, t: Tracked, r: _Row) -> None:
+        lt, _, version, creation, ctime, _ = r.change
+        loc = self._local_state(r)
+        remote_row = self._remote_row(t, r)
+        kind = classify(loc, remote_row is None, creation, self.batch.made_with, self.known)
+        local_row = None if loc.deleted else self._local_row(t, r)
+        if (loc.deleted and remote_row is None) or (not loc.deleted and _same(local_row, remote_row)):
+            # Both sides hold the same content: no policy is asked, and the row
+            # keeps whichever version wins by last writer (see the SQLite apply).
+            wins = remote_wins_by_time(loc.time, loc.version, ctime, version)
+            r.action = APPLY if wins else LEARN
+            if loc.deleted:
+                self.report.conflicts += 1
+                self.conflicts.append(
+                    Conflict(
+                        self.sc.name, t.name, r.key, kind, None, None, loc.version, version, loc.time, ctime,
+                        Policy.LAST_WRITER_WINS.value, Outcome.SOURCE if wins else Outcome.DESTINATION,
+                        "both sides deleted the row",
+                    )
+                )  # fmt: skip
+            return
+        conflict = Conflict(
+            self.sc.name, t.name, r.key, kind, local_row, remote_row, loc.version, version, loc.time, ctime,
+            policy_name(self.handler),
+        )  # fmt: skip
+        try:
+            res = resolve(self.handler, conflict)
+        except Exception as exc:  # a failing user callback must not abort the session
+            res = Resolution(Outcome.DEFER)
+            conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+        self.report.conflicts += 1
+        # Under last writer wins every replica picks the same winner, which
+        # keeps its own version; any other policy's outcome becomes a new
+        # local change made knowing both (see the SQLite apply).
+        lww = self.handler is Policy.LAST_WRITER_WINS
+        action = {Outcome.SOURCE: APPLY if lww else LEARN, Outcome.DESTINATION: LEARN, Outcome.DEFER: DEFER}
+        both = max(loc.time, ctime)
+        mw = self._made_with_record(r)
+        if not lww:
+            if res.outcome is Outcome.SOURCE:
+                self.rewrites.append(_Rewrite("write", t, r, remote_row, both, conflict, mw))
+            elif res.outcome is Outcome.DESTINATION:
+                self.rewrites.append(_Rewrite("restamp", t, r, local_row, both, conflict, mw))
+        if res.outcome is Outcome.MERGE:
+            assert res.row is not None
+            merged = {**(local_row or {}), **(remote_row or {}), **res.row}
+            if set(merged) != set(t.schema.columns) or any(
+                merged[k] != v for k, v in zip(t.schema.key, r.key, strict=True)
+            ):
+                res = Resolution(Outcome.DEFER)
+                conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
+            else:
+                self.rewrites.append(_Rewrite("merge", t, r, merged, both + 1, conflict, mw))
+                action[Outcome.MERGE] = MERGE
+        if res.outcome is Outcome.DEFER:
+            self.report.deferred += 1
+            self.excluded.append((t, r))
+        self.conflicts.append(replace(conflict, outcome=res.outcome))
+        r.action = action[res.outcome]
+        del lt
+
+    def _fail(self, t: Tracked, r: _Row, msg: str) -> None:
+        _, _, version, _, ctime, _ = r.change
+        r.action = FAILED
+        self.excluded.append((t, r))
+        self.report.failed.append(
+            Conflict(
+                self.sc.name, t.name, r.key, ConflictType.ERROR, None, self._remote_row(t, r), None, version, None,
+                ctime, policy_name(self.handler), Outcome.FAILED, msg,
+            )
+        )  # fmt: skip
+
+    # -- writes -------------------------------------------------------------------
+    def _write(self) -> None:
+        """Upserts parents first, then deletes children first; then stamps."""
+        groups = [(tab, False) for tab in self.tables] + [(tab, True) for tab in reversed(self.tables)]
+        for tab, deletes in groups:
+            rows = [r for r in tab.rows if r.action == APPLY and r.deleted == deletes]
+            failed = self._write_span(tab, rows, deletes)
+            # A row that failed may succeed once the rest is written (a parent
+            # later in the batch): retried while that makes progress.
+            while failed:
+                again = [f for r, msg in failed for f in self._write_span(tab, [r], deletes)]
+                if len(again) == len(failed):
+                    break
+                failed = again
+            for r, msg in failed:
+                self._fail(tab.t, r, msg)
+        for tab in self.tables:
+            self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
+        for tab in self.tables:
+            if tab.t.side_effects:
+                self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
+
+    def _drift(self, tab: _Table, ords: list[int]) -> None:
+        """Rows this batch wrote that something changed afterwards in the same
+        transaction (a user's trigger, a cascade) hold neither the incoming
+        version nor what its stamp says: they become new local changes (a
+        tombstone when the row is gone), so every peer gets what this one holds."""
+        if not ords:
+            return
+        t = tab.t
+        s = t.schema
+        match = " AND ".join(f"u.{q(s.columns[p])} = {_param(t, p, f'x.c{p}')}" for p in s.key_positions)
+        differs = " OR ".join(
+            f"u.{q(c.spec.name)}::text IS DISTINCT FROM x.c{i}"
+            if c.typname == "json"  # json has no equality
+            else f"u.{q(c.spec.name)} IS DISTINCT FROM {_param(t, i, f'x.c{i}')}"
+            for i, c in enumerate(t.columns)
+        )
+        present = f"u.{q(s.key[0])} IS NOT NULL"
+        keys = ", ".join(f"{_param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
+        match_t = " AND ".join(f"t.{k} = d.{k}" for k in t.kcols)
+        self.conn.execute(
+            f"UPDATE {t.tracking} AS t SET lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
+            " crep = CASE WHEN t.ctick IS NULL THEN t.urep ELSE t.crep END,"
+            " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END,"
+            f" ctime = greatest({NOW_MS}, t.ctime + 1), del = d.gone"
+            f" FROM (SELECT {keys}, NOT {present} AS gone FROM {tab.staging} AS x LEFT JOIN {t.qualified} AS u"
+            f" ON {match} WHERE x.ord = ANY(%s)"
+            f" AND CASE WHEN x.del THEN {present} ELSE NOT {present} OR {differs} END) AS d WHERE {match_t}",
+            [ords],
+        )
+
+    def _write_span(self, tab: _Table, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
+        """Write ``rows`` in one statement; if that fails, each half; the rows
+        that fail alone are returned with their error."""
+        if not rows:
+            return []
+        # A table without side effects: only this statement changes its rows,
+        # and _stamp writes their tracking once, instead of after the triggers.
+        quiet = not tab.t.side_effects
+        try:
+            with savepoint(self.conn):
+                if quiet:
+                    self.conn.execute("SELECT set_config('peersync.applying', %s, true)", (str(tab.t.tid),))
+                self._write_rows(
+                    tab.t, f"(SELECT * FROM {tab.staging} WHERE ord = ANY(%s))", [[r.ord for r in rows]], deletes
+                )
+                if quiet:
+                    self.conn.execute("SELECT set_config('peersync.applying', '', true)")
+        except RETRYABLE:
+            raise
+        except psycopg.Error as exc:
+            if len(rows) == 1:
+                return [(rows[0], " ".join(str(exc).split()))]
+            mid = len(rows) // 2
+            return self._write_span(tab, rows[:mid], deletes) + self._write_span(tab, rows[mid:], deletes)
+        self.report.applied += len(rows)
+        return []
+
+    def _write_rows(self, t: Tracked, source: str, params: list[Any], deletes: bool) -> None:
+        """Write the rows of ``source`` (a subquery with columns ``ord, c0..``; ``params`` its parameters)."""
+        s = t.schema
+        if deletes:
+            user_keys = ", ".join(q(k) for k in s.key)
+            self.conn.execute(
+                f"DELETE FROM {t.qualified} WHERE ({user_keys}) IN (SELECT {self._keys(t)} FROM {source} AS x)",
+                params,
+            )
+            return
+        values = ", ".join(_param(t, i, f"x.c{i}") for i in range(len(t.columns)))
+        others = [c for c in s.columns if c not in s.key]
+        if others:
+            # Only rows whose values differ are updated: an identical row fires no trigger.
+            sets = ", ".join(f"{q(c)} = excluded.{q(c)}" for c in others)
+            differs = " OR ".join(f"u.{q(c)}::text IS DISTINCT FROM excluded.{q(c)}::text" for c in others)
+            action = f"DO UPDATE SET {sets} WHERE {differs}"
+        else:
+            action = "DO NOTHING"
+        self.conn.execute(
+            f"INSERT INTO {t.qualified} AS u ({', '.join(q(c) for c in s.columns)})"
+            f" SELECT {values} FROM {source} AS x ORDER BY x.ord"
+            f" ON CONFLICT ({', '.join(q(k) for k in s.key)}) {action}",
+            params,
+        )
+
+    def _stamp(self, tab: _Table, ords: list[int]) -> None:
+        """Tracking rows for written rows: a new local tick, the origin version,
+        this scope, and the record of what the source made them with."""
+        if not ords:
+            return
+        t = tab.t
+        kc = ", ".join(t.kcols)
+        sets = ", ".join(
+            f"{c} = excluded.{c}" for c in ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope", "mw")
+        )
+        self.conn.execute(
+            f"INSERT INTO {t.tracking} ({kc}, lt, urep, utick, crep, ctick, ctime, del, scope, mw)"
+            f" SELECT {self._keys(t)}, nextval('{TICK}'), x.urep, x.utick, x.crep, x.ctick, x.ctime, x.del, %s, x.mw"
+            f" FROM {tab.staging} AS x WHERE x.ord = ANY(%s) ORDER BY x.ord ON CONFLICT ({kc}) DO UPDATE SET {sets}",
+            [self.sc.idx, ords],
+        )
+
+    def _rewrite(self, rw: _Rewrite) -> None:
+        """One conflict outcome written as a local change; a failure makes it
+        an error conflict and keeps the incoming version out of knowledge."""
+        t, r = rw.table, rw.row
+        kpos = t.schema.key_positions
+        assert r.bound is not None
+        key = [r.bound[p] for p in kpos]
+        where = " AND ".join(f"{k} = {_param(t, p, '%s')}" for k, p in zip(t.kcols, kpos, strict=True))
+        try:
+            with savepoint(self.conn):
+                if rw.kind == "restamp":
+                    self.conn.execute(
+                        f"UPDATE {t.tracking} SET lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
+                        " crep = CASE WHEN ctick IS NULL THEN urep ELSE crep END,"
+                        f" ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END WHERE {where}",
+                        key,
+                    )
+                else:
+                    values = r.bound if rw.values is None else [to_pg(c, rw.values[c.spec.name]) for c in t.columns]
+                    types = ", ".join(f"%s::{bind_type(c)} AS c{i}" for i, c in enumerate(t.columns))
+                    self._write_rows(t, f"(SELECT 1 AS ord, {types})", list(values), deletes=rw.values is None)
+                value = "greatest(ctime, %s)" if rw.kind == "merge" else "%s"
+                self.conn.execute(
+                    f"UPDATE {t.tracking} SET ctime = {value}, mw = %s WHERE {where}", [rw.time, rw.mw, *key]
+                )
+            return
+        except RETRYABLE:
+            raise
+        except (psycopg.Error, Unfit) as exc:
+            detail = " ".join(str(exc).split())
+        self.excluded.append((t, r))
+        self.report.failed.append(replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=detail))
+
+    # -- pending changes ---------------------------------------------------------
+    def _release_pending(self) -> None:
+        """Forget pending changes of rows this batch wrote or resolved whose
+        version the row now holds or beats."""
+        pend = self.conn.execute(
+            f"SELECT p.tbl, p.key, r.replica_id, p.vtick, p.srep, p.stick FROM {PREFIX}pending AS p"
+            f" JOIN {PREFIX}replicas AS r ON r.idx = p.vrep WHERE p.scope = %s",
+            (self.sc.idx,),
+        ).fetchall()
+        if not pend:
+            return
+        done: dict[tuple[int, str], list[_Row]] = {}
+        for tab in self.tables:
+            for r in tab.rows:
+                if r.action in (APPLY, LEARN, MERGE):
+                    done.setdefault((tab.t.tid, dumps(list(r.key))), []).append(r)
+        for tbl, key, vrid, vtick, srep, stick in pend:
+            for r in done.get((tbl, key), []):
+                v = (bytes(vrid), int(vtick))
+                mark = self.batch.extras[r.mark - 1] if r.mark else Knowledge.empty()
+                if v == r.version or v in self.batch.made_with or v in mark:
+                    self.conn.execute(
+                        f"DELETE FROM {PREFIX}pending WHERE scope = %s AND srep = %s AND stick = %s",
+                        (self.sc.idx, srep, stick),
+                    )
+                    break
+
+    def _keep_pending(self) -> Knowledge:
+        """Record excluded changes as pending; returns them."""
+        source = self.batch.source
+        versions: list[Version] = []
+        for t, r in self.excluded:
+            lt, version = r.change[0], r.version
+            self.conn.execute(
+                f"INSERT INTO {PREFIX}pending (scope, tbl, vrep, vtick, srep, stick, key)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (self.sc.idx, t.tid, self.meta.rep_index(version[0]), version[1], self.meta.rep_index(source), lt,
+                 dumps(list(r.key))),
+            )  # fmt: skip
+            versions += (version, (source, lt))
+        return Knowledge.from_versions(versions)
