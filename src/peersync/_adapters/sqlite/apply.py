@@ -31,10 +31,9 @@ from peersync._engine.model import (
     ConflictType,
     Outcome,
     Policy,
-    Resolution,
     Value,
 )
-from peersync._engine.rules import LocalState, classify, policy_name, remote_wins_by_time, resolve
+from peersync._engine.rules import LocalState, both_deleted, classify, decide, policy_name, remote_wins_by_time, resolve
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import Envelope
 
@@ -685,23 +684,13 @@ class SetApply:
             self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (APPLY if wins else LEARN, seq))
             if loc.deleted:
                 self.report.conflicts += 1
-                outcome = Outcome.SOURCE if wins else Outcome.DESTINATION
-                self.conflicts.append(
-                    Conflict(
-                        self.sc.name, t.name, key, kind, None, None, loc.version, version, loc.time, ctime,
-                        Policy.LAST_WRITER_WINS.value, outcome, "both sides deleted the row",
-                    )
-                )  # fmt: skip
+                self.conflicts.append(both_deleted(self.sc.name, t.name, key, loc, version, ctime, wins))
             return
         conflict = Conflict(
             self.sc.name, t.name, key, kind, local_row, remote_row, loc.version, version, loc.time, ctime,
             policy_name(self.handler),
         )  # fmt: skip
-        try:
-            res = resolve(self.handler, conflict)
-        except Exception as exc:  # a failing user callback must not abort the session
-            res = Resolution(Outcome.DEFER)
-            conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+        d = decide(self.handler, conflict, t.schema.columns, t.schema.key)
         self.report.conflicts += 1
         # Under last-writer-wins every replica that meets these two versions picks
         # the same one (change times follow causality), so the winner keeps its
@@ -719,26 +708,19 @@ class SetApply:
         }
         both = max(loc.time, ctime)
         mw = self._made_with_record(r[-1])
+        logged = d.conflict
         if not lww:
-            if res.outcome is Outcome.SOURCE:
-                self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, conflict, mw))
-            elif res.outcome is Outcome.DESTINATION:
-                self.rewrites.append(_Rewrite("restamp", t, key, local_row, both, version, lt, conflict, mw))
-        if res.outcome is Outcome.MERGE:
-            assert res.row is not None
-            merged = {**(local_row or {}), **(remote_row or {}), **res.row}
-            if set(merged) != set(t.schema.columns) or any(
-                merged[k] != v for k, v in zip(t.schema.key, key, strict=True)
-            ):
-                res = Resolution(Outcome.DEFER)
-                conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
-            else:
-                self.rewrites.append(_Rewrite("merge", t, key, merged, both + 1, version, lt, conflict, mw))
-        if res.outcome is Outcome.DEFER:
+            if d.outcome is Outcome.SOURCE:
+                self.rewrites.append(_Rewrite("write", t, key, remote_row, both, version, lt, logged, mw))
+            elif d.outcome is Outcome.DESTINATION:
+                self.rewrites.append(_Rewrite("restamp", t, key, local_row, both, version, lt, logged, mw))
+        if d.merged is not None:
+            self.rewrites.append(_Rewrite("merge", t, key, d.merged, both + 1, version, lt, logged, mw))
+        if d.outcome is Outcome.DEFER:
             self.report.deferred += 1
             self._exclude(t, key, version, lt)
-        self.conflicts.append(replace(conflict, outcome=res.outcome))
-        self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (action[res.outcome], seq))
+        self.conflicts.append(logged)
+        self.conn.execute(f"UPDATE {tin.name} SET action = ? WHERE seq = ?", (action[d.outcome], seq))
 
     def _made_with_record(self, ex: int) -> int:
         """The record of what an incoming row was made with: the batch's, or
