@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from peersync._adapters.sql import meta as _meta
+from peersync._adapters.sql.tracked import TrackedNames
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.types import MARIADB_COLUMN_TYPES, MARIADB_TYPES, Column, ValueType, column, parse_declared
@@ -125,25 +126,13 @@ def column_type(name: str, data_type: str, column_type: str, *, nullable: bool, 
 
 
 @dataclass(frozen=True)
-class Tracked:
+class Tracked(TrackedNames):
     """A user table with its tracking table and the SQL peersync runs on it."""
 
     schema: TableSchema
     key_decl: tuple[str, ...]  # each key column's type with its collation, for the tracking table
     depends_on: tuple[str, ...]  # tables this one references
     tid: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.schema.name
-
-    @property
-    def tracking(self) -> str:
-        return PREFIX + "t_" + self.schema.name
-
-    @property
-    def kcols(self) -> list[str]:
-        return [f"k{i}" for i in range(len(self.schema.key))]
 
     @property
     def specs(self) -> tuple[Column, ...]:
