@@ -19,8 +19,23 @@ from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
+from peersync._adapters.sql.batch_frame import frame
 from peersync._adapters.sql.dialect import SQLITE
-from peersync._adapters.sql.meta import Meta, now_ms, range_rows
+from peersync._adapters.sql.meta import Meta, range_rows
+from peersync._adapters.sql.reports import logged_conflicts, scope_status
+from peersync._adapters.sql.scopes import (
+    check_provision_args,
+    definition,
+    delete_scope_rows,
+    insert_scope,
+    load_scope,
+    next_id,
+    provisioned_already,
+    scope_row,
+    tables_in_use,
+    tracked_definition,
+)
+from peersync._adapters.sql.session_end import end_session
 from peersync._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
@@ -44,7 +59,7 @@ from peersync._engine.model import (
 )
 from peersync._engine.peer import stream_of
 from peersync._engine.schema import dependency_order, fingerprint
-from peersync._engine.wire import PackedRows, open_batch, pack_batch, row_packer
+from peersync._engine.wire import PackedRows, open_batch, row_packer
 
 from . import schema as S
 from .apply import Redo, SetApply
@@ -60,8 +75,6 @@ _LOCK_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 MAX_TIMEOUT = (2**31 - 1) // 1000
 _SWEEP = 4  # log entries below the compaction mark checked per tick above it
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787
-_APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
-_SESSIONS_KEPT = 1000  # finished sessions remembered per scope, for retried finish calls
 
 
 def _side_effects(conn: sqlite3.Connection) -> bool:
@@ -134,10 +147,6 @@ def _skip(blocks: list[tuple[int, int]], after: int) -> int:
         if lo <= after + 1 <= hi:
             after = hi
     return after
-
-
-def _definition(t: Tracked) -> str:
-    return json.dumps([list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
 
 
 def _key_shape(definition: str) -> list[tuple[str, str]]:
@@ -233,29 +242,18 @@ class SQLitePeer:
                 self.meta.forget_cache()
                 raise
 
-    def _has_meta(self) -> bool:
-        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (PREFIX + "scopes",)).fetchone()
-        return row is not None
-
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         sc = self._scopes.get(name)
         if sc is not None and not reload:
             return sc
-        if not self._has_meta():
-            raise ScopeError(f"{self.path} has no peersync scopes; run 'peersync init' first")
-        row = self.conn.execute(
-            f"SELECT idx, replica_id, tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (name,)
-        ).fetchone()
-        if row is None:
-            raise ScopeError(f"unknown scope {name!r} in {self.path}")
-        idx, rid, tables_json, fp = row
-        try:
-            tids = dict(self.conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
-            tables = [replace(S.introspect(self.conn, t), tid=tids[t]) for t in json.loads(tables_json)]
-        except TableError as exc:
-            raise SchemaMismatch(f"scope {name!r} in {self.path}: {exc}") from exc
-        if not S.fingerprint_holds(fp, [t.schema for t in tables]):
-            raise SchemaMismatch(self._changed_msg(name, [t.name for t in tables]))
+        idx, rid, _, tables = load_scope(
+            self.meta,
+            name,
+            self.path,
+            lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
+            S.fingerprint_holds,
+            lambda names: self._changed_msg(name, names),
+        )
         sc = Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, _side_effects(self.conn))
         self._scopes[name] = sc
         return sc
@@ -273,59 +271,38 @@ class SQLitePeer:
         already exists with the same definition (idempotent). Raises
         :class:`~peersync.ScopeError` if it exists with another definition and
         :class:`~peersync.TableError` for a missing or keyless table."""
-        if isinstance(tables, str):
-            raise TableError(f"tables is a list of names, not the string {tables!r}: write [{tables!r}]")
-        if not scope or not tables:
-            raise ScopeError("a scope needs a name and at least one table")
+        check_provision_args(scope, tables)
         with self._txn(write=True) as conn:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
             wanted = dependency_order(list({t.name: t for t in (S.introspect(conn, n) for n in tables)}.values()))
             names = [t.name for t in wanted]
             fp = fingerprint([t.schema for t in wanted])
-            row = conn.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
-            if row is not None:
-                if sorted(json.loads(row[0])) == sorted(names) and S.fingerprint_holds(
-                    row[1], [t.schema for t in wanted]
-                ):
-                    tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
-                    faults = S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in wanted])
-                    if faults:
-                        raise RepairNeeded(self._fault_msg(scope, faults))
-                    return False
-                if sorted(json.loads(row[0])) == sorted(names):
-                    raise ScopeError(self._changed_msg(scope, names, provisioning=True))
-                raise ScopeError(
-                    f"scope {scope!r} already exists in {self.path} with tables {', '.join(json.loads(row[0]))};"
-                    " deprovision it first or choose another name"
-                )
+            if provisioned_already(
+                self.meta,
+                scope,
+                self.path,
+                names,
+                lambda stored: S.fingerprint_holds(stored, [t.schema for t in wanted]),
+                lambda tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in wanted]),
+                lambda faults: self._fault_msg(scope, faults),
+                self._changed_msg(scope, names, provisioning=True),
+            ):
+                return False
             for t in wanted:
                 self._track(conn, t)
-            idx = conn.execute(f"SELECT COALESCE(MAX(idx), 0) + 1 FROM {PREFIX}scopes").fetchone()[0]
-            empty = Knowledge.empty().to_bytes()
-            conn.execute(
-                f"INSERT INTO {PREFIX}scopes (name, idx, replica_id, tables, fingerprint, knowledge, forgotten,"
-                " created_at, compacted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms(), self._clock()),
-            )
+            insert_scope(self.meta, scope, names, fp, compacted=self._clock())
             self._record_home(scope)
         self._scopes.pop(scope, None)
         return True
 
     def _track(self, conn: sqlite3.Connection, t: Tracked) -> None:
-        definition = _definition(t)
-        row = conn.execute(f"SELECT definition FROM {PREFIX}tracked WHERE tbl = ?", (t.name,)).fetchone()
-        if row is not None:
-            if row[0] != definition:
-                raise ScopeError(
-                    f"table {t.name} changed since another scope started tracking it; migrate that scope first"
-                    " ('peersync init ... --migrate')"
-                )
+        if tracked_definition(self.meta, t.schema, "; migrate that scope first ('peersync init ... --migrate')"):
             return
         null_key = " OR ".join(f"{q(k)} IS NULL" for k in t.schema.key)
         if conn.execute(f"SELECT 1 FROM {q(t.name)} WHERE {null_key} LIMIT 1").fetchone():
             raise TableError(f"table {t.name} has rows with NULL in its primary key; peersync cannot identify them")
-        tid = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {PREFIX}tracked").fetchone()[0]
+        tid = next_id(self.meta, "tracked", "id")
         t = replace(t, tid=tid)
         for side in (S.LOG, S.EVICT, S.PENDING):  # these hold as many key columns as the widest key
             have = {r[0] for r in conn.execute(f"SELECT name FROM pragma_table_info('{side}')")}
@@ -338,27 +315,18 @@ class SQLitePeer:
         fill, track = t.backfill_sql()
         conn.execute(fill)
         conn.execute(track, (base,))
-        conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (?, ?, ?)", (t.name, definition, tid))
+        conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (?, ?, ?)", (t.name, definition(t.schema), tid))
 
     def deprovision(self, scope: str) -> None:
         """Remove every peersync object of ``scope``; user data is untouched.
         Raises :class:`~peersync.ScopeError` for an unknown scope."""
         with self._txn(write=True) as conn:
-            if not self._has_meta():
-                raise ScopeError(f"unknown scope {scope!r} in {self.path}")
-            row = conn.execute(f"SELECT idx, tables FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
-            if row is None:
-                raise ScopeError(f"unknown scope {scope!r} in {self.path}")
-            idx, tables = row[0], json.loads(row[1])
-            conn.execute(f"DELETE FROM {PREFIX}scopes WHERE name = ?", (scope,))
-            conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
-            conn.execute(f"DELETE FROM {PREFIX}applied WHERE scope = ?", (scope,))
-            conn.execute(f"DELETE FROM {PREFIX}partial WHERE scope = ?", (scope,))
-            conn.execute(f"DELETE FROM {S.PENDING} WHERE scope = ?", (idx,))
+            idx, tables = scope_row(self.meta, scope, self.path)
+            delete_scope_rows(self.meta, scope, idx, sessions=False)
             if self._has_home():
                 conn.execute(f"DELETE FROM {S.HOME} WHERE scope = ?", (scope,))
-            still = {t for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
-            tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
+            still = tables_in_use(self.meta)
+            tids = self.meta.tracked_ids()
             for name in tables:
                 t = S.Tracked(TableSchema(name, (), (), ()), False, (), (), tids[name])
                 if name in still:
@@ -373,10 +341,8 @@ class SQLitePeer:
         self._scopes.pop(scope, None)
 
     def scopes(self) -> list[str]:
-        with self._txn(write=False) as conn:
-            if not self._has_meta():
-                return []
-            return [r[0] for r in conn.execute(f"SELECT name FROM {PREFIX}scopes ORDER BY name")]
+        with self._txn(write=False):
+            return self.meta.scope_names()
 
     def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
         """Give ``scope`` a new replica id, for a copied database file or a
@@ -458,7 +424,7 @@ class SQLitePeer:
     def _retrack(self, scope: str, *, migrate: bool, restamp: bool, tables: Sequence[str] | None) -> RepairReport:
         with self._txn(write=True) as conn:
             row = None
-            if self._has_meta():
+            if self.meta.has_meta():
                 row = conn.execute(
                     f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)
                 ).fetchone()
@@ -486,7 +452,7 @@ class SQLitePeer:
                 old = _key_shape(tracked[t.name][0])
                 before = [(*kt, c) for kt, c in zip(old, S.tracking_kcolls(conn, t.tracking, len(old)), strict=True)]
                 colls = t.kcolls or ("BINARY",) * len(t.schema.key)  # a rowid key: none recorded
-                after = [(*kt, c.upper()) for kt, c in zip(_key_shape(_definition(t)), colls, strict=True)]
+                after = [(*kt, c.upper()) for kt, c in zip(_key_shape(definition(t.schema)), colls, strict=True)]
                 if before != after:
                     raise ScopeError(
                         f"the primary key of table {t.name} changed ({_show(before)} -> {_show(after)}): peersync"
@@ -497,7 +463,7 @@ class SQLitePeer:
             base = self._clock()
             retracked, untracked, inserted, deleted, restamped = [], [], 0, 0, 0
             for t in current:
-                if t.name not in faults and tracked[t.name][0] == _definition(t):
+                if t.name not in faults and tracked[t.name][0] == definition(t.schema):
                     continue
                 if t.name in faults:
                     since = self._clock()
@@ -511,7 +477,7 @@ class SQLitePeer:
                     conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
                 for ddl in t.trigger_sql():
                     conn.execute(ddl)
-                conn.execute(f"UPDATE {PREFIX}tracked SET definition = ? WHERE tbl = ?", (_definition(t), t.name))
+                conn.execute(f"UPDATE {PREFIX}tracked SET definition = ? WHERE tbl = ?", (definition(t.schema), t.name))
                 retracked.append(t.name)
             for t in current if restamp else []:
                 top = self._clock()
@@ -677,37 +643,19 @@ class SQLitePeer:
         """One batch, with its ``last`` tick and whether it is final."""
         with self._txn(write=False) as conn:
             sc = self._scope(scope)
-            self.meta.load_replicas()
-            stored, _ = self.meta.stored_knowledge(scope)
-            tick = self._clock()
-            made_with = stored.add_range(sc.rid, 1, tick)
+            fr = frame(self.meta, sc, sc.fingerprint, self._clock())
             filter_known = self._known_table(sc, known, after)
             skip = self.meta.skippable(sc.name, known)
-            marks: dict[int, int] = {}
-            extras: list[Knowledge] = []
-            for mw, record in self.meta.partials():
-                extra = record.exclude(made_with)
-                if not extra.is_empty():
-                    extras.append(extra)
-                    marks[mw] = len(extras)
-            rids = self.meta.rep_rid
-            replicas = [sc.rid] + [rids.get(i, sc.rid) for i in range(1, max(rids, default=0) + 1)]
             start = _skip(skip, after)
             # A batch stops before a block the destination can skip.
             horizon = min([upto] + [lo - 1 for lo, _ in skip if start < lo <= upto])
-
-            def batch(last: int, tables: list[list[Any]]) -> bytes:
-                return pack_batch(
-                    scope, sc.rid, sc.fingerprint, made_with, after + 1, last, last >= tick, replicas, tables, extras
-                )
-
-            room = max_bytes - len(batch(horizon, []))
+            room = max_bytes - len(fr.pack(after, horizon, []))
             tables, stop = read_text(
-                conn, lambda: self._read(sc, filter_known, marks, after, start, horizon, max_rows, room)
+                conn, lambda: self._read(sc, filter_known, fr.marks, after, start, horizon, max_rows, room)
             )
             # Every tick up to ``last`` was considered: read, or filtered as known.
             last = horizon if stop is None else after + stop
-            return batch(last, tables), last, last >= tick
+            return fr.pack(after, last, tables), last, last >= fr.tick
 
     def _read(
         self,
@@ -813,24 +761,7 @@ class SQLitePeer:
         with self._txn(write=True):
             sc = self._scope(scope)
             self.conn.execute(S.SESSIONS_DDL)  # absent from databases provisioned before it existed
-            seen = self.conn.execute(
-                f"SELECT 1 FROM {PREFIX}sessions WHERE scope = ? AND id = ?", (scope, end.session)
-            ).fetchone()
-            stored, _ = self.meta.stored_knowledge(scope)
-            if seen is None:
-                (seq,) = self.conn.execute(
-                    f"SELECT coalesce(max(seq), 0) + 1 FROM {PREFIX}sessions WHERE scope = ?", (scope,)
-                ).fetchone()
-                self.conn.execute(f"INSERT INTO {PREFIX}sessions VALUES (?, ?, ?)", (scope, end.session, seq))
-                self.conn.execute(
-                    f"DELETE FROM {PREFIX}sessions WHERE scope = ? AND seq <= ?", (scope, seq - _SESSIONS_KEPT)
-                )
-                merge = end.merge.exclude(end.excluded)
-                self.meta.release_beaten(sc, merge)
-                stored = self.meta.save_knowledge(sc, stored.union(merge))
-                self.meta.insert_conflicts(end.failures)
-                self._compact(sc)
-                self.meta.drop_partials_held(scope, stored.add_range(sc.rid, 1, self._clock()))
+            stored = end_session(self.meta, sc, end, self._clock, lambda: self._compact(sc))
             tick = self._clock()
         return stored.add_range(sc.rid, 1, tick)
 
@@ -841,13 +772,6 @@ class SQLitePeer:
         with self._txn(write=False) as conn:
             for name in names:
                 sc = self._scope(name, reload=True)
-                stored, forgotten = self.meta.stored_knowledge(name)
-                tick = self._clock()
-                rows = tombs = 0
-                for t in sc.tables:
-                    n, d = conn.execute(f"SELECT count(*), COALESCE(sum(del), 0) FROM {q(t.tracking)}").fetchone()
-                    rows, tombs = rows + n, tombs + d
-                (nconf,) = conn.execute(f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = ?", (name,)).fetchone()
                 pending = 0
                 for t in sc.tables:
                     kc = ", ".join(t.kcols)
@@ -856,22 +780,14 @@ class SQLitePeer:
                         (sc.idx, t.tid),
                     ).fetchone()
                     pending += n
-                k = stored.add_range(sc.rid, 1, tick)
-                out.append(
-                    Status(
-                        name, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.schemas), rows, tombs, nconf, pending
-                    )
-                )
+                tracking = [t.tracking for t in sc.tables]
+                out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, self._clock(), pending))
         return out
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
         """Logged conflicts, oldest first."""
         with self._txn(write=False):
-            if scope is not None:
-                self._scope(scope)
-            elif not self._has_meta():
-                return []
-            return self.meta.conflicts(scope, limit)
+            return logged_conflicts(self.meta, scope, limit, self._scope)
 
 
 def _show(key: list[tuple[str, str, str]]) -> str:
