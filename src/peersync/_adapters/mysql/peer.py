@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any
@@ -25,6 +25,7 @@ from peersync._adapters.sql.scopes import (
     insert_scope,
     load_scope,
     next_id,
+    plan_tables,
     provisioned_already,
     scope_row,
     tables_in_use,
@@ -47,8 +48,8 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
-from peersync._engine.peer import stream_of
-from peersync._engine.schema import dependency_order, fingerprint
+from peersync._engine.peer import BatchPeer
+from peersync._engine.schema import fingerprint
 from peersync._engine.wire import PackedRows, open_batch, row_packer
 
 from . import schema as S
@@ -58,7 +59,7 @@ from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
 
-class MySQLPeer:
+class MySQLPeer(BatchPeer):
     """One MariaDB (or MySQL) database as a peersync peer."""
 
     def __init__(self, target: Target, *, timeout: float = 5.0) -> None:
@@ -73,12 +74,6 @@ class MySQLPeer:
 
     def close(self) -> None:
         self.conn.close()
-
-    def __enter__(self) -> MySQLPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"MySQLPeer({self.url!r})"
@@ -121,9 +116,7 @@ class MySQLPeer:
         if fresh_meta:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-        wanted = dependency_order(list({t.name: t for t in (S.introspect(conn, n) for n in tables)}.values()))
-        names = [t.name for t in wanted]
-        fp = fingerprint([t.schema for t in wanted])
+        wanted, names, fp = plan_tables(tables, lambda n: S.introspect(conn, n))
         if provisioned_already(
             self.meta,
             scope,
@@ -247,14 +240,6 @@ class MySQLPeer:
                 tick = S.sealed(self.conn)
         k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
-
-    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
-        return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]
-
-    def batches(
-        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
-    ) -> Iterator[bytes]:
-        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

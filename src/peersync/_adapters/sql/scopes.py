@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from peersync._engine.errors import RepairNeeded, SchemaMismatch, ScopeError, TableError
 from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import TableSchema
+from peersync._engine.schema import dependency_order, fingerprint
 
 from .meta import PENDING, PREFIX, Meta, now_ms
 
@@ -27,6 +28,17 @@ class HasSchema(Protocol):
 
 
 T = TypeVar("T", bound=HasSchema)
+
+
+class Introspected(HasSchema, Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def depends_on(self) -> tuple[str, ...]: ...
+
+
+Tab = TypeVar("Tab", bound=Introspected)
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,13 @@ def check_provision_args(scope: str, tables: Sequence[str]) -> None:
         raise TableError(f"tables is a list of names, not the string {tables!r}: write [{tables!r}]")
     if not scope or not tables:
         raise ScopeError("a scope needs a name and at least one table")
+
+
+def plan_tables(tables: Sequence[str], introspect: Callable[[str], Tab]) -> tuple[list[Tab], list[str], str]:
+    """The tables a new scope over ``tables`` tracks, introspected, without
+    repeats and parents first; their names; their fingerprint."""
+    wanted = dependency_order(list({t.name: t for t in (introspect(n) for n in tables)}.values()))
+    return wanted, [t.name for t in wanted], fingerprint([t.schema for t in wanted])
 
 
 def load_scope(

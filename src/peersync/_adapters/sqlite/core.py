@@ -16,7 +16,6 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Self
 
 from peersync._adapters.sql.dialect import SQLITE
 from peersync._adapters.sql.meta import Meta
@@ -129,12 +128,6 @@ class SQLiteCore:
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
         self.conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SQLitePeer({self.path!r})"

@@ -5,7 +5,6 @@ management and the apply live in ``core.py``, ``provision.py`` and
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 
 from peersync._adapters.sql.batch_frame import frame
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
@@ -23,7 +22,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
-from peersync._engine.peer import stream_of
+from peersync._engine.peer import BatchPeer
 from peersync._engine.wire import open_batch
 
 from . import schema as S
@@ -37,7 +36,7 @@ from .txn import TransactionLost
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787
 
 
-class SQLitePeer(SQLiteProvisioning):
+class SQLitePeer(SQLiteProvisioning, BatchPeer):
     """A SQLite database file as a peersync peer.
 
     Opening never creates a file: a missing path raises
@@ -69,14 +68,6 @@ class SQLitePeer(SQLiteProvisioning):
             tick = self._clock()
         k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
-
-    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
-        return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]
-
-    def batches(
-        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
-    ) -> Iterator[bytes]:
-        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

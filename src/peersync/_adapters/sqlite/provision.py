@@ -16,6 +16,7 @@ from peersync._adapters.sql.scopes import (
     delete_scope_rows,
     insert_scope,
     next_id,
+    plan_tables,
     provisioned_already,
     scope_row,
     tables_in_use,
@@ -55,9 +56,7 @@ class SQLiteProvisioning(SQLiteCore):
         with self._txn(write=True) as conn:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-            wanted = dependency_order(list({t.name: t for t in (S.introspect(conn, n) for n in tables)}.values()))
-            names = [t.name for t in wanted]
-            fp = fingerprint([t.schema for t in wanted])
+            wanted, names, fp = plan_tables(tables, lambda n: S.introspect(conn, n))
             if provisioned_already(
                 self.meta,
                 scope,

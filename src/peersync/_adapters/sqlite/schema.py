@@ -45,13 +45,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from peersync._adapters.sql import meta as _meta
 from peersync._adapters.sql.dialect import SQLITE
-from peersync._adapters.sql.tracked import TrackedNames
+from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.schema import digest, fingerprint
@@ -671,14 +671,9 @@ def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str,
 
 
 @dataclass
-class Scope:
+class Scope(ScopeBase[Tracked]):
     """A provisioned scope as this connection last read it."""
 
-    name: str
-    idx: int
-    rid: bytes
-    fingerprint: str
-    tables: list[Tracked]  # parents before children
     # Can writing a row change other rows here (a user's trigger, a foreign key
     # action)? Only then does an apply look for rows changed behind its back.
     side_effects: bool = True
@@ -686,10 +681,6 @@ class Scope:
     # apply check foreign keys after its writes instead of statement by
     # statement. Found when an apply first asks (a source never needs it).
     foreign_keys: bool | None = None
-    schemas: dict[str, TableSchema] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.schemas = {t.name: t.schema for t in self.tables}
 
 
 def clock(conn: sqlite3.Connection) -> int:
