@@ -19,15 +19,15 @@ from peersync._adapters.sql.batch_frame import frame
 from peersync._adapters.sql.meta import Meta
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.scopes import (
+    cached,
     check_provision_args,
     definition,
     delete_scope_rows,
     insert_scope,
     load_scope,
     next_id,
-    plan_tables,
-    provisioned_already,
     scope_row,
+    start_provision,
     tables_in_use,
     tracked_definition,
 )
@@ -59,6 +59,10 @@ from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
 
+def _same_fingerprint(stored: str, schemas: list[TableSchema]) -> bool:
+    return stored == fingerprint(schemas)
+
+
 class MySQLPeer(BatchPeer):
     """One MariaDB (or MySQL) database as a peersync peer."""
 
@@ -80,19 +84,10 @@ class MySQLPeer(BatchPeer):
 
     # -- metadata ------------------------------------------------------------------
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
-        sc = self._scopes.get(name)
-        if sc is not None and not reload:
-            return sc
-        idx, rid, fp, tables = load_scope(
-            self.meta,
-            name,
-            self.url,
-            lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
-            lambda fp, schemas: fp == fingerprint(schemas),
+        return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
+            self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
             lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning",
-        )
-        sc = self._scopes[name] = Scope(name, idx, rid, fp, tables)
-        return sc
+        )))  # fmt: skip
 
     # -- provisioning --------------------------------------------------------------
     def provision(self, scope: str, tables: Sequence[str]) -> bool:
@@ -116,17 +111,14 @@ class MySQLPeer(BatchPeer):
         if fresh_meta:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-        wanted, names, fp = plan_tables(tables, lambda n: S.introspect(conn, n))
-        if provisioned_already(
-            self.meta,
-            scope,
-            self.url,
-            names,
-            lambda stored: stored == fp,
-            lambda tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in wanted]),
+        plan = start_provision(
+            self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
+            lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
             lambda faults: f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}",
-        ):
+        )  # fmt: skip
+        if plan is None:
             return False
+        wanted, names, fp = plan
         for t in wanted:
             self._track(t, created)
         with conn.txn():

@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from peersync._engine.errors import RepairNeeded, SchemaMismatch, ScopeError, TableError
 from peersync._engine.knowledge import Knowledge
@@ -39,17 +38,7 @@ class Introspected(HasSchema, Protocol):
 
 
 Tab = TypeVar("Tab", bound=Introspected)
-
-
-@dataclass(frozen=True)
-class StoredScope:
-    """A scope's row, with its tables introspected as they are now."""
-
-    name: str
-    idx: int
-    rid: bytes
-    fingerprint: str  # as stored at provisioning (or the last migrate)
-    tables: list[Any]
+S = TypeVar("S")
 
 
 def check_provision_args(scope: str, tables: Sequence[str]) -> None:
@@ -65,6 +54,14 @@ def plan_tables(tables: Sequence[str], introspect: Callable[[str], Tab]) -> tupl
     repeats and parents first; their names; their fingerprint."""
     wanted = dependency_order(list({t.name: t for t in (introspect(n) for n in tables)}.values()))
     return wanted, [t.name for t in wanted], fingerprint([t.schema for t in wanted])
+
+
+def cached(cache: dict[str, S], name: str, reload: bool, load: Callable[[], S]) -> S:
+    """``cache[name]``, loaded (again, with ``reload``) by ``load``."""
+    sc = cache.get(name)
+    if sc is None or reload:
+        sc = cache[name] = load()
+    return sc
 
 
 def load_scope(
@@ -99,32 +96,36 @@ def load_scope(
     return int(idx), bytes(rid), fp, tables
 
 
-def provisioned_already(
+def start_provision(
     meta: Meta,
     scope: str,
     where: str,
-    names: list[str],
-    holds: Callable[[str], bool],
-    faults: Callable[[dict[str, int]], dict[str, str]],
+    tables: Sequence[str],
+    introspect: Callable[[str], Tab],
+    holds: Callable[[str, list[TableSchema]], bool],
+    faults: Callable[[list[Tab], dict[str, int]], dict[str, str]],
     fault_msg: Callable[[dict[str, str]], str],
-    changed_msg: str | None = None,
-) -> bool:
-    """Whether ``scope`` exists over tables ``names`` whose shape ``holds``
-    its stored fingerprint (then provisioning again is a no-op). Raises
-    :class:`~peersync.RepairNeeded` when it does but ``faults(tracked ids)``
-    finds triggers to repair, and :class:`~peersync.ScopeError` when it exists
-    with other tables (or, given ``changed_msg``, the same tables reshaped)."""
+    changed_msg: Callable[[list[str]], str] | None = None,
+) -> tuple[list[Tab], list[str], str] | None:
+    """Plan provisioning ``scope`` over ``tables`` (:func:`plan_tables`);
+    None when it exists already over the same tables, whose shape ``holds``
+    its stored fingerprint (provisioning again is then a no-op). Raises
+    :class:`~peersync.RepairNeeded` when it does but ``faults(tables,
+    tracked ids)`` finds triggers to repair, and :class:`~peersync.ScopeError` when
+    it exists with other tables (or, given ``changed_msg``, the same tables
+    reshaped)."""
+    wanted, names, fp = plan_tables(tables, introspect)
     row = meta.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
     if row is None:
-        return False
+        return wanted, names, fp
     same = sorted(json.loads(row[0])) == sorted(names)
-    if same and holds(row[1]):
-        found = faults(meta.tracked_ids())
+    if same and holds(row[1], [t.schema for t in wanted]):
+        found = faults(wanted, meta.tracked_ids())
         if found:
             raise RepairNeeded(fault_msg(found))
-        return True
+        return None
     if same and changed_msg is not None:
-        raise ScopeError(changed_msg)
+        raise ScopeError(changed_msg(names))
     raise ScopeError(
         f"scope {scope!r} already exists in {where} with tables {', '.join(json.loads(row[0]))};"
         " deprovision it first or choose another name"

@@ -19,9 +19,7 @@ from dataclasses import replace
 
 from peersync._adapters.sql.dialect import SQLITE
 from peersync._adapters.sql.meta import Meta
-from peersync._adapters.sql.scopes import (
-    load_scope,
-)
+from peersync._adapters.sql.scopes import cached, load_scope
 from peersync._engine.errors import (
     ConfigurationError,
     DatabaseLocked,
@@ -160,20 +158,14 @@ class SQLiteCore:
                 raise
 
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
-        sc = self._scopes.get(name)
-        if sc is not None and not reload:
-            return sc
-        idx, rid, _, tables = load_scope(
-            self.meta,
-            name,
-            self.path,
-            lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
-            S.fingerprint_holds,
-            lambda names: self._changed_msg(name, names),
-        )
-        sc = Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, _side_effects(self.conn))
-        self._scopes[name] = sc
-        return sc
+        def load() -> Scope:
+            idx, rid, _, tables = load_scope(
+                self.meta, name, self.path, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
+                S.fingerprint_holds, lambda names: self._changed_msg(name, names),
+            )  # fmt: skip
+            return Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, _side_effects(self.conn))
+
+        return cached(self._scopes, name, reload, load)
 
     def _has_foreign_keys(self, sc: Scope) -> bool:
         if sc.foreign_keys is None:

@@ -16,9 +16,8 @@ from peersync._adapters.sql.scopes import (
     delete_scope_rows,
     insert_scope,
     next_id,
-    plan_tables,
-    provisioned_already,
     scope_row,
+    start_provision,
     tables_in_use,
     tracked_definition,
 )
@@ -56,18 +55,15 @@ class SQLiteProvisioning(SQLiteCore):
         with self._txn(write=True) as conn:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-            wanted, names, fp = plan_tables(tables, lambda n: S.introspect(conn, n))
-            if provisioned_already(
-                self.meta,
-                scope,
-                self.path,
-                names,
-                lambda stored: S.fingerprint_holds(stored, [t.schema for t in wanted]),
-                lambda tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in wanted]),
+            plan = start_provision(
+                self.meta, scope, self.path, tables, lambda n: S.introspect(conn, n), S.fingerprint_holds,
+                lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
                 lambda faults: self._fault_msg(scope, faults),
-                self._changed_msg(scope, names, provisioning=True),
-            ):
+                lambda names: self._changed_msg(scope, names, provisioning=True),
+            )  # fmt: skip
+            if plan is None:
                 return False
+            wanted, names, fp = plan
             for t in wanted:
                 self._track(conn, t)
             insert_scope(self.meta, scope, names, fp, compacted=self._clock())
