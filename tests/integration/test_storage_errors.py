@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import peersync
-from peersync._adapters.sqlite.peer import MIN_SQLITE
+from peersync._adapters.sqlite.core import MIN_SQLITE
 
 from ..helpers import write
 

@@ -22,7 +22,7 @@ commit is never skipped.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 from .knowledge import Knowledge
 from .model import ApplyReport, ConflictHandler, ReplicaInfo, SessionEnd, TableSchema
@@ -118,8 +118,14 @@ class Peer(Protocol):
         ...
 
 
+class _Changes(Protocol):
+    def changes(
+        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    ) -> bytes: ...
+
+
 def stream_of(
-    peer: Peer, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    peer: _Changes, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
 ) -> Iterator[bytes]:
     """:meth:`Peer.batches` in terms of :meth:`Peer.changes`: for peers (and
     test wrappers) that produce one batch at a time."""
@@ -130,3 +136,32 @@ def stream_of(
         if final or last >= upto:
             return
         after = last
+
+
+class BatchPeer:
+    """Mixed into a peer that reads one batch at a time (``_batch``): its
+    :meth:`Peer.changes` and :meth:`Peer.batches`, and the context manager
+    that closes it."""
+
+    def _batch(
+        self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
+    ) -> tuple[bytes, int, bool]:
+        """One batch, with its ``last`` tick and whether it is final."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
+        return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]
+
+    def batches(
+        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
+    ) -> Iterator[bytes]:
+        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)

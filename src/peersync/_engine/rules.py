@@ -24,11 +24,12 @@ whatever order they arrive in.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from .errors import ConfigurationError
 from .knowledge import Knowledge, Version
-from .model import Conflict, ConflictCallback, ConflictHandler, ConflictType, Outcome, Policy, Resolution
+from .model import Conflict, ConflictCallback, ConflictHandler, ConflictType, Outcome, Policy, Resolution, Value
 
 
 class Action(enum.Enum):
@@ -113,6 +114,51 @@ def resolve(handler: Policy | ConflictCallback, conflict: Conflict) -> Resolutio
     if isinstance(answer, Outcome) and answer not in (Outcome.MERGE, Outcome.FAILED):
         return Resolution(answer)
     raise TypeError(f"conflict callback returned {answer!r}, not a Resolution or Outcome")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a conflict's policy decided: the outcome, the conflict as it is
+    logged (outcome set; ``detail`` says why a row was deferred against the
+    policy), and for ``MERGE`` the whole merged row."""
+
+    outcome: Outcome
+    conflict: Conflict
+    merged: dict[str, Value] | None = None
+
+
+def decide(
+    handler: Policy | ConflictCallback, conflict: Conflict, columns: Sequence[str], key: Sequence[str]
+) -> Decision:
+    """Resolve ``conflict`` (a row with ``columns``, keyed by ``key``) as every
+    adapter does. A callback that raises defers the row (a failing callback
+    must not abort the session); a merge is the local row, overlaid by the
+    remote one, overlaid by the callback's columns, and defers the row when it
+    changes the key or names columns the table does not have."""
+    try:
+        res = resolve(handler, conflict)
+    except Exception as exc:
+        res = Resolution(Outcome.DEFER)
+        conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+    merged = None
+    if res.outcome is Outcome.MERGE:
+        assert res.row is not None
+        merged = {**(conflict.local_row or {}), **(conflict.remote_row or {}), **res.row}
+        if set(merged) != set(columns) or any(merged[k] != v for k, v in zip(key, conflict.key, strict=True)):
+            res, merged = Resolution(Outcome.DEFER), None
+            conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
+    return Decision(res.outcome, replace(conflict, outcome=res.outcome), merged)
+
+
+def both_deleted(
+    scope: str, table: str, key: tuple[Value, ...], local: LocalState, version: Version, time: int, wins: bool
+) -> Conflict:
+    """The log entry of a row both sides deleted: no policy is asked; the
+    tombstone that wins by last writer is kept."""
+    return Conflict(
+        scope, table, key, ConflictType.DELETE_DELETE, None, None, local.version, version, local.time, time,
+        Policy.LAST_WRITER_WINS.value, Outcome.SOURCE if wins else Outcome.DESTINATION, "both sides deleted the row",
+    )  # fmt: skip
 
 
 def _policy_outcome(policy: Policy, c: Conflict) -> Outcome:

@@ -23,9 +23,17 @@ from peersync._engine.model import (
     ConflictType,
     Outcome,
     Policy,
-    Resolution,
 )
-from peersync._engine.rules import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
+from peersync._engine.rules import (
+    Action,
+    LocalState,
+    both_deleted,
+    classify,
+    decide,
+    policy_name,
+    remote_wins_by_time,
+    triage,
+)
 from peersync._engine.wire import decode_batch, open_batch
 
 from .state import Key, Pending, Row, ScopeData, Table, Track, same_row
@@ -178,23 +186,13 @@ class Apply:
             inc.step = Step.APPLY if wins else Step.LEARN
             if loc.deleted:
                 self.report.conflicts += 1
-                self.logged.append(
-                    Conflict(
-                        sc.name, t.schema.name, inc.key, kind, None, None, loc.version, inc.version, loc.time,
-                        inc.time, Policy.LAST_WRITER_WINS.value, Outcome.SOURCE if wins else Outcome.DESTINATION,
-                        "both sides deleted the row",
-                    )
-                )  # fmt: skip
+                self.logged.append(both_deleted(sc.name, t.schema.name, inc.key, loc, inc.version, inc.time, wins))
             return
         conflict = Conflict(
             sc.name, t.schema.name, inc.key, kind, local, remote, loc.version, inc.version, loc.time, inc.time,
             policy_name(self.handler),
         )  # fmt: skip
-        try:
-            res = resolve(self.handler, conflict)
-        except Exception as exc:  # a failing callback must not abort the session: defer the row
-            res = Resolution(Outcome.DEFER)
-            conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+        d = decide(self.handler, conflict, t.schema.columns, t.schema.key)
         self.report.conflicts += 1
         # Under last writer wins every replica picks the same winner, which
         # keeps its own version. Any other policy may decide otherwise
@@ -203,30 +201,22 @@ class Apply:
         # replica, those that already hold both versions included.
         lww = self.handler is Policy.LAST_WRITER_WINS
         both = max(loc.time, inc.time)
-        if res.outcome is Outcome.SOURCE:
+        if d.outcome is Outcome.SOURCE:
             inc.step = Step.APPLY if lww else Step.LEARN
             if not lww:
                 self.rewrites.append(Rewrite("write", inc, inc.values, both))
-        elif res.outcome is Outcome.DESTINATION:
+        elif d.outcome is Outcome.DESTINATION:
             inc.step = Step.LEARN
             if not lww:
                 self.rewrites.append(Rewrite("restamp", inc, local_row, both))
-        elif res.outcome is Outcome.MERGE:
-            assert res.row is not None
-            merged = {**(local or {}), **(remote or {}), **res.row}
-            if set(merged) != set(t.schema.columns) or any(
-                merged[k] != v for k, v in zip(t.schema.key, inc.key, strict=True)
-            ):
-                res = Resolution(Outcome.DEFER)
-                conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
-            else:
-                inc.step = Step.MERGE
-                self.rewrites.append(Rewrite("merge", inc, tuple(merged[c] for c in t.schema.columns), both + 1))
-        if res.outcome is Outcome.DEFER:
+        elif d.merged is not None:
+            inc.step = Step.MERGE
+            self.rewrites.append(Rewrite("merge", inc, tuple(d.merged[c] for c in t.schema.columns), both + 1))
+        if d.outcome is Outcome.DEFER:
             inc.step = Step.DEFER
             self.report.deferred += 1
             self.excluded.append(inc)
-        self.logged.append(replace(conflict, outcome=res.outcome))
+        self.logged.append(d.conflict)
 
     def _release_pending(self, rows: list[Incoming]) -> None:
         """Forget pending changes of rows this batch writes or resolves whose

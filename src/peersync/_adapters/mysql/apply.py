@@ -34,10 +34,18 @@ from peersync._engine.model import (
     ConflictType,
     Outcome,
     Policy,
-    Resolution,
     Value,
 )
-from peersync._engine.rules import Action, LocalState, classify, policy_name, remote_wins_by_time, resolve, triage
+from peersync._engine.rules import (
+    Action,
+    LocalState,
+    both_deleted,
+    classify,
+    decide,
+    policy_name,
+    remote_wins_by_time,
+    triage,
+)
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
@@ -231,44 +239,28 @@ class Apply:
             r.action = "apply" if wins else "learn"
             if r.local.deleted:
                 self.report.conflicts += 1
-                outcome = Outcome.SOURCE if wins else Outcome.DESTINATION
-                self.conflicts.append(
-                    Conflict(s.name, t.name, r.key, kind, None, None, r.local.version, version, r.local.time, ctime,
-                             Policy.LAST_WRITER_WINS.value, outcome, "both sides deleted the row")
-                )  # fmt: skip
+                self.conflicts.append(both_deleted(s.name, t.name, r.key, r.local, version, ctime, wins))
             return
         conflict = Conflict(s.name, t.name, r.key, kind, local_row, remote_row, r.local.version, version,
                             r.local.time, ctime, policy_name(self.handler))  # fmt: skip
-        try:
-            res = resolve(self.handler, conflict)
-        except Exception as exc:  # a failing user callback must not abort the session
-            res = Resolution(Outcome.DEFER)
-            conflict = replace(conflict, detail=f"callback raised {type(exc).__name__}: {exc}")
+        d = decide(self.handler, conflict, t.schema.columns, t.schema.key)
         self.report.conflicts += 1
         lww = self.handler is Policy.LAST_WRITER_WINS
         both = max(r.local.time, ctime)
-        r.conflict = conflict
-        if res.outcome is Outcome.SOURCE:
+        r.conflict = d.conflict
+        if d.outcome is Outcome.SOURCE:
             r.action = "apply" if lww else "write"
             r.row, r.time = remote_row, both
-        elif res.outcome is Outcome.DESTINATION:
+        elif d.outcome is Outcome.DESTINATION:
             r.action = "learn" if lww else "restamp"
             r.time = both
-        elif res.outcome is Outcome.MERGE:
-            assert res.row is not None
-            merged = {**(local_row or {}), **(remote_row or {}), **res.row}
-            if set(merged) != set(t.schema.columns) or any(
-                merged[k] != v for k, v in zip(t.schema.key, r.key, strict=True)
-            ):
-                res = Resolution(Outcome.DEFER)
-                conflict = replace(conflict, detail="merged row changed the key or named unknown columns")
-            else:
-                r.action, r.row, r.time = "merge", merged, both + 1
-        if res.outcome is Outcome.DEFER:
+        elif d.merged is not None:
+            r.action, r.row, r.time = "merge", d.merged, both + 1
+        if d.outcome is Outcome.DEFER:
             r.action = "defer"
             self.report.deferred += 1
             self.excluded.append((t, r.key, version, lt))
-        self.conflicts.append(replace(conflict, outcome=res.outcome))
+        self.conflicts.append(d.conflict)
 
     def _local_row(self, t: Tracked, key: tuple[Value, ...]) -> dict[str, Value] | None:
         to, fr = converters(t.specs)

@@ -46,6 +46,9 @@ class MySQLDialect(Dialect):
 
     paramstyle: str = "format"
     returning: bool = False
+    table_exists: str = "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
+    for_update: str = " FOR UPDATE"
+    quote_char: str = "`"
 
     def sql(self, statement: str) -> str:
         return super().sql(_KEY.sub("`key`", statement))
@@ -199,6 +202,4 @@ class Conn:
         self.execute(f"RELEASE SAVEPOINT {name}")
 
 
-def q(name: str) -> str:
-    """Quote an identifier for MySQL."""
-    return "`" + name.replace("`", "``") + "`"
+q = MYSQL.quote

@@ -9,22 +9,33 @@ The tick contract is kept by sealing ticks after commit (``schema.py``).
 from __future__ import annotations
 
 import heapq
-import json
-import os
 import shlex
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
-from peersync._adapters.sql.meta import Meta, now_ms
+from peersync._adapters.sql.batch_frame import frame
+from peersync._adapters.sql.meta import Meta
+from peersync._adapters.sql.reports import logged_conflicts, scope_status
+from peersync._adapters.sql.scopes import (
+    cached,
+    check_provision_args,
+    definition,
+    delete_scope_rows,
+    insert_scope,
+    load_scope,
+    next_id,
+    scope_row,
+    start_provision,
+    tables_in_use,
+    tracked_definition,
+)
+from peersync._adapters.sql.session_end import end_session
 from peersync._engine.errors import (
     ConfigurationError,
     RepairNeeded,
-    SchemaMismatch,
-    ScopeError,
     SyncError,
-    TableError,
 )
 from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import (
@@ -37,9 +48,9 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
-from peersync._engine.peer import stream_of
-from peersync._engine.schema import dependency_order, fingerprint
-from peersync._engine.wire import PackedRows, open_batch, pack_batch, row_packer
+from peersync._engine.peer import BatchPeer
+from peersync._engine.schema import fingerprint
+from peersync._engine.wire import PackedRows, open_batch, row_packer
 
 from . import schema as S
 from .apply import Apply
@@ -47,14 +58,12 @@ from .conn import MYSQL, Conn, Target, q
 from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
-_SESSIONS_KEPT = 1000
+
+def _same_fingerprint(stored: str, schemas: list[TableSchema]) -> bool:
+    return stored == fingerprint(schemas)
 
 
-def _definition(t: Tracked) -> str:
-    return json.dumps([list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
-
-
-class MySQLPeer:
+class MySQLPeer(BatchPeer):
     """One MariaDB (or MySQL) database as a peersync peer."""
 
     def __init__(self, target: Target, *, timeout: float = 5.0) -> None:
@@ -70,58 +79,25 @@ class MySQLPeer:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> MySQLPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"MySQLPeer({self.url!r})"
 
     # -- metadata ------------------------------------------------------------------
-    def _has_meta(self) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = %s",
-            (PREFIX + "scopes",),
-        ).fetchone()
-        return row is not None
-
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
-        sc = self._scopes.get(name)
-        if sc is not None and not reload:
-            return sc
-        if not self._has_meta():
-            raise ScopeError(f"{self.url} has no peersync scopes; run 'peersync init' first")
-        row = self.conn.execute(
-            f"SELECT idx, replica_id, tables, fingerprint FROM {PREFIX}scopes WHERE name = %s", (name,)
-        ).fetchone()
-        if row is None:
-            raise ScopeError(f"unknown scope {name!r} in {self.url}")
-        idx, rid, tables_json, fp = row
-        tids = dict(self.conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
-        try:
-            tables = [replace(S.introspect(self.conn, t), tid=int(tids[t])) for t in json.loads(tables_json)]
-        except TableError as exc:
-            raise SchemaMismatch(f"scope {name!r} in {self.url}: {exc}") from exc
-        if fp != fingerprint([t.schema for t in tables]):
-            raise SchemaMismatch(f"the tables of scope {name!r} in {self.url} changed since provisioning")
-        sc = Scope(name, int(idx), bytes(rid), fp, tables)
-        self._scopes[name] = sc
-        return sc
+        return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
+            self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
+            lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning",
+        )))  # fmt: skip
 
     # -- provisioning --------------------------------------------------------------
     def provision(self, scope: str, tables: Sequence[str]) -> bool:
         """Create ``scope`` over ``tables``; True if created, False if it
         exists with the same definition. DDL commits on its own here: a
         failure drops whatever this call created, then raises."""
-        if isinstance(tables, str):
-            raise TableError(f"tables is a list of names, not the string {tables!r}: write [{tables!r}]")
-        if not scope or not tables:
-            raise ScopeError("a scope needs a name and at least one table")
+        check_provision_args(scope, tables)
         created: list[str] = []  # DDL undo statements, newest last
         with self.conn.errors():
-            fresh_meta = not self._has_meta()
+            fresh_meta = not self.meta.has_meta()
             try:
                 result = self._provision(scope, tables, created, fresh_meta)
             except BaseException:
@@ -135,44 +111,27 @@ class MySQLPeer:
         if fresh_meta:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-        wanted = dependency_order(list({t.name: t for t in (S.introspect(conn, n) for n in tables)}.values()))
-        names = [t.name for t in wanted]
-        fp = fingerprint([t.schema for t in wanted])
-        row = conn.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = %s", (scope,)).fetchone()
-        if row is not None:
-            if sorted(json.loads(row[0])) == sorted(names) and row[1] == fp:
-                tids = dict(conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
-                faults = S.trigger_faults(conn, [replace(t, tid=int(tids[t.name])) for t in wanted])
-                if faults:
-                    raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
-                return False
-            raise ScopeError(
-                f"scope {scope!r} already exists in {self.url} with tables {', '.join(json.loads(row[0]))};"
-                " deprovision it first or choose another name"
-            )
+        plan = start_provision(
+            self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
+            lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
+            lambda faults: f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}",
+        )  # fmt: skip
+        if plan is None:
+            return False
+        wanted, names, fp = plan
         for t in wanted:
             self._track(t, created)
         with conn.txn():
-            (idx,) = conn.execute(f"SELECT COALESCE(MAX(idx), 0) + 1 FROM {PREFIX}scopes FOR UPDATE").fetchone()
-            empty = Knowledge.empty().to_bytes()
-            conn.execute(
-                f"INSERT INTO {PREFIX}scopes (name, idx, replica_id, tables, fingerprint, knowledge, forgotten,"
-                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (scope, idx, os.urandom(16), json.dumps(names), fp, empty, empty, now_ms()),
-            )
+            insert_scope(self.meta, scope, names, fp)
         S.seal(conn)
         return True
 
     def _track(self, t: Tracked, created: list[str]) -> None:
         conn = self.conn
-        definition = _definition(t)
-        row = conn.execute(f"SELECT definition FROM {PREFIX}tracked WHERE tbl = %s", (t.name,)).fetchone()
-        if row is not None:
-            if row[0] != definition:
-                raise ScopeError(f"table {t.name} changed since another scope started tracking it")
+        if tracked_definition(self.meta, t.schema):
             return
-        (tid,) = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {PREFIX}tracked").fetchone()
-        t = replace(t, tid=int(tid))
+        tid = next_id(self.meta, "tracked", "id")
+        t = replace(t, tid=tid)
         for ddl in t.create_sql():
             conn.execute(ddl)
         created.append(f"DROP TABLE IF EXISTS {q(t.tracking)}")
@@ -190,7 +149,7 @@ class MySQLPeer:
             fill, stamp = t.backfill_sql()
             conn.execute(fill)
             conn.execute(stamp, {"top": top})
-            conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (%s, %s, %s)", (t.name, definition, tid))
+            conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (%s, %s, %s)", (t.name, definition(t.schema), tid))
             created.append(f"DELETE FROM {PREFIX}tracked WHERE tbl = {conn.raw.escape(t.name)}")
             created.append(f"DELETE FROM {S.LOG} WHERE tbl = {int(tid)}")
         finally:
@@ -211,26 +170,13 @@ class MySQLPeer:
     def deprovision(self, scope: str) -> None:
         """Remove every peersync object of ``scope``; user data is untouched."""
         with self.conn.errors():
-            if not self._has_meta():
-                raise ScopeError(f"unknown scope {scope!r} in {self.url}")
-            row = self.conn.execute(f"SELECT idx, tables FROM {PREFIX}scopes WHERE name = %s", (scope,)).fetchone()
-            if row is None:
-                raise ScopeError(f"unknown scope {scope!r} in {self.url}")
-            idx, tables = int(row[0]), json.loads(row[1])
+            idx, tables = scope_row(self.meta, scope, self.url)
             with self.conn.txn():
-                for st in (
-                    f"DELETE FROM {PREFIX}scopes WHERE name = %s",
-                    f"DELETE FROM {PREFIX}conflicts WHERE scope = %s",
-                    f"DELETE FROM {PREFIX}applied WHERE scope = %s",
-                    f"DELETE FROM {PREFIX}partial WHERE scope = %s",
-                    f"DELETE FROM {PREFIX}sessions WHERE scope = %s",
-                ):
-                    self.conn.execute(st, (scope,))
-                self.conn.execute(f"DELETE FROM {S.PENDING} WHERE scope = %s", (idx,))
-            still = {t for (ts,) in self.conn.execute(f"SELECT tables FROM {PREFIX}scopes") for t in json.loads(ts)}
-            tids = dict(self.conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
+                delete_scope_rows(self.meta, scope, idx)
+            still = tables_in_use(self.meta)
+            tids = self.meta.tracked_ids()
             for name in tables:
-                t = Tracked(TableSchema(name, (), (), ()), (), (), int(tids[name]))
+                t = Tracked(TableSchema(name, (), (), ()), (), (), tids[name])
                 if name in still:
                     self.conn.execute(f"UPDATE {q(t.tracking)} SET scope = NULL WHERE scope = %s", (idx,))
                     continue
@@ -245,9 +191,7 @@ class MySQLPeer:
 
     def scopes(self) -> list[str]:
         with self.conn.errors():
-            if not self._has_meta():
-                return []
-            return [r[0] for r in self.conn.execute(f"SELECT name FROM {PREFIX}scopes ORDER BY name")]
+            return self.meta.scope_names()
 
     def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
         raise ConfigurationError(
@@ -289,14 +233,6 @@ class MySQLPeer:
         k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
 
-    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
-        return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]
-
-    def batches(
-        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
-    ) -> Iterator[bytes]:
-        return stream_of(self, scope, known, after, upto, max_rows=max_rows, max_bytes=max_bytes)
-
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
     ) -> tuple[bytes, int, bool]:
@@ -308,29 +244,11 @@ class MySQLPeer:
         candidates, so ``last`` stops at the first table cut short."""
         with self.conn.errors(), self.conn.txn(read_only=True):
             sc = self._scope(scope)
-            self.meta.load_replicas()
-            stored, _ = self.meta.stored_knowledge(scope)
-            tick = S.sealed(self.conn)
-            made_with = stored.add_range(sc.rid, 1, tick)
-            marks: dict[int, int] = {}
-            extras: list[Knowledge] = []
-            for mw, record in self.meta.partials():
-                extra = record.exclude(made_with)
-                if not extra.is_empty():
-                    extras.append(extra)
-                    marks[mw] = len(extras)
-            rids = self.meta.rep_rid
-            replicas = [sc.rid] + [rids.get(i, sc.rid) for i in range(1, max(rids, default=0) + 1)]
-            horizon = min(upto, tick)
-
-            def batch(last: int, tables: list[list[Any]]) -> bytes:
-                return pack_batch(
-                    scope, sc.rid, sc.fingerprint, made_with, after + 1, last, last >= tick, replicas, tables, extras
-                )
-
-            room = max_bytes - len(batch(horizon, []))
-            tables, last = self._read(sc, known, marks, replicas, after, horizon, max_rows, room)
-            return batch(last, tables), last, last >= tick
+            fr = frame(self.meta, sc, sc.fingerprint, S.sealed(self.conn))
+            horizon = min(upto, fr.tick)
+            room = max_bytes - len(fr.pack(after, horizon, []))
+            tables, last = self._read(sc, known, fr.marks, fr.replicas, after, horizon, max_rows, room)
+            return fr.pack(after, last, tables), last, last >= fr.tick
 
     def _read(
         self,
@@ -420,27 +338,7 @@ class MySQLPeer:
     def finish(self, scope: str, end: SessionEnd) -> Knowledge:
         with self.conn.errors(), self.conn.txn():
             sc = self._scope(scope)
-            seen = self.conn.execute(
-                f"SELECT 1 FROM {PREFIX}sessions WHERE scope = %s AND id = %s FOR UPDATE", (scope, end.session)
-            ).fetchone()
-            self.meta.load_replicas()
-            (stored_blob,) = self.conn.execute(
-                f"SELECT knowledge FROM {PREFIX}scopes WHERE name = %s FOR UPDATE", (scope,)
-            ).fetchone()
-            stored = Knowledge.from_bytes(bytes(stored_blob))
-            if seen is None:
-                (seq,) = self.conn.execute(
-                    f"SELECT COALESCE(MAX(seq), 0) + 1 FROM {PREFIX}sessions WHERE scope = %s", (scope,)
-                ).fetchone()
-                self.conn.execute(f"INSERT INTO {PREFIX}sessions VALUES (%s, %s, %s)", (scope, end.session, seq))
-                self.conn.execute(
-                    f"DELETE FROM {PREFIX}sessions WHERE scope = %s AND seq <= %s", (scope, seq - _SESSIONS_KEPT)
-                )
-                merge = end.merge.exclude(end.excluded)
-                self.meta.release_beaten(sc, merge)
-                stored = self.meta.save_knowledge(sc, stored.union(merge))
-                self.meta.insert_conflicts(end.failures)
-                self.meta.drop_partials_held(scope, stored.add_range(sc.rid, 1, S.sealed(self.conn)))
+            stored = end_session(self.meta, sc, end, lambda: S.sealed(self.conn))
         # The session's own applied rows got ticks in its transactions: seal
         # them now, so the knowledge returned is what describe will report.
         with self.conn.errors():
@@ -454,31 +352,14 @@ class MySQLPeer:
         with self.conn.errors(), self.conn.txn(read_only=True):
             for name in names:
                 sc = self._scope(name, reload=True)
-                stored, forgotten = self.meta.stored_knowledge(name)
-                tick = S.sealed(self.conn)
-                rows = tombs = 0
-                for t in sc.tables:
-                    n, d = self.conn.execute(f"SELECT count(*), COALESCE(sum(del), 0) FROM {q(t.tracking)}").fetchone()
-                    rows, tombs = rows + int(n), tombs + int(d)
-                (nconf,) = self.conn.execute(
-                    f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = %s", (name,)
-                ).fetchone()
                 (pending,) = self.conn.execute(
                     f"SELECT count(*) FROM (SELECT DISTINCT tbl, kj FROM {S.PENDING} WHERE scope = %s) AS p", (sc.idx,)
                 ).fetchone()
-                k = stored.add_range(sc.rid, 1, tick)
-                out.append(
-                    Status(
-                        name, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.schemas), rows, tombs, int(nconf),
-                        int(pending),
-                    )
-                )  # fmt: skip
+                tracking = [t.tracking for t in sc.tables]
+                tick = S.sealed(self.conn)
+                out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, tick, int(pending)))
         return out
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
         with self.conn.errors(), self.conn.txn(read_only=True):
-            if scope is not None:
-                self._scope(scope)
-            elif not self._has_meta():
-                return []
-            return self.meta.conflicts(scope, limit)
+            return logged_conflicts(self.meta, scope, limit, self._scope)

@@ -43,10 +43,11 @@ key actions (``ON DELETE CASCADE``): such changes are not tracked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from peersync._adapters.sql import meta as _meta
+from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.types import MARIADB_COLUMN_TYPES, MARIADB_TYPES, Column, ValueType, column, parse_declared
@@ -125,25 +126,13 @@ def column_type(name: str, data_type: str, column_type: str, *, nullable: bool, 
 
 
 @dataclass(frozen=True)
-class Tracked:
+class Tracked(TrackedNames):
     """A user table with its tracking table and the SQL peersync runs on it."""
 
     schema: TableSchema
     key_decl: tuple[str, ...]  # each key column's type with its collation, for the tracking table
     depends_on: tuple[str, ...]  # tables this one references
     tid: int = 0
-
-    @property
-    def name(self) -> str:
-        return self.schema.name
-
-    @property
-    def tracking(self) -> str:
-        return PREFIX + "t_" + self.schema.name
-
-    @property
-    def kcols(self) -> list[str]:
-        return [f"k{i}" for i in range(len(self.schema.key))]
 
     @property
     def specs(self) -> tuple[Column, ...]:
@@ -336,19 +325,8 @@ def trigger_faults(conn: Conn, tables: list[Tracked]) -> dict[str, str]:
     return {t.name: "lost" for t in tables if any((n, t.name) not in have for n in t.trigger_names())}
 
 
-@dataclass
-class Scope:
+class Scope(ScopeBase[Tracked]):
     """A provisioned scope as this connection last read it."""
-
-    name: str
-    idx: int
-    rid: bytes
-    fingerprint: str
-    tables: list[Tracked]  # parents before children
-    schemas: dict[str, TableSchema] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.schemas = {t.name: t.schema for t in self.tables}
 
 
 def seal(conn: Conn) -> int:

@@ -32,10 +32,23 @@ class Connection(Protocol):
 class Dialect:
     """``paramstyle``: ``qmark`` (``?``) or ``format`` (``%s``, psycopg and
     PyMySQL). ``returning``: whether ``INSERT ... RETURNING`` works (MariaDB
-    has no ``UPDATE ... RETURNING``: ids then come from ``lastrowid``)."""
+    has no ``UPDATE ... RETURNING``: ids then come from ``lastrowid``).
+    ``table_exists``: a query with one placeholder, the table's name, that
+    returns a row when that table exists. ``for_update``: the clause that
+    locks the rows a ``SELECT`` reads until the transaction ends (empty where
+    the write transaction already holds the whole database, as SQLite's
+    ``BEGIN IMMEDIATE`` does). ``quote_char``: the identifier quote."""
 
     paramstyle: str = "qmark"
     returning: bool = True
+    table_exists: str = "SELECT 1 FROM sqlite_master WHERE name = ?"
+    for_update: str = ""
+    quote_char: str = '"'
+
+    def quote(self, name: str) -> str:
+        """``name`` as a quoted identifier."""
+        c = self.quote_char
+        return c + name.replace(c, c + c) + c
 
     def sql(self, statement: str) -> str:
         """``statement`` in this dialect's placeholders."""

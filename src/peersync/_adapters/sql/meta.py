@@ -78,8 +78,24 @@ class Meta:
         self.rep_rid: dict[int, bytes] = {}
         self.rep_idx: dict[bytes, int] = {}
 
-    def _x(self, statement: str, params: Sequence[Any] = ()) -> Any:
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        """Run a shared statement (``?`` placeholders) in this dialect; the cursor."""
         return self.conn.execute(self.d.sql(statement), tuple(params))
+
+    # -- scopes --------------------------------------------------------------------
+    def has_meta(self) -> bool:
+        """Whether this database holds peersync's metadata tables."""
+        return self.execute(self.d.table_exists, (PREFIX + "scopes",)).fetchone() is not None
+
+    def scope_names(self) -> list[str]:
+        """The provisioned scopes, by name (none without metadata tables)."""
+        if not self.has_meta():
+            return []
+        return [r[0] for r in self.execute(f"SELECT name FROM {PREFIX}scopes ORDER BY name").fetchall()]
+
+    def tracked_ids(self) -> dict[str, int]:
+        """Each tracked table's id in the change log, by table name."""
+        return {r[0]: int(r[1]) for r in self.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall()}
 
     # -- replicas ------------------------------------------------------------
     def forget_cache(self) -> None:
@@ -88,7 +104,7 @@ class Meta:
         self.rep_idx.clear()
 
     def load_replicas(self) -> None:
-        rows = self._x(f"SELECT idx, replica_id FROM {PREFIX}replicas").fetchall()
+        rows = self.execute(f"SELECT idx, replica_id FROM {PREFIX}replicas").fetchall()
         self.rep_rid = {int(i): bytes(r) for i, r in rows}
         self.rep_idx = {r: i for i, r in self.rep_rid.items()}
 
@@ -102,16 +118,20 @@ class Meta:
         return idx
 
     # -- knowledge -------------------------------------------------------------
-    def stored_knowledge(self, scope: str) -> tuple[Knowledge, Knowledge]:
-        """The scope's stored knowledge of other replicas, and its forgotten knowledge."""
-        k, f = self._x(f"SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
+    def stored_knowledge(self, scope: str, *, lock: bool = False) -> tuple[Knowledge, Knowledge]:
+        """The scope's stored knowledge of other replicas, and its forgotten
+        knowledge; with ``lock``, its row stays locked until the transaction ends."""
+        k, f = self.execute(
+            f"SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = ?{self.d.for_update if lock else ''}",
+            (scope,),
+        ).fetchone()
         return Knowledge.from_bytes(bytes(k)), Knowledge.from_bytes(bytes(f))
 
     def pending(self, sc: ScopeRef) -> Knowledge:
         """The versions kept out of knowledge until their rows apply, with
         the source ticks they came at (``_peersync_pending``)."""
         versions: list[Version] = []
-        for vrid, vtick, srid, stick in self._x(
+        for vrid, vtick, srid, stick in self.execute(
             f"SELECT v.replica_id, p.vtick, s.replica_id, p.stick FROM {PENDING} AS p"
             f" JOIN {PREFIX}replicas AS v ON v.idx = p.vrep JOIN {PREFIX}replicas AS s ON s.idx = p.srep"
             " WHERE p.scope = ?",
@@ -125,7 +145,7 @@ class Meta:
         pending change (so no merge, from any peer, claims one); returns what
         was stored."""
         k = k.exclude(self.pending(sc)).without(sc.rid)
-        self._x(f"UPDATE {PREFIX}scopes SET knowledge = ? WHERE name = ?", (k.to_bytes(), sc.name))
+        self.execute(f"UPDATE {PREFIX}scopes SET knowledge = ? WHERE name = ?", (k.to_bytes(), sc.name))
         return k
 
     def release_beaten(self, sc: ScopeRef, source: Knowledge) -> None:
@@ -140,7 +160,7 @@ class Meta:
             return
         beaten = [
             (rep, tick)
-            for rep, rid, tick in self._x(
+            for rep, rid, tick in self.execute(
                 f"SELECT DISTINCT p.vrep, r.replica_id, p.vtick FROM {PENDING} AS p"
                 f" JOIN {PREFIX}replicas AS r ON r.idx = p.vrep WHERE p.scope = ?",
                 (sc.idx,),
@@ -148,7 +168,7 @@ class Meta:
             if source.contains(bytes(rid), int(tick))
         ]
         for rep, tick in beaten:
-            self._x(f"DELETE FROM {PENDING} WHERE scope = ? AND vrep = ? AND vtick = ?", (sc.idx, rep, tick))
+            self.execute(f"DELETE FROM {PENDING} WHERE scope = ? AND vrep = ? AND vtick = ?", (sc.idx, rep, tick))
 
     # -- applied blocks and partial knowledge ------------------------------------
     def record_applied(self, scope: str, lo: int, hi: int, made_with: Knowledge) -> None:
@@ -159,25 +179,25 @@ class Meta:
         if hi < lo:
             return
         blob = made_with.to_bytes()
-        prev = self._x(
+        prev = self.execute(
             f"SELECT lo, hi, made_with FROM {PREFIX}applied WHERE scope = ? ORDER BY lo DESC LIMIT 1", (scope,)
         ).fetchone()
         if prev is not None and prev[1] == lo - 1 and bytes(prev[2]) == blob:
-            self._x(f"UPDATE {PREFIX}applied SET hi = ? WHERE scope = ? AND lo = ?", (hi, scope, prev[0]))
+            self.execute(f"UPDATE {PREFIX}applied SET hi = ? WHERE scope = ? AND lo = ?", (hi, scope, prev[0]))
             return
-        self._x(f"INSERT INTO {PREFIX}applied VALUES (?, ?, ?, ?)", (scope, lo, hi, blob))
-        old = self._x(
+        self.execute(f"INSERT INTO {PREFIX}applied VALUES (?, ?, ?, ?)", (scope, lo, hi, blob))
+        old = self.execute(
             f"SELECT lo FROM {PREFIX}applied WHERE scope = ? ORDER BY lo DESC LIMIT 1 OFFSET {APPLIED_KEPT - 1}",
             (scope,),
         ).fetchone()
         if old is not None:
-            self._x(f"DELETE FROM {PREFIX}applied WHERE scope = ? AND lo < ?", (scope, old[0]))
+            self.execute(f"DELETE FROM {PREFIX}applied WHERE scope = ? AND lo < ?", (scope, old[0]))
 
     def skippable(self, scope: str, known: Knowledge) -> list[tuple[int, int]]:
         """Applied blocks whose every row a destination that knows ``known`` holds."""
         return [
             (int(lo), int(hi))
-            for lo, hi, blob in self._x(
+            for lo, hi, blob in self.execute(
                 f"SELECT lo, hi, made_with FROM {PREFIX}applied WHERE scope = ? ORDER BY lo", (scope,)
             ).fetchall()
             if known.contains_knowledge(Knowledge.from_bytes(bytes(blob)))
@@ -186,26 +206,32 @@ class Meta:
     def partials(self, scope: str | None = None) -> list[tuple[int, Knowledge]]:
         """The partial knowledge records (of one scope, or all), by id."""
         sql = f"SELECT id, knowledge FROM {PREFIX}partial"
-        rows = self._x(sql + " WHERE scope = ? ORDER BY id", (scope,)) if scope else self._x(sql + " ORDER BY id")
+        rows = (
+            self.execute(sql + " WHERE scope = ? ORDER BY id", (scope,))
+            if scope
+            else self.execute(sql + " ORDER BY id")
+        )
         return [(int(i), Knowledge.from_bytes(bytes(b))) for i, b in rows.fetchall()]
 
     def partial_id(self, scope: str, knowledge: Knowledge) -> int:
         """The record of a source's knowledge for rows applied from it (reused
         by content; ids are never reused, so stale references stay harmless)."""
         blob = knowledge.to_bytes()
-        row = self._x(f"SELECT id FROM {PREFIX}partial WHERE scope = ? AND knowledge = ?", (scope, blob)).fetchone()
+        row = self.execute(
+            f"SELECT id FROM {PREFIX}partial WHERE scope = ? AND knowledge = ?", (scope, blob)
+        ).fetchone()
         if row is not None:
             return int(row[0])
-        self._x(f"UPDATE {PREFIX}clock SET partial_seq = partial_seq + 1 WHERE id = 0")
-        (mw,) = self._x(f"SELECT partial_seq FROM {PREFIX}clock WHERE id = 0").fetchone()
-        self._x(f"INSERT INTO {PREFIX}partial VALUES (?, ?, ?)", (mw, scope, blob))
+        self.execute(f"UPDATE {PREFIX}clock SET partial_seq = partial_seq + 1 WHERE id = 0")
+        (mw,) = self.execute(f"SELECT partial_seq FROM {PREFIX}clock WHERE id = 0").fetchone()
+        self.execute(f"INSERT INTO {PREFIX}partial VALUES (?, ?, ?)", (mw, scope, blob))
         return int(mw)
 
     def drop_partials_held(self, scope: str, whole: Knowledge) -> None:
         """Partial records of sessions whose knowledge ``whole`` now holds need no record."""
         for mw, k in self.partials(scope):
             if whole.contains_knowledge(k):
-                self._x(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
+                self.execute(f"DELETE FROM {PREFIX}partial WHERE id = ?", (mw,))
 
     # -- the conflict log ---------------------------------------------------------
     def insert_conflicts(self, conflicts: Iterable[Conflict]) -> None:
@@ -235,12 +261,12 @@ class Meta:
             # each time, not one more per session.
             if c.type is ConflictType.ERROR:
                 sets = ", ".join(f"{n.strip()} = ?" for n in cols.split(",")[:10])
-                cur = self._x(
+                cur = self.execute(
                     f"UPDATE {PREFIX}conflicts SET {sets} WHERE scope = ? AND tbl = ? AND key = ? AND type = ?", values
                 )
                 if cur.rowcount:
                     continue
-            self._x(f"INSERT INTO {PREFIX}conflicts ({cols}) VALUES ({', '.join('?' * 14)})", values)
+            self.execute(f"INSERT INTO {PREFIX}conflicts ({cols}) VALUES ({', '.join('?' * 14)})", values)
 
     def conflicts(self, scope: str | None = None, limit: int | None = None) -> list[Conflict]:
         """Logged conflicts, oldest first."""
@@ -252,7 +278,7 @@ class Meta:
         sql += " ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_conflict_from_row(r) for r in self._x(sql, params).fetchall()]
+        return [_conflict_from_row(r) for r in self.execute(sql, params).fetchall()]
 
 
 # -- the conflict log's row codec: JSON for rows and keys, "hex@tick" versions ----

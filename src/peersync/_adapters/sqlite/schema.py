@@ -45,11 +45,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from peersync._adapters.sql import meta as _meta
+from peersync._adapters.sql.dialect import SQLITE
+from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.schema import digest, fingerprint
@@ -114,9 +116,7 @@ LOG = PREFIX + "log"
 HOME = PREFIX + "home"
 
 
-def q(name: str) -> str:
-    """Quote an SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
+q = SQLITE.quote
 
 
 def type_class(declared: str) -> str:
@@ -172,7 +172,7 @@ class ForeignKey:
 
 
 @dataclass(frozen=True)
-class Tracked:
+class Tracked(TrackedNames):
     """A user table with its tracking table and the SQL peersync runs on it."""
 
     schema: TableSchema
@@ -186,18 +186,6 @@ class Tracked:
     # the tracking table's key compares the same way, so 'urgent' and 'URGENT'
     # under NOCASE are one row here too, and a case change rewrites the key.
     kcolls: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        return self.schema.name
-
-    @property
-    def tracking(self) -> str:
-        return PREFIX + "t_" + self.schema.name
-
-    @property
-    def kcols(self) -> list[str]:
-        return [f"k{i}" for i in range(len(self.schema.key))]
 
     def kcoll(self, i: int) -> str:
         """`` COLLATE X`` for key column ``i`` when it is not BINARY, else ''."""
@@ -683,14 +671,9 @@ def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str,
 
 
 @dataclass
-class Scope:
+class Scope(ScopeBase[Tracked]):
     """A provisioned scope as this connection last read it."""
 
-    name: str
-    idx: int
-    rid: bytes
-    fingerprint: str
-    tables: list[Tracked]  # parents before children
     # Can writing a row change other rows here (a user's trigger, a foreign key
     # action)? Only then does an apply look for rows changed behind its back.
     side_effects: bool = True
@@ -698,10 +681,6 @@ class Scope:
     # apply check foreign keys after its writes instead of statement by
     # statement. Found when an apply first asks (a source never needs it).
     foreign_keys: bool | None = None
-    schemas: dict[str, TableSchema] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.schemas = {t.name: t.schema for t in self.tables}
 
 
 def clock(conn: sqlite3.Connection) -> int:

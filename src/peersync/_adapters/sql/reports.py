@@ -1,0 +1,43 @@
+"""The read-only reports every SQL adapter gives: a scope's status and the conflict log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from peersync._engine.model import Conflict, Status
+
+from .meta import PREFIX, Meta, ScopeRef
+
+
+def scope_status(
+    meta: Meta,
+    sc: ScopeRef,
+    fingerprint: str,
+    schemas: Iterable[str],
+    tracking: Iterable[str],
+    tick: int,
+    pending: int,
+) -> Status:
+    """The status of ``sc`` (tracking tables ``tracking``) at local tick
+    ``tick``, in the caller's read transaction; ``pending`` is the number of
+    rows with changes kept out of knowledge, which each adapter counts its way."""
+    stored, forgotten = meta.stored_knowledge(sc.name)
+    rows = tombs = 0
+    for name in tracking:
+        n, d = meta.execute(f"SELECT count(*), COALESCE(sum(del), 0) FROM {meta.d.quote(name)}").fetchone()
+        rows, tombs = rows + int(n), tombs + int(d)
+    (nconf,) = meta.execute(f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = ?", (sc.name,)).fetchone()
+    k = stored.add_range(sc.rid, 1, tick)
+    return Status(sc.name, sc.rid, tick, k, forgotten, fingerprint, tuple(schemas), rows, tombs, int(nconf), pending)
+
+
+def logged_conflicts(
+    meta: Meta, scope: str | None, limit: int | None, check: Callable[[str], object]
+) -> list[Conflict]:
+    """The conflict log, oldest first: of ``scope`` (``check(scope)`` raises
+    for an unknown one), or of every scope (none without metadata tables)."""
+    if scope is not None:
+        check(scope)
+    elif not meta.has_meta():
+        return []
+    return meta.conflicts(scope, limit)

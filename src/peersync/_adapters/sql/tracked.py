@@ -1,0 +1,58 @@
+"""What every SQL adapter's tracked tables and scopes share: the names of a
+tracked table's objects, and a scope's fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from peersync._engine.model import TableSchema
+
+from .meta import PREFIX
+
+
+class TrackedNames:
+    """Mixed into an adapter's ``Tracked`` dataclass (which holds ``schema``):
+    the user table's name, its tracking table's, and the tracking table's key
+    columns ``k0, k1, ...`` (one per user key column, in key order)."""
+
+    schema: TableSchema
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    @property
+    def tracking(self) -> str:
+        return PREFIX + "t_" + self.schema.name
+
+    @property
+    def kcols(self) -> list[str]:
+        return [f"k{i}" for i in range(len(self.schema.key))]
+
+
+class HasSchema(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def schema(self) -> TableSchema: ...
+
+
+T = TypeVar("T", bound=HasSchema)
+
+
+@dataclass
+class ScopeBase(Generic[T]):
+    """A provisioned scope as a connection last read it (an adapter's
+    ``Scope`` adds what its apply wants to know)."""
+
+    name: str
+    idx: int  # its index in _peersync_scopes (pending rows refer to it)
+    rid: bytes  # its replica id in this database
+    fingerprint: str
+    tables: list[T]  # parents before children
+    schemas: dict[str, TableSchema] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.schemas = {t.name: t.schema for t in self.tables}
