@@ -345,6 +345,7 @@ class HTTPKind(Kind):
             server.stop()
 
 
+@dataclass
 class PostgresKind(Kind):
     """A database per peer on the PostgreSQL server of ``$PEERSYNC_PG_URL``
     (dropped after the test); the foreign writer is plain psycopg, its clock
