@@ -83,7 +83,7 @@ class FarmProcess:
         with self._cv:
             while not test(self.events):
                 left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not self._reader.is_alive():
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
                     raise AssertionError(f"the farm did not get there in {timeout} s; last events: {self.events[-5:]}")
                 self._cv.wait(min(left, 0.2))
             return list(self.events)

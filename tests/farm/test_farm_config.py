@@ -157,7 +157,9 @@ def test_once_syncs_every_link_one_round_and_logs_each_session(tmp_path: Path, t
     code, out, _ = invoke("farm", config, "--once")
     lines = out.splitlines()
     assert code == 0 and len(lines) == 3
-    assert all(re.search(r" notes #1: \w->\w 0 rows, \w->\w 0 rows, 0 conflicts, 0 errors, [\d.]+ ms$", x) for x in lines)
+    assert all(
+        re.search(r" notes #1: \w->\w 0 rows, \w->\w 0 rows, 0 conflicts, 0 errors, [\d.]+ ms$", x) for x in lines
+    )
 
 
 def test_once_exits_1_when_a_link_fails_and_the_other_links_still_sync(tmp_path: Path, trio: dict[str, Path]) -> None:
