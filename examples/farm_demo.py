@@ -111,6 +111,7 @@ class Serve:
     def __init__(self, name: str, db: str) -> None:
         self.name, self.db, self.port = name, db, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._client: peersync.Database | None = None
         self.proc = subprocess.Popen(
             peersync_cmd("serve", db, "--scope", SCOPE, "--port", str(self.port)),
             stdout=subprocess.DEVNULL,
@@ -132,7 +133,16 @@ class Serve:
                 time.sleep(0.05)
         raise SystemExit(f"farm_demo: server {self.name} did not come up in {timeout:g} s")
 
+    def client(self) -> peersync.Database:
+        """The clients' connection to this server, opened once and kept (as
+        an application would: opening one costs more than a small sync)."""
+        if self._client is None:
+            self._client = peersync.connect(self.url)
+        return self._client
+
     def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -186,8 +196,8 @@ class Client:
 
 
 def sync_with(client: Client, server: Serve) -> peersync.SyncResult:
-    with peersync.connect(client.path) as local, peersync.connect(server.url) as remote:
-        return peersync.sync(local, remote, SCOPE)
+    with peersync.connect(client.path) as local:
+        return peersync.sync(local, server.client(), SCOPE)
 
 
 def write(client: Client, rnd: random.Random, n: int, mixed: bool) -> None:

@@ -56,8 +56,14 @@ class World:
     insert_phase: list[tuple[int, int, int]]  # per client: received, skipped as known, created
 
 
+# One client connection per server, kept open as a real client would (a
+# connection costs an SSL context even over http://).
+_remotes: dict[str, peersync.Database] = {}
+
+
 def sync_with(client: Client, server: Server) -> peersync.SyncResult:
-    with peersync.connect(client.path) as local, peersync.connect(server.url) as remote:
+    remote = _remotes.get(server.url) or _remotes.setdefault(server.url, peersync.connect(server.url))
+    with peersync.connect(client.path) as local:
         return peersync.sync(local, remote, SCOPE)
 
 
@@ -157,6 +163,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             farm.stop(signal.SIGTERM)
         for s in servers.values():
             s.stop()
+        while _remotes:
+            _remotes.popitem()[1].close()
 
 
 def test_in_the_insert_phase_every_client_received_each_row_of_the_others_exactly_once(world: World) -> None:
