@@ -199,3 +199,18 @@ def test_the_api_runs_a_ring_of_four_to_convergence_in_rounds(tmp_path: Path) ->
     quiet: list[SessionEvent] = []
     Farm(cfg, on_event=quiet.append).run(once=True)
     assert [e.result.sent_a_to_b + e.result.sent_b_to_a for e in quiet if e.result] == [0, 0, 0, 0]
+
+
+def test_a_scope_that_fails_does_not_keep_the_links_other_scopes_from_syncing(
+    tmp_path: Path, trio: dict[str, Path]
+) -> None:
+    config = write_config(
+        tmp_path / "farm.toml", {"a": "a.db", "b": "b.db"}, scopes=["missing", SCOPE], topology="ring"
+    )
+    code, out, err = invoke("farm", config, "--once", "--json")
+    assert code == 1 and err == "peersync: error: 1 of 2 sessions failed (see the log)\n"
+    missing, synced = (json.loads(line) for line in out.splitlines())
+    assert (missing["scope"], missing["ok"], missing["failures"]) == ("missing", False, 1)
+    assert "missing" in missing["error"]
+    assert (synced["scope"], synced["ok"], synced["sent_a_to_b"]) == (SCOPE, True, 1)
+    assert notes(trio["b"]) == [("a1", "from a", 1)]

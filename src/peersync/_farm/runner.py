@@ -27,7 +27,7 @@ from typing import Any
 
 from peersync._api import connect
 from peersync._engine.database import Database
-from peersync._engine.errors import SyncError
+from peersync._engine.errors import SyncError, TransportError
 from peersync._engine.results import SyncResult
 from peersync._engine.session import sync
 
@@ -205,16 +205,15 @@ class Farm:
         try:
             while not self._stop.is_set():
                 rounds += 1
-                ok = True
+                failed = False
                 for scope in link.scopes:
                     if self._stop.is_set():
                         break
-                    ok, peers = self._session(link, scope, rounds, peers, failures, once)
-                    if not ok:
-                        failures += 1
-                        break
-                if ok:
-                    failures = 0
+                    error, peers = self._session(link, scope, rounds, peers, failures, once)
+                    failed = failed or error is not None
+                    if isinstance(error, TransportError):
+                        break  # a server down: the other scopes would only wait on it too
+                failures = failures + 1 if failed else 0
                 if once:
                     return
                 self._stop.wait(self.delay(failures))
@@ -229,10 +228,13 @@ class Farm:
         peers: tuple[Database, Database] | None,
         failures: int,
         once: bool,
-    ) -> tuple[bool, tuple[Database, Database] | None]:
+    ) -> tuple[Exception | None, tuple[Database, Database] | None]:
+        """One sync of ``scope`` over ``link``, logged; returns the error, if
+        one ended it, and the peers to use next (None after an error)."""
         at, start = time.time(), time.perf_counter()
         result: SyncResult | None = None
         error: str | None = None
+        failure: Exception | None = None
         with self._lock:
             self._in_hand.add(link.name)
         try:
@@ -247,9 +249,9 @@ class Farm:
                 policy=self.config.policy,
             )
         except SyncError as exc:
-            error, result = str(exc), exc.result
+            error, result, failure = str(exc), exc.result, exc
         except Exception as exc:  # a bug must not end a link's thread unseen
-            error = f"unexpected {type(exc).__name__}: {exc}"
+            error, failure = f"unexpected {type(exc).__name__}: {exc}", exc
         if error is not None:
             # Open afresh next time: a restarted server, a replaced file.
             _close(peers)
@@ -274,7 +276,7 @@ class Farm:
             self._failed += error is not None
             if self._on_event is not None and not self._abandon.is_set():
                 self._on_event(event)
-        return error is None, peers
+        return failure, peers
 
 
 def _close(peers: tuple[Database, Database] | None) -> None:
