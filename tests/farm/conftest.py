@@ -21,6 +21,7 @@ import pytest
 import peersync
 
 from ..http.conftest import Server, cli, env
+from ..postgres.conftest import make_pg, pg_admin  # noqa: F401 (fixtures: the demo's PostgreSQL servers)
 
 SCOPE = "notes"
 SCHEMA = "CREATE TABLE note (id TEXT PRIMARY KEY, body TEXT, n INTEGER);"
