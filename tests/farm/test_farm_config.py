@@ -214,3 +214,11 @@ def test_a_scope_that_fails_does_not_keep_the_links_other_scopes_from_syncing(
     assert "missing" in missing["error"]
     assert (synced["scope"], synced["ok"], synced["sent_a_to_b"]) == (SCOPE, True, 1)
     assert notes(trio["b"]) == [("a1", "from a", 1)]
+
+
+def test_the_farm_module_is_a_curated_public_face() -> None:
+    import peersync.farm
+
+    assert peersync.farm.__all__ == sorted(peersync.farm.__all__)
+    for name in peersync.farm.__all__:
+        assert getattr(peersync.farm, name).__module__.startswith("peersync._farm."), name

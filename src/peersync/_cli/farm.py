@@ -40,12 +40,10 @@ def farm(config: str, once: bool, as_json: bool, grace: float) -> None:
     A bad CONFIG: one line on stderr, exit 2.
     """
     cfg = load_config(config)
-    lock = threading.Lock()
 
-    def emit(event: SessionEvent) -> None:
-        with lock:
-            click.echo(json.dumps(event.to_dict()) if as_json else event.line())
-            sys.stdout.flush()
+    def emit(event: SessionEvent) -> None:  # the farm calls it one event at a time
+        click.echo(json.dumps(event.to_dict()) if as_json else event.line())
+        sys.stdout.flush()
 
     runner = Farm(cfg, on_event=emit)
 
