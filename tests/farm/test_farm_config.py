@@ -222,3 +222,15 @@ def test_the_farm_module_is_a_curated_public_face() -> None:
     assert peersync.farm.__all__ == sorted(peersync.farm.__all__)
     for name in peersync.farm.__all__:
         assert getattr(peersync.farm, name).__module__.startswith("peersync._farm."), name
+
+
+def test_a_config_built_by_hand_is_checked_like_the_file() -> None:
+    from peersync.farm import FarmConfig, Link, Server
+
+    servers = (Server("a", "a.db"), Server("b", "b.db"))
+    with pytest.raises(peersync.ConfigurationError, match="names the server 'z'"):
+        FarmConfig(servers, (Link("a", "z", ("s",)),))
+    with pytest.raises(peersync.ConfigurationError, match="at least one link"):
+        FarmConfig(servers, ())
+    with pytest.raises(peersync.ConfigurationError, match="backoff at most max_backoff"):
+        FarmConfig(servers, (Link("a", "b", ("s",)),), backoff=5, max_backoff=1)

@@ -94,6 +94,23 @@ class FarmConfig:
     policy: Policy = Policy.LAST_WRITER_WINS
     lock_timeout: float = 5.0
 
+    def __post_init__(self) -> None:
+        """A config built by hand is held to what the file is: known servers
+        linked, positive waits. Raises :class:`~peersync.ConfigurationError`."""
+        names = [s.name for s in self.servers]
+        if len(set(names)) != len(names):
+            raise ConfigurationError("two servers have the same name")
+        if not self.links:
+            raise ConfigurationError("a farm needs at least one link")
+        for link in self.links:
+            for n in (link.a, link.b):
+                if n not in names:
+                    raise ConfigurationError(f"the link {link.name} names the server {n!r}, which is not in servers")
+            if not link.scopes:
+                raise ConfigurationError(f"the link {link.name} has no scope")
+        if not 0 < self.backoff <= self.max_backoff or not self.interval > 0:
+            raise ConfigurationError("interval and backoff must be above 0, and backoff at most max_backoff")
+
     def server(self, name: str) -> Server:
         return next(s for s in self.servers if s.name == name)
 
