@@ -118,7 +118,8 @@ class Farm:
     ``on_event`` is called with every :class:`SessionEvent`, one at a time
     (from the links' threads). :meth:`run` blocks until every link has done
     one round (``once=True``) or until :meth:`stop` or :meth:`abandon` is
-    called, from another thread or a signal handler.
+    called, from another thread or a signal handler. A farm runs once:
+    after it stopped, make a new one.
 
     >>> farm = Farm(load_config("farm.toml"), on_event=lambda e: print(e.line()))  # doctest: +SKIP
     >>> farm.run(once=True).failed  # doctest: +SKIP
