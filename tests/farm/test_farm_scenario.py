@@ -30,8 +30,8 @@ from ..http.conftest import Server
 from .conftest import SCOPE, FarmProcess, make_db, notes, write_config
 
 CLIENTS = 5
-INSERT_ROUNDS = 4
-MIXED_ROUNDS = 4
+INSERT_ROUNDS = 3
+MIXED_ROUNDS = 3
 ROWS_PER_ROUND = 3
 
 
