@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 
-from ..http.conftest import Server, cli, env, run
+from click.testing import CliRunner
+
+from peersync._cli.main import cli
+from peersync.server import Right, TokenStore, store_path
+
+from ..http.conftest import Server
 from .conftest import SCOPE, make_db, notes
 
 
 def test_the_farm_sends_the_token_named_by_token_env_and_a_wrong_one_fails_the_round(tmp_path: Path) -> None:
     served = make_db(tmp_path / "served.db")
     local = make_db(tmp_path / "local.db")
-    token = run("token", "add", str(served), "--scope", SCOPE, "--rights", "write").stdout.strip().splitlines()[-1]
+    _, token = TokenStore(store_path(str(served))).add([SCOPE], Right.WRITE)
     conn = sqlite3.connect(local)
     with conn:
         conn.execute("INSERT INTO note VALUES ('l1', 'from local', 1)")
@@ -32,14 +36,8 @@ def test_the_farm_sends_the_token_named_by_token_env_and_a_wrong_one_fails_the_r
         assert token not in config.read_text()
 
         def once(secret: str) -> tuple[int, list[dict[str, object]], str]:
-            p = subprocess.run(
-                cli("farm", str(config), "--once", "--json"),
-                capture_output=True,
-                text=True,
-                env=env() | {"FARM_TEST_TOKEN": secret},
-                timeout=120,
-            )
-            return p.returncode, [json.loads(line) for line in p.stdout.splitlines()], p.stderr
+            res = CliRunner().invoke(cli, ["farm", str(config), "--once", "--json"], env={"FARM_TEST_TOKEN": secret})
+            return res.exit_code, [json.loads(line) for line in res.stdout.splitlines()], res.stderr
 
         code, events, err = once(token[:-2] + ("xx" if not token.endswith("xx") else "yy"))
         assert code == 1, err
