@@ -68,6 +68,20 @@ def test_adapters_and_transports_never_import_the_cli() -> None:
             assert not name.startswith("peersync._cli"), f"{path} imports {name}"
 
 
+def test_the_farm_orchestrates_through_connect_and_the_engine_only() -> None:
+    """The farm reaches databases and servers only through ``connect(url)``
+    and the session API; nothing below it knows the farm."""
+    for path in _files("_farm"):
+        for name in _imports(path):
+            if name.startswith("peersync."):
+                assert name.startswith(("peersync._engine", "peersync._api", "peersync._farm")), (
+                    f"{path} imports {name}"
+                )
+    for path in _files("_engine") + _files("_adapters") + _files("_transports"):
+        for name in _imports(path):
+            assert not name.startswith(("peersync._farm", "peersync.farm")), f"{path} imports {name}"
+
+
 def test_no_import_cycles_between_modules() -> None:
     modules = {_module_name(p): p for p in SRC.rglob("*.py")}
     graph: dict[str, set[str]] = {}

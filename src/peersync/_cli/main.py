@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import clone, demo, inspect, manage, serve, sync, token
+from . import clone, demo, farm, inspect, manage, serve, sync, token
 from .app import cli, main
 
-__all__ = ["cli", "clone", "demo", "inspect", "main", "manage", "serve", "sync", "token"]
+__all__ = ["cli", "clone", "demo", "farm", "inspect", "main", "manage", "serve", "sync", "token"]

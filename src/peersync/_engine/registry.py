@@ -50,6 +50,13 @@ def scheme_of(url: str) -> str:
     return scheme
 
 
+def is_known_scheme(scheme: str) -> bool:
+    """Whether ``connect`` has an adapter for ``scheme`` (registered, or built in
+    and part of this version), without importing it or its driver."""
+    scheme = scheme.lower()
+    return scheme in _openers or (scheme in _BUILTIN and _installed(scheme))
+
+
 def open_url(url: str | os.PathLike[str], **options: Any) -> Database:
     """Open the database or remote peer that ``url`` names, by its scheme.
 
