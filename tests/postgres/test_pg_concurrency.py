@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 import psycopg
 
 import peersync
+from peersync import Knowledge
+from peersync._engine.model import ConflictType, SessionEnd
 
 from .helpers import ITEM_PG, pg_rows, provision, sqlite_db, sqlite_rows, sqlite_write, sync
 
@@ -108,3 +111,44 @@ def test_concurrent_writer_during_apply_loses_nothing(make_pg: Callable[..., str
     for _ in range(2):
         sync(url, path)
     assert pg_rows(url) == sqlite_rows(path)
+
+
+def test_two_calls_ending_one_session_at_once_merge_and_log_once(make_pg: Callable[..., str], sql: Any) -> None:
+    url = make_pg(ITEM_PG)
+    provision(url, ["item"])
+    source = b"\x02" * 16
+    failure = peersync.Conflict(
+        scope="s", table="item", key=(7,), type=ConflictType.ERROR, policy="last-writer-wins",
+        outcome=peersync.Outcome.FAILED, local_version=None, remote_version=(source, 2), local_row=None,
+        remote_row={"id": 7, "name": "x", "qty": None, "price": None}, local_time=None, remote_time=1, detail="x",
+    )  # fmt: skip
+    end = SessionEnd(uuid.uuid4().hex, Knowledge.empty().add_range(source, 1, 3), Knowledge.empty(), (failure,))
+    # Both calls queue behind a lock on the scope's row, then run one after the other.
+    holder = psycopg.connect(url)
+    holder.execute("SELECT 1 FROM _peersync._peersync_scopes WHERE name = 's' FOR UPDATE")
+    results: list[Knowledge] = []
+    errors: list[BaseException] = []
+
+    def finish() -> None:
+        try:
+            with peersync.connect(url) as db:
+                results.append(db.finish("s", end))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=finish) for _ in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 30
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    while sql(url, waiting)[0][0] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    holder.rollback()
+    holder.close()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(results) == 2 and results[0] == results[1]
+    assert results[0].contains(source, 3)
+    with peersync.connect(url) as db:
+        assert [c.detail for c in db.conflicts("s")] == ["x"]

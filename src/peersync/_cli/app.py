@@ -77,6 +77,17 @@ def open_db(url: str, timeout: float, token: str | None = None, ca: str | None =
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 
 
+def policy_option(help: str) -> Callable[[Any], Any]:
+    """``--policy``: a named conflict policy, last writer wins by default."""
+    return click.option(
+        "--policy",
+        type=click.Choice([p.value for p in peersync.Policy]),
+        default=peersync.Policy.LAST_WRITER_WINS.value,
+        show_default=True,
+        help=help,
+    )
+
+
 def flag(name: str, help: str) -> Callable[[Any], Any]:
     """An on/off option."""
     return click.option(name, is_flag=True, help=help)

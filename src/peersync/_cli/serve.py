@@ -6,7 +6,7 @@ import click
 
 import peersync
 
-from .app import cli, handle_errors, timeout_option
+from .app import cli, handle_errors, policy_option, timeout_option
 
 # The server's modules (starlette, uvicorn) load only when serving, so every
 # other command starts as fast as before.
@@ -21,13 +21,7 @@ _DEFAULT_BODY_TIMEOUT = 60.0
 @click.option("--port", default=8484, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM): serve https.")
 @click.option("--key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM) of --cert.")
-@click.option(
-    "--policy",
-    type=click.Choice([p.value for p in peersync.Policy]),
-    default=peersync.Policy.LAST_WRITER_WINS.value,
-    show_default=True,
-    help="Conflict policy of every batch applied here.",
-)
+@policy_option("Conflict policy of every batch applied here.")
 @click.option("--tokens", "tokens", default=None, help="Token file (default: DB.peersync-tokens beside a SQLite file).")
 @click.option("--insecure", is_flag=True, help="Allow scopes without a token on a non-loopback address.")
 @click.option(

@@ -12,7 +12,7 @@ from rich.table import Table
 import peersync
 from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
 
-from .app import _fail, ca_option, cli, handle_errors, open_db, out, timeout_option, token_option
+from .app import _fail, ca_option, cli, handle_errors, open_db, out, policy_option, timeout_option, token_option
 
 
 def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], Any]:
@@ -33,13 +33,7 @@ def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], An
 )
 @_limit("--batch-size", 1, DEFAULT_BATCH_ROWS, "Most rows per batch.")
 @_limit("--batch-bytes", 1024, DEFAULT_BATCH_BYTES, "About the most bytes per batch.")
-@click.option(
-    "--policy",
-    type=click.Choice([p.value for p in peersync.Policy]),
-    default=peersync.Policy.LAST_WRITER_WINS.value,
-    show_default=True,
-    help="Conflict policy.",
-)
+@policy_option("Conflict policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @token_option
 @ca_option

@@ -204,6 +204,46 @@ def _names(v: object, what: str, nonempty: bool = True) -> tuple[str, ...]:
     return out
 
 
+def _size(v: object, what: str) -> int | None:
+    return _opt_int(v, what, 0, MAX_SIZE_PARAM)
+
+
+def _time(v: object, what: str) -> int:
+    return _int(v, what, MIN_INT, MAX_INT)
+
+
+def _opt_time(v: object, what: str) -> int | None:
+    return _opt_int(v, what, MIN_INT, MAX_INT)
+
+
+def _count(v: object, what: str) -> int:
+    return _int(v, what, 0, MAX_INT)
+
+
+def _tick(v: object, what: str) -> int:
+    return _int(v, what, 0, MAX_TICK)
+
+
+def _limit(v: object, what: str) -> int:
+    return _int(v, what, 1, MAX_INT)
+
+
+def _one_of(cls: Callable[[str], T], names: list[str]) -> Callable[[object, str], T]:
+    """A reader of an enum field that travels by value."""
+    return lambda v, what: _enum(cls, v, what, names)
+
+
+# A structure's fields in wire order: (attribute, reader, how a message names it).
+_Spec = tuple[tuple[str, Callable[[Any, str], Any], str], ...]
+
+
+def _build(cls: Callable[..., T], spec: _Spec, values: list[Any], what: str = "") -> T:
+    """``cls`` from ``values``, each checked by its field's reader; a message
+    names a field by its label, after ``what`` when given."""
+    prefix = f"{what} " if what else ""
+    return cls(**{attr: read(v, prefix + label) for (attr, read, label), v in zip(spec, values, strict=True)})
+
+
 # -- one pair per structure: to plain msgpack data, and back (checked) --
 
 
@@ -215,17 +255,15 @@ def _schema_to(s: TableSchema) -> list[Any]:
 _VALUE_TYPES = [t.value for t in ValueType]
 
 
+_COLUMN_FIELDS: _Spec = (
+    ("name", _str, "name"), ("type", _one_of(ValueType, _VALUE_TYPES), "type"), ("nullable", _bool, "nullable"),
+    ("length", _size, "length"), ("precision", _size, "precision"), ("scale", _size, "scale"),
+    ("declared", _str, "declared type"),
+)  # fmt: skip
+
+
 def _spec_from(v: object, what: str) -> Column:
-    name, vtype, nullable, length, precision, scale, declared = _fields(v, what, 7)
-    return Column(
-        name=_str(name, f"{what} name"),
-        type=_enum(ValueType, vtype, f"{what} type", _VALUE_TYPES),
-        nullable=_bool(nullable, f"{what} nullable"),
-        length=_opt_int(length, f"{what} length", 0, MAX_SIZE_PARAM),
-        precision=_opt_int(precision, f"{what} precision", 0, MAX_SIZE_PARAM),
-        scale=_opt_int(scale, f"{what} scale", 0, MAX_SIZE_PARAM),
-        declared=_str(declared, f"{what} declared type"),
-    )
+    return _build(Column, _COLUMN_FIELDS, _fields(v, what, len(_COLUMN_FIELDS)), what)
 
 
 def _schema_from(v: object, what: str = "table schema") -> TableSchema:
@@ -293,49 +331,40 @@ def _conflict_to(c: Conflict) -> list[Any]:
     ]  # fmt: skip
 
 
-def _conflict_from(v: object, what: str = "conflict") -> Conflict:
-    (scope, table, key, kind, lrow, rrow, lver, rver, ltime, rtime, policy, outcome, detail, cid, at) = _fields(
-        v, what, 15
-    )
-    keys = tuple(_value(x, f"{what} key value") for x in _array(key, f"{what} key"))
+def _key_from(v: object, what: str) -> tuple[Value, ...]:
+    keys = tuple(_value(x, f"{what} value") for x in _array(v, what))
     if not keys:
-        raise _Invalid(f"{what} key is empty")
-    remote_version = _version_from(rver, f"{what} remote version")
-    if remote_version is None:
-        _bad(f"{what} remote version", rver, "a version")
-    return Conflict(
-        scope=_str(scope, f"{what} scope"),
-        table=_str(table, f"{what} table"),
-        key=keys,
-        type=_enum(ConflictType, kind, f"{what} type", _CONFLICT_TYPES),
-        local_row=_row_from(lrow, f"{what} local row"),
-        remote_row=_row_from(rrow, f"{what} remote row"),
-        local_version=_version_from(lver, f"{what} local version"),
-        remote_version=remote_version,
-        local_time=_opt_int(ltime, f"{what} local time", MIN_INT, MAX_INT),
-        remote_time=_int(rtime, f"{what} remote time", MIN_INT, MAX_INT),
-        policy=_str(policy, f"{what} policy"),
-        outcome=None if outcome is None else _enum(Outcome, outcome, f"{what} outcome", _OUTCOMES),
-        detail=_str(detail, f"{what} detail"),
-        id=_opt_int(cid, f"{what} id", MIN_INT, MAX_INT),
-        logged_at=_opt_int(at, f"{what} logging time", MIN_INT, MAX_INT),
-    )
+        raise _Invalid(f"{what} is empty")
+    return keys
+
+
+def _remote_version_from(v: object, what: str) -> Version:
+    version = _version_from(v, what)
+    if version is None:
+        _bad(what, v, "a version")
+    return version
+
+
+def _outcome_from(v: object, what: str) -> Outcome | None:
+    return None if v is None else _enum(Outcome, v, what, _OUTCOMES)
+
+
+_CONFLICT_FIELDS: _Spec = (
+    ("scope", _str, "scope"), ("table", _str, "table"), ("key", _key_from, "key"),
+    ("type", _one_of(ConflictType, _CONFLICT_TYPES), "type"), ("local_row", _row_from, "local row"),
+    ("remote_row", _row_from, "remote row"), ("local_version", _version_from, "local version"),
+    ("remote_version", _remote_version_from, "remote version"), ("local_time", _opt_time, "local time"),
+    ("remote_time", _time, "remote time"), ("policy", _str, "policy"), ("outcome", _outcome_from, "outcome"),
+    ("detail", _str, "detail"), ("id", _opt_time, "id"), ("logged_at", _opt_time, "logging time"),
+)  # fmt: skip
+
+
+def _conflict_from(v: object, what: str = "conflict") -> Conflict:
+    return _build(Conflict, _CONFLICT_FIELDS, _fields(v, what, len(_CONFLICT_FIELDS)), what)
 
 
 def _conflicts_from(v: object, what: str) -> list[Conflict]:
     return [_conflict_from(c, f"{what} entry") for c in _array(v, what)]
-
-
-def _count(v: object, what: str) -> int:
-    return _int(v, what, 0, MAX_INT)
-
-
-def _tick(v: object, what: str) -> int:
-    return _int(v, what, 0, MAX_TICK)
-
-
-def _limit(v: object, what: str) -> int:
-    return _int(v, what, 1, MAX_INT)
 
 
 # -- the messages ---------------------------------------------------------------------
@@ -456,17 +485,17 @@ def decode_replica_info(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Rep
     return _decode(_REPLICA_INFO, data, max_size, _replica_info_body)
 
 
+# A replica's head, shared by replica info and status.
+_HEAD: _Spec = (
+    ("scope", _str, "scope"), ("replica_id", _replica, "replica id"), ("tick", _tick, "tick"),
+    ("knowledge", _knowledge, "knowledge"), ("forgotten", _knowledge, "forgotten knowledge"),
+    ("fingerprint", _str, "fingerprint"),
+)  # fmt: skip
+_REPLICA_INFO_FIELDS: _Spec = (*_HEAD, ("tables", _tables_from, "tables"))
+
+
 def _replica_info_body(b: list[Any]) -> ReplicaInfo:
-    scope, rid, tick, known, forgotten, fingerprint, tables = b
-    return ReplicaInfo(
-        scope=_str(scope, "scope"),
-        replica_id=_replica(rid, "replica id"),
-        tick=_tick(tick, "tick"),
-        knowledge=_knowledge(known, "knowledge"),
-        forgotten=_knowledge(forgotten, "forgotten knowledge"),
-        fingerprint=_str(fingerprint, "fingerprint"),
-        tables=_tables_from(tables, "tables"),
-    )
+    return _build(ReplicaInfo, _REPLICA_INFO_FIELDS, b)
 
 
 _CONFLICT = _Kind("conflict", 15)
@@ -495,21 +524,18 @@ def decode_apply_report(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> App
     return _decode(_APPLY_REPORT, data, max_size, _apply_report_body)
 
 
-def _apply_report_body(b: list[Any]) -> ApplyReport:
-    received, applied, skipped, conflicts, deferred, failed, excluded, known, last, final, made_with = b
-    return ApplyReport(
-        received=_count(received, "received"),
-        applied=_count(applied, "applied"),
-        skipped_known=_count(skipped, "skipped_known"),
-        conflicts=_count(conflicts, "conflicts"),
-        deferred=_count(deferred, "deferred"),
-        failed=_conflicts_from(failed, "failed"),
-        excluded=_knowledge(excluded, "excluded"),
-        knowledge=_knowledge(known, "knowledge"),
-        last=_tick(last, "last"),
-        final=_bool(final, "final"),
-        made_with=_knowledge(made_with, "made_with"),
+_APPLY_REPORT_FIELDS: _Spec = tuple(
+    (name, read, name)
+    for name, read in (
+        ("received", _count), ("applied", _count), ("skipped_known", _count), ("conflicts", _count),
+        ("deferred", _count), ("failed", _conflicts_from), ("excluded", _knowledge), ("knowledge", _knowledge),
+        ("last", _tick), ("final", _bool), ("made_with", _knowledge),
     )
+)  # fmt: skip
+
+
+def _apply_report_body(b: list[Any]) -> ApplyReport:
+    return _build(ApplyReport, _APPLY_REPORT_FIELDS, b)
 
 
 _SESSION_END = _Kind("session-end", 4)
@@ -524,16 +550,20 @@ def decode_session_end(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> Sess
     return _decode(_SESSION_END, data, max_size, _session_end_body)
 
 
+def _session_id(v: object, what: str) -> str:
+    if not _SESSION.fullmatch(_str(v, what)):
+        raise _Invalid(f"{what} must be 32 lowercase hex digits")
+    return str(v)
+
+
+_SESSION_END_FIELDS: _Spec = (
+    ("session", _session_id, "session"), ("merge", _knowledge, "merge"), ("excluded", _knowledge, "excluded"),
+    ("failures", lambda v, what: tuple(_conflicts_from(v, what)), "failures"),
+)  # fmt: skip
+
+
 def _session_end_body(b: list[Any]) -> SessionEnd:
-    session, merge, excluded, failures = b
-    if not _SESSION.fullmatch(_str(session, "session")):
-        raise _Invalid("session must be 32 lowercase hex digits")
-    return SessionEnd(
-        session=session,
-        merge=_knowledge(merge, "merge"),
-        excluded=_knowledge(excluded, "excluded"),
-        failures=tuple(_conflicts_from(failures, "failures")),
-    )
+    return _build(SessionEnd, _SESSION_END_FIELDS, b)
 
 
 _POLICY = _Kind("policy", 1)
@@ -575,15 +605,14 @@ def decode_changes_request(data: bytes, *, max_size: int = DEFAULT_MAX_SIZE) -> 
     return _decode(_CHANGES_REQUEST, data, max_size, _changes_request_body)
 
 
+_CHANGES_REQUEST_FIELDS: _Spec = (
+    ("known", _knowledge, "known"), ("after", _tick, "after"), ("upto", _tick, "upto"),
+    ("max_rows", _limit, "max_rows"), ("max_bytes", _limit, "max_bytes"),
+)  # fmt: skip
+
+
 def _changes_request_body(b: list[Any]) -> ChangesRequest:
-    known, after, upto, max_rows, max_bytes = b
-    return ChangesRequest(
-        known=_knowledge(known, "known"),
-        after=_tick(after, "after"),
-        upto=_tick(upto, "upto"),
-        max_rows=_limit(max_rows, "max_rows"),
-        max_bytes=_limit(max_bytes, "max_bytes"),
-    )
+    return _build(ChangesRequest, _CHANGES_REQUEST_FIELDS, b)
 
 
 _ERROR = _Kind("error", 2)
@@ -616,21 +645,15 @@ def _status_to(st: Status) -> list[Any]:
     ]  # fmt: skip
 
 
+_STATUS_FIELDS: _Spec = (
+    *_HEAD, ("tables", lambda v, what: _names(v, what, nonempty=False), "tables"),
+    ("tracked_rows", _count, "tracked rows"), ("tombstones", _count, "tombstones"),
+    ("conflicts", _count, "conflicts"), ("pending", _count, "pending"),
+)  # fmt: skip
+
+
 def _status_from(v: object, what: str = "status") -> Status:
-    scope, rid, tick, known, forgotten, fingerprint, tables, rows, tombs, conflicts, pending = _fields(v, what, 11)
-    return Status(
-        scope=_str(scope, f"{what} scope"),
-        replica_id=_replica(rid, f"{what} replica id"),
-        tick=_tick(tick, f"{what} tick"),
-        knowledge=_knowledge(known, f"{what} knowledge"),
-        forgotten=_knowledge(forgotten, f"{what} forgotten knowledge"),
-        fingerprint=_str(fingerprint, f"{what} fingerprint"),
-        tables=_names(tables, f"{what} tables", nonempty=False),
-        tracked_rows=_count(rows, f"{what} tracked rows"),
-        tombstones=_count(tombs, f"{what} tombstones"),
-        conflicts=_count(conflicts, f"{what} conflicts"),
-        pending=_count(pending, f"{what} pending"),
-    )
+    return _build(Status, _STATUS_FIELDS, _fields(v, what, len(_STATUS_FIELDS)), what)
 
 
 def encode_statuses(statuses: list[Status]) -> bytes:

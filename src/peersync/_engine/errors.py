@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, ClassVar
 if TYPE_CHECKING:
     from .results import SyncResult
 
+_BY_CODE: dict[str, type[SyncError]] = {}  # filled as the classes below are defined
+
 
 class SyncError(Exception):
     """Root of every exception peersync raises on purpose.
@@ -63,52 +65,52 @@ class SyncError(Exception):
     code: ClassVar[str] = "sync-error"
     result: SyncResult | None = None
 
+    def __init_subclass__(cls, code: str | None = None, **kwargs: object) -> None:
+        """A class here names its stable ``code`` (``class X(SyncError,
+        code="x")``) and is registered under it; a subclass defined elsewhere
+        names none and travels as its nearest class here."""
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            if code in _BY_CODE:
+                raise TypeError(f"error code {code!r} is taken by {_BY_CODE[code].__name__}")
+            cls.code = code
+            _BY_CODE[code] = cls
 
-class ConfigurationError(SyncError):
+
+_BY_CODE[SyncError.code] = SyncError
+
+
+class ConfigurationError(SyncError, code="configuration"):
     """The caller asked for something that cannot be done as stated."""
 
-    code: ClassVar[str] = "configuration"
 
-
-class InvalidURL(ConfigurationError):
+class InvalidURL(ConfigurationError, code="invalid-url"):
     """The database URL or path cannot be opened by any adapter."""
 
-    code: ClassVar[str] = "invalid-url"
 
-
-class ScopeError(ConfigurationError):
+class ScopeError(ConfigurationError, code="scope"):
     """Unknown scope, or a scope whose definition differs from the one asked for."""
 
-    code: ClassVar[str] = "scope"
 
-
-class TableError(ConfigurationError):
+class TableError(ConfigurationError, code="table"):
     """A table is missing, has no primary key, or cannot be tracked."""
 
-    code: ClassVar[str] = "table"
 
-
-class AccessDenied(ConfigurationError):
+class AccessDenied(ConfigurationError, code="access-denied"):
     """A served peer refused the request's token: none or a wrong one (HTTP
     401), or one without the right for this scope or this call (HTTP 403).
     Nothing was read or written; the message says which."""
 
-    code: ClassVar[str] = "access-denied"
 
-
-class SchemaMismatch(SyncError):
+class SchemaMismatch(SyncError, code="schema-mismatch"):
     """Two peers hold the same scope with different shapes (fingerprints differ)."""
 
-    code: ClassVar[str] = "schema-mismatch"
 
-
-class ReplicaOutdated(SyncError):
+class ReplicaOutdated(SyncError, code="replica-outdated"):
     """The destination may have missed deletes whose tombstones were cleaned up."""
 
-    code: ClassVar[str] = "replica-outdated"
 
-
-class RepairNeeded(SyncError):
+class RepairNeeded(SyncError, code="repair-needed"):
     """This database's peersync state no longer matches the file or tables it is in.
 
     A copied or restored file still carries its original's replica id (run
@@ -118,51 +120,21 @@ class RepairNeeded(SyncError):
     command; nothing was written.
     """
 
-    code: ClassVar[str] = "repair-needed"
 
-
-class ProtocolError(SyncError):
+class ProtocolError(SyncError, code="protocol"):
     """A batch or request is malformed, truncated, forged or does not match the session."""
 
-    code: ClassVar[str] = "protocol"
 
-
-class TransportError(SyncError):
+class TransportError(SyncError, code="transport"):
     """The remote peer could not be reached or dropped the connection; retryable."""
 
-    code: ClassVar[str] = "transport"
 
-
-class StorageError(SyncError):
+class StorageError(SyncError, code="storage"):
     """The database failed, is not a database, or is unusable."""
 
-    code: ClassVar[str] = "storage"
 
-
-class DatabaseLocked(StorageError):
+class DatabaseLocked(StorageError, code="database-locked"):
     """Another connection held the database lock past the busy timeout."""
-
-    code: ClassVar[str] = "database-locked"
-
-
-_BY_CODE: dict[str, type[SyncError]] = {
-    cls.code: cls
-    for cls in (
-        SyncError,
-        ConfigurationError,
-        InvalidURL,
-        ScopeError,
-        TableError,
-        AccessDenied,
-        SchemaMismatch,
-        ReplicaOutdated,
-        RepairNeeded,
-        ProtocolError,
-        TransportError,
-        StorageError,
-        DatabaseLocked,
-    )
-}
 
 
 def error_to_wire(exc: SyncError) -> dict[str, str]:

@@ -192,16 +192,14 @@ Change = tuple[int, bool, Version, Version, int, tuple[Value, ...]]
 
 
 @dataclass(frozen=True)
-class Batch:
-    """Changes of one scope from one source, covering source ticks ``first..last``.
+class BatchHead:
+    """What every batch says of itself: scope ``scope`` of shape
+    ``fingerprint``, from replica ``source``, covering its ticks
+    ``first..last``, made with knowledge ``made_with``.
 
     ``final`` means ``last`` is the source's newest tick in the snapshot that
     ``made_with`` was read in: every row the source held then was sent in this
     session or known to the destination, so ``made_with`` may be merged.
-
-    The destination learns the source's own ticks in that range, the versions
-    it received, and (once ``final`` and the session completes) the rest of
-    ``made_with``.
     """
 
     scope: str
@@ -211,6 +209,18 @@ class Batch:
     first: int
     last: int
     final: bool
+
+
+@dataclass(frozen=True)
+class Batch(BatchHead):
+    """Changes of one scope from one source, covering source ticks ``first..last``
+    (see :class:`BatchHead`).
+
+    The destination learns the source's own ticks in that range, the versions
+    it received, and (once ``final`` and the session completes) the rest of
+    ``made_with``.
+    """
+
     changes: dict[str, list[Change]]
     # Knowledge some rows were made with beyond ``made_with``, and for each
     # table the index (1-based; 0 for none) of each row's entry in ``extras``.

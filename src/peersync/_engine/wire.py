@@ -50,7 +50,7 @@ import msgpack
 
 from .errors import ProtocolError, SchemaMismatch
 from .knowledge import REPLICA_ID_BYTES, Knowledge, Version
-from .model import Batch, Change, RawText, TableSchema
+from .model import Batch, BatchHead, Change, RawText, TableSchema
 
 MAGIC = "peersync-batch"
 FORMAT = 2  # 2: the short row form
@@ -182,16 +182,9 @@ def batch_end(data: bytes) -> tuple[int, bool]:
 
 
 @dataclass(frozen=True)
-class Envelope:
+class Envelope(BatchHead):
     """A batch's validated header, its rows still raw (for set-based apply)."""
 
-    scope: str
-    source: bytes
-    fingerprint: str
-    made_with: Knowledge
-    first: int
-    last: int
-    final: bool
     replicas: list[bytes]
     tables: list[tuple[str, int, list[Any]]]
     extras: list[Knowledge]

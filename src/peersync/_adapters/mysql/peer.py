@@ -355,7 +355,7 @@ class MySQLPeer(BatchPeer):
                 (pending,) = self.conn.execute(
                     f"SELECT count(*) FROM (SELECT DISTINCT tbl, kj FROM {S.PENDING} WHERE scope = %s) AS p", (sc.idx,)
                 ).fetchone()
-                tracking = [t.tracking for t in sc.tables]
+                tracking = [q(t.tracking) for t in sc.tables]
                 tick = S.sealed(self.conn)
                 out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, tick, int(pending)))
         return out

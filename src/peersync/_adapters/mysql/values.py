@@ -77,15 +77,14 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
             raise Unfit("text that is not UTF-8")
         return v
 
+    def finite(v: Value, where: str = "") -> Value:
+        v = check(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise Unfit(f"MariaDB cannot store {v!r}{where}")
+        return v
+
     if t is ValueType.REAL:
-
-        def real(v: Value) -> Any:
-            v = check(v)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise Unfit(f"MariaDB cannot store {v!r}")
-            return v
-
-        return real
+        return finite
     if t is ValueType.TIMESTAMPTZ:
         return lambda v: _from_timestamptz(v) if isinstance(v, str) else check(v)
     if t is ValueType.UUID:
@@ -99,9 +98,7 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
     if t is ValueType.DECIMAL:
 
         def dec(v: Value) -> Any:
-            v = check(v)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise Unfit(f"MariaDB cannot store {v!r} in a DECIMAL")
+            v = finite(v, " in a DECIMAL")
             if isinstance(v, str):
                 try:
                     d = decimal.Decimal(v)

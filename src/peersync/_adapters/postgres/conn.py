@@ -16,9 +16,22 @@ from typing import Any
 import psycopg
 from psycopg import errors as pge
 
+from peersync._adapters.sql.dialect import Dialect
 from peersync._engine.errors import DatabaseLocked, InvalidURL, StorageError, TransportError
 
 from .schema import SCHEMA
+
+# The shared metadata statements name tables unqualified (the connection puts
+# peersync's schema first on its search path); existence is asked of that
+# schema alone. PostgreSQL refuses FOR UPDATE with MAX(): new ids are read
+# unlocked and the ids' unique indexes refuse a racing twin.
+POSTGRES = Dialect(
+    paramstyle="format",
+    returning=True,
+    table_exists=f"SELECT 1 WHERE to_regclass('{SCHEMA}.' || ?) IS NOT NULL",
+    for_update=" FOR UPDATE",
+    lock_max=False,
+)
 
 # Retried by the apply: its snapshot met a concurrent write, or a deadlock.
 RETRYABLE = (pge.SerializationFailure, pge.DeadlockDetected)

@@ -9,29 +9,31 @@ contract of :mod:`peersync._engine.peer` through the mechanism described in
 
 from __future__ import annotations
 
-import heapq
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from itertools import repeat
 from typing import Any
 
 import psycopg
 
-from peersync._adapters.sql.dialect import Dialect
-from peersync._adapters.sql.meta import PREFIX, Meta, now_ms, range_rows
-from peersync._engine.errors import (
-    ConfigurationError,
-    ProtocolError,
-    RepairNeeded,
-    SchemaMismatch,
-    ScopeError,
-    StorageError,
-    TableError,
+from peersync._adapters.sql.batch_frame import frame, take_rows
+from peersync._adapters.sql.meta import PREFIX, Meta, range_rows
+from peersync._adapters.sql.reports import logged_conflicts, scope_status
+from peersync._adapters.sql.scopes import (
+    cached,
+    check_provision_args,
+    delete_scope_rows,
+    insert_scope,
+    load_scope,
+    next_id,
+    scope_row,
+    start_provision,
+    tables_in_use,
 )
+from peersync._adapters.sql.session_end import end_session
+from peersync._engine.errors import ConfigurationError, RepairNeeded, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import (
     ApplyReport,
@@ -43,15 +45,15 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
-from peersync._engine.schema import dependency_order, fingerprint
-from peersync._engine.wire import PackedRows, pack_batch, row_packer, unpack_envelope
+from peersync._engine.peer import BatchPeer
+from peersync._engine.schema import fingerprint
+from peersync._engine.wire import open_batch
 
 from . import schema as S
-from .conn import RETRYABLE, errors, open_connection, transaction
+from .apply import SetApply
+from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .schema import SCHEMA, Scope, Tracked, q, read_expr
 
-POSTGRES = Dialect(paramstyle="format", returning=True)
-_SESSIONS_KEPT = 1000  # finished sessions remembered per scope, for retried finish calls
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
 
@@ -98,12 +100,11 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
     )
 
 
-def _tagged(i: int, rows: Iterator[Any]) -> Iterator[tuple[int, int, Any]]:
-    for row in rows:
-        yield row[0], i, row
+def _same_fingerprint(stored: str, schemas: list[TableSchema]) -> bool:
+    return stored == fingerprint(schemas)
 
 
-class PostgresPeer:
+class PostgresPeer(BatchPeer):
     """A PostgreSQL database as a peersync peer (``postgresql://`` URLs).
 
     Opening connects (``TransportError`` when the server cannot be reached)
@@ -122,12 +123,6 @@ class PostgresPeer:
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> PostgresPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"PostgresPeer({self.url!r})"
 
@@ -141,13 +136,9 @@ class PostgresPeer:
                 self.meta.forget_cache()
                 raise
 
-    def _has_meta(self) -> bool:
-        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{PREFIX}scopes",)).fetchone()
-        return bool(row and row[0])
-
     def bound(self) -> int:
         """The snapshot bound (see :func:`schema.bound_sql`); outside any transaction."""
-        if not self._has_meta():
+        if not self.meta.has_meta():
             return 0
         last_sql, locks_sql = S.bound_sql()
         (last,) = self.conn.execute(last_sql).fetchone()  # type: ignore[misc]
@@ -155,33 +146,11 @@ class PostgresPeer:
         return int(last) if low is None else min(int(last), int(low))
 
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
-        sc = self._scopes.get(name)
-        if sc is not None and not reload:
-            return sc
-        if not self._has_meta():
-            raise ScopeError(f"{self.url} has no peersync scopes; run 'peersync init' first")
-        row = self.conn.execute(
-            f"SELECT idx, replica_id, tables, fingerprint FROM {PREFIX}scopes WHERE name = %s", (name,)
-        ).fetchone()
-        if row is None:
-            raise ScopeError(f"unknown scope {name!r} in {self.url}")
-        idx, rid, tables_json, fp = row
-        tids = dict(self.conn.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall())
-        tables = []
-        for qualified in json.loads(tables_json):
-            try:
-                t = S.introspect(self.conn, qualified)
-            except TableError as exc:
-                raise SchemaMismatch(f"scope {name!r} in {self.url}: {exc}") from exc
-            tables.append(replace(t, tid=tids[qualified]))
-        if fp != fingerprint([t.schema for t in tables]):
-            raise SchemaMismatch(
-                f"the tables of scope {name!r} in {self.url} changed since provisioning;"
-                " peersync cannot migrate a PostgreSQL scope yet: deprovision and provision it again"
-            )
-        sc = Scope(name, int(idx), bytes(rid), fp, tables)
-        self._scopes[name] = sc
-        return sc
+        return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
+            self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
+            lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning;"
+            " peersync cannot migrate a PostgreSQL scope yet: deprovision and provision it again",
+        )))  # fmt: skip
 
     def _verify(self, sc: Scope) -> None:
         """Tracking that lost a trigger (dropped, disabled) cannot be trusted."""
@@ -200,47 +169,33 @@ class PostgresPeer:
     # -- management ------------------------------------------------------------
     def scopes(self) -> list[str]:
         with self._txn():
-            if not self._has_meta():
-                return []
-            return [r[0] for r in self.conn.execute(f"SELECT name FROM {PREFIX}scopes ORDER BY name").fetchall()]
+            return self.meta.scope_names()
 
     def provision(self, scope: str, tables: Sequence[str]) -> bool:
         """Create ``scope`` over ``tables`` in one transaction (nothing is
         left behind by a failure); True if created, False if it already
         exists with the same definition. Existing rows become local changes.
         Raises :class:`~peersync.ScopeError` and :class:`~peersync.TableError`."""
-        if isinstance(tables, str):
-            raise TableError(f"tables is a list of names, not the string {tables!r}: write [{tables!r}]")
-        if not scope or not tables:
-            raise ScopeError("a scope needs a name and at least one table")
+        check_provision_args(scope, tables)
         with self._txn() as conn:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
-            found = [S.introspect(conn, n) for n in tables]
-            wanted = dependency_order(list({t.qualified: t for t in found}.values()))
+            # Tables are stored by their qualified names; a repeated provision
+            # looks for no lost triggers (describe does).
+            plan = start_provision(
+                self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
+                lambda _ts, _tids: {}, str, stored=lambda t: t.qualified,
+            )  # fmt: skip
+            if plan is None:
+                return False
+            wanted, quals, fp = plan
             names = [t.name for t in wanted]
             if len({n.lower() for n in names}) != len(names):
                 raise TableError(f"scope {scope!r} names two tables with the same name in different schemas")
-            fp = fingerprint([t.schema for t in wanted])
-            quals = [t.qualified for t in wanted]
-            row = conn.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = %s", (scope,)).fetchone()
-            if row is not None:
-                if sorted(json.loads(row[0])) == sorted(quals) and row[1] == fp:
-                    return False
-                raise ScopeError(
-                    f"scope {scope!r} already exists in {self.url} with other tables or another shape;"
-                    " deprovision it first or choose another name"
-                )
             conn.execute(f"SELECT {SCHEMA}.{PREFIX}take_ticks()")
             for t in wanted:
                 self._track(conn, t)
-            (idx,) = conn.execute(f"SELECT COALESCE(MAX(idx), 0) + 1 FROM {PREFIX}scopes").fetchone()  # type: ignore[misc]
-            empty = Knowledge.empty().to_bytes()
-            conn.execute(
-                f"INSERT INTO {PREFIX}scopes (name, idx, replica_id, tables, fingerprint, knowledge, forgotten,"
-                " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                (scope, idx, os.urandom(16), json.dumps(quals), fp, empty, empty, now_ms()),
-            )
+            insert_scope(self.meta, scope, quals, fp)
         self._scopes.pop(scope, None)
         return True
 
@@ -251,7 +206,7 @@ class PostgresPeer:
             if row[0] != definition:
                 raise ScopeError(f"table {t.name} changed since another scope started tracking it")
             return
-        (tid,) = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {PREFIX}tracked").fetchone()  # type: ignore[misc]
+        tid = next_id(self.meta, "tracked", "id")
         t = replace(t, tid=tid)
         for ddl in t.create_sql():
             conn.execute(ddl)
@@ -262,18 +217,9 @@ class PostgresPeer:
         """Remove ``scope``'s tracking (tables no other scope tracks lose their
         tracking tables and triggers); user data is untouched."""
         with self._txn() as conn:
-            if not self._has_meta():
-                raise ScopeError(f"unknown scope {scope!r} in {self.url}")
-            row = conn.execute(f"SELECT idx, tables FROM {PREFIX}scopes WHERE name = %s", (scope,)).fetchone()
-            if row is None:
-                raise ScopeError(f"unknown scope {scope!r} in {self.url}")
-            idx, tables = row[0], json.loads(row[1])
-            for tbl in ("scopes", "conflicts", "applied", "partial", "sessions"):
-                conn.execute(f"DELETE FROM {PREFIX}{tbl} WHERE {'name' if tbl == 'scopes' else 'scope'} = %s", (scope,))
-            conn.execute(f"DELETE FROM {PREFIX}pending WHERE scope = %s", (idx,))
-            still = {
-                n for (ts,) in conn.execute(f"SELECT tables FROM {PREFIX}scopes").fetchall() for n in json.loads(ts)
-            }
+            idx, tables = scope_row(self.meta, scope, self.url)
+            delete_scope_rows(self.meta, scope, idx)
+            still = tables_in_use(self.meta)
             for qualified in tables:
                 if qualified in still:
                     continue
@@ -318,31 +264,17 @@ class PostgresPeer:
         with self._txn() as conn:
             for name in names:
                 sc = self._scope(name, reload=True)
-                stored, forgotten = self.meta.stored_knowledge(name)
-                rows = tombs = 0
-                for t in sc.tables:
-                    n, d = conn.execute(f"SELECT count(*), count(*) FILTER (WHERE del) FROM {t.tracking}").fetchone()  # type: ignore[misc]
-                    rows, tombs = rows + n, tombs + d
-                (nconf,) = conn.execute(f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = %s", (name,)).fetchone()  # type: ignore[misc]
                 (pending,) = conn.execute(  # type: ignore[misc]
                     f"SELECT count(*) FROM (SELECT DISTINCT tbl, key FROM {PREFIX}pending WHERE scope = %s) AS p",
                     (sc.idx,),
                 ).fetchone()
-                k = stored.add_range(sc.rid, 1, tick)
-                out.append(
-                    Status(
-                        name, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.schemas), rows, tombs, nconf, pending
-                    )
-                )
+                tracking = [t.tracking for t in sc.tables]
+                out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, tick, int(pending)))
         return out
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
         with self._txn():
-            if scope is not None:
-                self._scope(scope)
-            elif not self._has_meta():
-                return []
-            return self.meta.conflicts(scope, limit)
+            return logged_conflicts(self.meta, scope, limit, self._scope)
 
     # -- the Peer interface -----------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:
@@ -359,19 +291,6 @@ class PostgresPeer:
         k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
 
-    def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
-        return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]
-
-    def batches(
-        self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int
-    ) -> Iterator[bytes]:
-        while True:
-            data, last, final = self._batch(scope, known, after, upto, max_rows, max_bytes)
-            yield data
-            if final or last >= upto:
-                return
-            after = last
-
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
     ) -> tuple[bytes, int, bool]:
@@ -381,27 +300,10 @@ class PostgresPeer:
             tick = self.bound()
         with self._txn("REPEATABLE READ"):
             sc = self._scope(scope)
-            self.meta.load_replicas()
-            stored, _ = self.meta.stored_knowledge(scope)
-            made_with = stored.add_range(sc.rid, 1, tick)
+            fr = frame(self.meta, sc, sc.fingerprint, tick)
             ranges = range_rows(known, self.meta.rep_idx, sc.rid, after)
-            marks: dict[int, int] = {}
-            extras: list[Knowledge] = []
-            for mw, record in self.meta.partials():
-                extra = record.exclude(made_with)
-                if not extra.is_empty():
-                    extras.append(extra)
-                    marks[mw] = len(extras)
-            rids = self.meta.rep_rid
-            replicas = [sc.rid] + [rids.get(i, sc.rid) for i in range(1, max(rids, default=0) + 1)]
             horizon = min(upto, tick)
-
-            def batch(last: int, tables: list[list[Any]]) -> bytes:
-                return pack_batch(
-                    scope, sc.rid, sc.fingerprint, made_with, after + 1, last, last >= tick, replicas, tables, extras
-                )
-
-            room = max_bytes - len(batch(horizon, []))
+            room = max_bytes - len(fr.pack(after, horizon, []))
             params = {
                 "after": after,
                 "horizon": horizon,
@@ -411,9 +313,9 @@ class PostgresPeer:
                 "klo": [r[1] for r in ranges],
                 "khi": [r[2] for r in ranges],
             }
-            tables, stop = self._read(sc, bool(ranges), marks, params, max_rows, room)
+            tables, stop = self._read(sc, bool(ranges), fr.marks, params, max_rows, room)
             last = horizon if stop is None else after + stop
-            return batch(last, tables), last, last >= tick
+            return fr.pack(after, last, tables), last, last >= tick
 
     def _read(
         self, sc: Scope, filter_known: bool, marks: dict[int, int], params: dict[str, Any], max_rows: int, room: int
@@ -433,51 +335,16 @@ class PostgresPeer:
             cur.itersize = min(max(max_rows, 1), 2000)
             cur.execute(wire_sql(t, filter_known, marks), {**params, "base": base})
             readers.append((t, base, cur))
-        pack = row_packer()
-        parts: list[list[bytes]] = [[] for _ in readers]
-        size = n = 0
-        last: int | None = None
-        stream: Iterator[tuple[int, Any]]
-        if len(readers) == 1:
-            stream = zip(repeat(0), readers[0][2])
-        else:
-            stream = (
-                (i, r) for _, i, r in heapq.merge(*(_tagged(i, iter(cur)) for i, (_, _, cur) in enumerate(readers)))
-            )
         try:
-            for i, r in stream:
-                data = pack(r)
-                grown = len(data) if parts[i] else len(data) + len(readers[i][0].name) + 16
-                if n and (n >= max_rows or size + grown > room):
-                    break
-                parts[i].append(data)
-                size += grown
-                n += 1
-                last = r[0]
-            else:
-                last = None
+            return take_rows([(t.name, base, cur) for t, base, cur in readers], max_rows, room)
         finally:
             for _, _, cur in readers:
                 cur.close()
-        tables = [[t.name, base, PackedRows(len(p), p)] for (t, base, _), p in zip(readers, parts, strict=True) if p]
-        return tables, last
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
-        from .apply import SetApply  # apply.py imports this module's helpers
-
         with self._txn():
             sc = self._scope(scope)
-        env = unpack_envelope(data, sc.schemas)
-        if env.scope != scope:
-            raise ProtocolError(f"batch is for scope {env.scope!r}, not {scope!r}")
-        if env.fingerprint != sc.fingerprint:
-            raise SchemaMismatch(f"batch for scope {scope!r} has shape {env.fingerprint}, this peer {sc.fingerprint}")
-        if env.source == sc.rid:
-            raise ProtocolError("batch claims to come from this very replica")
-        if env.last >= env.first and not env.made_with.contains_knowledge(
-            Knowledge.from_ranges({env.source: [(env.first, env.last)]})
-        ):
-            raise ProtocolError("batch covers source ticks beyond the source's own knowledge")
+        open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
         prepared = SetApply.prepare(sc, data)
         # The apply reads each row's tracking state in its snapshot and writes
         # in the same transaction (REPEATABLE READ): a local write committed
@@ -499,24 +366,5 @@ class PostgresPeer:
             tick = self.bound()
         with self._txn():
             sc = self._scope(scope)
-            # One finish (or apply) of a scope at a time: each reads the scope's
-            # knowledge, merges and writes it back.
-            self.conn.execute(f"SELECT 1 FROM {PREFIX}scopes WHERE name = %s FOR UPDATE", (scope,))
-            seen = self.conn.execute(
-                f"SELECT 1 FROM {PREFIX}sessions WHERE scope = %s AND id = %s", (scope, end.session)
-            ).fetchone()
-            stored, _ = self.meta.stored_knowledge(scope)
-            if seen is None:
-                (seq,) = self.conn.execute(  # type: ignore[misc]
-                    f"SELECT coalesce(max(seq), 0) + 1 FROM {PREFIX}sessions WHERE scope = %s", (scope,)
-                ).fetchone()
-                self.conn.execute(f"INSERT INTO {PREFIX}sessions VALUES (%s, %s, %s)", (scope, end.session, seq))
-                self.conn.execute(
-                    f"DELETE FROM {PREFIX}sessions WHERE scope = %s AND seq <= %s", (scope, seq - _SESSIONS_KEPT)
-                )
-                merge = end.merge.exclude(end.excluded)
-                self.meta.release_beaten(sc, merge)
-                stored = self.meta.save_knowledge(sc, stored.union(merge))
-                self.meta.insert_conflicts(end.failures)
-                self.meta.drop_partials_held(scope, stored.add_range(sc.rid, 1, tick))
+            stored = end_session(self.meta, sc, end, lambda: tick)
         return stored.add_range(sc.rid, 1, tick)

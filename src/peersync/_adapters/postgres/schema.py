@@ -27,10 +27,11 @@ Ticks and the snapshot bound: see :func:`bound_sql` and ``TAKE_TICKS``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from peersync._adapters.sql.meta import PREFIX
+from peersync._adapters.sql.tracked import ScopeBase
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.types import POSTGRES_TYPES, Column, ValueType, column, parse_declared
@@ -378,16 +379,5 @@ def introspect(conn: Any, table: str) -> Tracked:
     return Tracked(schema, qualified, tuple(cols), tuple(ftypes[k] for k in key), deps, 0, uniques, bool(side_effects))
 
 
-@dataclass
-class Scope:
+class Scope(ScopeBase[Tracked]):
     """A provisioned scope as this connection last read it."""
-
-    name: str
-    idx: int
-    rid: bytes
-    fingerprint: str
-    tables: list[Tracked]  # parents before children
-    schemas: dict[str, TableSchema] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.schemas = {t.name: t.schema for t in self.tables}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.wire import pack_batch
+from peersync._engine.wire import PackedRows, pack_batch, row_packer
 
 from .meta import Meta, ScopeRef
 
@@ -53,3 +56,42 @@ def frame(meta: Meta, sc: ScopeRef, fingerprint: str, tick: int) -> Frame:
     rids = meta.rep_rid
     replicas = [sc.rid] + [rids.get(i, sc.rid) for i in range(1, max(rids, default=0) + 1)]
     return Frame(sc.name, sc.rid, fingerprint, tick, made_with, extras, marks, replicas)
+
+
+def _tagged(i: int, rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, int, Sequence[Any]]]:
+    """Rows of table ``i`` keyed for a merge by their tick offset."""
+    for row in rows:
+        yield row[0], i, row
+
+
+def take_rows(
+    readers: Sequence[tuple[str, int, Iterable[Sequence[Any]]]], max_rows: int, room: int
+) -> tuple[list[list[Any]], int | None]:
+    """Wire rows of several tables, each table's ``(name, base time, rows)``
+    in tick order (a row's first field is its tick offset), merged in tick
+    order and packed up to ``max_rows`` rows and ``room`` bytes (the first
+    row goes whatever its size). Returns the batch's tables (those with rows)
+    and the tick offset of the last row taken, or None if every row was taken."""
+    pack = row_packer()
+    parts: list[list[bytes]] = [[] for _ in readers]
+    # What a table's first row adds to the batch: its entry's name and framing.
+    entry = [len(name) + 16 for name, _, _ in readers]
+    size = 0
+    last: int | None = None
+    stream: Iterable[tuple[int, Sequence[Any]]]
+    if len(readers) == 1:
+        stream = zip(repeat(0), readers[0][2])
+    else:
+        stream = ((i, row) for _, i, row in heapq.merge(*(_tagged(i, rows) for i, (_, _, rows) in enumerate(readers))))
+    for n, (i, row) in enumerate(stream):  # n: rows taken so far
+        data = pack(row)
+        grown = len(data) if parts[i] else len(data) + entry[i]
+        if n and (n >= max_rows or size + grown > room):
+            break
+        parts[i].append(data)
+        size += grown
+        last = row[0]
+    else:
+        last = None
+    tables = [[name, base, PackedRows(len(p), p)] for (name, base, _), p in zip(readers, parts, strict=True) if p]
+    return tables, last

@@ -37,12 +37,16 @@ class Dialect:
     returns a row when that table exists. ``for_update``: the clause that
     locks the rows a ``SELECT`` reads until the transaction ends (empty where
     the write transaction already holds the whole database, as SQLite's
-    ``BEGIN IMMEDIATE`` does). ``quote_char``: the identifier quote."""
+    ``BEGIN IMMEDIATE`` does). ``lock_max``: whether ``for_update`` may
+    follow a ``SELECT MAX(...)`` (PostgreSQL refuses row locks with
+    aggregates: there a new id is read unlocked, and the column's unique
+    index refuses a racing twin). ``quote_char``: the identifier quote."""
 
     paramstyle: str = "qmark"
     returning: bool = True
     table_exists: str = "SELECT 1 FROM sqlite_master WHERE name = ?"
     for_update: str = ""
+    lock_max: bool = True
     quote_char: str = '"'
 
     def quote(self, name: str) -> str:

@@ -18,13 +18,15 @@ def scope_status(
     tick: int,
     pending: int,
 ) -> Status:
-    """The status of ``sc`` (tracking tables ``tracking``) at local tick
-    ``tick``, in the caller's read transaction; ``pending`` is the number of
-    rows with changes kept out of knowledge, which each adapter counts its way."""
+    """The status of ``sc`` at local tick ``tick``, in the caller's read
+    transaction. ``tracking``: its tracking tables as SQL names (quoted where
+    they need it); ``pending``: the number of rows with changes kept out of
+    knowledge, which each adapter counts its way."""
     stored, forgotten = meta.stored_knowledge(sc.name)
+    counts = "SELECT count(*), COALESCE(sum(CASE WHEN del THEN 1 ELSE 0 END), 0) FROM "
     rows = tombs = 0
     for name in tracking:
-        n, d = meta.execute(f"SELECT count(*), COALESCE(sum(del), 0) FROM {meta.d.quote(name)}").fetchone()
+        n, d = meta.execute(counts + name).fetchone()
         rows, tombs = rows + int(n), tombs + int(d)
     (nconf,) = meta.execute(f"SELECT count(*) FROM {PREFIX}conflicts WHERE scope = ?", (sc.name,)).fetchone()
     k = stored.add_range(sc.rid, 1, tick)

@@ -49,11 +49,15 @@ def check_provision_args(scope: str, tables: Sequence[str]) -> None:
         raise ScopeError("a scope needs a name and at least one table")
 
 
-def plan_tables(tables: Sequence[str], introspect: Callable[[str], Tab]) -> tuple[list[Tab], list[str], str]:
+def plan_tables(
+    tables: Sequence[str], introspect: Callable[[str], Tab], stored: Callable[[Tab], str] | None = None
+) -> tuple[list[Tab], list[str], str]:
     """The tables a new scope over ``tables`` tracks, introspected, without
-    repeats and parents first; their names; their fingerprint."""
-    wanted = dependency_order(list({t.name: t for t in (introspect(n) for n in tables)}.values()))
-    return wanted, [t.name for t in wanted], fingerprint([t.schema for t in wanted])
+    repeats and parents first; their names as the scope row stores them
+    (``stored(table)``, by default the table's name); their fingerprint."""
+    named = stored or (lambda t: t.name)
+    wanted = dependency_order(list({named(t): t for t in (introspect(n) for n in tables)}.values()))
+    return wanted, [named(t) for t in wanted], fingerprint([t.schema for t in wanted])
 
 
 def cached(cache: dict[str, S], name: str, reload: bool, load: Callable[[], S]) -> S:
@@ -106,6 +110,7 @@ def start_provision(
     faults: Callable[[list[Tab], dict[str, int]], dict[str, str]],
     fault_msg: Callable[[dict[str, str]], str],
     changed_msg: Callable[[list[str]], str] | None = None,
+    stored: Callable[[Tab], str] | None = None,
 ) -> tuple[list[Tab], list[str], str] | None:
     """Plan provisioning ``scope`` over ``tables`` (:func:`plan_tables`);
     None when it exists already over the same tables, whose shape ``holds``
@@ -113,8 +118,8 @@ def start_provision(
     :class:`~peersync.RepairNeeded` when it does but ``faults(tables,
     tracked ids)`` finds triggers to repair, and :class:`~peersync.ScopeError` when
     it exists with other tables (or, given ``changed_msg``, the same tables
-    reshaped)."""
-    wanted, names, fp = plan_tables(tables, introspect)
+    reshaped). ``stored`` is as for :func:`plan_tables`."""
+    wanted, names, fp = plan_tables(tables, introspect, stored)
     row = meta.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
     if row is None:
         return wanted, names, fp
@@ -151,7 +156,8 @@ def tracked_definition(meta: Meta, schema: TableSchema, advice: str = "") -> boo
 def next_id(meta: Meta, table: str, column: str) -> int:
     """One more than the largest ``column`` in metadata table ``table``,
     locking the rows read where the dialect can."""
-    (n,) = meta.execute(f"SELECT COALESCE(MAX({column}), 0) + 1 FROM {PREFIX}{table}{meta.d.for_update}").fetchone()
+    lock = meta.d.for_update if meta.d.lock_max else ""
+    (n,) = meta.execute(f"SELECT COALESCE(MAX({column}), 0) + 1 FROM {PREFIX}{table}{lock}").fetchone()
     return int(n)
 
 

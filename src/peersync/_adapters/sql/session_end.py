@@ -22,14 +22,15 @@ def end_session(
     out), forgets pending changes the source's knowledge beats, logs its
     failed rows, runs ``compact`` (if any) and drops partial records the
     knowledge now holds (up to local tick ``clock()``). A retried call finds
-    the session recorded and changes nothing. The session and scope rows are
-    read under the dialect's row lock, so two calls for one session do not
-    both merge."""
+    the session recorded and changes nothing. The scope's row is read first
+    under the dialect's row lock, so calls for one scope take turns and the
+    second call for a session sees the first one's record (PostgreSQL has no
+    gap locks: locking the absent session row alone would not do)."""
+    meta.load_replicas()
+    stored, _ = meta.stored_knowledge(sc.name, lock=True)
     seen = meta.execute(
         f"SELECT 1 FROM {PREFIX}sessions WHERE scope = ? AND id = ?{meta.d.for_update}", (sc.name, end.session)
     ).fetchone()
-    meta.load_replicas()
-    stored, _ = meta.stored_knowledge(sc.name, lock=True)
     if seen is not None:
         return stored
     (seq,) = meta.execute(

@@ -241,14 +241,12 @@ class WritePhase:
                     continue
                 match = " AND ".join(f"p.{q(pc)} = c.{q(f)}" for f, pc in zip(cols, pcols, strict=True))
                 present = " AND ".join(f"c.{q(f)} IS NOT NULL" for f in cols)
-                out += [
-                    (tin, seq)
-                    for (seq,) in conn.execute(
-                        f"SELECT x.seq FROM {tin.name} AS x JOIN {q(s.name)} AS c ON {this}"
-                        f" WHERE x.action = 1 AND x.flags = 0 AND {present}"
-                        f" AND NOT EXISTS (SELECT 1 FROM {q(parent)} AS p WHERE {match})"
-                    )
-                ]
+                out += self._seqs(
+                    tin,
+                    f"SELECT x.seq FROM {tin.name} AS x JOIN {q(s.name)} AS c ON {this}"
+                    f" WHERE x.action = 1 AND x.flags = 0 AND {present}"
+                    f" AND NOT EXISTS (SELECT 1 FROM {q(parent)} AS p WHERE {match})",
+                )
             if not conn.execute(f"SELECT 1 FROM {tin.name} WHERE action = 1 AND flags = 1 LIMIT 1").fetchone():
                 continue
             canon = {c.lower(): c for c in s.key}
@@ -270,15 +268,17 @@ class WritePhase:
                     f"c.{q(r[2])} = x.{tin.cols[s.columns.index(canon[pc.lower()])]}"
                     for r, pc in zip(refs, pcols, strict=True)
                 )
-                out += [
-                    (tin, seq)
-                    for (seq,) in conn.execute(
-                        f"SELECT x.seq FROM {tin.name} AS x WHERE x.action = 1 AND x.flags = 1"
-                        f" AND EXISTS (SELECT 1 FROM {q(child[0])} AS c WHERE {match})"
-                        f" AND NOT EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {gone})"
-                    )
-                ]
+                out += self._seqs(
+                    tin,
+                    f"SELECT x.seq FROM {tin.name} AS x WHERE x.action = 1 AND x.flags = 1"
+                    f" AND EXISTS (SELECT 1 FROM {q(child[0])} AS c WHERE {match})"
+                    f" AND NOT EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {gone})",
+                )
         return out
+
+    def _seqs(self, tin: Staged, sql: str) -> list[tuple[Staged, int]]:
+        """The staged rows of ``tin`` that ``sql`` selects (by ``seq``), each with ``tin``."""
+        return [(tin, seq) for (seq,) in self.conn.execute(sql)]
 
     def _closure(self, ins: list[Staged], rows: list[tuple[Staged, int]]) -> list[tuple[Staged, int]]:
         """``rows`` and the rows of the batch that reference them through a

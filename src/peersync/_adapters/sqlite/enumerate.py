@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import heapq
 import sqlite3
-from collections.abc import Generator, Iterator, Sequence
-from itertools import repeat
+from collections.abc import Generator, Sequence
 from typing import Any
 
+from peersync._adapters.sql.batch_frame import take_rows
 from peersync._adapters.sql.meta import Meta, range_rows
 from peersync._engine.errors import (
     StorageError,
 )
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.wire import PackedRows, row_packer
 
 from .schema import Scope, Tracked
 
@@ -41,12 +39,6 @@ def wire_rows(
     finally:
         if heads is not None:
             heads.close()
-
-
-def tagged(i: int, rows: Iterator[Any]) -> Iterator[tuple[int, int, Any]]:
-    """Rows of table ``i`` keyed for a merge by their tick offset."""
-    for row in rows:
-        yield row[0], i, row
 
 
 def skip_blocks(blocks: list[tuple[int, int]], after: int) -> int:
@@ -83,36 +75,12 @@ def read_rows(
             rows_sql, heads_sql = t.wire_sql(filter_known, marks)
             cursors.append(conn.execute(rows_sql, params))
             readers.append((t, params["base"], wire_rows(conn, cursors[-1], heads_sql, params)))
-        pack = row_packer()
-        parts: list[list[bytes]] = [[] for _ in readers]
-        # What a table's first row adds to the batch: its entry's name and framing.
-        entry = [len(t.name) + 16 for t, _, _ in readers]
-        size = 0
-        last: int | None = None
-        stream: Iterator[tuple[int, Any]]
-        if len(readers) == 1:
-            stream = zip(repeat(0), readers[0][2])
-        else:
-            stream = (
-                (i, row) for _, i, row in heapq.merge(*(tagged(i, rows) for i, (_, _, rows) in enumerate(readers)))
-            )
-        for n, (i, row) in enumerate(stream):  # n: rows taken so far
-            data = pack(row)
-            grown = len(data) if parts[i] else len(data) + entry[i]
-            if n and (n >= max_rows or size + grown > room):
-                break
-            parts[i].append(data)
-            size += grown
-            last = row[0]
-        else:
-            last = None
+        return take_rows([(t.name, base, rows) for t, base, rows in readers], max_rows, room)
     finally:
         for _, _, rows in readers:
             rows.close()
         for cur in cursors:
             cur.close()
-    tables = [[t.name, base, PackedRows(len(p), p)] for (t, base, _), p in zip(readers, parts, strict=True) if p]
-    return tables, last
 
 
 def known_table(conn: sqlite3.Connection, meta: Meta, sc: Scope, known: Knowledge, after: int) -> bool:

@@ -141,7 +141,7 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
                         (sc.idx, t.tid),
                     ).fetchone()
                     pending += n
-                tracking = [t.tracking for t in sc.tables]
+                tracking = [self.meta.d.quote(t.tracking) for t in sc.tables]
                 out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, self._clock(), pending))
         return out
 
