@@ -32,6 +32,14 @@ def server(request: Any) -> Iterator[Server]:
 
 
 @pytest.fixture
+def pg_server(request: Any) -> Iterator[Server]:
+    """The same on PostgreSQL only, for histories only PostgreSQL can write."""
+    srv = new_server("pg", request)
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
 def replica(tmp_path: Path) -> Callable[[str], str]:
     """``replica(name)``: a provisioned SQLite file of scope ``s``."""
 

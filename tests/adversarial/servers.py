@@ -9,6 +9,7 @@ One table, the same on every database, so the checks compare plain tuples::
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections import Counter
 from collections.abc import Callable
@@ -69,10 +70,8 @@ class Writer:
         self.conn.rollback()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a killed connection may refuse even to close
             self.conn.close()
-        except Exception:  # a killed connection may refuse even to close
-            pass
 
 
 @dataclass
