@@ -36,8 +36,8 @@ from typing import Any
 import pytest
 
 import peersync
-from peersync.testing import Sent
 from peersync._engine.wire import decode_batch
+from peersync.testing import Sent
 
 from .servers import SCOPE, Server, Writer, new_server, sqlite_replica, sqlite_rows
 
