@@ -161,3 +161,46 @@ def test_local_write_committed_during_the_apply_is_a_conflict_never_an_overwrite
     ledger.push(a, server.url)
     assert sqlite_rows(a) == server.rows() == expected
     ledger.check()
+
+
+def test_apply_deadlocked_with_a_local_writer_loses_nothing(server: Server, replica: Callable[[str], str]) -> None:
+    # The local writer holds row 2, the apply locks row 1 and waits for row 2,
+    # then the writer asks for row 1: a deadlock. Whichever side the server
+    # aborts, what committed survives or is a logged conflict, and a round
+    # converges.
+    ledger = Ledger()
+    a = replica("a")
+    server.sql("INSERT INTO item VALUES (1, 'base', 0), (2, 'base', 0)")
+    ledger.push(server.url, a)
+    sqlite_write(a, "UPDATE item SET name = 'remote', qty = 1")
+    w = server.writer()
+    w.run("UPDATE item SET name = 'local', qty = 2 WHERE id = 2")
+    t, out = _in_thread(lambda: ledger.push(a, server.url, policy="destination-wins"))
+    committed = False
+    try:
+        deadline = time.monotonic() + 20
+        while server.lock_waiters() == 0:
+            assert t.is_alive() and time.monotonic() < deadline, "the apply never waited for the local writer"
+            time.sleep(0.02)
+        try:
+            w.run("UPDATE item SET name = 'local', qty = 2 WHERE id = 1")
+            w.commit()
+            committed = True
+        except Exception as exc:  # the server chose the writer as the deadlock's victim
+            assert "deadlock" in str(exc).lower(), exc
+            w.rollback()
+    finally:
+        t.join()
+        w.close()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    with peersync.connect(server.url) as db:
+        logged = {c.key for c in db.conflicts("s")}
+    if committed:  # destination wins: the local rows stay, each through a logged conflict
+        assert server.rows() == [(1, "local", 2), (2, "local", 2)]
+        assert logged == {(1,), (2,)}
+    else:
+        assert server.rows() == [(1, "remote", 1), (2, "remote", 1)]
+    ledger.push(server.url, a)
+    assert sqlite_rows(a) == server.rows()
+    ledger.check()

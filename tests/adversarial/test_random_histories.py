@@ -287,7 +287,7 @@ def test_random_concurrent_histories_converge_exactly_once(kind: str, request: A
         if os.environ.get("PEERSYNC_SEED")
         else [random.randrange(2**32) for _ in range(_histories())]
     )
-    failed_sessions = 0
+    failed_sessions = sessions = overlapping = delivered = 0
     for n, seed in enumerate(seeds):
         server = new_server(kind, request)
         replicas = [sqlite_replica(tmp_path / f"h{n}-{name}.db") for name in ("a", "b")]
@@ -300,7 +300,15 @@ def test_random_concurrent_histories_converge_exactly_once(kind: str, request: A
             h.quiet_rounds()
             h.check()
             failed_sessions += sum(s.error is not None for s in h.sessions)
+            sessions += len(h.sessions)
+            overlapping += sum(
+                any(o is not s and o.start < s.end and s.start < o.end for o in h.sessions) for s in h.sessions
+            )
+            delivered += sum(len(s.arrivals) for s in h.sessions)
         finally:
             h.end_writers()
             server.close()
-    print(f"{kind}: {len(seeds)} histories, {failed_sessions} sessions ended by a retryable storage error")
+    print(
+        f"{kind}: {len(seeds)} histories, {sessions} sessions ({overlapping} overlapping another,"
+        f" {failed_sessions} ended by a retryable storage error), {delivered} changes delivered"
+    )
