@@ -40,6 +40,14 @@ def pg_server(request: Any) -> Iterator[Server]:
 
 
 @pytest.fixture
+def mysql_server(request: Any) -> Iterator[Server]:
+    """The same on MariaDB only, for histories only MariaDB can write."""
+    srv = new_server("mysql", request)
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
 def replica(tmp_path: Path) -> Callable[[str], str]:
     """``replica(name)``: a provisioned SQLite file of scope ``s``."""
 

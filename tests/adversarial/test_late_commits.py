@@ -181,3 +181,24 @@ def test_two_long_writers_committing_in_reverse_order(server: Server, replica: C
     ledger.push(a, b)
     ledger.check()
     assert sqlite_rows(a) == sqlite_rows(b) == server.rows()
+
+
+def test_prepared_xa_transaction_committed_after_a_session_is_sent_next(
+    mysql_server: Server, replica: Callable[[str], str]
+) -> None:
+    # An XA transaction prepared (its rows locked, not visible) while a
+    # session seals and sends later commits; XA COMMIT comes after.
+    server = mysql_server
+    a = replica("a")
+    ledger = Ledger()
+    w = server.writer()
+    w.run("XA START 'x1'")
+    w.run("INSERT INTO item VALUES (1, 'xa', 0)")
+    w.run("XA END 'x1'")
+    w.run("XA PREPARE 'x1'")
+    server.sql("INSERT INTO item VALUES (2, 'auto', 0)")
+    assert ledger.push(server.url, a).sent_a_to_b == 1
+    w.run("XA COMMIT 'x1'")
+    w.close()
+    _settle(server, ledger, a)
+    assert sqlite_rows(a) == [(1, "xa", 0), (2, "auto", 0)]
