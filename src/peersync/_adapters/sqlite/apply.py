@@ -38,6 +38,7 @@ from peersync._engine.wire import Envelope
 
 from . import schema as S
 from .apply_writes import WritePhase
+from .core import side_effects
 from .schema import PREFIX, Scope, Tracked
 from .staging import (
     APPLY,
@@ -278,7 +279,11 @@ class SetApply(WritePhase):
                     {"tbase": tin.tbase},
                 )
             self.meta.record_applied(self.sc.name, tick + 1, S.clock(self.conn), self.env.made_with)
-            conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick,))
+            # Asked inside this transaction (the scope's answer may predate a
+            # trigger created since): with nothing to cause side effects, the
+            # triggers skip every write without probing for its stamp.
+            effects = side_effects(conn)
+            conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick if effects else S.SKIP_ALL,))
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
             # The triggers skipped the rows this batch wrote; whatever changed
@@ -287,7 +292,7 @@ class SetApply(WritePhase):
             for tin in ins:
                 for st in tin.t.evictions_sql():
                     conn.execute(st)
-                if not self.sc.side_effects:
+                if not effects:
                     continue
                 for seq, gone in conn.execute(tin.drifted()).fetchall():
                     key = self._row(tin, conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone())[3]
