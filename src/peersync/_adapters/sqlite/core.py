@@ -163,7 +163,9 @@ class SQLiteCore:
                 self.meta, name, self.path, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
                 S.fingerprint_holds, lambda names: self._changed_msg(name, names),
             )  # fmt: skip
-            return Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, side_effects(self.conn))
+            (version,) = self.conn.execute("PRAGMA schema_version").fetchone()
+            effects = side_effects(self.conn)
+            return Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, effects, version)
 
         return cached(self._scopes, name, reload, load)
 

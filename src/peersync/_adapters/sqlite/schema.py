@@ -691,6 +691,9 @@ class Scope(ScopeBase[Tracked]):
     # Can writing a row change other rows here (a user's trigger, a foreign key
     # action)? Only then does an apply look for rows changed behind its back.
     side_effects: bool = True
+    # The ``PRAGMA schema_version`` at which an apply last checked
+    # ``side_effects`` (another program may have created a trigger since).
+    effects_checked: int | None = None
     # Does a foreign key start or end at one of the tables? Only then does an
     # apply check foreign keys after its writes instead of statement by
     # statement. Found when an apply first asks (a source never needs it).
