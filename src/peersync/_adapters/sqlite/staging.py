@@ -179,6 +179,14 @@ class Staged:
         names = [*t.kcols, *S.TRACKING_COLUMNS]
         sets = ", ".join([*t.key_case_sets(), *(f"{c} = excluded.{c}" for c in S.TRACKING_COLUMNS)])
         keys = ", ".join(f"x.{c}" for c in self.keys)
+        if self.short:  # the source's own version and creation, no extra knowledge: no per-row lookups
+            return (
+                f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
+                f" SELECT {keys}, :tbase + x.seq, (SELECT l FROM temp._peersync_rmap WHERE b = 0), :first0 + x.dlt,"
+                f" NULL, NULL, :base + x.dtime, 0, :scope, :mw FROM {self.name} AS x"
+                " WHERE x.action = 1 AND x.flags = :flags AND x.seq BETWEEN :lo AND :hi ORDER BY x.seq"
+                f" ON CONFLICT ({', '.join(t.kcols)}) DO UPDATE SET {sets}"
+            )
         return (
             f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
             f" SELECT {keys}, :tbase + x.seq, rv.l, COALESCE(x.vtick, :first0 + x.dlt),"
