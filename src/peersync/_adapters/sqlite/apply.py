@@ -38,6 +38,7 @@ from peersync._engine.wire import Envelope
 
 from . import schema as S
 from .apply_writes import WritePhase
+from .core import side_effects
 from .schema import PREFIX, Scope, Tracked
 from .staging import (
     APPLY,
@@ -203,6 +204,7 @@ class SetApply(WritePhase):
         if not lengths <= {2 + ncols, 7 + ncols}:
             raise ProtocolError(f"malformed batch: a row of {tin.t.name!r} does not have {ncols} values")
         tin.short = lengths == {2 + ncols}
+        tin.rows = len(rows)
         if not tin.short:  # one statement loads them all, in order: spell short rows out
             rows = [r if len(r) > 2 + ncols else [r[0], 0, 0, None, None, None, *r[1:]] for r in rows]
         insert = tin.insert(tin.short, tin.short and self.unseen)
@@ -239,7 +241,11 @@ class SetApply(WritePhase):
         first0 = env.first - 1
         for tin in ins:
             if tin.short and self.unseen:
-                conn.execute(tin.seen())
+                # A row without a tracking row here has no user row either.
+                tin.fresh = conn.execute(tin.seen()).rowcount == 0
+                if tin.fresh:
+                    report.received += tin.rows
+                    continue
             conn.execute(tin.triage(), {"scope": sc.idx, "first0": first0})
             # (Short rows carry the source's versions, and the source is not this replica.)
             forged = (
@@ -278,7 +284,15 @@ class SetApply(WritePhase):
                     {"tbase": tin.tbase},
                 )
             self.meta.record_applied(self.sc.name, tick + 1, S.clock(self.conn), self.env.made_with)
-            conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick,))
+            # With nothing to cause side effects the triggers skip every write
+            # without probing for its stamp. Checked again inside this
+            # transaction when the schema changed since (a trigger created by
+            # another program after the scope was read).
+            (version,) = conn.execute("PRAGMA schema_version").fetchone()
+            if sc.effects_checked != version:
+                sc.side_effects, sc.effects_checked = side_effects(conn), version
+            effects = sc.side_effects
+            conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick if effects else S.SKIP_ALL,))
             failed = self._write(ins)
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
             # The triggers skipped the rows this batch wrote; whatever changed
@@ -287,7 +301,7 @@ class SetApply(WritePhase):
             for tin in ins:
                 for st in tin.t.evictions_sql():
                     conn.execute(st)
-                if not self.sc.side_effects:
+                if not effects:
                     continue
                 for seq, gone in conn.execute(tin.drifted()).fetchall():
                     key = self._row(tin, conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone())[3]

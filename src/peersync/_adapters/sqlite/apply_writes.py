@@ -114,6 +114,7 @@ class WritePhase:
                 doomed.append((tin, seq, msg))
         while True:
             for tin, seq, _ in doomed:
+                tin.fresh = False
                 conn.execute(f"UPDATE {tin.name} SET action = 6 WHERE seq = ?", (seq,))
             self.applied = 0
             try:
@@ -145,9 +146,13 @@ class WritePhase:
             collisions = None if flags else tin.collisions()
             if collisions is None and (tin.t.name, flags) not in self.redo.groups:
                 # The common case, one span of the whole group: its rows are listed only if it fails.
-                lo, hi, n = conn.execute(
-                    f"SELECT min(seq), max(seq), count(*) FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,)
-                ).fetchone()
+                lo, hi, n = (
+                    (1, tin.rows, tin.rows)
+                    if tin.fresh
+                    else conn.execute(
+                        f"SELECT min(seq), max(seq), count(*) FROM {tin.name} WHERE action = 1 AND flags = ?", (flags,)
+                    ).fetchone()
+                )
                 if n:
                     span = Span(conn, tin.name, flags, lo, hi, n)
                     pending.extend((tin, seq, flags) for _, seq, _, _ in self._write_span(tin, flags, span))

@@ -43,7 +43,7 @@ MAX_TIMEOUT = (2**31 - 1) // 1000
 _SWEEP = 4  # log entries below the compaction mark checked per tick above it
 
 
-def _side_effects(conn: sqlite3.Connection) -> bool:
+def side_effects(conn: sqlite3.Connection) -> bool:
     """Whether this database has triggers of its own or foreign key actions."""
     if conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name NOT LIKE ? ESCAPE '\\' LIMIT 1",
@@ -163,7 +163,9 @@ class SQLiteCore:
                 self.meta, name, self.path, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
                 S.fingerprint_holds, lambda names: self._changed_msg(name, names),
             )  # fmt: skip
-            return Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, _side_effects(self.conn))
+            (version,) = self.conn.execute("PRAGMA schema_version").fetchone()
+            effects = side_effects(self.conn)
+            return Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, effects, version)
 
         return cached(self._scopes, name, reload, load)
 

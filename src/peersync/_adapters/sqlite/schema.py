@@ -38,7 +38,10 @@ delete made by any program.
 While peersync applies a batch it stamps the rows it is about to write with
 ticks above ``_peersync_clock.floor``; the triggers skip exactly those rows, so
 their tracking is written once, while side effects (cascades, users' triggers)
-are tracked like any local change.
+are tracked like any local change. Where nothing can have side effects (no
+trigger of the database's own, no foreign key action), the apply sets the
+floor to :data:`SKIP_ALL` instead and the triggers skip every row without
+probing the tracking table.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ PREFIX = _meta.PREFIX
 PENDING = _meta.PENDING
 in_ranges = _meta.in_ranges
 
+# The apply's floor where nothing can have side effects: the triggers skip every row.
+SKIP_ALL = -1
 NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 # A change to a live row keeps its incarnation's creation version; a change on
 # top of a tombstone starts a new incarnation.
@@ -358,8 +363,15 @@ class Tracked(TrackedNames):
     def triggers(self) -> dict[str, str]:
         """The triggers this table needs: name -> the exact ``CREATE TRIGGER``
         text (SQLite keeps it verbatim in ``sqlite_master``)."""
+        return self._named(self.trigger_sql())
+
+    def legacy_triggers(self) -> dict[str, str]:
+        """:meth:`triggers` as databases provisioned by earlier versions hold them: still current."""
+        return self._named(self.trigger_sql(legacy=True))
+
+    def _named(self, ddl: list[str]) -> dict[str, str]:
         names = self.trigger_names()
-        return dict(zip(names[3:] + names[:3] if self.uniques else names[:3], self.trigger_sql(), strict=True))
+        return dict(zip(names[3:] + names[:3] if self.uniques else names[:3], ddl, strict=True))
 
     def reconcile_sql(self) -> list[str]:
         """Track what changed while the triggers were missing or stale: a row
@@ -409,7 +421,10 @@ class Tracked(TrackedNames):
             f" ON {self._log_match('t', 'l')} AND t.lt = l.lt WHERE l.lt > :base AND l.tbl = {self.tid}"
         )
 
-    def trigger_sql(self) -> list[str]:
+    def trigger_sql(self, legacy: bool = False) -> list[str]:
+        """The triggers' DDL; ``legacy``: as earlier versions wrote them, whose
+        guard probes the tracking table whatever the floor (still correct
+        with :data:`SKIP_ALL`, only slower), so databases holding them stay valid."""
         s, trk, t, clock = self.schema, q(self.tracking), self.name, f"{PREFIX}clock"
         ins, upd, dele = (q(n) for n in self.trigger_names()[:3])
         kc = ", ".join(self.kcols)
@@ -418,10 +433,8 @@ class Tracked(TrackedNames):
         floor = f"(SELECT floor FROM {clock} WHERE id = 0)"
 
         def guard(row: str) -> str:
-            return (
-                f"{floor} IS NULL OR NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE"
-                f" {self._key_match('t', row)} AND t.lt > {floor})"
-            )
+            probe = f"NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE {self._key_match('t', row)} AND t.lt > {floor})"
+            return f"{floor} IS NULL OR {probe}" if legacy else f"{floor} IS NULL OR ({floor} >= 0 AND {probe})"
 
         def vals(row: str) -> str:
             return ", ".join(f"{row}.{q(c)}" for c in s.key)
@@ -646,6 +659,7 @@ def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str,
     now, e.g. after a UNIQUE index was added or dropped). One read of
     ``sqlite_master``."""
     wanted = {t.name: t.triggers() for t in tables}
+    legacy = {t.name: t.legacy_triggers() for t in tables}
     names = [n for t in tables for n in t.trigger_names()]
     have: dict[str, tuple[str, str]] = {}
     for i in range(0, len(names), 500):
@@ -663,7 +677,7 @@ def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str,
         want = wanted[t.name]
         if any(have.get(n, ("", ""))[0] != t.name for n in t.trigger_names()[:3]):
             out[t.name] = "lost"
-        elif any(have.get(n) != (t.name, sql) for n, sql in want.items()) or any(
+        elif any(have.get(n) not in ((t.name, sql), (t.name, legacy[t.name][n])) for n, sql in want.items()) or any(
             n in have for n in t.trigger_names() if n not in want
         ):
             out[t.name] = "stale"
@@ -677,6 +691,9 @@ class Scope(ScopeBase[Tracked]):
     # Can writing a row change other rows here (a user's trigger, a foreign key
     # action)? Only then does an apply look for rows changed behind its back.
     side_effects: bool = True
+    # The ``PRAGMA schema_version`` at which an apply last checked
+    # ``side_effects`` (another program may have created a trigger since).
+    effects_checked: int | None = None
     # Does a foreign key start or end at one of the tables? Only then does an
     # apply check foreign keys after its writes instead of statement by
     # statement. Found when an apply first asks (a source never needs it).

@@ -48,6 +48,11 @@ class Staged:
         # Every row in the short form: live, the source's own version and
         # creation, no extra knowledge (set by the load).
         self.short = False
+        self.rows = 0  # rows loaded, numbered 1..rows
+        # Every row loaded as applied and none has a tracking row here (set by
+        # the apply): nothing to triage, count or compare with a row here.
+        # Cleared when the write phase takes a row out.
+        self.fresh = False
 
     def create(self) -> str:
         # A short row (``_wire``) binds only its tick and time offsets and its
@@ -174,6 +179,14 @@ class Staged:
         names = [*t.kcols, *S.TRACKING_COLUMNS]
         sets = ", ".join([*t.key_case_sets(), *(f"{c} = excluded.{c}" for c in S.TRACKING_COLUMNS)])
         keys = ", ".join(f"x.{c}" for c in self.keys)
+        if self.short:  # the source's own version and creation, no extra knowledge: no per-row lookups
+            return (
+                f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
+                f" SELECT {keys}, :tbase + x.seq, (SELECT l FROM temp._peersync_rmap WHERE b = 0), :first0 + x.dlt,"
+                f" NULL, NULL, :base + x.dtime, 0, :scope, :mw FROM {self.name} AS x"
+                " WHERE x.action = 1 AND x.flags = :flags AND x.seq BETWEEN :lo AND :hi ORDER BY x.seq"
+                f" ON CONFLICT ({', '.join(t.kcols)}) DO UPDATE SET {sets}"
+            )
         return (
             f"INSERT INTO {q(t.tracking)} ({', '.join(names)})"
             f" SELECT {keys}, :tbase + x.seq, rv.l, COALESCE(x.vtick, :first0 + x.dlt),"
@@ -199,11 +212,15 @@ class Staged:
             conn.execute(self.delete(), params)
             return
         mask = self.changed_mask()
-        for (m,) in conn.execute(
-            f"SELECT DISTINCT {mask} FROM {self.name} AS x JOIN {q(self.t.name)} AS u ON {self.user_match()}"
-            f" WHERE {self.to_write()}",
-            params,
-        ).fetchall():
+        for (m,) in (
+            ()
+            if self.fresh
+            else conn.execute(
+                f"SELECT DISTINCT {mask} FROM {self.name} AS x JOIN {q(self.t.name)} AS u ON {self.user_match()}"
+                f" WHERE {self.to_write()}",
+                params,
+            ).fetchall()
+        ):
             if "1" in m:
                 conn.execute(self.narrow_update(m), {**params, "mask": m})
         conn.execute(self.upsert(), params)
