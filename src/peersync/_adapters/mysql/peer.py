@@ -55,6 +55,7 @@ from peersync._engine.wire import PackedRows, open_batch, row_packer
 from . import schema as S
 from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
+from .maintenance import compact
 from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
@@ -208,10 +209,19 @@ class MySQLPeer(BatchPeer):
         raise ConfigurationError("repair is not supported on MariaDB yet")
 
     def compact(self, scope: str | None = None) -> None:
-        """Maintenance: nothing to do yet (superseded log entries are not dropped on MariaDB)."""
-        if scope is not None:
-            with self.conn.errors():
+        """Maintenance: drop change-log entries that later changes superseded
+        (every table of the database; ``scope`` is checked to exist). Writers
+        carry on meanwhile; see ``maintenance.py``."""
+        with self.conn.errors():
+            if scope is not None:
                 self._scope(scope)
+            if not self.meta.has_meta():
+                return
+            S.seal(self.conn)
+            tids = self.meta.tracked_ids()
+            compact(
+                self.conn, {tid: Tracked(TableSchema(name, (), (), ()), (), ()).tracking for name, tid in tids.items()}
+            )
 
     # -- the Peer calls --------------------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:

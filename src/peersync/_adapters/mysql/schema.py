@@ -144,7 +144,7 @@ class Tracked(TrackedNames):
             f"CREATE TABLE {q(self.tracking)} ({keys}, lt BIGINT NOT NULL, urep INT NULL, utick BIGINT NULL,"
             " crep INT NULL, ctick BIGINT NULL, cid BIGINT NULL, ctime BIGINT NOT NULL,"
             " del TINYINT NOT NULL DEFAULT 0, scope INT NULL, mw BIGINT NULL,"
-            f" PRIMARY KEY ({', '.join(self.kcols)}), KEY (lt)) {_ENGINE}",
+            f" PRIMARY KEY ({', '.join(self.kcols)}), KEY (lt), KEY (cid)) {_ENGINE}",
         ]
 
     def trigger_names(self) -> list[str]:
