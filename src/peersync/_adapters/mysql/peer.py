@@ -52,6 +52,7 @@ from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import PackedRows, open_batch, row_packer
 
+from . import cascades
 from . import schema as S
 from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
@@ -103,6 +104,8 @@ class MySQLPeer(BatchPeer):
                 result = self._provision(scope, tables, created, fresh_meta)
             except BaseException:
                 self._undo(created, fresh_meta)
+                with suppress(Exception):
+                    self._cascades()
                 raise
         self._scopes.pop(scope, None)
         return result
@@ -124,8 +127,13 @@ class MySQLPeer(BatchPeer):
             self._track(t, created)
         with conn.txn():
             insert_scope(self.meta, scope, names, fp)
+        self._cascades()
         S.seal(conn)
         return True
+
+    def _cascades(self) -> None:
+        """Rebuild the triggers that track foreign-key actions (``cascades.py``)."""
+        cascades.refresh(self.conn, self.meta.tracked_ids() if self.meta.has_meta() else {})
 
     def _track(self, t: Tracked, created: list[str]) -> None:
         conn = self.conn
@@ -188,6 +196,7 @@ class MySQLPeer(BatchPeer):
             if not still:
                 for m in S.META_TABLES:
                     self.conn.execute(f"DROP TABLE IF EXISTS {PREFIX}{m}")
+            self._cascades()
         self._scopes.pop(scope, None)
 
     def scopes(self) -> list[str]:
