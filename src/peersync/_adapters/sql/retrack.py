@@ -44,11 +44,13 @@ Tab = TypeVar("Tab", bound=Retrackable)
 class RetrackPlan(Generic[Tab]):
     """A scope's tables as they are now, against what was stored."""
 
-    names: list[str]  # the scope's tables, as stored
+    names: list[str]  # the scope's tables, as stored (how the adapter names them)
     stored_fp: str
     current: list[Tab]  # introspected now, parents first, with their tracked ids
     fp: str  # their fingerprint now
-    definitions: dict[str, str]  # each table's stored definition
+    definitions: dict[str, str]  # each table's stored definition, by stored name
+    define: Callable[[Tab], str]  # a table's definition as the adapter stores it
+    ident: Callable[[Tab], str]  # a table's stored name
 
     @property
     def reshaped(self) -> bool:
@@ -56,7 +58,7 @@ class RetrackPlan(Generic[Tab]):
 
     def changed(self, t: Tab) -> bool:
         """Whether ``t``'s columns changed since its triggers were made."""
-        return self.definitions[t.name] != definition(t.schema)
+        return self.definitions[self.ident(t)] != self.define(t)
 
 
 def migrate_command(where: str, scope: str, tables: Sequence[str]) -> str:
@@ -72,12 +74,17 @@ def plan_retrack(
     *,
     migrate: bool,
     tables: Sequence[str] | None,
+    define: Callable[[Tab], str] = lambda t: definition(t.schema),
+    ident: Callable[[Tab], str] = lambda t: t.name,
+    key_shape: Callable[[str], list[tuple[str, str]]] | None = None,
 ) -> RetrackPlan[Tab]:
     """Introspect ``scope``'s tables for ``migrate`` (or ``repair``) and check
     what cannot be done. Raises :class:`~peersync.ScopeError` for an unknown
     scope, ``tables`` other than the scope's, or a changed primary key (its
     columns or their types), and :class:`~peersync.SchemaMismatch` for a
-    missing table, or for a changed shape when not migrating."""
+    missing table, or for a changed shape when not migrating. ``define``,
+    ``ident`` and ``key_shape`` (the key columns and types of a stored
+    definition) are the adapter's way of storing tables."""
     row = None
     if meta.has_meta():
         row = meta.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
@@ -87,7 +94,7 @@ def plan_retrack(
     tracked = {r[0]: (r[1], int(r[2])) for r in meta.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
     try:
         current = dependency_order([replace(introspect(n), tid=tracked[n][1]) for n in names])  # type: ignore[type-var]
-        asked = None if tables is None else {introspect(n).name for n in tables}
+        asked = None if tables is None else {ident(introspect(n)) for n in tables}
     except TableError as exc:
         raise SchemaMismatch(f"scope {scope!r} in {where}: {exc}") from exc
     if asked is not None and asked != set(names):
@@ -96,15 +103,16 @@ def plan_retrack(
             " to add or remove tables, provision another scope"
         )
     plan = RetrackPlan(names, stored_fp, current, fingerprint([t.schema for t in current]),
-                       {n: tracked[n][0] for n in names})  # fmt: skip
+                       {n: tracked[n][0] for n in names}, define, ident)  # fmt: skip
     if plan.reshaped and not migrate:
         raise SchemaMismatch(
             f"the tables of scope {scope!r} in {where} changed shape; run '{migrate_command(where, scope, names)}'"
             " (repair keeps the shape)"
         )
+    shape = key_shape or _key_shape
     for t in current:
-        before = _key_shape(plan.definitions[t.name])
-        after = _key_shape(definition(t.schema))
+        before = shape(plan.definitions[ident(t)])
+        after = shape(define(t))
         if before != after:
             raise ScopeError(key_changed(t.name, scope, _show(before), _show(after)))
     return plan
@@ -121,8 +129,8 @@ def key_changed(table: str, scope: str, before: str, after: str) -> str:
 def save_retrack(meta: Meta, scope: str, plan: RetrackPlan[Tab]) -> None:
     """Store the scope's new shape: its fingerprint, its tables' order and definitions."""
     for t in plan.current:
-        meta.execute(f"UPDATE {PREFIX}tracked SET definition = ? WHERE tbl = ?", (definition(t.schema), t.name))
-    order = json.dumps([t.name for t in plan.current])
+        meta.execute(f"UPDATE {PREFIX}tracked SET definition = ? WHERE tbl = ?", (plan.define(t), plan.ident(t)))
+    order = json.dumps([plan.ident(t) for t in plan.current])
     meta.execute(f"UPDATE {PREFIX}scopes SET fingerprint = ?, tables = ? WHERE name = ?", (plan.fp, order, scope))
 
 
