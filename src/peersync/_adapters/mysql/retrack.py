@@ -107,7 +107,7 @@ def _tracking_key(peer: MySQLPeer, t: Tracked) -> list[str]:
         " AND table_name = %s AND column_name IN (" + ", ".join(["%s"] * len(t.kcols)) + ") ORDER BY ordinal_position",
         (t.tracking, *t.kcols),
     ).fetchall()
-    return [S._key_decl(ct, coll).lower() for ct, coll in rows]
+    return [S.key_declaration(ct, coll).lower() for ct, coll in rows]
 
 
 def _lock(peer: MySQLPeer, t: Tracked) -> None:

@@ -261,7 +261,7 @@ class Tracked(TrackedNames):
         return f"UPDATE {q(self.name)} SET {sets} WHERE {self.key_where}" if others else ""
 
 
-def _key_decl(column_type: str, collation: str | None) -> str:
+def key_declaration(column_type: str, collation: str | None) -> str:
     return column_type + (f" COLLATE {collation}" if collation else "")
 
 
@@ -314,7 +314,7 @@ def introspect(conn: Conn, table: str) -> Tracked:
         for c, dt, ct, nullable, _, _, chk in cols
     )
     by_name = {r[0]: r for r in cols}
-    key_decl = tuple(_key_decl(by_name[k][2], by_name[k][4]) for k in key)
+    key_decl = tuple(key_declaration(by_name[k][2], by_name[k][4]) for k in key)
     columns = tuple(r[0] for r in cols)
     types = tuple(spec.type.value for spec in specs)
     deps = tuple(
