@@ -14,18 +14,30 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from peersync._adapters.sql.meta import Meta
 from peersync._adapters.sql.retrack import key_changed, plan_retrack, save_retrack
 from peersync._engine.errors import ScopeError
 from peersync._engine.model import RepairReport
 
 from . import schema as S
-from .conn import q
-from .schema import FRESH_CREATION, KEEP_CREATION, LOG, NOW_MS, PREFIX, Tracked
+from .conn import Conn, q
+from .schema import FRESH_CREATION, KEEP_CREATION, LOG, NOW_MS, PREFIX, Scope, Tracked
 
-if TYPE_CHECKING:
-    from .peer import MySQLPeer
+
+class MySQLPeer(Protocol):
+    """What of the peer (``peer.MySQLPeer``) these calls need."""
+
+    url: str
+    conn: Conn
+    meta: Meta
+    _scopes: dict[str, Scope]
+
+    def _scope(self, name: str, *, reload: bool = False) -> Scope: ...
+
+    def _cascades(self) -> None: ...
+
 
 _CHUNK = 5000
 

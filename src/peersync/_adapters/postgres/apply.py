@@ -47,6 +47,7 @@ from . import collisions
 from .conn import RETRYABLE, savepoint
 from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
 from .values import BindValue, Unfit, bind_type, to_pg
+from .values import bound_param as _param
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
 
@@ -98,12 +99,6 @@ def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bo
         and remote is not None
         and all(type(local[c]) is type(remote[c]) and local[c] == remote[c] for c in local)
     )
-
-
-def _param(t: Tracked, i: int, ref: str) -> str:
-    """A bound value of column ``i`` as its column's type, in SQL."""
-    col = t.columns[i]
-    return f"{ref}::{col.cast}" if bind_type(col) == "text" and col.cast != "text" else ref
 
 
 class SetApply:

@@ -14,33 +14,42 @@ ones and exclusion constraints are not looked into: such a row stays an error.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from peersync._engine.model import Conflict, ConflictType, Outcome, Policy, Value
+import psycopg
+
+from peersync._engine.knowledge import Version
+from peersync._engine.model import Conflict, ConflictHandler, ConflictType, Outcome, Policy, Value
 from peersync._engine.rules import LocalState, policy_name, resolve
 
-from .schema import Tracked, q, read_expr
+from .schema import Scope, Tracked, q, read_expr
+from .values import bound_param
 
-if TYPE_CHECKING:
-    from .apply import SetApply, _Row
+
+class SetApply(Protocol):
+    """What of the apply (``apply.SetApply``) a collision needs."""
+
+    conn: psycopg.Connection[Any]
+    sc: Scope
+    handler: ConflictHandler
+
+    def _local_version(self, local: tuple[Any, ...]) -> Version: ...
 
 
 def colliding(apply: SetApply, t: Tracked, bound: list[Any]) -> list[tuple[list[Any], dict[str, Value]]]:
     """Local rows of other keys holding the incoming row's values (``bound``)
     in a UNIQUE index: each as its raw key values and its wire row."""
-    from .apply import _param
-
     s = t.schema
     kp = s.key_positions
     pos = {c: i for i, c in enumerate(s.columns)}
-    itself = " AND ".join(f"u.{q(s.columns[p])} = {_param(t, p, '%s')}" for p in kp)
+    itself = " AND ".join(f"u.{q(s.columns[p])} = {bound_param(t, p, '%s')}" for p in kp)
     vals = ", ".join(read_expr(c, f"u.{q(c.spec.name)}") for c in t.columns)
     raw = ", ".join(f"u.{q(k)}" for k in s.key)
     out: list[tuple[list[Any], dict[str, Value]]] = []
     for cols in t.uniques:
         if any(bound[pos[c]] is None for c in cols):
             continue  # NULLs never collide
-        same = " AND ".join(f"u.{q(c)} = {_param(t, pos[c], '%s')}" for c in cols)
+        same = " AND ".join(f"u.{q(c)} = {bound_param(t, pos[c], '%s')}" for c in cols)
         for found in apply.conn.execute(
             f"SELECT {raw}, {vals} FROM {t.qualified} AS u WHERE {same} AND NOT ({itself})",
             [*(bound[pos[c]] for c in cols), *(bound[p] for p in kp)],
@@ -52,7 +61,7 @@ def colliding(apply: SetApply, t: Tracked, bound: list[Any]) -> list[tuple[list[
 
 
 def decide(
-    apply: SetApply, t: Tracked, r: _Row, msg: str
+    apply: SetApply, t: Tracked, r: Any, msg: str
 ) -> tuple[str, dict[str, Value], int, Conflict, list[tuple[Any, ...]]] | None:
     """What the callback decides for a row that failed with ``msg``: (kind,
     row to write, its change time, the conflict as logged, the raw keys of

@@ -14,18 +14,31 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
-from peersync._adapters.sql.meta import PREFIX
+import psycopg
+
+from peersync._adapters.sql.meta import PREFIX, Meta
 from peersync._adapters.sql.retrack import key_changed, plan_retrack, save_retrack
 from peersync._engine.errors import ScopeError
 from peersync._engine.model import RepairReport
 
 from . import schema as S
-from .schema import KEEP_CREATION, NOW_MS, SCHEMA, TICK, Tracked, q
+from .schema import KEEP_CREATION, NOW_MS, SCHEMA, TICK, Scope, Tracked, q
 
-if TYPE_CHECKING:
-    from .peer import PostgresPeer
+
+class PostgresPeer(Protocol):
+    """What of the peer (``peer.PostgresPeer``) these calls need."""
+
+    url: str
+    meta: Meta
+    _scopes: dict[str, Scope]
+
+    def _txn(self, isolation: str = ...) -> AbstractContextManager[psycopg.Connection[Any]]: ...
+
+    def _scope(self, name: str, *, reload: bool = False) -> Scope: ...
+
 
 _LOCAL = "urep = NULL, utick = NULL, scope = NULL, mw = NULL"
 
