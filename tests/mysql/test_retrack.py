@@ -149,3 +149,17 @@ def test_restored_dump_is_refused_until_reidentified(mysql_db: Callable[[], str]
     want = [(1, "before copy"), (2, "on the copy"), (3, "on the original")]
     assert rows(url, "items") == rows(copy, "items") == sqlite_rows(path, "items") == want
     assert _sync(url, copy).sent_a_to_b == 0
+
+
+def test_tables_named_like_short_aliases_migrate_and_repair(mysql_db: Callable[[], str]) -> None:
+    url = mysql_db()
+    sql(url, "CREATE TABLE t (id INT PRIMARY KEY)", "CREATE TABLE u (id INT PRIMARY KEY, t INT REFERENCES t (id)"
+        " ON DELETE CASCADE)", "INSERT INTO t VALUES (1)", "INSERT INTO u VALUES (1, 1)")  # fmt: skip
+    with peersync.connect(url) as db:
+        db.provision("s", ["t", "u"])
+        sql(url, "ALTER TABLE u ADD COLUMN x INT")
+        assert db.migrate("s").migrated
+        assert db.repair("s", restamp=True).restamped == 2
+        sql(url, "DELETE FROM t")
+        (st,) = db.status("s")
+        assert st.tombstones == 2

@@ -137,15 +137,15 @@ def _delete_trigger(root: str, paths: list[list[ForeignKey]], tracked: dict[str,
     blocks = []
     for path in paths:
         t = tracked[path[-1].child]
-        aliases = [f"a{i}" for i in range(len(path))]
-        joins = f"{q(path[0].child)} AS a0" + "".join(
+        aliases = [f"{PREFIX}a{i}" for i in range(len(path))]
+        joins = f"{q(path[0].child)} AS {aliases[0]}" + "".join(
             f" JOIN {q(fk.child)} AS {a} ON {_match(a, fk.cols, prev, fk.refs)}"
             for fk, a, prev in zip(path[1:], aliases[1:], aliases[:-1], strict=True)
         )
         last = aliases[-1]
         select = (
             f"SELECT {', '.join(f'{last}.{q(k)}' for k in t.schema.key)} FROM {joins}"
-            f" WHERE {_match('a0', path[0].cols, 'OLD', path[0].refs)}"
+            f" WHERE {_match(aliases[0], path[0].cols, 'OLD', path[0].refs)}"
         )
         gone = 1 if path[-1].on_delete == "CASCADE" else 0
         vs = ", ".join(f"v{i}" for i in range(len(t.kcols)))
@@ -160,8 +160,9 @@ def _update_trigger(root: str, fks: list[ForeignKey], tracked: dict[str, Tracked
     for fk in fks:
         t = tracked[fk.child]
         changed = " AND ".join(f"BINARY OLD.{q(r)} <=> BINARY NEW.{q(r)}" for r in fk.refs)
-        select = f"SELECT {', '.join(f'a0.{q(k)}' for k in t.schema.key)} FROM {q(fk.child)} AS a0"
-        select += f" WHERE {_match('a0', fk.cols, 'OLD', fk.refs)}"
+        a = PREFIX + "a0"
+        select = f"SELECT {', '.join(f'{a}.{q(k)}' for k in t.schema.key)} FROM {q(fk.child)} AS {a}"
+        select += f" WHERE {_match(a, fk.cols, 'OLD', fk.refs)}"
         vs = [f"v{i}" for i in range(len(t.kcols))]
         ref_of = dict(zip(fk.cols, fk.refs, strict=True))
         if fk.on_update == "CASCADE" and any(k in ref_of for k in t.schema.key):

@@ -147,7 +147,7 @@ class MySQLPeer(BatchPeer):
         # Triggers first, then the backfill under a lock on the user table, so
         # no row is written between the two untracked or tracked twice.
         conn.execute(
-            f"LOCK TABLES {q(t.name)} WRITE, {q(t.name)} AS u WRITE, {q(t.tracking)} WRITE, {S.LOG} WRITE,"
+            f"LOCK TABLES {q(t.name)} WRITE, {q(t.name)} AS {S.USER_ALIAS} WRITE, {q(t.tracking)} WRITE, {S.LOG} WRITE,"
             f" {PREFIX}tracked WRITE"
         )
         try:

@@ -40,6 +40,9 @@ class MySQLPeer(Protocol):
 
 
 _CHUNK = 5000
+# Aliases of the user table and its tracking table: LOCK TABLES wants each
+# alias locked too, and no user table may carry one of them as its name.
+U, K = PREFIX + "u", PREFIX + "k"
 
 
 def reidentify(peer: MySQLPeer, scope: str, *, moved: bool) -> bytes:
@@ -101,7 +104,8 @@ def retrack(peer: MySQLPeer, scope: str, *, migrate: bool, restamp: bool, tables
                     inserted += _stamp(peer, t, _missing_sql(t), gone=False)
                     deleted += _stamp(peer, t, _vanished_sql(t), gone=True)
                 if restamp:
-                    restamped += _stamp(peer, t, f"SELECT {_ukeys(t)} FROM {q(t.name)} AS u", gone=False, keep=True)
+                    every = f"SELECT {_ukeys(t)} FROM {q(t.name)} AS {U}"
+                    restamped += _stamp(peer, t, every, gone=False, keep=True)
             finally:
                 conn.execute("UNLOCK TABLES")
         with conn.txn():
@@ -124,33 +128,33 @@ def _tracking_key(peer: MySQLPeer, t: Tracked) -> list[str]:
 
 def _lock(peer: MySQLPeer, t: Tracked) -> None:
     peer.conn.execute(
-        f"LOCK TABLES {q(t.name)} WRITE, {q(t.name)} AS u WRITE, {q(t.tracking)} WRITE, {q(t.tracking)} AS t WRITE,"
+        f"LOCK TABLES {q(t.name)} WRITE, {q(t.name)} AS {U} WRITE, {q(t.tracking)} WRITE, {q(t.tracking)} AS {K} WRITE,"
         f" {LOG} WRITE, {PREFIX}tracked WRITE"
     )
 
 
 def _ukeys(t: Tracked) -> str:
-    return ", ".join(f"u.{q(k)}" for k in t.schema.key)
+    return ", ".join(f"{U}.{q(k)}" for k in t.schema.key)
 
 
 def _match(t: Tracked) -> str:
-    return " AND ".join(f"u.{q(c)} = t.{k}" for c, k in zip(t.schema.key, t.kcols, strict=True))
+    return " AND ".join(f"{U}.{q(c)} = {K}.{k}" for c, k in zip(t.schema.key, t.kcols, strict=True))
 
 
 def _missing_sql(t: Tracked) -> str:
     """Rows written while the table was untracked: no live tracking row."""
     return (
-        f"SELECT {_ukeys(t)} FROM {q(t.name)} AS u LEFT JOIN {q(t.tracking)} AS t ON {_match(t)}"
-        f" WHERE t.{t.kcols[0]} IS NULL OR t.del = 1"
+        f"SELECT {_ukeys(t)} FROM {q(t.name)} AS {U} LEFT JOIN {q(t.tracking)} AS {K} ON {_match(t)}"
+        f" WHERE {K}.{t.kcols[0]} IS NULL OR {K}.del = 1"
     )
 
 
 def _vanished_sql(t: Tracked) -> str:
     """Rows deleted while the table was untracked: a live tracking row and no row."""
-    keys = ", ".join(f"t.{k}" for k in t.kcols)
+    keys = ", ".join(f"{K}.{k}" for k in t.kcols)
     return (
-        f"SELECT {keys} FROM {q(t.tracking)} AS t LEFT JOIN {q(t.name)} AS u ON {_match(t)}"
-        f" WHERE t.del = 0 AND u.{q(t.schema.key[0])} IS NULL"
+        f"SELECT {keys} FROM {q(t.tracking)} AS {K} LEFT JOIN {q(t.name)} AS {U} ON {_match(t)}"
+        f" WHERE {K}.del = 0 AND {U}.{q(t.schema.key[0])} IS NULL"
     )
 
 

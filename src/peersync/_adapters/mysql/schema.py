@@ -60,6 +60,9 @@ CLOCK = PREFIX + "clock"
 PENDING = _meta.PENDING
 NOW_MS = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
 APPLYING = "@peersync_apply"
+# The user table's alias where it is locked (LOCK TABLES names aliases): a user
+# table cannot have it as its name (the prefix is reserved).
+USER_ALIAS = PREFIX + "u"
 
 _NAME = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 _ENGINE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -216,15 +219,16 @@ class Tracked(TrackedNames):
     def backfill_sql(self) -> list[str]:
         """Track the rows that exist at provisioning: one log entry each
         (``:top`` is the log's last id before), then their tracking rows."""
-        keys = ", ".join(f"u.{q(k)}" for k in self.schema.key)
-        named = ", ".join(f"u.{q(c)} AS {k}" for c, k in zip(self.schema.key, self.kcols, strict=True))
+        u = USER_ALIAS
+        keys = ", ".join(f"{u}.{q(k)}" for k in self.schema.key)
+        named = ", ".join(f"{u}.{q(c)} AS {k}" for c, k in zip(self.schema.key, self.kcols, strict=True))
         kc = ", ".join(self.kcols)
         # The n-th log entry after :top and the n-th key in key order pair up.
         return [
             f"INSERT INTO {LOG} (tbl) SELECT {self.tid} FROM {q(self.name)}",
             f"INSERT INTO {q(self.tracking)} ({kc}, lt, ctime, del)"
             f" SELECT {', '.join('k.' + k for k in self.kcols)}, l.id, {NOW_MS}, 0 FROM"
-            f" (SELECT {named}, ROW_NUMBER() OVER (ORDER BY {keys}) AS n FROM {q(self.name)} AS u) AS k"
+            f" (SELECT {named}, ROW_NUMBER() OVER (ORDER BY {keys}) AS n FROM {q(self.name)} AS {u}) AS k"
             f" JOIN (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM {LOG}"
             f" WHERE id > %(top)s AND tbl = {self.tid}) AS l ON l.n = k.n",
         ]
