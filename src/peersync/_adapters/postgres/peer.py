@@ -60,10 +60,6 @@ from .schema import SCHEMA, Scope, Tracked, q, read_expr
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
 
-def _definition(t: Tracked) -> str:
-    return json.dumps([t.qualified, list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
-
-
 def has(rep: str, tick: str) -> str:
     """SQL truth value: ``tick`` of replica ``rep`` lies in one of the
     half-open ranges passed as arrays ``%(krep)s``, ``%(klo)s``, ``%(khi)s``."""
@@ -208,7 +204,7 @@ class PostgresPeer(BatchPeer):
         return True
 
     def _track(self, conn: psycopg.Connection[Any], t: Tracked) -> None:
-        definition = _definition(t)
+        definition = retrack.definition(t)
         row = conn.execute(f"SELECT definition FROM {PREFIX}tracked WHERE tbl = %s", (t.qualified,)).fetchone()
         if row is not None:
             if row[0] != definition:
