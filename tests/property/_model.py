@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import os
 import random
-import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -48,13 +47,17 @@ from hypothesis import strategies as st
 import peersync
 from peersync.testing import FaultyPeer, RecordingPeer
 
-SCOPE = "s"
-TABLES = ["task", "note", "users"]
-SCHEMA = """
-CREATE TABLE task (id INTEGER PRIMARY KEY, status TEXT);
-CREATE TABLE note (owner TEXT NOT NULL, slug TEXT NOT NULL, body TEXT, PRIMARY KEY (owner, slug));
-CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT UNIQUE);
-"""
+from ._writers import (
+    NKEY,
+    POOL,
+    SCOPE,
+    TABLES,
+    UNIQUE_ERROR,
+    Refused,
+    SQLiteWriter,
+    Writer,
+)
+
 # Keys (without the table name) and values (the non-key columns) per table.
 KEYS: dict[str, list[tuple[Any, ...]]] = {
     "task": [(1,), (2,), (3,)],
@@ -67,8 +70,6 @@ VALUES: dict[str, list[tuple[Any, ...]]] = {
     "users": [("a@example.org",), ("b@example.org",), ("c@example.org",)],
 }
 TABLE_WEIGHT = {"task": 2, "note": 1, "users": 2}  # how often each is written
-COLUMNS = {"task": ("id", "status"), "note": ("owner", "slug", "body"), "users": ("id", "email")}
-NKEY = {"task": 1, "note": 2, "users": 1}
 
 Key = tuple[Any, ...]  # (table, *primary key)
 Row = tuple[Any, ...]  # every column, in table order
@@ -188,6 +189,10 @@ class Clock:
     def tick(self) -> None:
         self.ms += 1000
 
+    def now(self, replica: int) -> int:
+        """The time, in ms, of a write on ``replica`` now."""
+        return self.ms + self.skew.get(replica, 0)
+
     def julianday(self, replica: int) -> Callable[..., float | None]:
         def jd(arg: str, *_: object) -> float | None:
             if arg != "now":
@@ -201,9 +206,8 @@ class Clock:
 @dataclass
 class Replica:
     index: int
-    path: Path
     db: peersync.Database
-    writer: sqlite3.Connection
+    writer: Writer
 
 
 @dataclass
@@ -218,13 +222,10 @@ class World:
 
     # -- reading a replica
     def rows(self, r: Replica, tbl: str) -> list[Row]:
-        return r.writer.execute(f"SELECT * FROM {tbl} ORDER BY 1, 2").fetchall()
+        return r.writer.rows(tbl)
 
     def local(self, r: Replica, key: Key) -> Row | None:
-        tbl, cols = key[0], COLUMNS[key[0]]
-        where = " AND ".join(f"{c} = ?" for c in cols[: NKEY[tbl]])
-        row: Row | None = r.writer.execute(f"SELECT * FROM {tbl} WHERE {where}", key[1:]).fetchone()
-        return row
+        return r.writer.local(key[0], key[1:])
 
     def record(self, key: Key, row: Row | None, by: int) -> None:
         self.history.setdefault(key, []).append(row)
@@ -234,13 +235,12 @@ class World:
         """The model: per key, its last write, for keys whose last write is a row."""
         return {k: h[-1] for k, h in self.history.items() if k[0] == tbl and h[-1] is not None}
 
-    # -- foreign writes: plain sqlite3, one transaction each
-    @contextmanager
-    def write(self, r: Replica) -> Iterator[sqlite3.Connection]:
+    # -- foreign writes: the plain driver, one transaction each
+    def write(self, r: Replica, verb: str, tbl: str, *args: Any) -> None:
+        """Raises :class:`Refused` when the write breaks the UNIQUE email (nothing changed)."""
         self.seq += 1
         self.clock.tick()
-        with r.writer:
-            yield r.writer
+        r.writer.write(self.clock.now(r.index), verb, tbl, *args)
 
     def do(self, op: tuple[Any, ...]) -> None:
         kind = op[0]
@@ -275,8 +275,7 @@ class World:
             row = self.local(r, old)
             if row is None or old == new or self.local(r, new) is not None:
                 return
-            with self.write(r) as c:
-                c.execute("UPDATE task SET id = ? WHERE id = ?", (new[1], old[1]))
+            self.write(r, "rekey", "task", old[1], new[1])
             self.record(old, None, r.index)
             self.record(new, (new[1], *row[1:]), r.index)
             note(f"  replica {r.index}: rekey {old} -> {new}")
@@ -284,9 +283,7 @@ class World:
     def delete(self, r: Replica, key: Key) -> None:
         if self.local(r, key) is None:
             return
-        with self.write(r) as c:
-            where = " AND ".join(f"{col} = ?" for col in COLUMNS[key[0]][: NKEY[key[0]]])
-            c.execute(f"DELETE FROM {key[0]} WHERE {where}", key[1:])
+        self.write(r, "delete", key[0], key[1:])
         self.record(key, None, r.index)
         note(f"  replica {r.index}: delete {key}")
 
@@ -296,27 +293,17 @@ class World:
         before = self.local(r, key)
         if before == row:
             return  # an UPDATE that changes nothing is no change
-        cols = COLUMNS[tbl]
-        nkey = NKEY[tbl]
-        marks = ", ".join("?" * len(row))
         evicted: list[Key] = []
         if verb == "replace" and tbl == "users":
             evicted = [("users", u) for u, e in self.rows(r, "users") if e == row[1] and u != row[0]]
         try:
-            with self.write(r) as c:
-                if verb == "replace":
-                    c.execute(f"INSERT OR REPLACE INTO {tbl} VALUES ({marks})", row)
-                elif verb == "upsert":
-                    sets = ", ".join(f"{col} = excluded.{col}" for col in cols[nkey:])
-                    pk = ", ".join(cols[:nkey])
-                    c.execute(f"INSERT INTO {tbl} VALUES ({marks}) ON CONFLICT ({pk}) DO UPDATE SET {sets}", row)
-                elif before is None:
-                    c.execute(f"INSERT INTO {tbl} VALUES ({marks})", row)
-                else:
-                    sets = ", ".join(f"{col} = ?" for col in cols[nkey:])
-                    where = " AND ".join(f"{col} = ?" for col in cols[:nkey])
-                    c.execute(f"UPDATE {tbl} SET {sets} WHERE {where}", (*value, *key[1:]))
-        except sqlite3.IntegrityError:  # the email is taken here: the write fails, nothing changes
+            if verb in ("replace", "upsert"):
+                self.write(r, verb, tbl, row)
+            elif before is None:
+                self.write(r, "insert", tbl, row)
+            else:
+                self.write(r, "update", tbl, key[1:], value)
+        except Refused:  # the email is taken here: the write fails, nothing changes
             note(f"  replica {r.index}: {verb} {row} refused (UNIQUE)")
             return
         for gone in evicted:
@@ -438,7 +425,7 @@ class World:
                 assert got[0] == expected, f"{tbl}: rows differ from the last writes:\n{got[0]}\n{expected}"
         for r in self.replicas:
             errors = [c for c in r.db.conflicts(SCOPE) if c.type is peersync.ConflictType.ERROR]
-            odd = [c for c in errors if c.table != "users" or "UNIQUE" not in c.detail]
+            odd = [c for c in errors if c.table != "users" or not UNIQUE_ERROR.search(c.detail)]
             assert not odd, f"replica {r.index} logged errors other than UNIQUE collisions: {odd}"
 
 
@@ -484,7 +471,11 @@ class Meddle(FaultyPeer):
 
 
 @contextmanager
-def world(topology: tuple[str, int], *, skew: dict[int, int] | None = None) -> Iterator[World]:
+def world(
+    topology: tuple[str, int], *, skew: dict[int, int] | None = None, kinds: list[str] | None = None
+) -> Iterator[World]:
+    """Replicas joined by ``topology``; ``kinds`` names each one's database
+    (``sqlite``, ``postgres``, ``mysql``; all SQLite files by default)."""
     clock = Clock()
     clock.skew = dict(skew or {})
     n = topology[1]
@@ -492,20 +483,16 @@ def world(topology: tuple[str, int], *, skew: dict[int, int] | None = None) -> I
         replicas = []
         try:
             for i in range(n):
-                path = Path(tmp) / f"r{i}.db"
-                conn = sqlite3.connect(path)
-                conn.executescript(SCHEMA)
-                conn.close()
-                db = peersync.connect(path)
-                db.provision(SCOPE, TABLES)
-                writer = sqlite3.connect(path)
-                writer.create_function("julianday", -1, clock.julianday(i))
-                replicas.append(Replica(i, path, db, writer))
+                kind = kinds[i] if kinds else "sqlite"
+                writer = SQLiteWriter(Path(tmp), i, clock.julianday(i)) if kind == "sqlite" else POOL.take(kind)
+                replicas.append(Replica(i, writer.db, writer))
             yield World(replicas, clock, edges(topology))
         finally:
             for r in replicas:
-                r.writer.close()
-                r.db.close()
+                if r.writer.kind == "sqlite":
+                    r.writer.close()
+                else:
+                    POOL.give(r.writer)
 
 
 def _fast_tmp() -> str | None:

@@ -31,12 +31,15 @@ name), 200 by default, split between the tests below (most to the main one). A l
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, note, settings
 from hypothesis import strategies as st
 
 from ._model import histories, operations, run, topologies, world
+from ._writers import POOL, servers_reachable
 
 HISTORIES = histories()
 
@@ -111,3 +114,44 @@ def test_skewed_clocks_still_converge(n: int, skew: dict[int, int], ops: list[tu
         note(f"clock skew per replica (ms): {skew}")
         run(w, ops, settle=n, remove_collisions=False)
         w.check(exact=False)
+
+
+KINDS = ("sqlite", "postgres", "mysql")
+MIXED = max(3, round(HISTORIES * 0.03))
+
+
+@settings(
+    max_examples=MIXED,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    topology=st.one_of(st.just(("pairs", 3)), st.just(("star", 4)), st.just(("ring", 4))),
+    first=st.permutations(KINDS),
+    ops=operations(max_size=24),
+    settle=st.integers(0, 999),
+)
+def _mixed(topology: tuple[str, int], first: list[str], ops: list[tuple[Any, ...]], settle: int) -> None:
+    kinds = [*first, "sqlite"][: topology[1]]
+    with world(topology, kinds=kinds) as w:
+        note(f"topology {topology}, replicas {kinds}")
+        run(w, ops, settle=settle)
+        w.check()
+
+
+def test_sqlite_postgres_and_mariadb_replicas_converge_to_the_last_writer() -> None:
+    """The same histories and oracle as above among SQLite files, PostgreSQL and
+    MariaDB databases (at least one of each; their foreign writers are the plain
+    drivers, on the same fake clock). ``PEERSYNC_HISTORIES`` scales it too (3% of
+    it, at least 3). Skipped with the reason when a server is unreachable, except
+    under ``CI=true``, where that fails."""
+    why = servers_reachable()
+    if why is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"server unreachable under CI=true: {why}")
+        pytest.skip(f"server unreachable: {why}")
+    try:
+        _mixed()
+    finally:
+        POOL.drain()

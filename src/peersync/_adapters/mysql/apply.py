@@ -18,7 +18,7 @@ rest applies. Parents are written before children, deletes children first.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pymysql
@@ -50,8 +50,9 @@ from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
 from . import schema as S
+from .collisions import ER_DUP_ENTRY, ask, colliding, unique_indexes
 from .conn import Conn, q
-from .schema import APPLYING, PREFIX, Scope, Tracked
+from .schema import APPLYING, KEEP_CREATION, PREFIX, Scope, Tracked
 from .values import Unfit, converters
 
 _CHUNK = 500
@@ -75,6 +76,7 @@ class _Row:
     row: dict[str, Value] | None = None  # what to write for write/merge
     time: int = 0  # change time for a rewrite
     conflict: Conflict | None = None
+    evict: list[tuple[Any, ...]] = field(default_factory=list)  # local rows a collision's outcome deletes
 
 
 def _same(a: dict[str, Value] | None, b: dict[str, Value] | None) -> bool:
@@ -94,6 +96,7 @@ class Apply:
         self.consecutive_ids = consecutive_ids
         self.batch = decode_batch(data, sc.schemas)
         self.handler = handler
+        self.uniques: dict[str, list[tuple[str, ...]]] = {}
 
     def run(self) -> ApplyReport:
         for attempt in range(_RETRIES):
@@ -341,7 +344,48 @@ class Apply:
             except pymysql.err.MySQLError as exc:
                 if exc.args and exc.args[0] in (1205, 1213):
                     raise
-                self._fail(t, r, str(exc.args[-1] if exc.args else exc))
+                msg = str(exc.args[-1] if exc.args else exc)
+                if exc.args and exc.args[0] == ER_DUP_ENTRY and self._collision(t, r, p, msg):
+                    continue
+                self._fail(t, r, msg)
+
+    def _collision(self, t: Tracked, r: _Row, params: list[Any], msg: str) -> bool:
+        """An incoming row colliding with local rows of other keys on a UNIQUE
+        index goes to the conflict callback (``collisions.py``); True when it
+        decided (the row is then rewritten by :meth:`_rewrites`)."""
+        if isinstance(self.handler, Policy) or r.change[1]:
+            return False
+        if t.name not in self.uniques:
+            self.uniques[t.name] = unique_indexes(self.conn, t)
+        others = colliding(self.conn, t, self.uniques[t.name], r.key, params)
+        if not others:
+            return False
+        to, _ = converters(t.specs)
+        local_row = {c: f(v) for c, f, v in zip(t.schema.columns, to, others[0], strict=True)}
+        kp = t.schema.key_positions
+        okeys = [tuple(o[i] for i in kp) for o in others]
+        _, tracking = self._lock(t, [okeys[0]])
+        st = tracking.get(okeys[0])
+        loc = self._state(st)[0] if st is not None else None
+        _, _, version, _, ctime, values = r.change
+        c = Conflict(self.sc.name, t.name, r.key, ConflictType.ERROR, local_row,
+                     dict(zip(t.schema.columns, values, strict=True)), loc.version if loc else None, version,
+                     loc.time if loc else None, ctime, policy_name(self.handler), None, msg)  # fmt: skip
+        decided = ask(self.handler, c)
+        if decided is None:
+            return False
+        action, row = decided
+        assert row is not None
+        if set(row) != set(t.schema.columns) or any(row[k] != v for k, v in zip(t.schema.key, r.key, strict=True)):
+            return False  # a merged row must keep the key and name every column
+        outcome = Outcome.SOURCE if action == "write" else Outcome.MERGE
+        both = max(loc.time if loc else 0, ctime)
+        r.action, r.row, r.time = action, row, both + (action == "merge")
+        r.evict = okeys if action == "write" else []
+        r.conflict = replace(c, outcome=outcome)
+        self.report.conflicts += 1
+        self.conflicts.append(r.conflict)
+        return True
 
     def _fail(self, t: Tracked, r: _Row, msg: str) -> None:
         lt, deleted, version, _, ctime, values = r.change
@@ -404,6 +448,10 @@ class Apply:
                 continue
             try:
                 with self.conn.savepoint():
+                    mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
+                    for k in r.evict:  # local rows in the way of a collision's winner
+                        self.conn.execute(t.delete_sql, list(k))
+                        self._stamp_local(t, list(k), r.time, True, mw)
                     if r.action in ("write", "merge"):
                         if r.row is None:
                             kv = self._params(t, self._key_row(t, r.key))
@@ -417,7 +465,11 @@ class Apply:
                                 self.conn.execute(t.update_sql, [p[i] for i in others] + [p[i] for i in kp])
                             elif not exists:
                                 self.conn.execute(t.insert_sql, p)
-                    self._local_change(t, r)
+                    if r.local is None:  # a key new here (a collision's winner)
+                        kv = self._params(t, self._key_row(t, r.key))
+                        self._stamp_local(t, [kv[i] for i in t.schema.key_positions], r.time, r.row is None, mw)
+                    else:
+                        self._local_change(t, r)
             except (pymysql.err.MySQLError, Unfit) as exc:
                 if isinstance(exc, pymysql.err.MySQLError) and exc.args and exc.args[0] in (1205, 1213):
                     raise
@@ -431,6 +483,18 @@ class Apply:
     def _key_row(self, t: Tracked, key: tuple[Value, ...]) -> list[Value]:
         kp = t.schema.key_positions
         return [key[kp.index(i)] if i in kp else None for i in range(len(t.schema.columns))]
+
+    def _stamp_local(self, t: Tracked, key: list[Any], time: int, gone: bool, mw: int) -> None:
+        """Stamp the row of ``key`` (driver values) as a new local change,
+        whether or not it had a tracking row."""
+        (lt,) = self._new_ids(t, 1)
+        self.conn.execute(
+            f"INSERT INTO {q(t.tracking)} ({', '.join(t.kcols)}, lt, ctime, del, mw)"
+            f" VALUES ({', '.join(['%s'] * (len(key) + 4))}) ON DUPLICATE KEY UPDATE {KEEP_CREATION},"
+            " lt = VALUES(lt), urep = NULL, utick = NULL, scope = NULL, ctime = GREATEST(ctime, VALUES(ctime)),"
+            " del = VALUES(del), mw = VALUES(mw)",
+            (*key, lt, time, int(gone), mw),
+        )
 
     def _local_change(self, t: Tracked, r: _Row) -> None:
         """Stamp row ``r`` as a new local change with change time ``r.time``."""

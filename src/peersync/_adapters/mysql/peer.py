@@ -9,7 +9,6 @@ The tick contract is kept by sealing ticks after commit (``schema.py``).
 from __future__ import annotations
 
 import heapq
-import shlex
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Any
 from peersync._adapters.sql.batch_frame import frame
 from peersync._adapters.sql.meta import Meta
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
+from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.scopes import (
     cached,
     check_provision_args,
@@ -33,7 +33,6 @@ from peersync._adapters.sql.scopes import (
 )
 from peersync._adapters.sql.session_end import end_session
 from peersync._engine.errors import (
-    ConfigurationError,
     RepairNeeded,
     SyncError,
 )
@@ -52,9 +51,11 @@ from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import PackedRows, open_batch, row_packer
 
+from . import cascades, retrack
 from . import schema as S
 from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
+from .maintenance import compact
 from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
@@ -86,7 +87,8 @@ class MySQLPeer(BatchPeer):
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
             self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
-            lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning",
+            lambda names: f"the tables of scope {name!r} in {self.url} changed since provisioning; run"
+            f" '{migrate_command(self.url, name, names)}' here and on every peer whose tables changed the same way",
         )))  # fmt: skip
 
     # -- provisioning --------------------------------------------------------------
@@ -102,6 +104,8 @@ class MySQLPeer(BatchPeer):
                 result = self._provision(scope, tables, created, fresh_meta)
             except BaseException:
                 self._undo(created, fresh_meta)
+                with suppress(Exception):
+                    self._cascades()
                 raise
         self._scopes.pop(scope, None)
         return result
@@ -123,8 +127,13 @@ class MySQLPeer(BatchPeer):
             self._track(t, created)
         with conn.txn():
             insert_scope(self.meta, scope, names, fp)
+        self._cascades()
         S.seal(conn)
         return True
+
+    def _cascades(self) -> None:
+        """Rebuild the triggers that track foreign-key actions (``cascades.py``)."""
+        cascades.refresh(self.conn, self.meta.tracked_ids() if self.meta.has_meta() else {})
 
     def _track(self, t: Tracked, created: list[str]) -> None:
         conn = self.conn
@@ -138,7 +147,7 @@ class MySQLPeer(BatchPeer):
         # Triggers first, then the backfill under a lock on the user table, so
         # no row is written between the two untracked or tracked twice.
         conn.execute(
-            f"LOCK TABLES {q(t.name)} WRITE, {q(t.name)} AS u WRITE, {q(t.tracking)} WRITE, {S.LOG} WRITE,"
+            f"LOCK TABLES {q(t.name)} WRITE, {q(t.name)} AS {S.USER_ALIAS} WRITE, {q(t.tracking)} WRITE, {S.LOG} WRITE,"
             f" {PREFIX}tracked WRITE"
         )
         try:
@@ -187,6 +196,7 @@ class MySQLPeer(BatchPeer):
             if not still:
                 for m in S.META_TABLES:
                     self.conn.execute(f"DROP TABLE IF EXISTS {PREFIX}{m}")
+            self._cascades()
         self._scopes.pop(scope, None)
 
     def scopes(self) -> list[str]:
@@ -194,24 +204,48 @@ class MySQLPeer(BatchPeer):
             return self.meta.scope_names()
 
     def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
-        raise ConfigurationError(
-            "reidentify is not supported on MariaDB yet: a server database is not copied as a file"
-        )
+        """A new replica id for ``scope``, for a database restored from a dump
+        of another one (or a copy); returns it. ``moved`` keeps the id (the
+        same database moved to another server). Every local change becomes a
+        change of the new id; rows that came from peers keep their versions.
+        Raises :class:`~peersync.ScopeError` for an unknown scope."""
+        return retrack.reidentify(self, scope, moved=moved)
 
     def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
-        raise ConfigurationError(
-            f"migrate is not supported on MariaDB yet: deprovision and provision again (peersync deprovision"
-            f" {shlex.quote(self.url)} --scope {shlex.quote(scope)})"
-        )
+        """Keep ``scope``'s tracking across a change of its tables' columns
+        (``ALTER TABLE ... ADD COLUMN`` and the like): store the new shape and
+        recreate the triggers; every row keeps its versions and the scope its
+        knowledge. Run it on every peer. Idempotent. Raises
+        :class:`~peersync.ScopeError` for an unknown scope, other tables or a
+        changed primary key, :class:`~peersync.SchemaMismatch` for a missing
+        table. DDL commits on its own here: see ``retrack.py`` for what a
+        failure halfway leaves (a scope that refuses to sync until run again)."""
+        return retrack.retrack(self, scope, migrate=True, restamp=False, tables=tables)
 
     def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
-        raise ConfigurationError("repair is not supported on MariaDB yet")
+        """Recreate lost triggers (a table dropped and created again) and make
+        the rows inserted or deleted meanwhile local changes; ``restamp``
+        also makes every live row a new local change, keeping its change
+        time (for rows updated meanwhile). Rebuilds the triggers that track
+        foreign-key actions (run it after adding a foreign key). Idempotent.
+        Raises :class:`~peersync.SchemaMismatch` if the shape changed (that is
+        :meth:`migrate`)."""
+        return retrack.retrack(self, scope, migrate=False, restamp=restamp, tables=None)
 
     def compact(self, scope: str | None = None) -> None:
-        """Maintenance: nothing to do yet (superseded log entries are not dropped on MariaDB)."""
-        if scope is not None:
-            with self.conn.errors():
+        """Maintenance: drop change-log entries that later changes superseded
+        (every table of the database; ``scope`` is checked to exist). Writers
+        carry on meanwhile; see ``maintenance.py``."""
+        with self.conn.errors():
+            if scope is not None:
                 self._scope(scope)
+            if not self.meta.has_meta():
+                return
+            S.seal(self.conn)
+            tids = self.meta.tracked_ids()
+            compact(
+                self.conn, {tid: Tracked(TableSchema(name, (), (), ()), (), ()).tracking for name, tid in tids.items()}
+            )
 
     # -- the Peer calls --------------------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:

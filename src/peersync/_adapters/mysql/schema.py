@@ -60,6 +60,9 @@ CLOCK = PREFIX + "clock"
 PENDING = _meta.PENDING
 NOW_MS = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)"
 APPLYING = "@peersync_apply"
+# The user table's alias where it is locked (LOCK TABLES names aliases): a user
+# table cannot have it as its name (the prefix is reserved).
+USER_ALIAS = PREFIX + "u"
 
 _NAME = "VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
 _ENGINE = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
@@ -106,6 +109,17 @@ META_TABLES = (
 )
 
 
+# A change on a live row keeps its creation; a change on a tombstone starts a new incarnation.
+KEEP_CREATION = (
+    "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
+    " THEN urep ELSE crep END,"
+    " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
+    " THEN utick ELSE ctick END,"
+    " cid = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL THEN lt ELSE cid END"
+)
+FRESH_CREATION = "crep = NULL, ctick = NULL, cid = NULL"
+
+
 def column_type(name: str, data_type: str, column_type: str, *, nullable: bool, check: str | None) -> Column:
     """A MariaDB column in the engine's vocabulary (``MARIADB_TYPES``), by
     ``information_schema.columns``: ``tinyint(1)`` is boolean, a LONGTEXT
@@ -144,11 +158,25 @@ class Tracked(TrackedNames):
             f"CREATE TABLE {q(self.tracking)} ({keys}, lt BIGINT NOT NULL, urep INT NULL, utick BIGINT NULL,"
             " crep INT NULL, ctick BIGINT NULL, cid BIGINT NULL, ctime BIGINT NOT NULL,"
             " del TINYINT NOT NULL DEFAULT 0, scope INT NULL, mw BIGINT NULL,"
-            f" PRIMARY KEY ({', '.join(self.kcols)}), KEY (lt)) {_ENGINE}",
+            f" PRIMARY KEY ({', '.join(self.kcols)}), KEY (lt), KEY (cid)) {_ENGINE}",
         ]
 
     def trigger_names(self) -> list[str]:
         return [f"{PREFIX}{op}_{self.name}"[:64] for op in ("ins", "upd", "del")]
+
+    def stamp(self, key: str, deleted: int, creation: str) -> str:
+        """The statements that record a change of the row whose key values
+        are the SQL expressions ``key`` (comma-separated, in key order): a
+        new log entry, and the tracking row pointed at it. ``creation`` is
+        :data:`KEEP_CREATION` (a change of the same incarnation) or
+        :data:`FRESH_CREATION` (a new one)."""
+        return (
+            f"INSERT INTO {LOG} (tbl) VALUES ({self.tid});"
+            f" INSERT INTO {q(self.tracking)} ({', '.join(self.kcols)}, lt, ctime, del)"
+            f" VALUES ({key}, LAST_INSERT_ID(), {NOW_MS}, {deleted})"
+            f" ON DUPLICATE KEY UPDATE {creation}, lt = VALUES(lt), urep = NULL, utick = NULL,"
+            f" ctime = GREATEST(VALUES(ctime), ctime + 1), del = {deleted}, scope = NULL;"
+        )
 
     def trigger_sql(self) -> list[str]:
         """The three triggers. A change on a live row keeps its creation (a
@@ -156,29 +184,15 @@ class Tracked(TrackedNames):
         the row is sent); a change on a tombstone starts a new incarnation.
         MySQL evaluates ``SET`` assignments left to right, each seeing the
         ones before it: the creation columns are set before the version's."""
-        s, trk, tbl = self.schema, q(self.tracking), q(self.name)
-        kc = ", ".join(self.kcols)
+        s, tbl = self.schema, q(self.name)
         ins, upd, dele = (q(n) for n in self.trigger_names())
+        keep, fresh = KEEP_CREATION, FRESH_CREATION
 
         def vals(row: str) -> str:
             return ", ".join(f"{row}.{q(c)}" for c in s.key)
 
-        keep = (
-            "crep = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
-            " THEN urep ELSE crep END,"
-            " ctick = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL AND utick IS NOT NULL"
-            " THEN utick ELSE ctick END,"
-            " cid = CASE WHEN del = 1 THEN NULL WHEN ctick IS NULL AND cid IS NULL THEN lt ELSE cid END"
-        )
-        fresh = "crep = NULL, ctick = NULL, cid = NULL"
-
         def stamp(row: str, deleted: int, creation: str) -> str:
-            return (
-                f"INSERT INTO {LOG} (tbl) VALUES ({self.tid});"
-                f" INSERT INTO {trk} ({kc}, lt, ctime, del) VALUES ({vals(row)}, LAST_INSERT_ID(), {NOW_MS}, {deleted})"
-                f" ON DUPLICATE KEY UPDATE {creation}, lt = VALUES(lt), urep = NULL, utick = NULL,"
-                f" ctime = GREATEST(VALUES(ctime), ctime + 1), del = {deleted}, scope = NULL;"
-            )
+            return self.stamp(vals(row), deleted, creation)
 
         def same(a: str, b: str) -> str:
             parts = []
@@ -205,15 +219,16 @@ class Tracked(TrackedNames):
     def backfill_sql(self) -> list[str]:
         """Track the rows that exist at provisioning: one log entry each
         (``:top`` is the log's last id before), then their tracking rows."""
-        keys = ", ".join(f"u.{q(k)}" for k in self.schema.key)
-        named = ", ".join(f"u.{q(c)} AS {k}" for c, k in zip(self.schema.key, self.kcols, strict=True))
+        u = USER_ALIAS
+        keys = ", ".join(f"{u}.{q(k)}" for k in self.schema.key)
+        named = ", ".join(f"{u}.{q(c)} AS {k}" for c, k in zip(self.schema.key, self.kcols, strict=True))
         kc = ", ".join(self.kcols)
         # The n-th log entry after :top and the n-th key in key order pair up.
         return [
             f"INSERT INTO {LOG} (tbl) SELECT {self.tid} FROM {q(self.name)}",
             f"INSERT INTO {q(self.tracking)} ({kc}, lt, ctime, del)"
             f" SELECT {', '.join('k.' + k for k in self.kcols)}, l.id, {NOW_MS}, 0 FROM"
-            f" (SELECT {named}, ROW_NUMBER() OVER (ORDER BY {keys}) AS n FROM {q(self.name)} AS u) AS k"
+            f" (SELECT {named}, ROW_NUMBER() OVER (ORDER BY {keys}) AS n FROM {q(self.name)} AS {u}) AS k"
             f" JOIN (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM {LOG}"
             f" WHERE id > %(top)s AND tbl = {self.tid}) AS l ON l.n = k.n",
         ]
@@ -250,7 +265,7 @@ class Tracked(TrackedNames):
         return f"UPDATE {q(self.name)} SET {sets} WHERE {self.key_where}" if others else ""
 
 
-def _key_decl(column_type: str, collation: str | None) -> str:
+def key_declaration(column_type: str, collation: str | None) -> str:
     return column_type + (f" COLLATE {collation}" if collation else "")
 
 
@@ -270,15 +285,24 @@ def introspect(conn: Conn, table: str) -> Tracked:
         raise TableError(f"table {name}: names starting with {PREFIX} are reserved; rename the table to sync it")
     if (engine or "").lower() != "innodb":
         raise TableError(f"table {name} uses the {engine} engine; peersync needs InnoDB (transactions)")
-    cols = conn.execute(
-        "SELECT c.column_name, c.data_type, c.column_type, c.is_nullable, c.collation_name, c.column_key,"
-        " (SELECT cc.check_clause FROM information_schema.check_constraints AS cc"
-        "   WHERE cc.constraint_schema = c.table_schema AND cc.table_name = c.table_name"
-        "   AND cc.constraint_name = c.column_name LIMIT 1)"
-        " FROM information_schema.columns AS c WHERE c.table_schema = DATABASE() AND c.table_name = %s"
-        " ORDER BY c.ordinal_position",
+    # Two plain queries: a correlated subquery on check_constraints per column
+    # reads every schema's constraints each time (a hundred times slower).
+    checks: dict[str, str] = {}
+    for cname, clause in conn.execute(
+        "SELECT constraint_name, check_clause FROM information_schema.check_constraints"
+        " WHERE constraint_schema = DATABASE() AND table_name = %s",
         (name,),
-    ).fetchall()
+    ).fetchall():
+        checks.setdefault(cname, clause)
+    cols = [
+        (*r, checks.get(r[0]))
+        for r in conn.execute(
+            "SELECT column_name, data_type, column_type, is_nullable, collation_name, column_key"
+            " FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = %s"
+            " ORDER BY ordinal_position",
+            (name,),
+        ).fetchall()
+    ]
     key = tuple(
         r[0]
         for r in conn.execute(
@@ -294,7 +318,7 @@ def introspect(conn: Conn, table: str) -> Tracked:
         for c, dt, ct, nullable, _, _, chk in cols
     )
     by_name = {r[0]: r for r in cols}
-    key_decl = tuple(_key_decl(by_name[k][2], by_name[k][4]) for k in key)
+    key_decl = tuple(key_declaration(by_name[k][2], by_name[k][4]) for k in key)
     columns = tuple(r[0] for r in cols)
     types = tuple(spec.type.value for spec in specs)
     deps = tuple(

@@ -43,9 +43,11 @@ from peersync._engine.rules import LocalState, classify, policy_name, remote_win
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
+from . import collisions
 from .conn import RETRYABLE, savepoint
 from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
 from .values import BindValue, Unfit, bind_type, to_pg
+from .values import bound_param as _param
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
 
@@ -81,6 +83,7 @@ class _Rewrite:
     time: int
     conflict: Conflict
     mw: int
+    evict: tuple[tuple[Any, ...], ...] = ()  # raw keys of local rows a UNIQUE collision's winner replaces
 
 
 @dataclass
@@ -96,12 +99,6 @@ def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bo
         and remote is not None
         and all(type(local[c]) is type(remote[c]) and local[c] == remote[c] for c in local)
     )
-
-
-def _param(t: Tracked, i: int, ref: str) -> str:
-    """A bound value of column ``i`` as its column's type, in SQL."""
-    col = t.columns[i]
-    return f"{ref}::{col.cast}" if bind_type(col) == "text" and col.cast != "text" else ref
 
 
 class SetApply:
@@ -393,6 +390,19 @@ class SetApply:
         r.action = action[res.outcome]
         del lt
 
+    def _collision(self, t: Tracked, r: _Row, msg: str) -> bool:
+        """A row colliding with local rows of other keys on a UNIQUE index:
+        the callback's outcome becomes a rewrite (``collisions.py``)."""
+        d = collisions.decide(self, t, r, msg)
+        if d is None:
+            return False
+        kind, row, time, conflict, evict = d
+        self.rewrites.append(_Rewrite(kind, t, r, row, time, conflict, self._made_with_record(r), tuple(evict)))
+        r.action = MERGE if kind == "merge" else LEARN
+        self.report.conflicts += 1
+        self.conflicts.append(conflict)
+        return True
+
     def _fail(self, t: Tracked, r: _Row, msg: str) -> None:
         _, _, version, _, ctime, _ = r.change
         r.action = FAILED
@@ -419,7 +429,8 @@ class SetApply:
                     break
                 failed = again
             for r, msg in failed:
-                self._fail(tab.t, r, msg)
+                if not (not deletes and self._collision(tab.t, r, msg)):
+                    self._fail(tab.t, r, msg)
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
         for tab in self.tables:
@@ -544,6 +555,9 @@ class SetApply:
                         key,
                     )
                 else:
+                    for k in rw.evict:  # the triggers make these deletes local changes
+                        match = " AND ".join(f"{q(c)} = %s" for c in t.schema.key)
+                        self.conn.execute(f"DELETE FROM {t.qualified} WHERE {match}", list(k))
                     values = r.bound if rw.values is None else [to_pg(c, rw.values[c.spec.name]) for c in t.columns]
                     types = ", ".join(f"%s::{bind_type(c)} AS c{i}" for i, c in enumerate(t.columns))
                     self._write_rows(t, f"(SELECT 1 AS ord, {types})", list(values), deletes=rw.values is None)

@@ -10,6 +10,7 @@ contract of :mod:`peersync._engine.peer` through the mechanism described in
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import psycopg
 from peersync._adapters.sql.batch_frame import frame, take_rows
 from peersync._adapters.sql.meta import PREFIX, Meta, range_rows
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
+from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.scopes import (
     cached,
     check_provision_args,
@@ -49,16 +51,13 @@ from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import open_batch
 
+from . import retrack
 from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .schema import SCHEMA, Scope, Tracked, q, read_expr
 
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
-
-
-def _definition(t: Tracked) -> str:
-    return json.dumps([t.qualified, list(t.schema.columns), list(t.schema.key), list(t.schema.types)])
 
 
 def has(rep: str, tick: str) -> str:
@@ -148,9 +147,13 @@ class PostgresPeer(BatchPeer):
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
             self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
-            lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning;"
-            " peersync cannot migrate a PostgreSQL scope yet: deprovision and provision it again",
+            lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning; run"
+            f" '{self._migrate_command(name)}' here and on every peer whose tables changed the same way",
         )))  # fmt: skip
+
+    def _migrate_command(self, name: str) -> str:
+        (tables,) = self.meta.execute(f"SELECT tables FROM {PREFIX}scopes WHERE name = ?", (name,)).fetchone()
+        return migrate_command(self.url, name, json.loads(tables))
 
     def _verify(self, sc: Scope) -> None:
         """Tracking that lost a trigger (dropped, disabled) cannot be trusted."""
@@ -163,7 +166,8 @@ class PostgresPeer(BatchPeer):
             if n != len(t.trigger_names()):
                 raise RepairNeeded(
                     f"the peersync triggers of table {t.name} in {self.url} are missing or disabled;"
-                    " changes made meanwhile were not tracked: deprovision and provision the scope again"
+                    f" changes made meanwhile were not tracked: run 'peersync repair {shlex.quote(self.url)}"
+                    f" --scope {shlex.quote(sc.name)}'"
                 )
 
     # -- management ------------------------------------------------------------
@@ -200,7 +204,7 @@ class PostgresPeer(BatchPeer):
         return True
 
     def _track(self, conn: psycopg.Connection[Any], t: Tracked) -> None:
-        definition = _definition(t)
+        definition = retrack.definition(t)
         row = conn.execute(f"SELECT definition FROM {PREFIX}tracked WHERE tbl = %s", (t.qualified,)).fetchone()
         if row is not None:
             if row[0] != definition:
@@ -237,16 +241,34 @@ class PostgresPeer(BatchPeer):
         self._scopes.pop(scope, None)
 
     def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
-        """Not available for PostgreSQL yet: raises :class:`~peersync.ConfigurationError`."""
-        raise ConfigurationError("reidentify is not supported for PostgreSQL databases yet")
+        """A new replica id for ``scope``, for a database made from another
+        (``CREATE DATABASE ... TEMPLATE``, a restored dump); returns it.
+        ``moved`` keeps the id (the same database moved to another server).
+        Every local change becomes a change of the new id (peers that hold
+        the same rows from the original meet them as identical); rows that
+        came from peers keep their versions. One transaction. Raises
+        :class:`~peersync.ScopeError` for an unknown scope."""
+        return retrack.reidentify(self, scope, moved=moved)
 
     def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
-        """Not available for PostgreSQL yet: raises :class:`~peersync.ConfigurationError`."""
-        raise ConfigurationError("migrate is not supported for PostgreSQL databases yet")
+        """Keep ``scope``'s tracking across a change of its tables' columns
+        (``ALTER TABLE ... ADD COLUMN``, a retyped column): store the new shape
+        (and recreate lost triggers, as :meth:`repair`); every row keeps its
+        versions and the scope its knowledge. Run it on every peer.
+        Idempotent, one transaction. Raises :class:`~peersync.ScopeError` for
+        an unknown scope, other tables or a changed primary key,
+        :class:`~peersync.SchemaMismatch` for a missing table."""
+        return retrack.retrack(self, scope, migrate=True, restamp=False, tables=tables)
 
     def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
-        """Not available for PostgreSQL yet: raises :class:`~peersync.ConfigurationError`."""
-        raise ConfigurationError("repair is not supported for PostgreSQL databases yet")
+        """Recreate missing or disabled triggers (a table dropped and created
+        again, ``ALTER TABLE ... DISABLE TRIGGER``) and make the rows inserted
+        or deleted meanwhile local changes; ``restamp`` also makes every live
+        row a new local change, keeping its change time (for rows updated
+        meanwhile). Idempotent, one transaction. Raises
+        :class:`~peersync.SchemaMismatch` if the shape changed (that is
+        :meth:`migrate`)."""
+        return retrack.retrack(self, scope, migrate=False, restamp=restamp, tables=None)
 
     def compact(self, scope: str | None = None) -> None:
         """Nothing to compact: a PostgreSQL peer keeps no change log (its

@@ -24,7 +24,7 @@ import uuid
 from peersync._engine.model import RawText, Value
 from peersync._engine.types import ValueType
 
-from .schema import PgColumn
+from .schema import PgColumn, Tracked
 
 _FRACTION = re.compile(r"[0-9]:[0-9]{2}:[0-9]{2}\.([0-9]+)")
 _DATE = re.compile(r"-?[0-9]{4,}-[0-9]{2}-[0-9]{2}( BC)?|-?infinity")
@@ -153,3 +153,9 @@ def _decimal(col: PgColumn, v: Value) -> str:
         if whole > spec.precision - scale:
             raise Unfit(f"column {spec.name}: {text} is out of range for {spec.declared}")
     return text
+
+
+def bound_param(t: Tracked, i: int, ref: str) -> str:
+    """A bound value of column ``i`` as its column's type, in SQL."""
+    col = t.columns[i]
+    return f"{ref}::{col.cast}" if bind_type(col) == "text" and col.cast != "text" else ref
