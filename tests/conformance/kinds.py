@@ -347,6 +347,10 @@ class HTTPKind(Kind):
         return self.files.rows(self.paths[id(peer)], table)
 
     def cleanup(self) -> None:
+        # Told all at once, the servers shut down together (each takes up to
+        # uvicorn's 0.1 s tick to notice).
+        for server in self.servers:
+            server.server.should_exit = True
         for server in self.servers:
             server.stop()
 
