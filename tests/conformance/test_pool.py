@@ -7,6 +7,7 @@ changed is dropped, never handed out again."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_a_reset_database_is_indistinguishable_from_a_fresh_one(name: str, tmp_p
             pool.release(n)
 
         # A fresh database on the same server, outside the pool (dropped by close()).
-        fresh_name = pool.prefix + "fresh"
+        fresh_name = pool.prefix + "fresh" + uuid.uuid4().hex[:8]
         pool.snapshots[fresh_name] = Snapshot({}, {}, {}, [])
         server.create(fresh_name)
         want = _normal(server.snapshot(fresh_name))
