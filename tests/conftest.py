@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,14 @@ import pytest
 import peersync
 
 from .helpers import CHINOOK_SQL
+
+# An xdist worker starts with COLUMNS=80 and LINES=24 in its environment, where the main
+# process has neither: the CLI's rich console would then fix its width at 80 when imported,
+# and the CLI tests, which set COLUMNS for each run, would see narrow, cut tables. A worker
+# starts as the main process does.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
 
 ITEMS_SCHEMA = """
 CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, price REAL);

@@ -13,6 +13,11 @@ write to it as a foreign writer, read its rows and knowledge) and add it to
 ``KINDS``. Every test, and every mixed pair with the kinds already there, then
 runs against it; nothing else is edited.
 
+Server databases (MariaDB, PostgreSQL) come from a pool made once per test
+session (``pool.py``, ``servers.py``): a database used by a test is reset by
+DML to exactly the freshly provisioned state, with a new replica id, before
+the next test gets it (``test_pool.py`` holds the reset to that).
+
 Files, one promise each: convergence and foreign writers
 (``test_convergence.py``), no redundancy in loops (``test_loops.py``), no
 lost update and conflicts of every type under each policy

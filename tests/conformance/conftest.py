@@ -14,6 +14,7 @@ import peersync
 from peersync import Knowledge
 
 from .kinds import COMBOS, KINDS, SCOPE, Kind
+from .pool import close_pools
 
 T0 = 2_000_000_000_000  # writers' clocks (ms, in 2033): later than any real-time write of the run
 # (MariaDB's SET timestamp stops at 2038)
@@ -97,6 +98,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     needs = [a for m in metafunc.definition.iter_markers("needs") for a in m.args]
     combos = [c for c in COMBOS if all(KINDS[k].can(n) for k in c for n in needs)]
     metafunc.parametrize("net", combos, ids=["+".join(c) for c in combos], indirect=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_pools() -> Iterator[None]:
+    """The pooled server databases (pool.py) live for the session, then are dropped."""
+    yield
+    close_pools()
 
 
 @pytest.fixture

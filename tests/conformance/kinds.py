@@ -34,6 +34,8 @@ from peersync._engine.model import TableSchema
 
 from ..helpers import at
 from ..http.threaded import ThreadedServer
+from .pool import Pool, pool
+from .servers import MySQLServer, PostgresServer
 
 SCOPE = "s"
 # The suite's tables: a single-column key and a composite text key.
@@ -210,19 +212,20 @@ MYSQL_SERVER = os.environ.get("PEERSYNC_MYSQL", "mysql://root@127.0.0.1:3306")
 @dataclass
 class MySQLKind(Kind):
     """Databases on the MariaDB server (``PEERSYNC_MYSQL``), one per peer,
-    dropped after the test; the foreign writer is plain PyMySQL, its clock set
+    taken from the session's pool (pool.py: reset to freshly provisioned,
+    with a new replica id); the foreign writer is plain PyMySQL, its clock set
     with ``SET timestamp``. Unreachable: skipped with the reason, except under
     ``CI=true``, where that fails the test."""
 
-    prefix: str
     name = "mysql"
 
     def __post_init__(self) -> None:
         self.made: list[str] = []
+        self.conns: dict[str, Any] = {}  # database -> the foreign writer's (and reader's) connection
 
     @classmethod
     def fresh(cls, tmp: Path) -> Kind:
-        return cls("ps_conf_" + uuid.uuid4().hex[:10])
+        return cls()
 
     @staticmethod
     def _connect(database: str | None = None) -> Any:
@@ -232,37 +235,49 @@ class MySQLKind(Kind):
 
         t = parse_url(MYSQL_SERVER + "/" + (database or "mysql"))
         try:
+            # ssl_disabled: PyMySQL would otherwise build a TLS context (about 0.1 s of CPU)
+            # for every connection, to find the test server has no TLS.
             return pymysql.connect(
-                host=t.host, port=t.port, user=t.user, password=t.password, database=database, autocommit=True
+                host=t.host,
+                port=t.port,
+                user=t.user,
+                password=t.password,
+                database=database,
+                autocommit=True,
+                ssl_disabled=True,
             )
         except pymysql.err.OperationalError as exc:
             if os.environ.get("CI") == "true":
                 pytest.fail(f"MariaDB server at {MYSQL_SERVER} unreachable under CI=true: {exc}")
             pytest.skip(f"MariaDB server at {MYSQL_SERVER} unreachable: {exc}")
 
+    @classmethod
+    def pool(cls) -> Pool:
+        """The session's pool of provisioned databases on this server (see pool.py)."""
+        return pool(MYSQL_SERVER, lambda: Pool(cls.server(), "ps_conf_"))
+
+    @classmethod
+    def server(cls) -> MySQLServer:
+        return MySQLServer(cls._connect, lambda name: f"{MYSQL_SERVER}/{name}", _mysql_ddl())
+
     def create(self, label: str) -> peersync.Peer:
-        name = f"{self.prefix}_{label}"
-        conn = self._connect()
-        conn.cursor().execute(f"CREATE DATABASE {name}")
+        name = self.pool().acquire()
         self.made.append(name)
-        conn.close()
-        types = {"integer": "BIGINT", "text": "VARCHAR(191) COLLATE utf8mb4_bin"}
-        with self._connect(name) as conn:
-            for t in TABLES:
-                cols = ", ".join(
-                    f"`{c}` {types[k] if c in t.key else types[k].replace('VARCHAR(191)', 'TEXT')}"
-                    for c, k in zip(t.columns, t.types, strict=True)
-                )
-                conn.cursor().execute(f"CREATE TABLE `{t.name}` ({cols}, PRIMARY KEY ({', '.join(t.key)}))")
-        db = peersync.connect(f"{MYSQL_SERVER}/{name}")
-        db.provision(SCOPE, TABLE_NAMES)
-        return db
+        return peersync.connect(f"{MYSQL_SERVER}/{name}")
+
+    def _conn(self, peer: Any) -> Any:
+        """The foreign program's connection to ``peer``'s database (autocommit:
+        each write is its own transaction, each read sees every commit)."""
+        name = peer.url.rsplit("/", 1)[1]
+        conn = self.conns.get(name)
+        if conn is None:
+            conn = self.conns[name] = self._connect(name)
+        return conn
 
     def _write(self, peer: Any, ms: int, sql: str, args: tuple[Any, ...]) -> None:
-        with self._connect(peer.url.rsplit("/", 1)[1]) as conn:
-            cur = conn.cursor()
-            cur.execute("SET timestamp = %s", (ms / 1000,))
-            cur.execute(sql, args)
+        cur = self._conn(peer).cursor()
+        cur.execute("SET timestamp = %s", (ms / 1000,))
+        cur.execute(sql, args)
 
     def insert(self, peer: Any, table: str, values: Values, ms: int) -> None:
         cols = ", ".join(f"`{c}`" for c in values)
@@ -279,17 +294,26 @@ class MySQLKind(Kind):
         self._write(peer, ms, f"DELETE FROM `{table}` WHERE {where}", key)
 
     def rows(self, peer: Any, table: str) -> list[tuple[Any, ...]]:
-        with self._connect(peer.url.rsplit("/", 1)[1]) as conn:
-            cur = conn.cursor()
-            cur.execute(f"SELECT {', '.join(f'`{c}`' for c in _schema(table).columns)} FROM `{table}`")
-            return sorted(tuple(r) for r in cur.fetchall())
+        cur = self._conn(peer).cursor()
+        cur.execute(f"SELECT {', '.join(f'`{c}`' for c in _schema(table).columns)} FROM `{table}`")
+        return sorted(tuple(r) for r in cur.fetchall())
 
     def cleanup(self) -> None:
-        if not self.made:
-            return
-        with self._connect() as conn:
-            for name in self.made:
-                conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        for conn in self.conns.values():
+            conn.close()
+        for name in self.made:
+            self.pool().release(name)
+
+
+def _mysql_ddl() -> list[str]:
+    out = []
+    for t in TABLES:
+        sql = {"integer": "BIGINT", "text": "TEXT COLLATE utf8mb4_bin"}
+        types = {c: sql[k] for c, k in zip(t.columns, t.types, strict=True)}
+        types.update({c: types[c].replace("TEXT", "VARCHAR(191)") for c in t.key})
+        cols = ", ".join(f"`{c}` {types[c]}" for c in t.columns)
+        out.append(f"CREATE TABLE `{t.name}` ({cols}, PRIMARY KEY ({', '.join(t.key)}))")
+    return out
 
 
 @dataclass
@@ -341,14 +365,19 @@ class HTTPKind(Kind):
         return self.files.rows(self.paths[id(peer)], table)
 
     def cleanup(self) -> None:
+        # Told all at once, the servers shut down together (each takes up to
+        # uvicorn's 0.1 s tick to notice).
+        for server in self.servers:
+            server.server.should_exit = True
         for server in self.servers:
             server.stop()
 
 
 @dataclass
 class PostgresKind(Kind):
-    """A database per peer on the PostgreSQL server of ``$PEERSYNC_PG_URL``
-    (dropped after the test); the foreign writer is plain psycopg, its clock
+    """A database per peer on the PostgreSQL server of ``$PEERSYNC_PG_URL``,
+    taken from the session's pool (pool.py: reset to freshly provisioned,
+    with a new replica id); the foreign writer is plain psycopg, its clock
     set through ``peersync.clock_ms`` (the triggers' clock hook). Unreachable:
     skipped with the reason, except under ``CI=true``, where that fails the test."""
 
@@ -366,28 +395,31 @@ class PostgresKind(Kind):
     def fresh(cls, tmp: Path) -> Kind:
         return cls()
 
-    def create(self, label: str) -> peersync.Peer:
+    @classmethod
+    def pool(cls) -> Pool:
+        """The session's pool of provisioned databases on this server (see pool.py)."""
+        return pool(cls.admin_url(), lambda: Pool(cls.server(), "peersync_c_"))
+
+    @classmethod
+    def server(cls) -> PostgresServer:
         import psycopg
 
-        name = f"peersync_c_{uuid.uuid4().hex[:12]}"
         try:
-            admin = psycopg.connect(self.admin_url(), autocommit=True, connect_timeout=3)
+            admin = psycopg.connect(cls.admin_url(), autocommit=True, connect_timeout=3)
         except psycopg.Error as exc:
             if os.environ.get("CI") == "true":
-                pytest.fail(f"PostgreSQL server at {self.admin_url()} unreachable under CI=true: {exc}")
-            pytest.skip(f"PostgreSQL server at {self.admin_url()} unreachable: {exc}")
-        with admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
+                pytest.fail(f"PostgreSQL server at {cls.admin_url()} unreachable under CI=true: {exc}")
+            pytest.skip(f"PostgreSQL server at {cls.admin_url()} unreachable: {exc}")
+        return PostgresServer(admin, cls.url, _pg_ddl())
+
+    @classmethod
+    def url(cls, name: str) -> str:
+        return cls.admin_url().rpartition("/")[0] + "/" + name
+
+    def create(self, label: str) -> peersync.Peer:
+        name = self.pool().acquire()
         self.made.append(name)
-        url = self.admin_url().rpartition("/")[0] + "/" + name
-        types = {"integer": "bigint", "text": "text"}
-        with psycopg.connect(url, autocommit=True) as conn:
-            for t in TABLES:
-                cols = ", ".join(f'"{c}" {types[k]}' for c, k in zip(t.columns, t.types, strict=True))
-                conn.execute(f'CREATE TABLE "{t.name}" ({cols}, PRIMARY KEY ({", ".join(t.key)}))')
-        db = peersync.connect(url)
-        db.provision(SCOPE, TABLE_NAMES)
-        return db
+        return peersync.connect(self.url(name))
 
     def _write(self, peer: Any, ms: int, sql: str, args: tuple[Any, ...]) -> None:
         import psycopg
@@ -421,15 +453,19 @@ class PostgresKind(Kind):
             return sorted(conn.execute(f'SELECT {cols} FROM "{table}"').fetchall())
 
     def cleanup(self) -> None:
-        import psycopg
-
         for conn in self.conns.values():
             conn.close()
-        if not self.made:
-            return
-        with psycopg.connect(self.admin_url(), autocommit=True) as admin:
-            for name in self.made:
-                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in self.made:
+            self.pool().release(name)
+
+
+def _pg_ddl() -> list[str]:
+    types = {"integer": "bigint", "text": "text"}
+    out = []
+    for t in TABLES:
+        cols = ", ".join(f'"{c}" {types[k]}' for c, k in zip(t.columns, t.types, strict=True))
+        out.append(f'CREATE TABLE "{t.name}" ({cols}, PRIMARY KEY ({", ".join(t.key)}))')
+    return out
 
 
 # name -> Kind subclass (its ``fresh(tmp)`` makes one for a test)
