@@ -183,7 +183,21 @@ def run_session(
             # Nothing of the source's up to the bound is missing (rows that
             # failed earlier were since applied, e.g. by a concurrent session).
             if merge is None and upto == si.tick and excluded.is_empty():
-                merge = si.knowledge
+                if known.contains_knowledge(si.knowledge):
+                    merge = si.knowledge
+                else:
+                    # The source knows more than the destination, through no
+                    # row: the destination merges it on the word of a final
+                    # batch it applies (an empty one), which a destination that
+                    # does not trust its caller can check (a served database,
+                    # docs/protocol.md "Finish").
+                    data = source.changes(scope, known, upto, upto, max_rows=1, max_bytes=batch_bytes)
+                    report = dest.apply(scope, data, policy)
+                    batches += 1
+                    nbytes += len(data)
+                    known = report.knowledge
+                    if report.final and report.excluded.is_empty():
+                        merge = report.made_with
             break
         pass_applied = 0
         # A retry pass carries only the rows that failed: let them travel in

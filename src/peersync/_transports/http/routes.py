@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -18,14 +19,17 @@ from starlette.routing import Route
 from peersync._engine import codec
 from peersync._engine.database import Database
 from peersync._engine.errors import ConfigurationError
+from peersync._engine.wire import batch_head
 
 from .auth import authorize, presented, readable
 from .config import State, health_body
+from .finals import Final
 from .limits import Refusal, read_body
 from .media import BATCH, MESSAGE, PREFIX, STREAM
 from .tokens import Right
 
 T = TypeVar("T")
+log = logging.getLogger("peersync.server")
 
 
 def routes(state: State) -> list[Route]:
@@ -106,12 +110,25 @@ def routes(state: State) -> list[Route]:
         data = await read_body(request, limits, BATCH)
         policy = state.config.policy
         report = await call(lambda db: db.apply(scope, data, policy))
+        if report.final:
+            source, _, _ = batch_head(data)  # the apply validated the whole batch
+            state.finals.record(scope, Final(source, report.last, report.made_with))
         return message(codec.encode_apply_report(report))
 
     async def finish(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
         end = codec.decode_session_end(await read_body(request, limits, MESSAGE), max_size=limits.max_body)
-        return message(await call(lambda db: codec.encode_knowledge(db.finish(scope, end))))
+
+        def run(db: Database) -> bytes:
+            # Knowledge only grows, so what justifies the merge now still
+            # does when the finish transaction runs.
+            vetted = state.finals.vet(scope, end, db.describe(scope).knowledge)
+            if vetted is not end:
+                log.warning("finish of session %s on scope %r: merge not justified by a final batch, dropped",
+                            end.session, scope)  # fmt: skip
+            return codec.encode_knowledge(db.finish(scope, vetted))
+
+        return message(await call(run))
 
     s = PREFIX + "/scopes/{scope}"
     return [
