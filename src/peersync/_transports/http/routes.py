@@ -25,7 +25,8 @@ from .auth import authorize, presented, readable
 from .config import State, health_body
 from .finals import Final
 from .limits import Refusal, read_body
-from .media import BATCH, MESSAGE, PREFIX, STREAM
+from .media import BATCH, MESSAGE, PREFIX, SNAPSHOT, STREAM
+from .snapshot import open_snapshot
 from .tokens import Right
 
 T = TypeVar("T")
@@ -105,6 +106,15 @@ def routes(state: State) -> list[Route]:
         frames = await run_in_threadpool(open_pass, state, scope, r)
         return StreamingResponse(frames, media_type=STREAM)
 
+    async def snapshot(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+
+        def run() -> Iterator[bytes]:
+            with state.pool.peer() as db:
+                return open_snapshot(db, scope, state.config.timeout)
+
+        return StreamingResponse(await run_in_threadpool(run), media_type=SNAPSHOT)
+
     async def apply(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
         data = await read_body(request, limits, BATCH)
@@ -140,6 +150,7 @@ def routes(state: State) -> list[Route]:
         Route(s + "/conflicts", conflicts, methods=["GET"]),
         Route(s + "/changes", changes, methods=["POST"]),
         Route(s + "/batches", batches, methods=["POST"]),
+        Route(s + "/snapshot", snapshot, methods=["GET"]),
         Route(s + "/apply", apply, methods=["POST"]),
         Route(s + "/finish", finish, methods=["POST"]),
     ]
