@@ -28,8 +28,9 @@ import uuid
 
 from .errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
 from .knowledge import Knowledge
-from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd
+from .model import ApplyReport, Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd
 from .peer import Peer
+from .progress import BatchApplied, ProgressCallback, SessionEnded, SessionStarted
 from .results import SessionStats, SyncResult
 from .rules import handler_from
 
@@ -54,13 +55,16 @@ def sync(
     batch_size: int = DEFAULT_BATCH_ROWS,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
+    on_progress: ProgressCallback | None = None,
 ) -> SyncResult:
     """Synchronize ``scope`` between peers ``a`` and ``b``.
 
     ``push`` moves A's changes to B, ``pull`` B's to A, ``both`` does push
     then pull. ``policy`` is a :class:`~peersync.Policy`, its name
     (``"source-wins"``) or a callback. Safe to repeat: a second call with no
-    new writes sends 0.
+    new writes sends 0. ``on_progress`` receives the progress events of
+    :mod:`peersync._engine.progress` (session started, batch applied,
+    session ended) as they happen.
 
     Raises :class:`~peersync.ScopeError` (unknown scope),
     :class:`~peersync.SchemaMismatch` (peers' shapes differ),
@@ -86,9 +90,13 @@ def sync(
     push = pull = None
     try:
         if direction in (Direction.PUSH, Direction.BOTH):
-            push = run_session(a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler)
+            push = run_session(
+                a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler, on_progress=on_progress
+            )
         if direction in (Direction.PULL, Direction.BOTH):
-            pull = run_session(b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler)
+            pull = run_session(
+                b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler, on_progress=on_progress
+            )
     except SyncError as exc:
         if push is not None:
             exc.result = _result(push, None, start, error=str(exc))
@@ -145,6 +153,7 @@ def run_session(
     batch_size: int = DEFAULT_BATCH_ROWS,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
+    on_progress: ProgressCallback | None = None,
 ) -> SessionStats:
     """One one-way session from ``source`` to ``dest``.
 
@@ -154,6 +163,7 @@ def run_session(
     """
     policy = handler_from(policy)
     _check_limits(batch_size, batch_bytes)
+    began = time.perf_counter()
     si = source.describe(scope)
     di = dest.describe(scope)
     if si.fingerprint != di.fingerprint:
@@ -177,6 +187,18 @@ def run_session(
     held = Knowledge.empty()  # every change the destination kept out, in any pass
     failures: list[Conflict] = []
     stopped = False  # gave up following a source that kept changing
+    if on_progress is not None:
+        on_progress(SessionStarted(scope, source.url, dest.url, known.floor(si.replica_id) + 1, upto))
+
+    def progress(report: ApplyReport, size: int) -> None:
+        if on_progress is not None:
+            on_progress(
+                BatchApplied(
+                    scope, source.url, dest.url, report.received, report.applied, size, report.last, upto,
+                    sent, batches, nbytes, time.perf_counter() - began,
+                )
+            )  # fmt: skip
+
     while True:
         after = known.floor(si.replica_id)
         if after >= upto:
@@ -195,6 +217,8 @@ def run_session(
                     report = dest.apply(scope, data, policy)
                     batches += 1
                     nbytes += len(data)
+                    sent += report.received
+                    progress(report, len(data))
                     known = report.knowledge
                     if report.final and report.excluded.is_empty():
                         merge = report.made_with
@@ -226,6 +250,7 @@ def run_session(
                     failures.extend(report.failed)
                     known = report.knowledge
                     after = report.last
+                    progress(report, len(data))
                     if report.final:
                         merge = report.made_with
                         reached = True
@@ -262,7 +287,7 @@ def run_session(
         merge = None
     end = SessionEnd(uuid.uuid4().hex, merge if merge is not None else Knowledge.empty(), excluded, tuple(failures))
     dest.finish(scope, end)
-    return SessionStats(
+    stats = SessionStats(
         source=source.url,
         destination=dest.url,
         sent=sent,
@@ -275,3 +300,6 @@ def run_session(
         bytes=nbytes,
         completed=not stopped,
     )
+    if on_progress is not None:
+        on_progress(SessionEnded(scope, stats, time.perf_counter() - began))
+    return stats
