@@ -26,6 +26,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from .ahead import read_ahead
 from .errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
 from .knowledge import Knowledge
 from .model import ApplyReport, Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd
@@ -187,6 +188,8 @@ def run_session(
     held = Knowledge.empty()  # every change the destination kept out, in any pass
     failures: list[Conflict] = []
     stopped = False  # gave up following a source that kept changing
+    # A destination in another process applies while this one reads on.
+    ahead = getattr(dest, "remote", False) is True
     if on_progress is not None:
         on_progress(SessionStarted(scope, source.url, dest.url, known.floor(si.replica_id) + 1, upto))
 
@@ -234,6 +237,8 @@ def run_session(
             # One pass streams batches until the bound or the final one.
             reached = False
             stream = source.batches(scope, known, after, upto, max_rows=rows, max_bytes=batch_bytes)
+            if ahead:
+                stream = read_ahead(stream)
             try:
                 for data in stream:
                     report = dest.apply(scope, data, policy)

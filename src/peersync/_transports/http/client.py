@@ -73,6 +73,8 @@ class HTTPPeer:
     >>> peer = peersync.connect("https://sync.example.com", token="pst_...")  # doctest: +SKIP
     """
 
+    remote = True  # the session engine reads ahead while this peer applies (peersync._engine.ahead)
+
     def __init__(
         self,
         url: str,
