@@ -13,6 +13,7 @@ from peersync._engine.model import SessionEnd
 
 from ..helpers import write
 from .conftest import Server, items, make, run
+from .test_end_to_end import Counting
 
 
 def _served(folder: Path, servers: Callable[..., Server], name: str) -> tuple[Path, Server, str]:
@@ -62,3 +63,19 @@ def test_knowledge_learned_through_no_row_still_merges_over_http(folder: Path, s
         assert s.describe("s").knowledge.contains_knowledge(pa.describe("s").knowledge)
         assert peersync.sync(pa, s, "s", direction="push").sent_a_to_b == 0
     assert items(served) == items(a) == items(b)
+
+
+def test_a_session_with_nothing_to_send_costs_one_request(folder: Path, servers: Callable[..., Server]) -> None:
+    served, server, token = _served(folder, servers, "quiet")
+    laptop = make(folder / "quiet-laptop.db")
+    write(laptop, "INSERT INTO item VALUES (1, 'laptop', 1)")
+    with peersync.connect(laptop) as a, peersync.connect(server.url, token=token) as b:
+        peersync.sync(a, b, "s")
+        peersync.sync(a, b, "s")
+    counted = Counting()
+    with peersync.connect(laptop) as a, peersync.connect(server.url, token=token, transport=counted) as b:
+        r = peersync.sync(a, b, "s")
+    assert (r.sent_a_to_b, r.sent_b_to_a, r.batches) == (0, 0, 0)
+    # push: the server's describe (no finish: nothing to merge); pull: its describe, nothing due
+    assert counted.paths == ["/v1/scopes/s/describe", "/v1/scopes/s/describe"]
+    assert items(served) == items(laptop)

@@ -290,8 +290,11 @@ def run_session(
         # row: their own sources would then skip it. Keep only what the
         # batches taught, exactly; the rest merges once the row applies.
         merge = None
-    end = SessionEnd(uuid.uuid4().hex, merge if merge is not None else Knowledge.empty(), excluded, tuple(failures))
-    dest.finish(scope, end)
+    if batches or failures or not excluded.is_empty() or (merge is not None and not known.contains_knowledge(merge)):
+        end = SessionEnd(uuid.uuid4().hex, merge if merge is not None else Knowledge.empty(), excluded, tuple(failures))
+        dest.finish(scope, end)
+    # else nothing was sent and there is nothing to merge or log: a finish
+    # would change nothing (a round trip saved when the destination is remote).
     stats = SessionStats(
         source=source.url,
         destination=dest.url,
