@@ -210,10 +210,12 @@ def small_sessions(folder: Path, repeat: int) -> list[Row]:
     return out
 
 
-def _client_worker(url: str, paths: list[str], seconds: float, first_id: int) -> list[float]:
+def _client_worker(url: str, paths: list[str], seconds: float, first_id: int) -> tuple[list[float], int]:
     """One process of the load: a thread per client file, each writing one
-    row and syncing both ways until the deadline; the latency of each sync."""
+    row and syncing both ways until the deadline; the latency of each sync
+    that completed, and how many failed (after the client's retries)."""
     latencies: list[float] = []
+    failed = [0]
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
 
@@ -225,7 +227,12 @@ def _client_worker(url: str, paths: list[str], seconds: float, first_id: int) ->
                 write(Path(path), "INSERT INTO item VALUES (?, 'load', 1, 0.5)", (first_id + i * 1_000_000 + n,))
                 n += 1
                 start = time.perf_counter()
-                peersync.sync(local, remote, "s")
+                try:
+                    peersync.sync(local, remote, "s")
+                except peersync.SyncError:
+                    with lock:
+                        failed[0] += 1
+                    continue
                 mine.append(time.perf_counter() - start)
         with lock:
             latencies.extend(mine)
@@ -235,7 +242,7 @@ def _client_worker(url: str, paths: list[str], seconds: float, first_id: int) ->
         t.start()
     for t in threads:
         t.join()
-    return latencies
+    return latencies, failed[0]
 
 
 def concurrent(folder: Path, clients: int, seconds: float, workers: list[int]) -> list[Row]:
@@ -258,16 +265,21 @@ def concurrent(folder: Path, clients: int, seconds: float, workers: list[int]) -
                     pool.submit(_client_worker, url, part, seconds, 10_000 + k * 100_000_000)
                     for k, part in enumerate(per)
                 ]
-                latencies = [x for f in futures for x in f.result()]
+                results = [f.result() for f in futures]
+            latencies = [x for lat, _ in results for x in lat]
+            failures = sum(n for _, n in results)
             elapsed = time.perf_counter() - start
         rate = len(latencies) / elapsed
         p50, p99 = pct(latencies, 50) * 1000, pct(latencies, 99) * 1000
-        log(f"  {len(latencies)} syncs in {elapsed:.1f} s: {rate:.1f}/s, p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+        log(
+            f"  {len(latencies)} syncs in {elapsed:.1f} s ({failures} failed): {rate:.1f}/s,"
+            f" p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+        )
         out.append(
             (
                 f"{clients} clients, 1 row + sync both ways, {w} uvicorn worker{'s' if w > 1 else ''}",
                 f"{rate:.1f} syncs/s ({2 * rate:.1f} sessions/s)",
-                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+                f"p50 {p50:.0f} ms, p99 {p99:.0f} ms, {failures} failed",
                 "-",
                 "report",
             )

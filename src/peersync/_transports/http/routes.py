@@ -5,8 +5,6 @@ request was read and decoded."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import logging
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -19,7 +17,7 @@ from starlette.routing import Route
 from peersync._engine import codec
 from peersync._engine.database import Database
 from peersync._engine.errors import ConfigurationError
-from peersync._engine.wire import batch_head
+from peersync._engine.wire import batch_end, batch_head
 
 from .auth import authorize, presented, readable
 from .config import State, health_body
@@ -161,22 +159,24 @@ def message(data: bytes) -> Response:
 
 
 def open_pass(state: State, scope: str, r: codec.ChangesRequest) -> Iterator[bytes]:
-    """The frames of one pass, its first batch already read; the connection
-    stays lent until the stream ends or is dropped."""
-    stack = contextlib.ExitStack()
-    try:
-        db = stack.enter_context(state.pool.peer())
-        it = db.batches(scope, r.known, r.after, r.upto, max_rows=r.max_rows, max_bytes=r.max_bytes)
-        closer = getattr(it, "close", None)
-        if closer is not None:
-            stack.callback(closer)
-        first = next(it)
-    except BaseException:
-        stack.close()
-        raise
+    """The frames of one pass, its first batch already read. Each batch is
+    read on a connection lent for that read alone (the pass as
+    :func:`~peersync._engine.peer.stream_of` makes it), so a client that takes
+    its time applying a batch holds no connection of the server meanwhile."""
 
-    def frames() -> Iterator[bytes]:
-        with stack:
-            yield from codec.encode_batch_stream(itertools.chain([first], it))
+    def one(after: int) -> bytes:
+        with state.pool.peer() as db:
+            return db.changes(scope, r.known, after, r.upto, max_rows=r.max_rows, max_bytes=r.max_bytes)
 
-    return frames()
+    first = one(r.after)
+
+    def batches() -> Iterator[bytes]:
+        data = first
+        while True:
+            yield data
+            last, final = batch_end(data)
+            if final or last >= r.upto:
+                return
+            data = one(last)
+
+    return codec.encode_batch_stream(batches())
