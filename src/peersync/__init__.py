@@ -37,6 +37,7 @@ from ._engine.model import (
     Status,
 )
 from ._engine.peer import Peer
+from ._engine.progress import BatchApplied, ProgressEvent, SessionEnded, SessionStarted
 from ._engine.results import SessionStats, SyncResult
 from ._engine.session import run_session, sync
 
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDenied",
+    "BatchApplied",
     "ConfigurationError",
     "Conflict",
     "ConflictType",
@@ -55,6 +57,7 @@ __all__ = [
     "Outcome",
     "Peer",
     "Policy",
+    "ProgressEvent",
     "ProtocolError",
     "RawText",
     "RepairNeeded",
@@ -63,6 +66,8 @@ __all__ = [
     "Resolution",
     "SchemaMismatch",
     "ScopeError",
+    "SessionEnded",
+    "SessionStarted",
     "SessionStats",
     "Status",
     "StorageError",

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._adapters.sqlite import sqlite_path
-from ._adapters.sqlite.clone import clone_replica
+from ._adapters.sqlite.clone import build_clone, clone_replica
 from ._engine.database import Database
 from ._engine.errors import InvalidURL
 from ._engine.model import Conflict, Status
@@ -52,7 +52,15 @@ def conflicts(url: str, scope: str | None = None) -> list[Conflict]:
         return db.conflicts(scope)
 
 
-def clone(src: str | os.PathLike[str], dst: str | os.PathLike[str], scope: str, *, timeout: float = 5.0) -> Status:
+def clone(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    scope: str,
+    *,
+    timeout: float = 5.0,
+    token: str | None = None,
+    ca: str | None = None,
+) -> Status:
     """Make ``dst``, a new database, from a consistent snapshot of ``src``'s
     replica of ``scope``: a new replica that knows what ``src`` knew, so the
     first sync between them sends nothing. Other scopes of ``src`` are not
@@ -60,9 +68,26 @@ def clone(src: str | os.PathLike[str], dst: str | os.PathLike[str], scope: str, 
     status. See :func:`peersync._adapters.sqlite.clone.clone_replica` for what
     is raised; on any error no ``dst`` is left behind.
 
+    ``src`` may be a served database (``http://`` or ``https://``, with
+    ``token`` and ``ca`` as for :func:`connect`; a read token suffices): the
+    server streams a snapshot of the scope alone (its other tables are not
+    sent), and a stream cut short raises :class:`~peersync.TransportError`.
+
     >>> peersync.clone("server1.db", "server2.db", "shop").replica_id  # doctest: +SKIP
+    >>> peersync.clone("https://sync.example.com", "laptop.db", "shop", token="pst_...")  # doctest: +SKIP
     """
     for url in (src, dst):
         if not isinstance(url, (str, os.PathLike)):
             raise InvalidURL(f"not a database path or URL: {url!r}")
+    if isinstance(src, str) and src.lower().startswith(("http://", "https://")):
+        from ._transports.http.client import HTTPPeer
+
+        target = sqlite_path(os.fspath(dst))
+        with HTTPPeer(src, token=token, ca=ca) as peer:
+
+            def fill(tmp: str) -> None:
+                with open(tmp, "wb") as out:
+                    peer.snapshot(scope, out)
+
+            return build_clone(target, scope, fill, timeout=timeout)
     return clone_replica(sqlite_path(os.fspath(src)), sqlite_path(os.fspath(dst)), scope, timeout=timeout)

@@ -39,6 +39,13 @@ _DEFAULT_BODY_TIMEOUT = 60.0
     help="Seconds for a request body to arrive.",
 )
 @click.option("--connections", type=click.IntRange(1, 256), default=4, show_default=True, help="Database connections.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes (uvicorn's), each with its own connections.",
+)
 @timeout_option
 @handle_errors
 def serve(
@@ -54,6 +61,7 @@ def serve(
     max_body: int,
     body_timeout: float,
     connections: int,
+    workers: int,
     timeout: float,
 ) -> None:
     """Serve DB's scopes over HTTP until stopped (SIGTERM or Ctrl-C finish
@@ -78,4 +86,4 @@ def serve(
         timeout=timeout,
         connections=connections,
     )
-    run_server(config, Listen(host, port, cert, key, insecure))
+    run_server(config, Listen(host, port, cert, key, insecure, workers))

@@ -13,6 +13,7 @@ import peersync
 from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
 
 from .app import _fail, ca_option, cli, handle_errors, open_db, out, policy_option, timeout_option, token_option
+from .progress import progress_bar
 
 
 def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], Any]:
@@ -64,15 +65,17 @@ def sync(
     with open_db(a, timeout, token, ca) as da, open_db(b, timeout, token, ca) as db_:
         names = {da.url: a, db_.url: b}
         try:
-            r = peersync.sync(
-                da,
-                db_,
-                scope,
-                direction=direction,
-                batch_size=batch_size,
-                batch_bytes=batch_bytes,
-                policy=peersync.Policy(policy),
-            )
+            with progress_bar(not as_json, names) as on_progress:
+                r = peersync.sync(
+                    da,
+                    db_,
+                    scope,
+                    direction=direction,
+                    batch_size=batch_size,
+                    batch_bytes=batch_bytes,
+                    policy=peersync.Policy(policy),
+                    on_progress=on_progress,
+                )
         except peersync.SyncError as exc:
             if exc.result is None:
                 raise

@@ -26,10 +26,12 @@ from __future__ import annotations
 import time
 import uuid
 
+from .ahead import read_ahead
 from .errors import ConfigurationError, RepairNeeded, ReplicaOutdated, SchemaMismatch, SyncError
 from .knowledge import Knowledge
-from .model import Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd
+from .model import ApplyReport, Conflict, ConflictHandler, Direction, Policy, ReplicaInfo, SessionEnd
 from .peer import Peer
+from .progress import BatchApplied, ProgressCallback, SessionEnded, SessionStarted
 from .results import SessionStats, SyncResult
 from .rules import handler_from
 
@@ -54,13 +56,16 @@ def sync(
     batch_size: int = DEFAULT_BATCH_ROWS,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
+    on_progress: ProgressCallback | None = None,
 ) -> SyncResult:
     """Synchronize ``scope`` between peers ``a`` and ``b``.
 
     ``push`` moves A's changes to B, ``pull`` B's to A, ``both`` does push
     then pull. ``policy`` is a :class:`~peersync.Policy`, its name
     (``"source-wins"``) or a callback. Safe to repeat: a second call with no
-    new writes sends 0.
+    new writes sends 0. ``on_progress`` receives the progress events of
+    :mod:`peersync._engine.progress` (session started, batch applied,
+    session ended) as they happen.
 
     Raises :class:`~peersync.ScopeError` (unknown scope),
     :class:`~peersync.SchemaMismatch` (peers' shapes differ),
@@ -86,9 +91,13 @@ def sync(
     push = pull = None
     try:
         if direction in (Direction.PUSH, Direction.BOTH):
-            push = run_session(a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler)
+            push = run_session(
+                a, b, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler, on_progress=on_progress
+            )
         if direction in (Direction.PULL, Direction.BOTH):
-            pull = run_session(b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler)
+            pull = run_session(
+                b, a, scope, batch_size=batch_size, batch_bytes=batch_bytes, policy=handler, on_progress=on_progress
+            )
     except SyncError as exc:
         if push is not None:
             exc.result = _result(push, None, start, error=str(exc))
@@ -145,6 +154,7 @@ def run_session(
     batch_size: int = DEFAULT_BATCH_ROWS,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
+    on_progress: ProgressCallback | None = None,
 ) -> SessionStats:
     """One one-way session from ``source`` to ``dest``.
 
@@ -154,6 +164,7 @@ def run_session(
     """
     policy = handler_from(policy)
     _check_limits(batch_size, batch_bytes)
+    began = time.perf_counter()
     si = source.describe(scope)
     di = dest.describe(scope)
     if si.fingerprint != di.fingerprint:
@@ -177,13 +188,43 @@ def run_session(
     held = Knowledge.empty()  # every change the destination kept out, in any pass
     failures: list[Conflict] = []
     stopped = False  # gave up following a source that kept changing
+    # A destination in another process applies while this one reads on.
+    ahead = getattr(dest, "remote", False) is True
+    if on_progress is not None:
+        on_progress(SessionStarted(scope, source.url, dest.url, known.floor(si.replica_id) + 1, upto))
+
+    def progress(report: ApplyReport, size: int) -> None:
+        if on_progress is not None:
+            on_progress(
+                BatchApplied(
+                    scope, source.url, dest.url, report.received, report.applied, size, report.last, upto,
+                    sent, batches, nbytes, time.perf_counter() - began,
+                )
+            )  # fmt: skip
+
     while True:
         after = known.floor(si.replica_id)
         if after >= upto:
             # Nothing of the source's up to the bound is missing (rows that
             # failed earlier were since applied, e.g. by a concurrent session).
             if merge is None and upto == si.tick and excluded.is_empty():
-                merge = si.knowledge
+                if known.contains_knowledge(si.knowledge):
+                    merge = si.knowledge
+                else:
+                    # The source knows more than the destination, through no
+                    # row: the destination merges it on the word of a final
+                    # batch it applies (an empty one), which a destination that
+                    # does not trust its caller can check (a served database,
+                    # docs/protocol.md "Finish").
+                    data = source.changes(scope, known, upto, upto, max_rows=1, max_bytes=batch_bytes)
+                    report = dest.apply(scope, data, policy)
+                    batches += 1
+                    nbytes += len(data)
+                    sent += report.received
+                    progress(report, len(data))
+                    known = report.knowledge
+                    if report.final and report.excluded.is_empty():
+                        merge = report.made_with
             break
         pass_applied = 0
         # A retry pass carries only the rows that failed: let them travel in
@@ -196,6 +237,8 @@ def run_session(
             # One pass streams batches until the bound or the final one.
             reached = False
             stream = source.batches(scope, known, after, upto, max_rows=rows, max_bytes=batch_bytes)
+            if ahead:
+                stream = read_ahead(stream)
             try:
                 for data in stream:
                     report = dest.apply(scope, data, policy)
@@ -212,6 +255,7 @@ def run_session(
                     failures.extend(report.failed)
                     known = report.knowledge
                     after = report.last
+                    progress(report, len(data))
                     if report.final:
                         merge = report.made_with
                         reached = True
@@ -246,9 +290,12 @@ def run_session(
         # row: their own sources would then skip it. Keep only what the
         # batches taught, exactly; the rest merges once the row applies.
         merge = None
-    end = SessionEnd(uuid.uuid4().hex, merge if merge is not None else Knowledge.empty(), excluded, tuple(failures))
-    dest.finish(scope, end)
-    return SessionStats(
+    if batches or failures or not excluded.is_empty() or (merge is not None and not known.contains_knowledge(merge)):
+        end = SessionEnd(uuid.uuid4().hex, merge if merge is not None else Knowledge.empty(), excluded, tuple(failures))
+        dest.finish(scope, end)
+    # else nothing was sent and there is nothing to merge or log: a finish
+    # would change nothing (a round trip saved when the destination is remote).
+    stats = SessionStats(
         source=source.url,
         destination=dest.url,
         sent=sent,
@@ -261,3 +308,6 @@ def run_session(
         bytes=nbytes,
         completed=not stopped,
     )
+    if on_progress is not None:
+        on_progress(SessionEnded(scope, stats, time.perf_counter() - began))
+    return stats

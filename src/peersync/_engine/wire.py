@@ -165,6 +165,13 @@ def pack_batch(
 def batch_end(data: bytes) -> tuple[int, bool]:
     """A batch's ``last`` tick and ``final`` flag, read from its header alone
     (the rows are not decoded). Raises :class:`ProtocolError`."""
+    _, last, final = batch_head(data)
+    return last, final
+
+
+def batch_head(data: bytes) -> tuple[bytes, int, bool]:
+    """A batch's source replica id, ``last`` tick and ``final`` flag, read from
+    its header alone. Raises :class:`ProtocolError`."""
     u = msgpack.Unpacker(raw=False, strict_map_key=True, ext_hook=_unpack_ext, max_buffer_size=len(data) or 1)
     u.feed(data)
     try:
@@ -175,10 +182,10 @@ def batch_end(data: bytes) -> tuple[int, bool]:
         raise
     except Exception as exc:  # msgpack raises several unrelated types
         raise ProtocolError(f"malformed batch: {exc}") from exc
-    last, final = head[7], head[8]
-    if head[0] != MAGIC or not _is_int(last) or not isinstance(final, bool):
+    source, last, final = head[3], head[7], head[8]
+    if head[0] != MAGIC or not _is_int(last) or not isinstance(final, bool) or not isinstance(source, bytes):
         raise ProtocolError("not a peersync batch")
-    return last, final
+    return source, last, final
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import os
 import sqlite3
 import stat
 import tempfile
+from collections.abc import Callable
 
 from peersync._engine.errors import ConfigurationError, DatabaseLocked, StorageError
 from peersync._engine.model import Status
@@ -73,30 +74,82 @@ def clone_replica(src: str, dst: str, scope: str, *, timeout: float = 5.0) -> St
 
     >>> clone_replica("server1.db", "server2.db", "shop")  # doctest: +SKIP
     """
+    with SQLitePeer(src, timeout=timeout) as source:
+        # Refuses an unknown scope, a copy not yet reidentified, lost triggers.
+        source.describe(scope)
+        mode = stat.S_IMODE(os.stat(source.path).st_mode)
+        return build_clone(dst, scope, lambda tmp: _snapshot(source, tmp), mode=mode, timeout=timeout)
+
+
+def build_clone(
+    dst: str, scope: str, fill: Callable[[str], None], *, mode: int | None = None, timeout: float = 5.0
+) -> Status:
+    """Make ``dst`` a new replica of ``scope`` from the snapshot that ``fill``
+    writes into an empty temporary file beside it (a local backup, or a stream
+    from a server); the rest is :func:`clone_replica`'s. On any error, in
+    ``fill`` or after, no ``dst`` and no temporary file are left."""
     target = os.path.abspath(dst)
     if os.path.lexists(target):
         raise _exists(dst)
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
         raise ConfigurationError(f"cannot create {dst}: no such folder {folder}")
-    with SQLitePeer(src, timeout=timeout) as source:
-        # Refuses an unknown scope, a copy not yet reidentified, lost triggers.
-        source.describe(scope)
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".peersync-clone", dir=folder)
-        except OSError as exc:
-            raise StorageError(f"cannot create {dst}: {exc}") from exc
-        os.close(fd)
-        try:
-            os.chmod(tmp, stat.S_IMODE(os.stat(source.path).st_mode))
-            _snapshot(source, tmp)
-            _make_replica(tmp, target, scope)
-            _publish(tmp, target, dst)
-        except BaseException:
-            _remove(tmp)
-            raise
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".peersync-clone", dir=folder)
+    except OSError as exc:
+        raise StorageError(f"cannot create {dst}: {exc}") from exc
+    os.close(fd)
+    try:
+        if mode is not None:
+            os.chmod(tmp, mode)
+        fill(tmp)
+        _make_replica(tmp, target, scope)
+        _publish(tmp, target, dst)
+    except BaseException:
+        _remove(tmp)
+        raise
     with SQLitePeer(target, timeout=timeout) as clone:
         return clone.status(scope)[0]
+
+
+def scope_snapshot(src: str, tmp: str, scope: str, *, timeout: float = 5.0) -> None:
+    """Fill the empty file ``tmp`` with a consistent snapshot of ``src`` that
+    holds ``scope`` alone, for a remote clone (docs/protocol.md, "Snapshot"):
+    other scopes deprovisioned, every table that is neither in the scope nor
+    referenced by one of its tables' foreign keys dropped, then vacuumed so no
+    page keeps what was dropped. The replica id stays the source's: the
+    receiver makes the copy a new replica, as :func:`clone_replica` does.
+    Raises as :func:`clone_replica` does; ``src`` is unchanged."""
+    with SQLitePeer(src, timeout=timeout) as source:
+        source.describe(scope)
+        _snapshot(source, tmp)
+    with SQLitePeer(tmp) as copy:
+        for other in copy.scopes():
+            if other != scope:
+                copy.deprovision(other)
+        conn = copy.conn
+        try:
+            keep = _referenced(conn, set(copy.schemas(scope)))
+            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+            with atomic(conn):
+                for (name,) in tables:
+                    if name not in keep and not name.startswith(("sqlite_", PREFIX)):
+                        conn.execute(f'DROP TABLE "{name.replace(chr(34), chr(34) * 2)}"')
+            conn.execute("VACUUM")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot prepare the snapshot of scope {scope!r}: {exc}") from exc
+
+
+def _referenced(conn: sqlite3.Connection, tables: set[str]) -> set[str]:
+    """``tables`` and every table their foreign keys reach, transitively."""
+    out, todo = set(tables), list(tables)
+    while todo:
+        name = todo.pop()
+        for row in conn.execute('SELECT "table" FROM pragma_foreign_key_list(?)', (name,)):
+            if row[0] not in out:
+                out.add(row[0])
+                todo.append(row[0])
+    return out
 
 
 def _snapshot(source: SQLitePeer, tmp: str) -> None:

@@ -17,7 +17,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -35,7 +35,8 @@ from peersync._engine.model import (
     TableSchema,
 )
 
-from .media import BATCH, COMPRESS_MIN, ERROR, MESSAGE, PREFIX, STREAM, is_loopback
+from .media import BATCH, COMPRESS_MIN, ERROR, MESSAGE, PREFIX, SNAPSHOT, STREAM, is_loopback
+from .snapshot import read_snapshot
 
 TOKEN_ENV = "PEERSYNC_TOKEN"
 
@@ -71,6 +72,8 @@ class HTTPPeer:
 
     >>> peer = peersync.connect("https://sync.example.com", token="pst_...")  # doctest: +SKIP
     """
+
+    remote = True  # the session engine reads ahead while this peer applies (peersync._engine.ahead)
 
     def __init__(
         self,
@@ -250,6 +253,18 @@ class HTTPPeer:
         reply = self._call("POST", self._path(scope, "finish"), codec.encode_session_end(end))
         return codec.decode_knowledge(reply, max_size=self.max_size)
 
+    def snapshot(self, scope: str, out: BinaryIO) -> int:
+        """Write the server's snapshot of ``scope`` (a SQLite file holding that
+        scope alone) into ``out``; its size. A cut stream is
+        :class:`~peersync.TransportError`, not retried: the caller starts over."""
+        response = self._send("GET", self._path(scope, "snapshot"))
+        try:
+            if not response.headers.get("content-type", "").startswith(SNAPSHOT):
+                raise ProtocolError(f"{self.url} answered a snapshot with {response.headers.get('content-type')!r}")
+            return read_snapshot(self.url, _chunks(self.url, response), out)
+        finally:
+            response.close()
+
     # -- read-only management --------------------------------------------------------
 
     def status(self, scope: str | None = None) -> list[Status]:
@@ -294,7 +309,7 @@ def _chunks(url: str, response: httpx.Response) -> Iterator[bytes]:
     try:
         yield from response.iter_bytes()
     except httpx.HTTPError as exc:
-        raise TransportError(f"{url}: the batch stream was cut: {_say(exc)}") from exc
+        raise TransportError(f"{url}: the stream was cut: {_say(exc)}") from exc
 
 
 def _untrusted(exc: BaseException) -> bool:

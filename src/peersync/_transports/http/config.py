@@ -10,6 +10,7 @@ import peersync
 from peersync._engine.errors import ConfigurationError, ScopeError
 from peersync._engine.model import Policy
 
+from .finals import FinalLedger
 from .limits import Limits, Refusal
 from .media import PROTOCOL
 from .pool import Pool
@@ -47,12 +48,14 @@ class ServerConfig:
 
 @dataclass
 class State:
-    """What the routes share: the config, the connections and the tokens."""
+    """What the routes share: the config, the connections, the tokens and the
+    final batches applied (which ``finish`` may merge)."""
 
     config: ServerConfig
     pool: Pool
     tokens: TokenStore
     scrub: tuple[str, str] | None = None
+    finals: FinalLedger = field(default_factory=FinalLedger)
 
     def served(self, scope: str) -> None:
         if self.config.scopes is not None and scope not in self.config.scopes:

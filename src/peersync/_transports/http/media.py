@@ -11,6 +11,7 @@ PREFIX = f"/v{PROTOCOL}"
 MESSAGE = "application/vnd.peersync+msgpack"
 BATCH = "application/vnd.peersync.batch"
 STREAM = "application/vnd.peersync.batch-stream"
+SNAPSHOT = "application/vnd.peersync.snapshot"
 ERROR = "application/vnd.peersync.error+msgpack"
 
 ERROR_HEADER = "peersync-error"

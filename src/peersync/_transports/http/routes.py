@@ -5,8 +5,7 @@ request was read and decoded."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
+import logging
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -18,14 +17,18 @@ from starlette.routing import Route
 from peersync._engine import codec
 from peersync._engine.database import Database
 from peersync._engine.errors import ConfigurationError
+from peersync._engine.wire import batch_end, batch_head
 
 from .auth import authorize, presented, readable
 from .config import State, health_body
+from .finals import Final
 from .limits import Refusal, read_body
-from .media import BATCH, MESSAGE, PREFIX, STREAM
+from .media import BATCH, MESSAGE, PREFIX, SNAPSHOT, STREAM
+from .snapshot import open_snapshot
 from .tokens import Right
 
 T = TypeVar("T")
+log = logging.getLogger("peersync.server")
 
 
 def routes(state: State) -> list[Route]:
@@ -101,17 +104,39 @@ def routes(state: State) -> list[Route]:
         frames = await run_in_threadpool(open_pass, state, scope, r)
         return StreamingResponse(frames, media_type=STREAM)
 
+    async def snapshot(request: Request) -> Response:
+        scope = guard(request, Right.READ)
+
+        def run() -> Iterator[bytes]:
+            with state.pool.peer() as db:
+                return open_snapshot(db, scope, state.config.timeout)
+
+        return StreamingResponse(await run_in_threadpool(run), media_type=SNAPSHOT)
+
     async def apply(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
         data = await read_body(request, limits, BATCH)
         policy = state.config.policy
         report = await call(lambda db: db.apply(scope, data, policy))
+        if report.final:
+            source, _, _ = batch_head(data)  # the apply validated the whole batch
+            state.finals.record(scope, Final(source, report.last, report.made_with))
         return message(codec.encode_apply_report(report))
 
     async def finish(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
         end = codec.decode_session_end(await read_body(request, limits, MESSAGE), max_size=limits.max_body)
-        return message(await call(lambda db: codec.encode_knowledge(db.finish(scope, end))))
+
+        def run(db: Database) -> bytes:
+            # Knowledge only grows, so what justifies the merge now still
+            # does when the finish transaction runs.
+            vetted = state.finals.vet(scope, end, db.describe(scope).knowledge)
+            if vetted is not end:
+                log.warning("finish of session %s on scope %r: merge not justified by a final batch, dropped",
+                            end.session, scope)  # fmt: skip
+            return codec.encode_knowledge(db.finish(scope, vetted))
+
+        return message(await call(run))
 
     s = PREFIX + "/scopes/{scope}"
     return [
@@ -123,6 +148,7 @@ def routes(state: State) -> list[Route]:
         Route(s + "/conflicts", conflicts, methods=["GET"]),
         Route(s + "/changes", changes, methods=["POST"]),
         Route(s + "/batches", batches, methods=["POST"]),
+        Route(s + "/snapshot", snapshot, methods=["GET"]),
         Route(s + "/apply", apply, methods=["POST"]),
         Route(s + "/finish", finish, methods=["POST"]),
     ]
@@ -133,22 +159,24 @@ def message(data: bytes) -> Response:
 
 
 def open_pass(state: State, scope: str, r: codec.ChangesRequest) -> Iterator[bytes]:
-    """The frames of one pass, its first batch already read; the connection
-    stays lent until the stream ends or is dropped."""
-    stack = contextlib.ExitStack()
-    try:
-        db = stack.enter_context(state.pool.peer())
-        it = db.batches(scope, r.known, r.after, r.upto, max_rows=r.max_rows, max_bytes=r.max_bytes)
-        closer = getattr(it, "close", None)
-        if closer is not None:
-            stack.callback(closer)
-        first = next(it)
-    except BaseException:
-        stack.close()
-        raise
+    """The frames of one pass, its first batch already read. Each batch is
+    read on a connection lent for that read alone (the pass as
+    :func:`~peersync._engine.peer.stream_of` makes it), so a client that takes
+    its time applying a batch holds no connection of the server meanwhile."""
 
-    def frames() -> Iterator[bytes]:
-        with stack:
-            yield from codec.encode_batch_stream(itertools.chain([first], it))
+    def one(after: int) -> bytes:
+        with state.pool.peer() as db:
+            return db.changes(scope, r.known, after, r.upto, max_rows=r.max_rows, max_bytes=r.max_bytes)
 
-    return frames()
+    first = one(r.after)
+
+    def batches() -> Iterator[bytes]:
+        data = first
+        while True:
+            yield data
+            last, final = batch_end(data)
+            if final or last >= r.upto:
+                return
+            data = one(last)
+
+    return codec.encode_batch_stream(batches())

@@ -12,18 +12,24 @@ own transaction), then closes the database connections.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from peersync._engine.errors import ConfigurationError, ScopeError
 from peersync._engine.registry import open_url
 
 from .app import create_app
 from .config import ServerConfig
+from .limits import Limits
 from .media import is_loopback
 from .tokens import TokenStore
 
@@ -35,6 +41,28 @@ class Listen:
     cert: str | None = None
     key: str | None = None
     insecure: bool = False
+    workers: int = 1
+
+
+CONFIG_ENV = "PEERSYNC_SERVE_CONFIG"
+
+
+def _to_env(config: ServerConfig) -> str:
+    data = dataclasses.asdict(config)
+    data["policy"] = config.policy.value
+    return json.dumps(data)
+
+
+def app_from_env() -> Starlette:
+    """The app of a worker process (``serve --workers N``): its config comes
+    from the parent through :data:`CONFIG_ENV`."""
+    from peersync._engine.model import Policy
+
+    data = json.loads(os.environ[CONFIG_ENV])
+    data["policy"] = Policy(data["policy"])
+    data["limits"] = Limits(**data["limits"])
+    data["scopes"] = tuple(data["scopes"]) if data["scopes"] is not None else None
+    return create_app(ServerConfig(**data))
 
 
 def check(config: ServerConfig, listen: Listen) -> tuple[str, ...]:
@@ -65,11 +93,9 @@ def check(config: ServerConfig, listen: Listen) -> tuple[str, ...]:
 def serve(config: ServerConfig, listen: Listen) -> None:
     """Serve until SIGTERM or SIGINT. Prints one line when listening."""
     scopes = check(config, listen)
-    app = create_app(config)
     scheme = "https" if listen.cert else "http"
     logging.basicConfig(level=logging.WARNING, format="peersync serve: %(message)s")
-    uv = uvicorn.Config(
-        app,
+    options: dict[str, Any] = dict(
         host=listen.host,
         port=listen.port,
         ssl_certfile=listen.cert,
@@ -79,14 +105,22 @@ def serve(config: ServerConfig, listen: Listen) -> None:
         timeout_graceful_shutdown=30,
         server_header=False,
     )
-    server = uvicorn.Server(uv)
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    workers = f", {listen.workers} worker processes" if listen.workers > 1 else ""
     print(
         f"serving {config.database} ({', '.join(scopes)}) on {scheme}://{host}:{listen.port}"
-        f" with policy {config.policy.value}",
+        f" with policy {config.policy.value}{workers}",
         file=sys.stderr,
         flush=True,
     )
+    if listen.workers > 1:
+        # uvicorn's supervisor starts the workers (each imports the app
+        # through the factory and reads the config from the environment),
+        # restarts one that dies, and stops them all on SIGTERM or SIGINT.
+        os.environ[CONFIG_ENV] = _to_env(config)
+        uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=listen.workers, **options)
+        return
+    server = uvicorn.Server(uvicorn.Config(create_app(config), **options))
     # uvicorn handles SIGTERM and SIGINT while it runs (no new connections,
     # requests in flight finish), then raises the signal again for the
     # handler found before it: this one, so the process ends with status 0.
