@@ -3,7 +3,9 @@
 Checks before listening: the database opens, every named scope exists, TLS
 needs both a certificate and its key, and a scope without a token is served
 only on a loopback address unless the caller says ``insecure`` (an open
-scope on a network address is anyone's to read and write).
+scope on a network address is anyone's to read and write). The socket is
+bound here, before the "serving" line, and handed to uvicorn: a busy port is
+one error line.
 
 uvicorn stops on SIGTERM or SIGINT by refusing new connections and letting
 requests in flight finish (an ``apply`` in hand commits or rolls back in its
@@ -12,8 +14,10 @@ own transaction), then closes the database connections.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 
@@ -62,9 +66,47 @@ def check(config: ServerConfig, listen: Listen) -> tuple[str, ...]:
     return scopes
 
 
+def bind(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on ``host`` (an address, or a name: each of its
+    addresses) and ``port`` (0: one free port for all). Bound here, before
+    anything is announced, so a busy port is one clear error, not a
+    "serving" line followed by uvicorn's. Raises
+    :class:`~peersync.ConfigurationError`."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"cannot listen on {host}: {exc.strerror}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, addr in infos:
+            if any(s.family == family and s.getsockname()[0] == addr[0] for s in sockets):
+                continue  # a name may list one address twice
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if sockets[0] is not sock:  # port 0: the port the first one got
+                addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigurationError(f"port {port} on {host} is in use") from exc
+                raise ConfigurationError(f"cannot listen on {host} port {port}: {exc.strerror}") from exc
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
 def serve(config: ServerConfig, listen: Listen) -> None:
     """Serve until SIGTERM or SIGINT. Prints one line when listening."""
     scopes = check(config, listen)
+    sockets = bind(listen.host, listen.port)
     app = create_app(config)
     scheme = "https" if listen.cert else "http"
     logging.basicConfig(level=logging.WARNING, format="peersync serve: %(message)s")
@@ -81,8 +123,9 @@ def serve(config: ServerConfig, listen: Listen) -> None:
     )
     server = uvicorn.Server(uv)
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
+    port = sockets[0].getsockname()[1]
     print(
-        f"serving {config.database} ({', '.join(scopes)}) on {scheme}://{host}:{listen.port}"
+        f"serving {config.database} ({', '.join(scopes)}) on {scheme}://{host}:{port}"
         f" with policy {config.policy.value}",
         file=sys.stderr,
         flush=True,
@@ -93,6 +136,10 @@ def serve(config: ServerConfig, listen: Listen) -> None:
     stopped: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: stopped.append(signum))
-    server.run()
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
     if stopped:
         print(f"stopped by {signal.Signals(stopped[0]).name}", file=sys.stderr, flush=True)
