@@ -320,7 +320,7 @@ def introspect(conn: Any, table: str) -> Tracked:
     if row is None:
         raise TableError(
             f"no such table: {table} (give a name as written, 'Order Items',"
-            ' or schema-qualified with SQL quoting, \'sales."Order Items"\')'
+            " or schema-qualified with SQL quoting, 'sales.\"Order Items\"')"
         )
     oid, nsp, name, kind = row
     if kind not in ("r", "p"):
