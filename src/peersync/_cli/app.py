@@ -130,7 +130,8 @@ def main() -> None:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(EXIT_ERROR)
     except click.UsageError as exc:
-        hint = f" (see 'peersync {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.command.name else ""
+        # command_path is the whole chain ("peersync token add"), not the last name alone
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.command.name else ""
         _fail(exc.format_message().replace("\n", " ") + hint)
     except click.ClickException as exc:
         _fail(exc.format_message())

@@ -96,6 +96,8 @@ class SQLiteCore:
             raise ConfigurationError(f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT}, not {timeout!r}")
         self.path = os.path.abspath(path)
         self.url = "sqlite:///" + self.path
+        if os.path.isdir(self.path):
+            raise InvalidURL(f"{path} is a directory, not a database file")
         if not os.path.isfile(self.path):
             raise InvalidURL(f"no such database file: {path}")
         # The file's identity: a copy or a restored backup gets another inode
