@@ -78,8 +78,8 @@ def parse_url(url: str) -> Target:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port or 3306
-    except ValueError as exc:
-        # not exc's text: it quotes the "port", which may be part of a password
+    except ValueError:
+        # not the ValueError's text: it quotes the "port", which may be part of a password
         raise InvalidURL(f"bad MySQL URL {_safe(url)!r}: the port must be a number from 0 to 65535") from None
     if parts.scheme.lower() not in ("mysql", "mariadb"):
         raise InvalidURL(f"not a MySQL URL: {_safe(url)!r}")
