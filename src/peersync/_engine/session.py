@@ -203,6 +203,9 @@ def run_session(
         # as few batches as bytes allow, so a chain of rows that depend on each
         # other resolves inside one batch instead of one pass per link.
         rows = batch_size if not failures else max(batch_size, 4 * len(failures))
+        # A retry pass carries again only rows an earlier pass sent (and
+        # counted): "sent" counts each row once, batches and bytes every trip.
+        retry = bool(failures)
         excluded, failures = Knowledge.empty(), []
         chases = 0
         while True:
@@ -214,7 +217,7 @@ def run_session(
                     report = dest.apply(scope, data, policy)
                     batches += 1
                     nbytes += len(data)
-                    sent += report.received
+                    sent += 0 if retry else report.received
                     applied += report.applied
                     pass_applied += report.applied
                     skipped += report.skipped_known
