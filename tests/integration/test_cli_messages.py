@@ -4,11 +4,14 @@ database (a typo must not read as "no tokens": an open database)."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
+from peersync._cli.app import cli
 from peersync._cli.main import main
 
 from .test_cli import Run, assert_error, invoke
@@ -52,3 +55,32 @@ def test_token_commands_refuse_a_file_that_is_not_a_database(tmp_path: Path, com
     junk.write_text("not a database\n")
     assert_error(invoke("token", command[0], junk, *command[1:]), "not a usable SQLite database")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _commands() -> dict[str, click.Command]:
+    """Every leaf command by its name under ``peersync`` ("token add")."""
+    found: dict[str, click.Command] = {}
+    for name, cmd in cli.commands.items():
+        if isinstance(cmd, click.Group):
+            found.update({f"{name} {sub}": c for sub, c in cmd.commands.items()})
+        else:
+            found[name] = cmd
+    return found
+
+
+def test_the_readme_says_which_commands_take_timeout() -> None:
+    text = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    said = re.search(r"takes `--timeout SECONDS` \(.*?\): (.*?); (.*?) do not take it\.", text)
+    assert said is not None, "the README's --timeout sentence is gone"
+    takes, lacks = ({n.strip("`") for n in re.split(r", | and ", part)} for part in said.groups())
+    commands = _commands()
+    assert takes | lacks == set(commands)
+    for name, cmd in commands.items():
+        assert any("--timeout" in p.opts for p in cmd.params) == (name in takes), name
+
+
+def test_the_main_help_names_every_kind_of_database() -> None:
+    r = invoke("--help")
+    assert r.code == 0
+    for kind in ("SQLite", "PostgreSQL", "MariaDB", "postgresql://", "mysql://", "http(s)://"):
+        assert kind in r.stdout, kind

@@ -116,9 +116,12 @@ def db_command(*options: Callable[[Any], Any], all_scopes: bool = False) -> Call
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(peersync.__version__, prog_name="peersync")
 def cli() -> None:
-    """Peer-to-peer, multi-master sync of SQLite databases.
+    """Peer-to-peer, multi-master sync of SQLite, PostgreSQL and MariaDB/MySQL
+    databases, directly or over HTTP ('peersync serve').
 
-    DB is a path or sqlite:///path. Errors print one line and exit 2.
+    DB is a SQLite path or sqlite:///path, postgresql://user@host/db,
+    mysql://user@host/db (or mariadb://), or http(s)://host:port of a
+    served database. Errors print one line and exit 2.
     """
 
 
