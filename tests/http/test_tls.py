@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,19 @@ def test_an_untrusted_certificate_is_refused_without_retrying(tls_server: tuple[
         remote.describe("s")
     proc = run("status", server.url, check=False)
     assert proc.returncode == 2 and "--ca FILE" in proc.stderr
+
+
+def test_https_to_a_plain_http_server_is_refused_without_retrying(
+    servers: Callable[..., Server], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = servers(make(folder / "plain.db"))
+    https = "https" + plain.url[len("http") :]
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)  # a retry would wait first
+    with peersync.connect(https) as remote, pytest.raises(peersync.TransportError) as exc:
+        remote.describe("s")
+    assert "TLS handshake failed" in str(exc.value) and "http://" in str(exc.value)
+    assert waits == []
 
 
 def test_tls_needs_both_cert_and_key(folder: Path) -> None:

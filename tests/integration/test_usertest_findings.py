@@ -237,7 +237,6 @@ def _assert_one_line_error(code: int, out: str, err: str) -> None:
 # exist prints "missing.db: no tokens (its scopes are open to loopback clients)" and exits 0, so a
 # mistyped path looks like an open, unprotected database. The README: "Any error prints one line
 # ``peersync: error: ...`` on stderr and exits with status 2" (a missing file is its first example).
-@pytest.mark.xfail(strict=True, reason="token list of a missing file says 'no tokens' and exits 0")
 def test_token_list_of_a_missing_file_is_an_error(tmp_path: Any) -> None:
     missing = tmp_path / "missing.db"
     _assert_one_line_error(*_cli("token", "list", str(missing)))
@@ -247,7 +246,6 @@ def test_token_list_of_a_missing_file_is_an_error(tmp_path: Any) -> None:
 # Finding 5 (severity: unclear error). ``peersync serve`` on a port already in use prints
 # "serving DB ... on http://..." (stderr), then uvicorn's "ERROR: [Errno 98] ... address already
 # in use" and exits 3: a false success line, two lines and an undocumented status.
-@pytest.mark.xfail(strict=True, reason="serve on a busy port: a 'serving' line, uvicorn's error, exit 3")
 def test_serve_on_a_busy_port_is_one_line_and_status_2(tmp_path: Any) -> None:
     import socket
     import sqlite3
@@ -273,9 +271,6 @@ def test_serve_on_a_busy_port_is_one_line_and_status_2(tmp_path: Any) -> None:
 # ``StorageError: ...: invalid name syntax``: the class the README reserves for a failing
 # database, and a message that names no table. It should work, or raise ``TableError`` naming
 # the table and the quoting to use (``'"Order Items"'`` works).
-@pytest.mark.xfail(
-    strict=True, reason="PostgreSQL: a table name with a space raises StorageError 'invalid name syntax'"
-)
 def test_pg_table_name_with_a_space_is_provisioned_or_a_table_error(pg_db: Callable[[str], str]) -> None:
     url = pg_db('CREATE TABLE "Order Items" (id text PRIMARY KEY, qty int)')
     with peersync.connect(url) as db:

@@ -32,6 +32,15 @@ def test_bad_urls_are_refused_in_one_line(mysql_db: Callable[[], str]) -> None:
         peersync.connect("mariadb://root@127.0.0.1:1/x")
 
 
+@pytest.mark.parametrize(
+    "url", ["mysql://root:s3cret@127.0.0.1:99999/x", "mysql://root:s3cret@h/", "mysql://root:s3/cret@h/db?x=1"]
+)
+def test_a_bad_url_never_shows_its_password(url: str) -> None:
+    with pytest.raises(InvalidURL) as exc:
+        peersync.connect(url)
+    assert "s3" not in str(exc.value) and "root:***@" in str(exc.value)
+
+
 def test_provision_tracks_existing_rows_and_deprovision_removes_everything(mysql_db: Callable[[], str]) -> None:
     url = mysql_db()
     sql(url, "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20))", "INSERT INTO items VALUES (1, 'a'), (2, 'b')")

@@ -35,6 +35,20 @@ def test_password_is_not_shown_in_errors() -> None:
     assert "s3cret" not in str(exc.value)
 
 
+@pytest.mark.parametrize("password", ["", ":pw"])
+def test_a_missing_database_is_invalid_url_naming_it_as_on_mariadb(password: str) -> None:
+    # Not TransportError: a retry cannot create the database.
+    with pytest.raises(peersync.InvalidURL) as exc:
+        peersync.connect(f"postgresql://postgres{password}@127.0.0.1:5432/ps_no_such_database_here", timeout=2)
+    assert str(exc.value) == "no such database 'ps_no_such_database_here' on the PostgreSQL server at 127.0.0.1:5432"
+
+
+def test_a_url_that_does_not_parse_never_shows_its_password() -> None:
+    with pytest.raises(peersync.InvalidURL) as exc:
+        peersync.connect("postgresql://u:s3/cret@h/db")
+    assert "s3" not in str(exc.value)
+
+
 def test_both_schemes_open_a_postgres_peer(make_pg: Callable[..., str]) -> None:
     url = make_pg()
     for u in (url, "postgres" + url[len("postgresql") :]):

@@ -116,9 +116,12 @@ def db_command(*options: Callable[[Any], Any], all_scopes: bool = False) -> Call
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(peersync.__version__, prog_name="peersync")
 def cli() -> None:
-    """Peer-to-peer, multi-master sync of SQLite databases.
+    """Peer-to-peer, multi-master sync of SQLite, PostgreSQL and MariaDB/MySQL
+    databases, directly or over HTTP ('peersync serve').
 
-    DB is a path or sqlite:///path. Errors print one line and exit 2.
+    DB is a SQLite path or sqlite:///path, postgresql://user@host/db,
+    mysql://user@host/db (or mariadb://), or http(s)://host:port of a
+    served database. Errors print one line and exit 2.
     """
 
 
@@ -130,7 +133,8 @@ def main() -> None:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
         sys.exit(EXIT_ERROR)
     except click.UsageError as exc:
-        hint = f" (see 'peersync {exc.ctx.command.name} --help')" if exc.ctx and exc.ctx.command.name else ""
+        # command_path is the whole chain ("peersync token add"), not the last name alone
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx and exc.ctx.command.name else ""
         _fail(exc.format_message().replace("\n", " ") + hint)
     except click.ClickException as exc:
         _fail(exc.format_message())

@@ -21,6 +21,10 @@ tokens_option = click.option("--tokens", "tokens", default=None, help="Token fil
 
 
 def _store(db: str, tokens: str | None) -> TokenStore:
+    """The token file of ``db``, once ``db`` opens: a mistyped path must not
+    read as a database without tokens (whose scopes are open)."""
+    with open_db(db, 5.0):
+        pass
     return TokenStore(tokens if tokens is not None else store_path(db))
 
 

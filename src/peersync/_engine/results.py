@@ -11,7 +11,14 @@ __all__ = ["SessionStats", "SyncResult"]
 
 @dataclass(frozen=True)
 class SessionStats:
-    """One one-way session."""
+    """One one-way session.
+
+    ``sent`` counts the changes the source sent, each once: a row that failed
+    and travelled again in a retry pass (a child before its parent, say) is
+    not counted again, while ``batches`` and ``bytes`` count every trip.
+    ``applied`` counts the rows the destination wrote, ``errors`` the rows
+    that still failed at the end (in its conflict log).
+    """
 
     source: str
     destination: str
@@ -31,6 +38,9 @@ class SessionStats:
 @dataclass(frozen=True)
 class SyncResult:
     """What :func:`peersync.sync` did: the counts the CLI prints with ``--json``.
+
+    ``sent_a_to_b`` and ``sent_b_to_a`` count each change sent once, however
+    many passes it took to apply (see :class:`SessionStats`).
 
     ``completed`` is False when a session stopped following a source that kept
     changing, or when ``error`` ended the sync after its push half (see

@@ -10,6 +10,35 @@ from typing import Any, Protocol, TypeVar
 from .model import TableSchema
 
 
+def difference(a: dict[str, TableSchema], b: dict[str, TableSchema], name_a: str, name_b: str) -> str:
+    """What first tells two shapes of one scope apart, and what fixes it, in
+    words: other tables, another primary key (no migration can change a key:
+    rows are known by it), other columns (a migration). ``a`` and ``b`` are
+    the peers' :meth:`~peersync.Peer.schemas`, ``name_a`` and ``name_b`` how
+    to call the peers."""
+    only_a, only_b = sorted(a.keys() - b.keys()), sorted(b.keys() - a.keys())
+    if only_a or only_b:
+        said = "; ".join(f"only {who} has {', '.join(t)}" for who, t in ((name_a, only_a), (name_b, only_b)) if t)
+        return (
+            f"they track other tables ({said}): a scope names the same tables on every peer; deprovision it where"
+            " it is wrong and provision it again with the same tables"
+        )
+    for name in sorted(a):
+        ta, tb = a[name], b[name]
+        if ta.key != tb.key:
+            return (
+                f"the primary key of table {name} differs ({', '.join(ta.key)} against {', '.join(tb.key)}): a"
+                " migration cannot change a key (rows are known by it); give the table the same key on every"
+                " peer, then deprovision the scope and provision it again where the key changed"
+            )
+    for name in sorted(a):
+        sa = [f"{c.name} {c.type.value}" for c in a[name].specs] or list(a[name].columns)
+        sb = [f"{c.name} {c.type.value}" for c in b[name].specs] or list(b[name].columns)
+        if sa != sb:
+            return f"the columns of table {name} differ ({name_a}: {', '.join(sa)}; {name_b}: {', '.join(sb)})"
+    return "their stored shapes differ"
+
+
 def digest(shape: Iterable[list[Any]]) -> str:
     """16 hex digits of SHA-256 over ``shape`` (one JSON-able list per table,
     its name first), sorted so table order does not matter."""

@@ -34,6 +34,7 @@ from .peer import Peer
 from .progress import BatchApplied, ProgressCallback, SessionEnded, SessionStarted
 from .results import SessionStats, SyncResult
 from .rules import handler_from
+from .schema import difference
 
 DEFAULT_BATCH_ROWS = 5000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
@@ -146,6 +147,22 @@ def _check_replicas(source: Peer, si: ReplicaInfo, dest: Peer, di: ReplicaInfo, 
             )
 
 
+def _mismatch(source: Peer, dest: Peer, scope: str, fa: str, fb: str) -> str:
+    """The message of a fingerprint mismatch: what differs and what to do."""
+    head = f"scope {scope!r} differs between {source.url} and {dest.url} (fingerprints {fa} and {fb})"
+    migrate = (
+        f"after a schema change, run 'peersync init DB --scope {scope} --table ... --migrate' on every peer"
+        " (README: Schema changes)"
+    )
+    try:
+        what = difference(source.schemas(scope), dest.schemas(scope), source.url, dest.url)
+    except SyncError:  # the peers answered describe but not this: say the general rule
+        return f"{head}; {migrate}"
+    if what.startswith("the columns") or what.startswith("their stored"):
+        return f"{head}: {what}; {migrate}"
+    return f"{head}: {what}"
+
+
 def run_session(
     source: Peer,
     dest: Peer,
@@ -168,11 +185,7 @@ def run_session(
     si = source.describe(scope)
     di = dest.describe(scope)
     if si.fingerprint != di.fingerprint:
-        raise SchemaMismatch(
-            f"scope {scope!r} differs between {source.url} and {dest.url}"
-            f" (fingerprints {si.fingerprint} and {di.fingerprint}); after a schema change, run"
-            f" 'peersync init DB --scope {scope} --table ... --migrate' on every peer (README: Schema changes)"
-        )
+        raise SchemaMismatch(_mismatch(source, dest, scope, si.fingerprint, di.fingerprint))
     _check_replicas(source, si, dest, di, scope)
     if not di.knowledge.contains_knowledge(si.forgotten):
         raise ReplicaOutdated(f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it")
@@ -231,6 +244,9 @@ def run_session(
         # as few batches as bytes allow, so a chain of rows that depend on each
         # other resolves inside one batch instead of one pass per link.
         rows = batch_size if not failures else max(batch_size, 4 * len(failures))
+        # A retry pass carries again only rows an earlier pass sent (and
+        # counted): "sent" counts each row once, batches and bytes every trip.
+        retry = bool(failures)
         excluded, failures = Knowledge.empty(), []
         chases = 0
         while True:
@@ -244,7 +260,7 @@ def run_session(
                     report = dest.apply(scope, data, policy)
                     batches += 1
                     nbytes += len(data)
-                    sent += report.received
+                    sent += 0 if retry else report.received
                     applied += report.applied
                     pass_applied += report.applied
                     skipped += report.skipped_known

@@ -78,15 +78,16 @@ def parse_url(url: str) -> Target:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port or 3306
-    except ValueError as exc:
-        raise InvalidURL(f"bad MySQL URL {url!r}: {exc}") from None
+    except ValueError:
+        # not the ValueError's text: it quotes the "port", which may be part of a password
+        raise InvalidURL(f"bad MySQL URL {_safe(url)!r}: the port must be a number from 0 to 65535") from None
     if parts.scheme.lower() not in ("mysql", "mariadb"):
-        raise InvalidURL(f"not a MySQL URL: {url!r}")
+        raise InvalidURL(f"not a MySQL URL: {_safe(url)!r}")
     database = urllib.parse.unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
-        raise InvalidURL(f"bad MySQL URL {url!r}: name one database, as in mysql://user@host/db")
+        raise InvalidURL(f"bad MySQL URL {_safe(url)!r}: name one database, as in mysql://user@host/db")
     if parts.query or parts.fragment:
-        raise InvalidURL(f"bad MySQL URL {url!r}: options are not supported")
+        raise InvalidURL(f"bad MySQL URL {_safe(url)!r}: options are not supported")
     return Target(
         parts.hostname or "127.0.0.1",
         port,
@@ -94,6 +95,16 @@ def parse_url(url: str) -> Target:
         urllib.parse.unquote(parts.password or ""),
         database,
     )
+
+
+def _safe(url: str) -> str:
+    """``url`` with its password masked, for messages (the URL may not even
+    parse: everything between the user name and the last ``@`` is hidden)."""
+    scheme, sep, rest = url.partition("://")
+    auth, at, tail = rest.rpartition("@")
+    if not sep or not at or ":" not in auth:
+        return url
+    return f"{scheme}://{auth.split(':', 1)[0]}:***@{tail}"
 
 
 def errno(exc: BaseException) -> int:

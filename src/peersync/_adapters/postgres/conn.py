@@ -43,8 +43,9 @@ def parse_url(url: str) -> tuple[str, str]:
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise InvalidURL(f"bad PostgreSQL URL: {exc}") from exc
+    except ValueError:
+        # not the ValueError's text: it quotes the "port", which may be part of a password
+        raise InvalidURL("bad PostgreSQL URL: the port must be a number from 0 to 65535") from None
     if parts.scheme.lower() not in ("postgresql", "postgres"):
         raise InvalidURL(f"not a PostgreSQL URL: {url!r}")
     db = urllib.parse.unquote(parts.path.lstrip("/"))
@@ -74,6 +75,13 @@ def open_connection(conninfo: str, shown: str, timeout: float) -> psycopg.Connec
     except psycopg.ProgrammingError as exc:
         raise InvalidURL(f"bad PostgreSQL URL {shown!r}: {_one_line(exc)}") from exc
     except psycopg.Error as exc:
+        parts = urllib.parse.urlsplit(shown)
+        db = urllib.parse.unquote(parts.path.lstrip("/"))
+        # No SQLSTATE reaches a failed connect: the server's message (3D000) is
+        # all there is. A missing database is a wrong URL, not worth a retry.
+        if f'database "{db}" does not exist' in str(exc):
+            where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+            raise InvalidURL(f"no such database {db!r} on the PostgreSQL server at {where}") from exc
         raise TransportError(f"cannot connect to {shown}: {_one_line(exc)}") from exc
     try:
         conn.execute("SET TimeZone = 'UTC'")

@@ -297,15 +297,31 @@ def read_expr(col: PgColumn, ref: str) -> str:
 
 def introspect(conn: Any, table: str) -> Tracked:
     """Read a user table's shape (``table`` as the user names it, resolved
-    by the connection's search path: ``orders``, ``sales.orders``); raise
-    :class:`TableError` if it cannot be tracked."""
-    row = conn.execute(
+    by the connection's search path); raise :class:`TableError` if it cannot
+    be tracked.
+
+    The name is first taken as written, as one identifier (``Order Items``,
+    ``OrderItems``: an exact-case match), then as SQL parses it (``orders``,
+    ``sales.orders``, ``"My Schema"."Order Items"``, unquoted parts folded to
+    lower case)."""
+    find = (
         "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class AS c JOIN pg_namespace AS n"
-        " ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
-        (table,),
-    ).fetchone()
+        " ON n.oid = c.relnamespace WHERE c.oid = to_regclass({})"
+    )
+    row = conn.execute(find.format("quote_ident(%s)"), (table,)).fetchone()
     if row is None:
-        raise TableError(f"no such table: {table}")
+        try:
+            with conn.transaction():  # a savepoint: a name SQL cannot parse fails only this lookup
+                row = conn.execute(find.format("%s"), (table,)).fetchone()
+        except Exception as exc:
+            # 42602 invalid name, 42601 too many dots, 0A000 another database's name
+            if getattr(exc, "sqlstate", None) not in ("42602", "42601", "0A000"):
+                raise
+    if row is None:
+        raise TableError(
+            f"no such table: {table} (give a name as written, 'Order Items',"
+            " or schema-qualified with SQL quoting, 'sales.\"Order Items\"')"
+        )
     oid, nsp, name, kind = row
     if kind not in ("r", "p"):
         raise TableError(f"{table} is not a table")

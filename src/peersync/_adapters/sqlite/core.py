@@ -9,6 +9,7 @@ exceptions are translated to :mod:`peersync` ones at this boundary.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sqlite3
@@ -26,6 +27,7 @@ from peersync._engine.errors import (
     InvalidURL,
     RepairNeeded,
     StorageError,
+    SyncError,
 )
 from peersync._engine.schema import fingerprint
 
@@ -96,6 +98,8 @@ class SQLiteCore:
             raise ConfigurationError(f"timeout must be a number of seconds from 0 to {MAX_TIMEOUT}, not {timeout!r}")
         self.path = os.path.abspath(path)
         self.url = "sqlite:///" + self.path
+        if os.path.isdir(self.path):
+            raise InvalidURL(f"{path} is a directory, not a database file")
         if not os.path.isfile(self.path):
             raise InvalidURL(f"no such database file: {path}")
         # The file's identity: a copy or a restored backup gets another inode
@@ -238,12 +242,33 @@ class SQLiteCore:
     def _changed_msg(self, scope: str, tables: Sequence[str], *, provisioning: bool = False) -> str:
         flags = " ".join(f"--table {shlex.quote(t)}" for t in tables)
         cmd = f"peersync init {shlex.quote(self.path)} --scope {shlex.quote(scope)} {flags} --migrate"
+        rekeyed = self._rekeyed(tables)
+        if rekeyed:
+            where = f"{shlex.quote(self.path)} --scope {shlex.quote(scope)}"
+            return (
+                f"the primary key of table {rekeyed} of scope {scope!r} in {self.path} changed since provisioning:"
+                " peersync knows rows by their key, so --migrate cannot follow; give the table the same key on"
+                " every peer (sync each first), then deprovision the scope and provision it again on each (here:"
+                f" 'peersync deprovision {where}', then 'peersync init {where} {flags}')"
+            )
         if provisioning:
             return f"the tables of scope {scope!r} in {self.path} changed shape; to keep its tracking, run '{cmd}'"
         return (
             f"the tables of scope {scope!r} in {self.path} changed since provisioning; run '{cmd}'"
             " here and on every peer whose tables changed the same way"
         )
+
+    def _rekeyed(self, tables: Sequence[str]) -> str | None:
+        """The first of ``tables`` whose key is not the one stored when it was
+        provisioned (None: none, or it cannot be told)."""
+        try:
+            stored = dict(self.conn.execute(f"SELECT tbl, definition FROM {PREFIX}tracked").fetchall())
+            for name in tables:
+                if name in stored and json.loads(stored[name])[1] != list(S.introspect(self.conn, name).schema.key):
+                    return name
+        except (sqlite3.Error, SyncError, ValueError):
+            return None  # the message without this detail is still right
+        return None
 
     def _compact(self, sc: Scope) -> None:
         """Drop log entries of this scope's tables that later changes superseded,

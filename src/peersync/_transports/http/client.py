@@ -153,6 +153,11 @@ class HTTPPeer:
                     raise TransportError(
                         f"{self.url}: its certificate is not trusted ({_say(exc)}); for a private CA pass --ca FILE"
                     ) from exc
+                if _handshake_refused(exc):
+                    raise TransportError(
+                        f"{self.url}: the TLS handshake failed ({_say(exc)}), not retried;"
+                        " is the server plain HTTP (then use http://)?"
+                    ) from exc
                 failure: Exception = exc
             else:
                 if response.status_code == 200:
@@ -316,6 +321,20 @@ def _untrusted(exc: BaseException) -> bool:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _handshake_refused(exc: BaseException) -> bool:
+    """A TLS handshake the server answered with something else than TLS (a
+    plain-HTTP server, say): the same every time. A connection closed during
+    the handshake (EOF, zero return, a system call error) may be transient."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError) and not isinstance(
+            seen, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError, ssl.SSLWantReadError)
+        ):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
