@@ -36,6 +36,7 @@ from ._engine.model import (
     Resolution,
     Status,
 )
+from ._engine.names import Names, load_names
 from ._engine.peer import Peer
 from ._engine.progress import BatchApplied, ProgressEvent, SessionEnded, SessionStarted
 from ._engine.results import SessionStats, SyncResult
@@ -54,6 +55,7 @@ __all__ = [
     "Direction",
     "InvalidURL",
     "Knowledge",
+    "Names",
     "Outcome",
     "Peer",
     "Policy",
@@ -81,6 +83,7 @@ __all__ = [
     "conflicts",
     "connect",
     "deprovision",
+    "load_names",
     "provision",
     "run_session",
     "status",
