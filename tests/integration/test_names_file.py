@@ -103,7 +103,7 @@ def test_python_api_raises_typed_errors_and_changes_nothing(tmp_path: Path, loca
             # global Title -> local artist_id, and local title keeps global name "title": fine;
             # but global "title" for artist_id collides with the unmapped local column "title"
             db.provision("music", ["Album"], names={"Album": {"table": "album", "columns": {"title": "artist_id"}}})
-        with pytest.raises(peersync.ConfigurationError, match="not TOML|cannot read"):
+        with pytest.raises(peersync.ConfigurationError, match=r"not TOML|cannot read"):
             db.provision("music", ["Album"], names=str(tmp_path))
         with pytest.raises(peersync.ConfigurationError, match="a mapping or a TOML file"):
             db.provision("music", ["Album"], names=42)  # type: ignore[arg-type]
