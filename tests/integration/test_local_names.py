@@ -153,6 +153,10 @@ def test_error_conflict_is_logged_in_global_names(pair: tuple[Path, Path]) -> No
         r = peersync.sync(da, db, "music", direction="push")
         assert r.errors == 1
         errors = [c for c in db.conflicts("music") if c.type is peersync.ConflictType.ERROR]
-    assert errors and errors[0].table == "Album"
+    assert len(errors) == 1 and errors[0].table == "Album"  # one entry: the session's end found the apply's
     assert errors[0].remote_row == {"AlbumId": 1, "Title": "bad", "ArtistId": 1}
     assert errors[0].detail.count("table album here") == 1
+    # the database's own log keeps its own names (peersync translates when it reads it)
+    assert rows(b, "SELECT tbl, remote_row FROM _peersync_conflicts WHERE type = 'error'") == [
+        ("album", '{"album_id": 1, "title": "bad", "artist_id": 1}')
+    ]
