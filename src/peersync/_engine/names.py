@@ -145,8 +145,11 @@ class Names:
         taken: dict[str, str] = {}
         for g in tables:
             local = self.local_table(g).lower()
-            if local in taken and taken[local] != g:
-                raise ScopeError(f"tables {taken[local]} and {g} would both be table {self.local_table(g)} here")
+            # A table named twice (``--table item --table Item``) is one table,
+            # as without names; a mapped one must not land on another.
+            other = taken.get(local)
+            if other is not None and other != g and (g in self.tables or other in self.tables):
+                raise ScopeError(f"tables {other} and {g} would both be table {self.local_table(g)} here")
             taken[local] = g
 
     def resolved(self, table: str, schema: TableSchema) -> Names:
