@@ -12,7 +12,8 @@ only where they differ; TOML, as the CLI reads it::
 Adapters work in local names throughout (their SQL, their tracking, their
 conflict log) and translate at the Peer boundary with a :class:`Names`:
 schemas, batches and conflicts leave in global names and come in translated
-back. Pure: no I/O but :func:`load_names` reading the file it is given.
+back. Pure: the file is read by
+:func:`peersync._adapters.sql.names_file.load_names`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
@@ -269,29 +269,6 @@ def _here(local: str) -> str:
 
 NamesArg = Union["Names", Mapping[str, Any], str, "os.PathLike[str]", None]
 """What ``provision(..., names=...)`` accepts."""
-
-
-def load_names(source: NamesArg) -> Names:
-    """Names from a :class:`Names`, a mapping in the TOML shape, or the path
-    of a TOML file. Raises :class:`~peersync.ConfigurationError` for a file
-    that cannot be read or is not TOML, and for a malformed mapping."""
-    if source is None:
-        return Names()
-    if isinstance(source, Names):
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read names file {path}: {exc.strerror or exc}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigurationError(f"names file {path} is not TOML: {exc}") from exc
-        return Names.from_mapping(data, f"names file {path}")
-    if isinstance(source, Mapping):
-        return Names.from_mapping(source)
-    raise ConfigurationError(f"names are a mapping or a TOML file's path, not {type(source).__name__}")
 
 
 def rename_batch_tables(data: bytes, names: Mapping[str, str]) -> bytes:

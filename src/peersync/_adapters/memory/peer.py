@@ -41,7 +41,7 @@ from peersync._engine.model import (
     TableSchema,
     Value,
 )
-from peersync._engine.names import NamesArg, load_names
+from peersync._engine.names import NamesArg
 from peersync._engine.schema import fingerprint
 from peersync._engine.types import SQLITE_AFFINITY_TYPES, Column
 
@@ -144,7 +144,7 @@ class MemoryPeer:
         tables (idempotent). ``replica_id`` (16 bytes) is for tests that run
         two stores as one replica; by default it is random. Its tables have
         the scope's global names: ``names`` that map any is refused."""
-        if load_names(names):
+        if names:  # a path or a mapping: the in-memory peer reads no names file
             raise ConfigurationError("the in-memory peer's tables have the scope's global names: no names file")
         if isinstance(tables, str) or not scope or not tables:
             raise ScopeError("a scope needs a name and a list of at least one table")

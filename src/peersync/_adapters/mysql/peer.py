@@ -16,6 +16,7 @@ from typing import Any
 
 from peersync._adapters.sql.batch_frame import frame
 from peersync._adapters.sql.meta import NAMES_DDL, Meta
+from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.scopes import (
@@ -47,7 +48,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
-from peersync._engine.names import Names, NamesArg, load_names
+from peersync._engine.names import Names, NamesArg
 from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import PackedRows, open_batch, row_packer

@@ -21,6 +21,7 @@ import psycopg
 
 from peersync._adapters.sql.batch_frame import frame, take_rows
 from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows
+from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.scopes import (
@@ -47,7 +48,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
-from peersync._engine.names import NamesArg, load_names
+from peersync._engine.names import NamesArg
 from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import open_batch

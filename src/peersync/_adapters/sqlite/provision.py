@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from peersync._adapters.sql.meta import NAMES_DDL
+from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.scopes import (
     check_provision_args,
     definition,
@@ -31,7 +32,7 @@ from peersync._engine.model import (
     RepairReport,
     TableSchema,
 )
-from peersync._engine.names import NamesArg, load_names
+from peersync._engine.names import NamesArg
 from peersync._engine.schema import dependency_order, fingerprint
 
 from . import schema as S
