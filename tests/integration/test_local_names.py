@@ -160,3 +160,19 @@ def test_error_conflict_is_logged_in_global_names(pair: tuple[Path, Path]) -> No
     assert rows(b, "SELECT tbl, remote_row FROM _peersync_conflicts WHERE type = 'error'") == [
         ("album", '{"album_id": 1, "title": "bad", "artist_id": 1}')
     ]
+
+
+def test_migrate_keeps_the_names_and_the_global_fingerprint(pair: tuple[Path, Path]) -> None:
+    a, b = pair
+    execute(a, "ALTER TABLE Album ADD COLUMN Year INTEGER")
+    execute(b, "ALTER TABLE album ADD COLUMN Year INTEGER")
+    with peersync.connect(a) as da, peersync.connect(b) as db:
+        assert da.migrate("music", ["Artist", "Album"]).migrated
+        assert db.migrate("music", ["Artist", "Album"]).migrated  # tables by their global names
+        assert da.describe("music").fingerprint == db.describe("music").fingerprint
+        assert db.describe("music").tables[1].columns == ("AlbumId", "Title", "ArtistId", "Year")
+        assert db.status("music")[0].names["Album"]["table"] == "album"
+    execute(b, "INSERT INTO artist VALUES (1, 'x'); INSERT INTO album VALUES (1, 't', 1, 1999);")
+    with peersync.connect(a) as da, peersync.connect(b) as db:
+        assert peersync.sync(da, db, "music").sent_b_to_a == 2
+    assert rows(a, "SELECT * FROM Album") == [(1, "t", 1, 1999)]
