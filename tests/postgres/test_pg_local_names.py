@@ -125,3 +125,18 @@ def test_bad_names_on_postgres_change_nothing(
         assert p.scopes() == []
     assert sql(url, "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal") == [(0,)]
     assert sql(url, "SELECT to_regclass('_peersync._peersync_names')") == [(None,)]  # one transaction: nothing left
+
+
+def test_migrate_on_postgres_keeps_the_names(pair: tuple[str, Path], sql: Callable[..., list[tuple[Any, ...]]]) -> None:
+    url, path = pair
+    sql(url, "ALTER TABLE sales.orders ADD COLUMN note text")
+    sqlite_write(path, "ALTER TABLE Orders ADD COLUMN note TEXT")
+    with peersync.connect(url) as p, peersync.connect(path) as s:
+        assert p.migrate("shop", TABLES).migrated
+        assert s.migrate("shop").migrated
+        assert p.describe("shop").fingerprint == s.describe("shop").fingerprint
+        assert p.describe("shop").tables[1].columns == ("OrderId", "CustomerId", "Total", "note")
+    sql(url, "INSERT INTO sales.customer_list VALUES (1, 'Ann')")
+    sql(url, "INSERT INTO sales.orders VALUES (1, 1, 2.5, 'hi')")
+    assert _sync(url, path).sent_a_to_b == 2
+    assert sqlite_rows(path, "Orders") == [(1, 1, 2.5, "hi")]

@@ -95,7 +95,9 @@ def plan_retrack(
     tracked = {r[0]: (r[1], int(r[2])) for r in meta.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
     try:
         current = dependency_order([replace(introspect(n), tid=tracked[n][1]) for n in names])  # type: ignore[type-var]
-        asked = None if tables is None else {ident(introspect(local.local_table(n))) for n in tables}
+        # tables given by their global names (a mapped one is found among the scope's own)
+        by_global = {local.global_table(t.name): ident(t) for t in current}
+        asked = None if tables is None else {by_global.get(n) or ident(introspect(n)) for n in tables}
     except TableError as exc:
         raise SchemaMismatch(f"scope {scope!r} in {where}: {exc}") from exc
     if asked is not None and asked != set(names):
