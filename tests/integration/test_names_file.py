@@ -142,3 +142,13 @@ def test_deprovision_removes_the_names(tmp_path: Path, local_db: Path) -> None:
             db.status("music")
         assert db.provision("music", ["Artist"], names={"Artist": NAMES["Artist"]})
         assert db.status("music")[0].names == {"Artist": NAMES["Artist"]}
+
+
+def test_migrate_takes_no_names_file(tmp_path: Path, local_db: Path) -> None:
+    f = names_file(tmp_path, TOML)
+    ok(invoke("init", local_db, "--scope", "music", *TABLES, "--names", f))
+    before = snapshot(local_db)
+    assert_error(
+        invoke("init", local_db, "--scope", "music", *TABLES, "--names", f, "--migrate"), "keeps the stored names"
+    )
+    assert snapshot(local_db) == before
