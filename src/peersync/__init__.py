@@ -7,6 +7,7 @@
 ...     result = peersync.sync(a, b, "shop")
 """
 
+from ._adapters.sql.names_file import load_names
 from ._api import clone, conflicts, connect, deprovision, provision, status
 from ._engine.database import Database
 from ._engine.errors import (
@@ -36,6 +37,7 @@ from ._engine.model import (
     Resolution,
     Status,
 )
+from ._engine.names import Names
 from ._engine.peer import Peer
 from ._engine.progress import BatchApplied, ProgressEvent, SessionEnded, SessionStarted
 from ._engine.results import SessionStats, SyncResult
@@ -54,6 +56,7 @@ __all__ = [
     "Direction",
     "InvalidURL",
     "Knowledge",
+    "Names",
     "Outcome",
     "Peer",
     "Policy",
@@ -81,6 +84,7 @@ __all__ = [
     "conflicts",
     "connect",
     "deprovision",
+    "load_names",
     "provision",
     "run_session",
     "status",

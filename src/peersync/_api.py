@@ -11,6 +11,7 @@ from ._adapters.sqlite.clone import build_clone, clone_replica
 from ._engine.database import Database
 from ._engine.errors import InvalidURL
 from ._engine.model import Conflict, Status
+from ._engine.names import NamesArg
 from ._engine.registry import open_url
 
 
@@ -30,10 +31,11 @@ def connect(url: str | os.PathLike[str], **options: Any) -> Database:
     return open_url(url, **options)
 
 
-def provision(url: str, scope: str, tables: Sequence[str]) -> bool:
-    """Provision ``scope`` over ``tables`` in the database at ``url``."""
+def provision(url: str, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
+    """Provision ``scope`` over ``tables`` in the database at ``url``, with
+    its local ``names`` where they differ (see :meth:`Database.provision`)."""
     with connect(url) as db:
-        return db.provision(scope, tables)
+        return db.provision(scope, tables, names=names)
 
 
 def deprovision(url: str, scope: str) -> None:

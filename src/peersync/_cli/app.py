@@ -140,3 +140,12 @@ def main() -> None:
         _fail(exc.format_message())
     except click.exceptions.Abort:
         _fail("aborted")
+
+
+def names_lines(names: dict[str, Any]) -> list[str]:
+    """A status's local names, one line per table: ``Album -> album (AlbumId -> album_id, ...)``."""
+    lines = []
+    for g, entry in sorted(names.items()):
+        cols = ", ".join(f"{gc} -> {lc}" for gc, lc in entry.get("columns", {}).items())
+        lines.append(f"{g} -> {entry['table']}" + (f" ({cols})" if cols else ""))
+    return lines

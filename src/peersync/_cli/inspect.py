@@ -10,7 +10,7 @@ from rich.table import Table
 
 import peersync
 
-from .app import ca_option, db_command, json_option, open_db, out, token_option
+from .app import ca_option, db_command, json_option, names_lines, open_db, out, token_option
 
 
 @db_command(json_option, token_option, ca_option, all_scopes=True)
@@ -35,6 +35,8 @@ def status(db: str, scope: str | None, as_json: bool, token: str | None, ca: str
         t.add_row("forgotten", s.forgotten.describe())
         t.add_row("fingerprint", s.fingerprint)
         t.add_row("tables", ", ".join(s.tables))
+        if s.names:
+            t.add_row("names here", "\n".join(names_lines(s.names)))
         t.add_row("tracked rows", str(s.tracked_rows))
         t.add_row("tombstones", str(s.tombstones))
         t.add_row("conflicts logged", str(s.conflicts))

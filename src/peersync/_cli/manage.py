@@ -6,7 +6,7 @@ import click
 
 import peersync
 
-from .app import db_command, flag, out
+from .app import db_command, flag, names_lines, out
 
 
 @db_command(
@@ -15,21 +15,35 @@ from .app import db_command, flag, out
         "--migrate",
         "The scope exists and its tables' columns changed: keep every row's tracking (run on every peer).",
     ),
+    click.option(
+        "--names",
+        "names_file",
+        type=click.Path(dir_okay=False),
+        help="TOML file mapping the scope's table and column names to DB's own, where they differ.",
+    ),
 )
-def init(db: str, scope: str, tables: tuple[str, ...], migrate: bool, timeout: float) -> None:
-    """Provision SCOPE over the given tables of DB (idempotent)."""
+def init(db: str, scope: str, tables: tuple[str, ...], migrate: bool, names_file: str | None, timeout: float) -> None:
+    """Provision SCOPE over the given tables of DB (idempotent).
+
+    Tables are named by the scope's (global) names; with --names, DB's own
+    names where they differ (see "Names that differ" in the README)."""
+    names = peersync.load_names(names_file) if names_file is not None else None  # a bad file: before connecting
     with peersync.connect(db, timeout=timeout) as d:
         if migrate:
+            if names is not None:
+                raise peersync.ConfigurationError("--names is given at provisioning; --migrate keeps the stored names")
             report = d.migrate(scope, list(tables))
             st = d.status(scope)[0]
             verb = "migrated" if report.migrated or report.retracked else "nothing to migrate in"
             out.print(f"{verb} scope [bold]{scope}[/] in {db}: {', '.join(st.tables)}; {st.tracked_rows} rows tracked")
             _print_repair(report, db)
             return
-        created = d.provision(scope, list(tables))
+        created = d.provision(scope, list(tables), names=names)
         st = d.status(scope)[0]
     verb = "provisioned" if created else "already provisioned, unchanged:"
     out.print(f"{verb} scope [bold]{scope}[/] in {db}: {', '.join(st.tables)}; {st.tracked_rows} rows tracked")
+    for line in names_lines(st.names):
+        out.print(f"  {line}")
 
 
 @db_command()

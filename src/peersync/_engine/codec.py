@@ -55,9 +55,10 @@ is told apart from one that ended.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, TypeVar
 
 import msgpack
@@ -78,6 +79,7 @@ from .model import (
     TableSchema,
     Value,
 )
+from .names import Names
 from .types import Column, ValueType
 from .wire import EXT_RAW_TEXT
 
@@ -641,7 +643,7 @@ _STATUSES = _Kind("statuses", 1)
 def _status_to(st: Status) -> list[Any]:
     return [
         st.scope, st.replica_id, st.tick, st.knowledge.to_wire(), st.forgotten.to_wire(), st.fingerprint,
-        list(st.tables), st.tracked_rows, st.tombstones, st.conflicts, st.pending,
+        list(st.tables), st.tracked_rows, st.tombstones, st.conflicts, st.pending, *_names_to(st.names),
     ]  # fmt: skip
 
 
@@ -652,8 +654,24 @@ _STATUS_FIELDS: _Spec = (
 )  # fmt: skip
 
 
+def _names_to(names: dict[str, Any]) -> list[str]:
+    """A status's local names: one more field only when there are any (as
+    JSON text), so statuses without them keep their fields as before."""
+    return [json.dumps(names)] if names else []
+
+
+def _names_from(v: object, what: str) -> dict[str, Any]:
+    try:
+        return Names.from_mapping(json.loads(_str(v, what)), what).to_mapping()
+    except (ValueError, ConfigurationError) as exc:
+        raise _Invalid(f"{what}: {exc}") from None
+
+
 def _status_from(v: object, what: str = "status") -> Status:
-    return _build(Status, _STATUS_FIELDS, _fields(v, what, len(_STATUS_FIELDS)), what)
+    n = len(_STATUS_FIELDS)
+    named = type(v) is list and len(v) == n + 1
+    st = _build(Status, _STATUS_FIELDS, _fields(v[:n] if named else v, what, n), what)  # type: ignore[index]
+    return replace(st, names=_names_from(v[n], f"{what} names")) if named else st  # type: ignore[index]
 
 
 def encode_statuses(statuses: list[Status]) -> bytes:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from .model import Conflict, RepairReport, Status
+from .names import NamesArg
 from .peer import Peer
 
 
@@ -22,12 +23,19 @@ class Database(Peer, Protocol):
     ...     db.provision("shop", ["customers", "orders"])
     """
 
-    def provision(self, scope: str, tables: Sequence[str]) -> bool:
+    def provision(self, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
         """Track ``tables`` as ``scope``; True if it was created, False if it
         already existed with the same definition. Transactional: nothing is
         left behind by a failure. Raises :class:`~peersync.TableError` (a
-        missing table, no primary key) and :class:`~peersync.ScopeError` (the
-        scope exists with other tables)."""
+        missing table or column, no primary key), :class:`~peersync.ScopeError`
+        (the scope exists with other tables or names) and
+        :class:`~peersync.ConfigurationError` (a bad names file).
+
+        ``tables`` are the scope's global names. ``names`` gives this
+        database's own names where they differ: a mapping or the path of a
+        TOML file, ``{"Album": {"table": "album", "columns": {"AlbumId":
+        "album_id"}}}``. Batches, schemas and conflicts use the global names;
+        this database's SQL, triggers and tables keep its own."""
         ...
 
     def deprovision(self, scope: str) -> None:

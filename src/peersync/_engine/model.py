@@ -304,6 +304,9 @@ class Status(ScopeState):
     conflicts: int
     # Rows kept out of knowledge until they apply: failed (a constraint) or deferred.
     pending: int = 0
+    # This database's names where they differ from the scope's global ones (``tables``),
+    # by global table name: {"table": local name, "columns": {global: local}}.
+    names: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -320,4 +323,5 @@ class Status(ScopeState):
             "tombstones": self.tombstones,
             "conflicts": self.conflicts,
             "pending": self.pending,
+            "names": self.names,
         }

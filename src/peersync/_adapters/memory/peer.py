@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from peersync._engine.errors import InvalidURL, ScopeError, StorageError, TableError
+from peersync._engine.errors import ConfigurationError, InvalidURL, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import REPLICA_ID_BYTES, Knowledge
 from peersync._engine.model import (
     ApplyReport,
@@ -41,6 +41,7 @@ from peersync._engine.model import (
     TableSchema,
     Value,
 )
+from peersync._engine.names import NamesArg
 from peersync._engine.schema import fingerprint
 from peersync._engine.types import SQLITE_AFFINITY_TYPES, Column
 
@@ -136,23 +137,28 @@ class MemoryPeer:
             raise TableError(f"table {schema.name} needs a primary key among its columns")
         self.store.tables[schema.name] = Table(schema)
 
-    def provision(self, scope: str, tables: Sequence[str], *, replica_id: bytes | None = None) -> bool:
+    def provision(
+        self, scope: str, tables: Sequence[str], *, replica_id: bytes | None = None, names: NamesArg = None
+    ) -> bool:
         """Create ``scope`` over ``tables``; False if it exists with the same
         tables (idempotent). ``replica_id`` (16 bytes) is for tests that run
-        two stores as one replica; by default it is random."""
+        two stores as one replica; by default it is random. Its tables have
+        the scope's global names: ``names`` that map any is refused."""
+        if names:  # a path or a mapping: the in-memory peer reads no names file
+            raise ConfigurationError("the in-memory peer's tables have the scope's global names: no names file")
         if isinstance(tables, str) or not scope or not tables:
             raise ScopeError("a scope needs a name and a list of at least one table")
-        names = [self.store.table(n).schema.name for n in tables]
+        tables_here = [self.store.table(n).schema.name for n in tables]
         have = self.store.scopes.get(scope)
         if have is not None:
-            if sorted(have.tables) != sorted(names):
+            if sorted(have.tables) != sorted(tables_here):
                 raise ScopeError(f"scope {scope!r} already exists in {self.url} with tables {', '.join(have.tables)}")
             return False
         rid = os.urandom(REPLICA_ID_BYTES) if replica_id is None else replica_id
         if len(rid) != REPLICA_ID_BYTES:
             raise ScopeError("a replica id has 16 bytes")
-        fp = fingerprint([self.store.tables[n].schema for n in names])
-        self.store.scopes[scope] = ScopeData(scope, rid, names, fp)
+        fp = fingerprint([self.store.tables[n].schema for n in tables_here])
+        self.store.scopes[scope] = ScopeData(scope, rid, tables_here, fp)
         return True
 
     # -- local writes (a foreign writer) -------------------------------------------

@@ -15,7 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from peersync._adapters.sql.batch_frame import frame
-from peersync._adapters.sql.meta import Meta
+from peersync._adapters.sql.meta import NAMES_DDL, Meta
+from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.scopes import (
@@ -47,6 +48,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
+from peersync._engine.names import Names, NamesArg
 from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import PackedRows, open_batch, row_packer
@@ -85,23 +87,32 @@ class MySQLPeer(BatchPeer):
 
     # -- metadata ------------------------------------------------------------------
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
-        return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
-            self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
-            lambda names: f"the tables of scope {name!r} in {self.url} changed since provisioning; run"
-            f" '{migrate_command(self.url, name, names)}' here and on every peer whose tables changed the same way",
-        )))  # fmt: skip
+        def load() -> Scope:
+            idx, rid, fp, tables, names = load_scope(
+                self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
+                _same_fingerprint, lambda names: f"the tables of scope {name!r} in {self.url} changed since"
+                f" provisioning; run '{migrate_command(self.url, name, names)}' here and on every peer whose tables"
+                " changed the same way",
+            )  # fmt: skip
+            sc = Scope(name, idx, rid, fp, tables)
+            sc.names = names
+            return sc
+
+        return cached(self._scopes, name, reload, load)
 
     # -- provisioning --------------------------------------------------------------
-    def provision(self, scope: str, tables: Sequence[str]) -> bool:
-        """Create ``scope`` over ``tables``; True if created, False if it
+    def provision(self, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
+        """Create ``scope`` over ``tables`` (with this database's ``names``
+        where they differ from the global ones); True if created, False if it
         exists with the same definition. DDL commits on its own here: a
         failure drops whatever this call created, then raises."""
         check_provision_args(scope, tables)
+        local = load_names(names)
         created: list[str] = []  # DDL undo statements, newest last
         with self.conn.errors():
             fresh_meta = not self.meta.has_meta()
             try:
-                result = self._provision(scope, tables, created, fresh_meta)
+                result = self._provision(scope, tables, created, fresh_meta, local)
             except BaseException:
                 self._undo(created, fresh_meta)
                 with suppress(Exception):
@@ -110,23 +121,24 @@ class MySQLPeer(BatchPeer):
         self._scopes.pop(scope, None)
         return result
 
-    def _provision(self, scope: str, tables: Sequence[str], created: list[str], fresh_meta: bool) -> bool:
+    def _provision(self, scope: str, tables: Sequence[str], created: list[str], fresh_meta: bool, local: Names) -> bool:
         conn = self.conn
         if fresh_meta:
             for ddl in S.META_DDL:
                 conn.execute(ddl)
+        self.meta.execute(NAMES_DDL)  # before the scope row's transaction: DDL commits here
         plan = start_provision(
             self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
             lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
-            lambda faults: f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}",
+            lambda faults: f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}", names=local,
         )  # fmt: skip
         if plan is None:
             return False
-        wanted, names, fp = plan
+        wanted, tnames, fp, local = plan
         for t in wanted:
             self._track(t, created)
         with conn.txn():
-            insert_scope(self.meta, scope, names, fp)
+            insert_scope(self.meta, scope, tnames, fp, local)
         self._cascades()
         S.seal(conn)
         return True
@@ -250,7 +262,7 @@ class MySQLPeer(BatchPeer):
     # -- the Peer calls --------------------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:
         with self.conn.errors():
-            return dict(self._scope(scope).schemas)
+            return {s.name: s for s in self._scope(scope).global_schemas()}
 
     def describe(self, scope: str) -> ReplicaInfo:
         """Seals committed changes (bookkeeping: no row, knowledge or log
@@ -265,7 +277,7 @@ class MySQLPeer(BatchPeer):
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
         k = stored.add_range(sc.rid, 1, tick)
-        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
+        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -278,7 +290,7 @@ class MySQLPeer(BatchPeer):
         candidates, so ``last`` stops at the first table cut short."""
         with self.conn.errors(), self.conn.txn(read_only=True):
             sc = self._scope(scope)
-            fr = frame(self.meta, sc, sc.fingerprint, S.sealed(self.conn))
+            fr = frame(self.meta, sc, sc.fingerprint, S.sealed(self.conn), sc.names.wire_tables)
             horizon = min(upto, fr.tick)
             room = max_bytes - len(fr.pack(after, horizon, []))
             tables, last = self._read(sc, known, fr.marks, fr.replicas, after, horizon, max_rows, room)
@@ -366,13 +378,16 @@ class MySQLPeer(BatchPeer):
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self.conn.errors():
             sc = self._scope(scope)
+        data = sc.names.batch_in(data)
         open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
-        return Apply(self.conn, self.meta, sc, data, handler, self.consecutive_ids).run()
+        return sc.names.report_out(
+            Apply(self.conn, self.meta, sc, data, sc.names.handler(handler), self.consecutive_ids).run()
+        )
 
     def finish(self, scope: str, end: SessionEnd) -> Knowledge:
         with self.conn.errors(), self.conn.txn():
             sc = self._scope(scope)
-            stored = end_session(self.meta, sc, end, lambda: S.sealed(self.conn))
+            stored = end_session(self.meta, sc, sc.names.end_in(end), lambda: S.sealed(self.conn))
         # The session's own applied rows got ticks in its transactions: seal
         # them now, so the knowledge returned is what describe will report.
         with self.conn.errors():
@@ -391,7 +406,8 @@ class MySQLPeer(BatchPeer):
                 ).fetchone()
                 tracking = [q(t.tracking) for t in sc.tables]
                 tick = S.sealed(self.conn)
-                out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, tick, int(pending)))
+                tables = [s.name for s in sc.global_schemas()]
+                out.append(scope_status(self.meta, sc, sc.fingerprint, tables, tracking, tick, int(pending), sc.names))
         return out
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:

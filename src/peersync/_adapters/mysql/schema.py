@@ -106,6 +106,7 @@ META_TABLES = (
     "pending",
     "conflicts",
     "sessions",
+    "names",
 )
 
 

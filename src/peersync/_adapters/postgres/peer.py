@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 
 from peersync._adapters.sql.batch_frame import frame, take_rows
-from peersync._adapters.sql.meta import PREFIX, Meta, range_rows
+from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows
+from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.scopes import (
@@ -47,6 +48,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
+from peersync._engine.names import NamesArg
 from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
 from peersync._engine.wire import open_batch
@@ -145,11 +147,17 @@ class PostgresPeer(BatchPeer):
         return int(last) if low is None else min(int(last), int(low))
 
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
-        return cached(self._scopes, name, reload, lambda: Scope(name, *load_scope(
-            self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid), _same_fingerprint,
-            lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning; run"
-            f" '{self._migrate_command(name)}' here and on every peer whose tables changed the same way",
-        )))  # fmt: skip
+        def load() -> Scope:
+            idx, rid, fp, tables, names = load_scope(
+                self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
+                _same_fingerprint, lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning;"
+                f" run '{self._migrate_command(name)}' here and on every peer whose tables changed the same way",
+            )  # fmt: skip
+            sc = Scope(name, idx, rid, fp, tables)
+            sc.names = names
+            return sc
+
+        return cached(self._scopes, name, reload, load)
 
     def _migrate_command(self, name: str) -> str:
         (tables,) = self.meta.execute(f"SELECT tables FROM {PREFIX}scopes WHERE name = ?", (name,)).fetchone()
@@ -175,31 +183,34 @@ class PostgresPeer(BatchPeer):
         with self._txn():
             return self.meta.scope_names()
 
-    def provision(self, scope: str, tables: Sequence[str]) -> bool:
+    def provision(self, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
         """Create ``scope`` over ``tables`` in one transaction (nothing is
         left behind by a failure); True if created, False if it already
         exists with the same definition. Existing rows become local changes.
-        Raises :class:`~peersync.ScopeError` and :class:`~peersync.TableError`."""
+        ``names``: this database's names where they differ from the scope's
+        (a table may be ``schema.table``). Raises :class:`~peersync.ScopeError`,
+        :class:`~peersync.TableError` and :class:`~peersync.ConfigurationError`."""
         check_provision_args(scope, tables)
+        local = load_names(names)
         with self._txn() as conn:
-            for ddl in S.META_DDL:
+            for ddl in (*S.META_DDL, NAMES_DDL):
                 conn.execute(ddl)
             # Tables are stored by their qualified names; a repeated provision
             # looks for no lost triggers (describe does).
             plan = start_provision(
                 self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
-                lambda _ts, _tids: {}, str, stored=lambda t: t.qualified,
+                lambda _ts, _tids: {}, str, stored=lambda t: t.qualified, names=local,
             )  # fmt: skip
             if plan is None:
                 return False
-            wanted, quals, fp = plan
-            names = [t.name for t in wanted]
-            if len({n.lower() for n in names}) != len(names):
+            wanted, quals, fp, local = plan
+            bare = [t.name for t in wanted]
+            if len({n.lower() for n in bare}) != len(bare):
                 raise TableError(f"scope {scope!r} names two tables with the same name in different schemas")
             conn.execute(f"SELECT {SCHEMA}.{PREFIX}take_ticks()")
             for t in wanted:
                 self._track(conn, t)
-            insert_scope(self.meta, scope, quals, fp)
+            insert_scope(self.meta, scope, quals, fp, local)
         self._scopes.pop(scope, None)
         return True
 
@@ -291,7 +302,8 @@ class PostgresPeer(BatchPeer):
                     (sc.idx,),
                 ).fetchone()
                 tracking = [t.tracking for t in sc.tables]
-                out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, tick, int(pending)))
+                tables = [s.name for s in sc.global_schemas()]
+                out.append(scope_status(self.meta, sc, sc.fingerprint, tables, tracking, tick, int(pending), sc.names))
         return out
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
@@ -301,7 +313,7 @@ class PostgresPeer(BatchPeer):
     # -- the Peer interface -----------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:
         with self._txn():
-            return dict(self._scope(scope).schemas)
+            return {s.name: s for s in self._scope(scope).global_schemas()}
 
     def describe(self, scope: str) -> ReplicaInfo:
         with errors(self.url):
@@ -311,7 +323,7 @@ class PostgresPeer(BatchPeer):
             self._verify(sc)
             stored, forgotten = self.meta.stored_knowledge(scope)
         k = stored.add_range(sc.rid, 1, tick)
-        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
+        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -322,7 +334,7 @@ class PostgresPeer(BatchPeer):
             tick = self.bound()
         with self._txn("REPEATABLE READ"):
             sc = self._scope(scope)
-            fr = frame(self.meta, sc, sc.fingerprint, tick)
+            fr = frame(self.meta, sc, sc.fingerprint, tick, sc.names.wire_tables)
             ranges = range_rows(known, self.meta.rep_idx, sc.rid, after)
             horizon = min(upto, tick)
             room = max_bytes - len(fr.pack(after, horizon, []))
@@ -366,8 +378,10 @@ class PostgresPeer(BatchPeer):
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._txn():
             sc = self._scope(scope)
+        data = sc.names.batch_in(data)
         open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
         prepared = SetApply.prepare(sc, data)
+        handler = sc.names.handler(handler)
         # The apply reads each row's tracking state in its snapshot and writes
         # in the same transaction (REPEATABLE READ): a local write committed
         # after that snapshot makes PostgreSQL refuse our write to the row
@@ -376,7 +390,7 @@ class PostgresPeer(BatchPeer):
         for attempt in range(_APPLY_ATTEMPTS):
             try:
                 with self._txn("REPEATABLE READ"):
-                    return SetApply(self.conn, self.meta, sc, prepared, handler).run()
+                    return sc.names.report_out(SetApply(self.conn, self.meta, sc, prepared, handler).run())
             except StorageError as exc:
                 if not isinstance(exc.__cause__, RETRYABLE) or attempt == _APPLY_ATTEMPTS - 1:
                     raise
@@ -388,5 +402,5 @@ class PostgresPeer(BatchPeer):
             tick = self.bound()
         with self._txn():
             sc = self._scope(scope)
-            stored = end_session(self.meta, sc, end, lambda: tick)
+            stored = end_session(self.meta, sc, sc.names.end_in(end), lambda: tick)
         return stored.add_range(sc.rid, 1, tick)

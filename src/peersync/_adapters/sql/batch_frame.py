@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
@@ -22,7 +22,8 @@ class Frame:
     the partial records that add to it (rows applied from sessions not yet
     finished carry them); ``marks`` maps a record's id to its 1-based place in
     ``extras``, the mark its rows carry on the wire. ``replicas``: replica ids
-    by this database's index (index 0, and gaps, stand for the scope's own)."""
+    by this database's index (index 0, and gaps, stand for the scope's own).
+    ``wire_names``: the global name of each table whose local name differs."""
 
     scope: str
     rid: bytes
@@ -32,17 +33,22 @@ class Frame:
     extras: list[Knowledge]
     marks: dict[int, int]
     replicas: list[bytes]
+    wire_names: Mapping[str, str] = field(default_factory=dict)
 
     def pack(self, after: int, last: int, tables: list[list[Any]]) -> bytes:
-        """The batch of ticks ``(after, last]`` holding ``tables``."""
+        """The batch of ticks ``(after, last]`` holding ``tables`` (local
+        names first in each entry; the batch names them globally)."""
+        if self.wire_names:
+            tables = [[self.wire_names.get(t[0], t[0]), *t[1:]] for t in tables]
         return pack_batch(
             self.scope, self.rid, self.fingerprint, self.made_with, after + 1, last, last >= self.tick,
             self.replicas, tables, self.extras,
         )  # fmt: skip
 
 
-def frame(meta: Meta, sc: ScopeRef, fingerprint: str, tick: int) -> Frame:
-    """The frame of a batch of ``sc`` whose newest local tick is ``tick``."""
+def frame(meta: Meta, sc: ScopeRef, fingerprint: str, tick: int, wire_names: Mapping[str, str] | None = None) -> Frame:
+    """The frame of a batch of ``sc`` whose newest local tick is ``tick``;
+    ``wire_names`` maps local table names to global ones where they differ."""
     meta.load_replicas()
     stored, _ = meta.stored_knowledge(sc.name)
     made_with = stored.add_range(sc.rid, 1, tick)
@@ -55,7 +61,7 @@ def frame(meta: Meta, sc: ScopeRef, fingerprint: str, tick: int) -> Frame:
             marks[mw] = len(extras)
     rids = meta.rep_rid
     replicas = [sc.rid] + [rids.get(i, sc.rid) for i in range(1, max(rids, default=0) + 1)]
-    return Frame(sc.name, sc.rid, fingerprint, tick, made_with, extras, marks, replicas)
+    return Frame(sc.name, sc.rid, fingerprint, tick, made_with, extras, marks, replicas, wire_names or {})
 
 
 def _tagged(i: int, rows: Iterable[Sequence[Any]]) -> Iterator[tuple[int, int, Sequence[Any]]]:

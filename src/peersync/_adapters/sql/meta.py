@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import Conflict, ConflictType, Outcome, RawText, Value
+from peersync._engine.names import Names
 
 from .dialect import Connection, Dialect
 
@@ -29,6 +30,9 @@ class ScopeRef(Protocol):
 
 PREFIX = "_peersync_"
 PENDING = PREFIX + "pending"
+NAMES = PREFIX + "names"  # per scope, its local names where they differ from the global ones
+# Portable SQL (SQLite, PostgreSQL, MariaDB): run by provisioning, before its transaction.
+NAMES_DDL = f"CREATE TABLE IF NOT EXISTS {NAMES} (scope VARCHAR(255) NOT NULL PRIMARY KEY, names TEXT NOT NULL)"
 APPLIED_KEPT = 64  # applied blocks remembered per scope (older ones are just not skipped)
 
 CONFLICT_COLUMNS = (
@@ -96,6 +100,20 @@ class Meta:
     def tracked_ids(self) -> dict[str, int]:
         """Each tracked table's id in the change log, by table name."""
         return {r[0]: int(r[1]) for r in self.execute(f"SELECT tbl, id FROM {PREFIX}tracked").fetchall()}
+
+    def names(self, scope: str) -> Names:
+        """Scope ``scope``'s local names (none mapped in a database provisioned
+        before names existed, or without a names file)."""
+        if self.execute(self.d.table_exists, (NAMES,)).fetchone() is None:
+            return Names()
+        row = self.execute(f"SELECT names FROM {NAMES} WHERE scope = ?", (scope,)).fetchone()
+        return Names.from_json(None if row is None else str(row[0]))
+
+    def save_names(self, scope: str, names: Names) -> None:
+        """Store ``names`` for ``scope`` (provisioning ran :data:`NAMES_DDL`)."""
+        self.execute(f"DELETE FROM {NAMES} WHERE scope = ?", (scope,))
+        if names:
+            self.execute(f"INSERT INTO {NAMES} (scope, names) VALUES (?, ?)", (scope, names.to_json()))
 
     # -- replicas ------------------------------------------------------------
     def forget_cache(self) -> None:
@@ -269,7 +287,8 @@ class Meta:
             self.execute(f"INSERT INTO {PREFIX}conflicts ({cols}) VALUES ({', '.join('?' * 14)})", values)
 
     def conflicts(self, scope: str | None = None, limit: int | None = None) -> list[Conflict]:
-        """Logged conflicts, oldest first."""
+        """Logged conflicts, oldest first, in the scopes' global names (the
+        log keeps this database's own)."""
         sql = f"SELECT {CONFLICT_COLUMNS} FROM {PREFIX}conflicts"
         params: tuple[Any, ...] = ()
         if scope is not None:
@@ -278,7 +297,12 @@ class Meta:
         sql += " ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_conflict_from_row(r) for r in self.execute(sql, params).fetchall()]
+        out = [_conflict_from_row(r) for r in self.execute(sql, params).fetchall()]
+        names: dict[str, Names] = {}
+        for c in out:
+            if c.scope not in names:
+                names[c.scope] = self.names(c.scope)
+        return [names[c.scope].conflict_out(c) for c in out]
 
 
 # -- the conflict log's row codec: JSON for rows and keys, "hex@tick" versions ----

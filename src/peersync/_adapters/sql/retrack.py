@@ -91,10 +91,13 @@ def plan_retrack(
     if row is None:
         raise ScopeError(f"unknown scope {scope!r} in {where}")
     names, stored_fp = json.loads(row[0]), str(row[1])
+    local = meta.names(scope)
     tracked = {r[0]: (r[1], int(r[2])) for r in meta.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
     try:
         current = dependency_order([replace(introspect(n), tid=tracked[n][1]) for n in names])  # type: ignore[type-var]
-        asked = None if tables is None else {ident(introspect(n)) for n in tables}
+        # tables given by their global names (a mapped one is found among the scope's own)
+        by_global = {local.global_table(t.name): ident(t) for t in current}
+        asked = None if tables is None else {by_global.get(n) or ident(introspect(n)) for n in tables}
     except TableError as exc:
         raise SchemaMismatch(f"scope {scope!r} in {where}: {exc}") from exc
     if asked is not None and asked != set(names):
@@ -102,7 +105,8 @@ def plan_retrack(
             f"migrating keeps a scope's tables: scope {scope!r} in {where} has {', '.join(names)};"
             " to add or remove tables, provision another scope"
         )
-    plan = RetrackPlan(names, stored_fp, current, fingerprint([t.schema for t in current]),
+    # the fingerprint is over the scope's global names (tables given are global too)
+    plan = RetrackPlan(names, stored_fp, current, fingerprint([local.schema_out(t.schema) for t in current]),
                        {n: tracked[n][0] for n in names}, define, ident)  # fmt: skip
     if plan.reshaped and not migrate:
         raise SchemaMismatch(

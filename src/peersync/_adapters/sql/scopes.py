@@ -16,9 +16,10 @@ from typing import Protocol, TypeVar
 from peersync._engine.errors import RepairNeeded, SchemaMismatch, ScopeError, TableError
 from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import TableSchema
+from peersync._engine.names import Names
 from peersync._engine.schema import dependency_order, fingerprint
 
-from .meta import PENDING, PREFIX, Meta, now_ms
+from .meta import NAMES, PENDING, PREFIX, Meta, now_ms
 
 
 class HasSchema(Protocol):
@@ -49,15 +50,25 @@ def check_provision_args(scope: str, tables: Sequence[str]) -> None:
         raise ScopeError("a scope needs a name and at least one table")
 
 
-def plan_tables(
-    tables: Sequence[str], introspect: Callable[[str], Tab], stored: Callable[[Tab], str] | None = None
-) -> tuple[list[Tab], list[str], str]:
-    """The tables a new scope over ``tables`` tracks, introspected, without
-    repeats and parents first; their names as the scope row stores them
-    (``stored(table)``, by default the table's name); their fingerprint."""
+def plan_named(
+    tables: Sequence[str], introspect: Callable[[str], Tab], names: Names, stored: Callable[[Tab], str] | None = None
+) -> tuple[list[Tab], list[str], Names]:
+    """The tables of a new scope over ``tables`` (global names), each
+    introspected under its local name, without repeats and parents first;
+    their names as the scope row stores them (``stored(table)``, by default
+    the table's name); and ``names`` checked against them and spelled as this
+    database spells its tables and columns. Raises
+    :class:`~peersync.ScopeError` for a mapped table outside ``tables`` and
+    :class:`~peersync.TableError` for a missing table or column."""
     named = stored or (lambda t: t.name)
-    wanted = dependency_order(list({named(t): t for t in (introspect(n) for n in tables)}.values()))
-    return wanted, [named(t) for t in wanted], fingerprint([t.schema for t in wanted])
+    names.check_tables(list(tables))
+    found: dict[str, Tab] = {}
+    for g in tables:
+        t = introspect(names.local_table(g))
+        names = names.resolved(g, t.schema)
+        found.setdefault(named(t), t)
+    wanted = dependency_order(list(found.values()))
+    return wanted, [named(t) for t in wanted], names
 
 
 def cached(cache: dict[str, S], name: str, reload: bool, load: Callable[[], S]) -> S:
@@ -75,14 +86,14 @@ def load_scope(
     introspect: Callable[[str, int], T],
     holds: Callable[[str, list[TableSchema]], bool],
     changed: Callable[[list[str]], str],
-) -> tuple[int, bytes, str, list[T]]:
+) -> tuple[int, bytes, str, list[T], Names]:
     """Scope ``name`` of the database at ``where`` (its URL or path, for
-    messages): its index, replica id, stored fingerprint and tables, each
-    introspected by ``introspect(table, tracked id)``. Raises
-    :class:`~peersync.ScopeError` for an unknown scope and
+    messages): its index, replica id, stored fingerprint, tables (each
+    introspected by ``introspect(table, tracked id)``) and local names.
+    Raises :class:`~peersync.ScopeError` for an unknown scope and
     :class:`~peersync.SchemaMismatch` for a missing table, or tables whose
-    shape no longer ``holds`` the stored fingerprint (``changed(tables)`` is
-    the message)."""
+    shape in global names no longer ``holds`` the stored fingerprint
+    (``changed(tables)`` is the message)."""
     if not meta.has_meta():
         raise ScopeError(f"{where} has no peersync scopes; run 'peersync init' first")
     row = meta.execute(f"SELECT idx, replica_id, tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (name,))
@@ -90,14 +101,16 @@ def load_scope(
     if row is None:
         raise ScopeError(f"unknown scope {name!r} in {where}")
     idx, rid, tables_json, fp = row
+    names = meta.names(name)
     try:
         tids = meta.tracked_ids()
         tables = [introspect(t, tids[t]) for t in json.loads(tables_json)]
+        shapes = [names.schema_out(t.schema) for t in tables]
     except TableError as exc:
         raise SchemaMismatch(f"scope {name!r} in {where}: {exc}") from exc
-    if not holds(fp, [t.schema for t in tables]):
+    if not holds(fp, shapes):
         raise SchemaMismatch(changed([t.schema.name for t in tables]))
-    return int(idx), bytes(rid), fp, tables
+    return int(idx), bytes(rid), fp, tables, names
 
 
 def start_provision(
@@ -111,26 +124,38 @@ def start_provision(
     fault_msg: Callable[[dict[str, str]], str],
     changed_msg: Callable[[list[str]], str] | None = None,
     stored: Callable[[Tab], str] | None = None,
-) -> tuple[list[Tab], list[str], str] | None:
-    """Plan provisioning ``scope`` over ``tables`` (:func:`plan_tables`);
-    None when it exists already over the same tables, whose shape ``holds``
-    its stored fingerprint (provisioning again is then a no-op). Raises
-    :class:`~peersync.RepairNeeded` when it does but ``faults(tables,
-    tracked ids)`` finds triggers to repair, and :class:`~peersync.ScopeError` when
-    it exists with other tables (or, given ``changed_msg``, the same tables
-    reshaped). ``stored`` is as for :func:`plan_tables`."""
-    wanted, names, fp = plan_tables(tables, introspect, stored)
+    names: Names | None = None,
+) -> tuple[list[Tab], list[str], str, Names] | None:
+    """Plan provisioning ``scope`` over ``tables`` (global names) with local
+    ``names`` (:func:`plan_named`; ``stored`` as there): the tables, their
+    names as stored, the fingerprint (over global names) and the names
+    resolved. None when the scope exists already over the same tables and
+    names, whose shape ``holds`` its stored fingerprint (provisioning again
+    is then a no-op). Raises :class:`~peersync.RepairNeeded` when it does but
+    ``faults(tables, tracked ids)`` finds triggers to repair, and
+    :class:`~peersync.ScopeError` when it exists with other tables, other
+    names (or, given ``changed_msg``, the same tables reshaped)."""
+    wanted, local, resolved = plan_named(tables, introspect, names or Names(), stored)
+    shapes = [resolved.schema_out(t.schema) for t in wanted]
+    fp = fingerprint(shapes)
     row = meta.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
     if row is None:
-        return wanted, names, fp
-    same = sorted(json.loads(row[0])) == sorted(names)
-    if same and holds(row[1], [t.schema for t in wanted]):
+        return wanted, local, fp, resolved
+    same = sorted(json.loads(row[0])) == sorted(local)
+    kept = meta.names(scope)
+    if same and kept != resolved:
+        raise ScopeError(
+            f"scope {scope!r} already exists in {where} with other names"
+            f" ({json.dumps(kept.to_mapping()) if kept else 'none'}); names are not changed in place:"
+            " deprovision the scope (the data stays) and init it again with the new names"
+        )
+    if same and holds(row[1], shapes):
         found = faults(wanted, meta.tracked_ids())
         if found:
             raise RepairNeeded(fault_msg(found))
         return None
     if same and changed_msg is not None:
-        raise ScopeError(changed_msg(names))
+        raise ScopeError(changed_msg(local))
     raise ScopeError(
         f"scope {scope!r} already exists in {where} with tables {', '.join(json.loads(row[0]))};"
         " deprovision it first or choose another name"
@@ -161,9 +186,10 @@ def next_id(meta: Meta, table: str, column: str) -> int:
     return int(n)
 
 
-def insert_scope(meta: Meta, scope: str, names: list[str], fp: str, **more: int) -> None:
+def insert_scope(meta: Meta, scope: str, names: list[str], fp: str, local: Names | None = None, **more: int) -> None:
     """The new scope's row: a fresh replica id, empty knowledge, its tables
-    in dependency order; ``more`` fills adapter-specific integer columns."""
+    (local names) in dependency order, its ``local`` names where they
+    differ; ``more`` fills adapter-specific integer columns."""
     empty = Knowledge.empty().to_bytes()
     cols = ["name", "idx", "replica_id", "tables", "fingerprint", "knowledge", "forgotten", "created_at", *more]
     values = [scope, next_id(meta, "scopes", "idx"), os.urandom(16), json.dumps(names), fp, empty, empty, now_ms()]
@@ -171,6 +197,8 @@ def insert_scope(meta: Meta, scope: str, names: list[str], fp: str, **more: int)
         f"INSERT INTO {PREFIX}scopes ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
         (*values, *more.values()),
     )
+    if local:
+        meta.save_names(scope, local)
 
 
 def scope_row(meta: Meta, scope: str, where: str) -> tuple[int, list[str]]:
@@ -191,6 +219,8 @@ def delete_scope_rows(meta: Meta, scope: str, idx: int, *, sessions: bool = True
         column = "name" if table == "scopes" else "scope"
         meta.execute(f"DELETE FROM {PREFIX}{table} WHERE {column} = ?", (scope,))
     meta.execute(f"DELETE FROM {PENDING} WHERE scope = ?", (idx,))
+    if meta.execute(meta.d.table_exists, (NAMES,)).fetchone() is not None:
+        meta.execute(f"DELETE FROM {NAMES} WHERE scope = ?", (scope,))
 
 
 def tables_in_use(meta: Meta) -> set[str]:

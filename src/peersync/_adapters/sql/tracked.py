@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from peersync._engine.model import TableSchema
+from peersync._engine.names import Names
 
 from .meta import PREFIX
 
@@ -52,7 +53,14 @@ class ScopeBase(Generic[T]):
     rid: bytes  # its replica id in this database
     fingerprint: str
     tables: list[T]  # parents before children
-    schemas: dict[str, TableSchema] = field(init=False, default_factory=dict)
+    schemas: dict[str, TableSchema] = field(init=False, default_factory=dict)  # by local name
+    # This database's names where they differ from the scope's global ones
+    # (set by the loader); the Peer calls translate with it at their boundary.
+    names: Names = field(init=False, default_factory=Names)
 
     def __post_init__(self) -> None:
         self.schemas = {t.name: t.schema for t in self.tables}
+
+    def global_schemas(self) -> list[TableSchema]:
+        """The tables' shapes in the scope's global names, parents first."""
+        return [self.names.schema_out(t.schema) for t in self.tables]

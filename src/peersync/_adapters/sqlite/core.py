@@ -163,13 +163,16 @@ class SQLiteCore:
 
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         def load() -> Scope:
-            idx, rid, _, tables = load_scope(
+            idx, rid, _, tables, names = load_scope(
                 self.meta, name, self.path, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
                 S.fingerprint_holds, lambda names: self._changed_msg(name, names),
             )  # fmt: skip
             (version,) = self.conn.execute("PRAGMA schema_version").fetchone()
             effects = side_effects(self.conn)
-            return Scope(name, idx, rid, fingerprint([t.schema for t in tables]), tables, effects, version)
+            shapes = [names.schema_out(t.schema) for t in tables]
+            sc = Scope(name, idx, rid, fingerprint(shapes), tables, effects, version)
+            sc.names = names
+            return sc
 
         return cached(self._scopes, name, reload, load)
 

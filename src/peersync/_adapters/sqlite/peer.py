@@ -48,7 +48,7 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
     # -- the Peer interface ----------------------------------------------------------
     def schemas(self, scope: str) -> dict[str, TableSchema]:
         with self._errors():
-            return dict(self._scope(scope).schemas)
+            return {s.name: s for s in self._scope(scope).global_schemas()}
 
     def compact(self, scope: str | None = None) -> None:
         """Maintenance: drop superseded change-log entries of ``scope`` (every
@@ -67,7 +67,7 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
             stored, forgotten = self.meta.stored_knowledge(scope)
             tick = self._clock()
         k = stored.add_range(sc.rid, 1, tick)
-        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(t.schema for t in sc.tables))
+        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -75,7 +75,7 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
         """One batch, with its ``last`` tick and whether it is final."""
         with self._txn(write=False) as conn:
             sc = self._scope(scope)
-            fr = frame(self.meta, sc, sc.fingerprint, self._clock())
+            fr = frame(self.meta, sc, sc.fingerprint, self._clock(), sc.names.wire_tables)
             filter_known = known_table(self.conn, self.meta, sc, known, after)
             skip = self.meta.skippable(sc.name, known)
             start = skip_blocks(skip, after)
@@ -92,7 +92,8 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
         with self._errors():
             sc = self._scope(scope)
-        env = open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
+        env = open_batch(sc.names.batch_in(data), scope, sc.schemas, sc.fingerprint, sc.rid)
+        handler = sc.names.handler(handler)
         # A write that ends the whole transaction (a trigger's RAISE(ROLLBACK))
         # undoes the batch so far: apply it again, without that write. A
         # foreign key violation the apply's own check missed fails the COMMIT:
@@ -102,9 +103,9 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
             learned = redo.size()
             try:
                 with self._txn(write=True):
-                    return SetApply(
-                        self.conn, self.meta, sc, env, handler, lambda: self._has_foreign_keys(sc), redo
-                    ).run()
+                    return sc.names.report_out(
+                        SetApply(self.conn, self.meta, sc, env, handler, lambda: self._has_foreign_keys(sc), redo).run()
+                    )
             except StorageError as exc:
                 cause = exc.__cause__
                 if isinstance(cause, TransactionLost) and redo.size() > learned:
@@ -122,7 +123,7 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
         with self._txn(write=True):
             sc = self._scope(scope)
             self.conn.execute(S.SESSIONS_DDL)  # absent from databases provisioned before it existed
-            stored = end_session(self.meta, sc, end, self._clock, lambda: self._compact(sc))
+            stored = end_session(self.meta, sc, sc.names.end_in(end), self._clock, lambda: self._compact(sc))
             tick = self._clock()
         return stored.add_range(sc.rid, 1, tick)
 
@@ -142,7 +143,10 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
                     ).fetchone()
                     pending += n
                 tracking = [self.meta.d.quote(t.tracking) for t in sc.tables]
-                out.append(scope_status(self.meta, sc, sc.fingerprint, sc.schemas, tracking, self._clock(), pending))
+                tables = [s.name for s in sc.global_schemas()]
+                out.append(
+                    scope_status(self.meta, sc, sc.fingerprint, tables, tracking, self._clock(), pending, sc.names)
+                )
         return out
 
     def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:

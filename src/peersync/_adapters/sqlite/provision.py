@@ -10,6 +10,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 
+from peersync._adapters.sql.meta import NAMES_DDL
+from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.scopes import (
     check_provision_args,
     definition,
@@ -30,6 +32,7 @@ from peersync._engine.model import (
     RepairReport,
     TableSchema,
 )
+from peersync._engine.names import NamesArg
 from peersync._engine.schema import dependency_order, fingerprint
 
 from . import schema as S
@@ -46,27 +49,30 @@ def _key_shape(definition: str) -> list[tuple[str, str]]:
 class SQLiteProvisioning(SQLiteCore):
     """The scope-management calls of :class:`~peersync._adapters.sqlite.peer.SQLitePeer`."""
 
-    def provision(self, scope: str, tables: Sequence[str]) -> bool:
+    def provision(self, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
         """Create ``scope`` over ``tables``; True if created, False if it
-        already exists with the same definition (idempotent). Raises
+        already exists with the same definition (idempotent). ``names``: this
+        database's names where they differ from the global ones (a mapping or
+        a TOML file's path, see :mod:`peersync._engine.names`). Raises
         :class:`~peersync.ScopeError` if it exists with another definition and
         :class:`~peersync.TableError` for a missing or keyless table."""
         check_provision_args(scope, tables)
+        local = load_names(names)
         with self._txn(write=True) as conn:
-            for ddl in S.META_DDL:
+            for ddl in (*S.META_DDL, NAMES_DDL):
                 conn.execute(ddl)
             plan = start_provision(
                 self.meta, scope, self.path, tables, lambda n: S.introspect(conn, n), S.fingerprint_holds,
                 lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
                 lambda faults: self._fault_msg(scope, faults),
-                lambda names: self._changed_msg(scope, names, provisioning=True),
+                lambda names: self._changed_msg(scope, names, provisioning=True), names=local,
             )  # fmt: skip
             if plan is None:
                 return False
-            wanted, names, fp = plan
+            wanted, tnames, fp, local = plan
             for t in wanted:
                 self._track(conn, t)
-            insert_scope(self.meta, scope, names, fp, compacted=self._clock())
+            insert_scope(self.meta, scope, tnames, fp, local, compacted=self._clock())
             self._record_home(scope)
         self._scopes.pop(scope, None)
         return True
@@ -207,9 +213,10 @@ class SQLiteProvisioning(SQLiteCore):
                 raise ScopeError(f"unknown scope {scope!r} in {self.path}")
             names, stored_fp = json.loads(row[0]), row[1]
             tracked = {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
+            local = self.meta.names(scope)
             try:
                 current = dependency_order([replace(S.introspect(conn, n), tid=tracked[n][1]) for n in names])
-                asked = None if tables is None else {S.introspect(conn, n).name for n in tables}
+                asked = None if tables is None else {S.introspect(conn, local.local_table(n)).name for n in tables}
             except TableError as exc:
                 raise SchemaMismatch(f"scope {scope!r} in {self.path}: {exc}") from exc
             if asked is not None and asked != set(names):
@@ -217,8 +224,9 @@ class SQLiteProvisioning(SQLiteCore):
                     f"migrating keeps a scope's tables: scope {scope!r} in {self.path} has {', '.join(names)};"
                     " to add or remove tables, provision another scope"
                 )
-            fp = fingerprint([t.schema for t in current])
-            reshaped = not S.fingerprint_holds(stored_fp, [t.schema for t in current])
+            shapes = [local.schema_out(t.schema) for t in current]
+            fp = fingerprint(shapes)
+            reshaped = not S.fingerprint_holds(stored_fp, shapes)
             if reshaped and not migrate:
                 raise SchemaMismatch(self._changed_msg(scope, names))
             for t in current:

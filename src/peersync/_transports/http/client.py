@@ -34,6 +34,7 @@ from peersync._engine.model import (
     Status,
     TableSchema,
 )
+from peersync._engine.names import NamesArg
 
 from .media import BATCH, COMPRESS_MIN, ERROR, MESSAGE, PREFIX, SNAPSHOT, STREAM, is_loopback
 from .snapshot import read_snapshot
@@ -291,7 +292,7 @@ class HTTPPeer:
     def _local_only(self, what: str) -> ConfigurationError:
         return ConfigurationError(f"{what} runs on the server's host, not over HTTP: run it there on the database file")
 
-    def provision(self, scope: str, tables: Sequence[str]) -> bool:
+    def provision(self, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
         raise self._local_only("init (provision)")
 
     def deprovision(self, scope: str) -> None:
