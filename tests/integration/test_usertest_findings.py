@@ -147,10 +147,6 @@ def _sqlite_rows(path: str, table: str) -> list[tuple[Any, ...]]:
 # PostgreSQL stores the normalized text. Both SQLite peers then hold the same version of the row
 # with different bytes, and syncing them sends nothing: they stay apart for good. The README:
 # "Convergence: once every replica has synced with every other ... all hold identical rows".
-@pytest.mark.xfail(
-    strict=True,
-    reason="a value PostgreSQL normalizes (uppercase UUID, JSONB spacing) leaves two SQLite peers different",
-)
 def test_sqlite_peers_hold_identical_rows_after_a_postgresql_hop(pg_db: Callable[[str], str], tmp_path: Any) -> None:
     import sqlite3
 
