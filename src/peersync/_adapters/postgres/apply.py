@@ -45,7 +45,7 @@ from peersync._engine.wire import decode_batch
 
 from . import collisions
 from .conn import RETRYABLE, savepoint
-from .normalized import differs_sql, restamp_sql, rewritten_when_bound
+from .normalized import restamp_rewritten
 from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
 from .values import BindValue, Unfit, bind_type, to_pg
 from .values import bound_param as _param
@@ -435,20 +435,11 @@ class SetApply:
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
         for tab in self.tables:
-            self._normalized(tab, [r for r in tab.rows if r.action == APPLY and not r.deleted])
+            # Rows written in another form than received become local changes (see normalized.py).
+            live = [(r.ord, r.change[5], r.bound) for r in tab.rows if r.action == APPLY and not r.deleted]
+            restamp_rewritten(self.conn, tab.t, tab.staging, live, _param)
             if tab.t.side_effects:
                 self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
-
-    def _normalized(self, tab: _Table, rows: list[_Row]) -> None:
-        """Rows written in another form than received become local changes (see normalized.py)."""
-        t, s = tab.t, tab.t.schema
-        match = " AND ".join(f"u.{q(s.columns[p])} = {_param(t, p, f'x.c{p}')}" for p in s.key_positions)
-        query = differs_sql(t, tab.staging, match) if rows else None
-        found = {int(o) for (o,) in self.conn.execute(query, [[r.ord for r in rows]])} if query else set()
-        found.update(r.ord for r in rows if r.bound is not None and rewritten_when_bound(t, r.change[5], r.bound))
-        if found:
-            keys = ", ".join(f"{_param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
-            self.conn.execute(restamp_sql(t, tab.staging, keys), [sorted(found)])
 
     def _drift(self, tab: _Table, ords: list[int]) -> None:
         """Rows this batch wrote that something changed afterwards in the same

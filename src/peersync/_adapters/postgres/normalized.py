@@ -19,7 +19,8 @@ holds the same number, and SQLite stores both alike (by affinity).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from peersync._engine.types import ValueType
 
@@ -69,3 +70,25 @@ def restamp_sql(t: Tracked, staging: str, keys: str) -> str:
         " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END, ctime = t.ctime + 1"
         f" FROM (SELECT {keys} FROM {staging} AS x WHERE x.ord = ANY(%s)) AS d WHERE {match}"
     )
+
+
+def restamp_rewritten(
+    conn: Any,
+    t: Tracked,
+    staging: str,
+    rows: Sequence[tuple[int, Sequence[object], Sequence[object] | None]],
+    param: Callable[[Tracked, int, str], str],
+) -> None:
+    """Make the written live ``rows`` (staged ``ord``, values received,
+    values bound) that hold another form than received new local changes.
+    ``param(t, i, ref)``: staged column ``i`` as its column's type, in SQL."""
+    if not rows:
+        return
+    s = t.schema
+    match = " AND ".join(f"u.{q(s.columns[p])} = {param(t, p, f'x.c{p}')}" for p in s.key_positions)
+    query = differs_sql(t, staging, match)
+    found = {int(o) for (o,) in conn.execute(query, [[o for o, _, _ in rows]])} if query else set()
+    found.update(o for o, got, bound in rows if bound is not None and rewritten_when_bound(t, got, bound))
+    if found:
+        keys = ", ".join(f"{param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
+        conn.execute(restamp_sql(t, staging, keys), [sorted(found)])
