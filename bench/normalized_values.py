@@ -20,6 +20,7 @@ from peersync._adapters.mysql.apply import Apply
 from peersync._adapters.postgres import apply as pg_apply
 
 N = int(os.environ.get("N", "100000"))
+MYSQL_PORT = int(os.environ.get("MYSQL_PORT", "3306"))
 KIND = sys.argv[1]
 
 
@@ -41,11 +42,11 @@ def server(ddl):
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}", autocommit=True) as c:
             c.execute(ddl)
         return f"postgresql://postgres@127.0.0.1:5432/{name}", lambda: a.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    a = pymysql.connect(host="127.0.0.1", user="root", autocommit=True)
+    a = pymysql.connect(host="127.0.0.1", port=MYSQL_PORT, user="root", autocommit=True)
     a.cursor().execute(f"CREATE DATABASE {name}")
     a.cursor().execute(f"USE {name}")
     a.cursor().execute(ddl)
-    return f"mysql://root@127.0.0.1:3306/{name}", lambda: a.cursor().execute(f"DROP DATABASE {name}")
+    return f"mysql://root@127.0.0.1:{MYSQL_PORT}/{name}", lambda: a.cursor().execute(f"DROP DATABASE {name}")
 
 
 SQL_PLAIN = "CREATE TABLE v (id TEXT PRIMARY KEY, n INTEGER, s TEXT)"

@@ -10,14 +10,17 @@ one version for good. Such a row becomes a new local change of this replica
 form reaches every peer, the sender included. See docs/design.md, "Values a
 database rewrites".
 
-Only the written rows of tables with such columns are read back (by key, in
-chunks, those columns only), so a batch of other columns costs nothing more.
+Only written rows whose value of such a column may be stored otherwise are
+read back (by key, in chunks, those columns only): a value already in its
+canonical form and within the column's digits is not, and a batch of other
+columns costs nothing more.
 Decimals are left out: ``decimal(p, s)`` pads ``12.3`` to ``12.30``, the
 same number, which SQLite peers store alike (by affinity).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +41,30 @@ def rewrites(spec: Column) -> bool:
     return spec.type in _REWRITE or (spec.type is ValueType.TEXT and declared.startswith(("char", "enum", "set")))
 
 
+# Six fractional digits, not all zero (a zero fraction reads back without one).
+_FRACTION = r"(\.(?!0{6})[0-9]{6})?"
+_STAMP = r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}" + _FRACTION
+_KEPT = {
+    ValueType.UUID: re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"),
+    ValueType.DATE: re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
+    ValueType.TIME: re.compile(r"-?[0-9]{2,3}:[0-5][0-9]:[0-5][0-9]" + _FRACTION),
+    ValueType.TIMESTAMP: re.compile(_STAMP),
+    ValueType.TIMESTAMPTZ: re.compile(_STAMP + r"\+00:00"),
+}
+
+
+def surely_kept(spec: Column, v: Value) -> bool:
+    """Is ``v`` a value MariaDB stores and reads back as it is (the canonical
+    form, its fraction within the column's digits), so it need not be read back?"""
+    if v is None:
+        return True
+    kept = _KEPT.get(spec.type)
+    if kept is None or not isinstance(v, str) or not kept.fullmatch(v):
+        return False
+    _, dot, frac = v.partition(".")
+    return not dot or len(frac.split("+")[0].rstrip("0")) <= (spec.precision or 0)
+
+
 def rewritten(
     conn: Conn, t: Tracked, rows: Sequence[tuple[tuple[Value, ...], Sequence[Value]]], bind: Callable[[Any], Any]
 ) -> set[tuple[Value, ...]]:
@@ -49,7 +76,7 @@ def rewritten(
         return set()
     to, _ = converters(t.specs)
     kp = t.schema.key_positions
-    received = {key: values for key, values in rows}
+    received = {key: values for key, values in rows if not all(surely_kept(t.specs[i], values[i]) for i in cols)}
     tup = "(" + ", ".join(["%s"] * len(kp)) + ")"
     names = [t.schema.columns[i] for i in (*kp, *cols)]
     found: set[tuple[Value, ...]] = set()
