@@ -104,3 +104,36 @@ def test_mariadb_columns_named_like_internals_are_tracked_and_sync(
 ) -> None:
     url = mysql_db(_ddl("`", "varchar(20)", "int"))
     _roundtrip(url, lambda st: _mysql(url, st), tmp_path)
+
+
+def test_postgres_repair_replaces_trigger_functions_of_an_earlier_text(pg_db: Callable[[str], str]) -> None:
+    """Earlier trigger text (aliases ``n``/``o``, a variable ``now_ms``) is accepted as current;
+    on a table with a column of one of those names it broke every write, and ``repair`` then
+    replaces it with the current text."""
+    url = pg_db("CREATE TABLE a (id text PRIMARY KEY, now_ms int)")
+    with peersync.connect(url) as db:
+        db.provision("s", ["a"])
+    (fn, src) = _pg(
+        url,
+        "SELECT p.proname, p.prosrc FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = '_peersync' AND p.proname LIKE '\\_peersync\\_ins\\_%'",
+    )[0]
+    earlier = src.replace("_peersync_now_ms", "now_ms").replace("_peersync_new_rows AS _peersync_n", "new_rows AS n")
+    earlier = earlier.replace("_peersync_n.", "n.")
+    _pg(url, f"CREATE OR REPLACE FUNCTION _peersync.{fn}() RETURNS trigger LANGUAGE plpgsql AS $f${earlier}$f$")
+    _pg(url, f"DROP TRIGGER _peersync_ins ON a; CREATE TRIGGER _peersync_ins AFTER INSERT ON a"
+        f" REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _peersync.{fn}()")  # fmt: skip
+    try:
+        _pg(url, "INSERT INTO a VALUES ('x', 1)")
+    except Exception as exc:  # the earlier text's ambiguity, as users met it
+        assert "ambiguous" in str(exc)
+    else:
+        raise AssertionError("the earlier trigger text should break this table's writes")
+    with peersync.connect(url) as db:
+        report = db.repair("s")
+        assert report.retracked == ("a",)
+    _pg(url, "INSERT INTO a VALUES ('x', 1)")
+    with peersync.connect(url) as db:
+        (st,) = db.status("s")
+        assert st.tracked_rows == 1
+        assert db.repair("s").retracked == ()  # current text: nothing to do
