@@ -116,10 +116,6 @@ def _pg(url: str, statement: str) -> list[tuple[Any, ...]]:
 # column of one of these names makes the trigger's query ambiguous, so after ``peersync init``
 # every UPDATE (column ``n`` or ``o``) or every write (column ``now_ms``) of the application fails.
 # The README: "Foreign writers are tracked ... from any program"; "Any other name is yours".
-@pytest.mark.xfail(
-    strict=True,
-    reason="PostgreSQL triggers: a user column named n, o or now_ms is ambiguous in the trigger's query",
-)
 @pytest.mark.parametrize("column", ["n", "o", "now_ms"])
 def test_pg_column_named_like_a_trigger_alias_keeps_writes_working(pg_db: Callable[[str], str], column: str) -> None:
     url = pg_db(f"CREATE TABLE item (id text PRIMARY KEY, \"{column}\" int); INSERT INTO item VALUES ('a', 1)")
@@ -151,10 +147,6 @@ def _sqlite_rows(path: str, table: str) -> list[tuple[Any, ...]]:
 # PostgreSQL stores the normalized text. Both SQLite peers then hold the same version of the row
 # with different bytes, and syncing them sends nothing: they stay apart for good. The README:
 # "Convergence: once every replica has synced with every other ... all hold identical rows".
-@pytest.mark.xfail(
-    strict=True,
-    reason="a value PostgreSQL normalizes (uppercase UUID, JSONB spacing) leaves two SQLite peers different",
-)
 def test_sqlite_peers_hold_identical_rows_after_a_postgresql_hop(pg_db: Callable[[str], str], tmp_path: Any) -> None:
     import sqlite3
 

@@ -52,6 +52,7 @@ from peersync._engine.wire import decode_batch
 from . import schema as S
 from .collisions import ER_DUP_ENTRY, ask, colliding, unique_indexes
 from .conn import Conn, q
+from .normalized import rewritten
 from .schema import APPLYING, KEEP_CREATION, PREFIX, Scope, Tracked
 from .values import Unfit, converters
 
@@ -143,6 +144,7 @@ class Apply:
             self._deletes(t, rows)
         versions: list[Version] = []
         for t, rows in plans:
+            self._normalized(t, rows)
             self._rewrites(t, rows)
             versions.extend(r.change[2] for r in rows if r.action in _LEARNED)
             self._release_pending(t, rows)
@@ -479,6 +481,22 @@ class Apply:
                     replace(r.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=str(exc))
                 )
                 r.action = "failed"
+
+    def _normalized(self, t: Tracked, rows: list[_Row]) -> None:
+        """Rows written in another form than received become local changes (see normalized.py)."""
+        live = [r for r in rows if r.action == "apply" and not r.change[1]]
+        kp = t.schema.key_positions
+
+        def bind(key: tuple[Value, ...]) -> list[Any]:
+            p = self._params(t, self._key_row(t, key))
+            return [p[i] for i in kp]
+
+        changed = rewritten(self.conn, t, [(r.key, r.change[5]) for r in live], bind)
+        for r in live:
+            if r.key in changed:  # made on top of the incoming version: its time plus one
+                self._stamp_local(
+                    t, bind(r.key), r.change[4] + 1, False, self.extra_ids[r.extra - 1] if r.extra else self.mw
+                )
 
     def _key_row(self, t: Tracked, key: tuple[Value, ...]) -> list[Value]:
         kp = t.schema.key_positions

@@ -45,6 +45,7 @@ from peersync._engine.wire import decode_batch
 
 from . import collisions
 from .conn import RETRYABLE, savepoint
+from .normalized import restamp_rewritten
 from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
 from .values import BindValue, Unfit, bind_type, to_pg
 from .values import bound_param as _param
@@ -434,6 +435,9 @@ class SetApply:
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
         for tab in self.tables:
+            # Rows written in another form than received become local changes (see normalized.py).
+            live = [(r.ord, r.change[5], r.bound) for r in tab.rows if r.action == APPLY and not r.deleted]
+            restamp_rewritten(self.conn, tab.t, tab.staging, live, _param)
             if tab.t.side_effects:
                 self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
 

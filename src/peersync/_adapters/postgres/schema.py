@@ -128,6 +128,11 @@ META_DDL = (
     " seq bigint NOT NULL, PRIMARY KEY (scope, id))",
 )
 
+# The names a trigger body uses beside the user's columns (transition tables,
+# their aliases, the change time variable): all carry the reserved prefix, so
+# a user column may have any other name (a column ``n`` or ``now_ms`` made
+# the trigger's query ambiguous and broke the application's writes).
+T_NEW, T_OLD, A_NEW, A_OLD, A_GONE, V_NOW = (f"{PREFIX}{x}" for x in ("new_rows", "old_rows", "n", "o", "g", "now_ms"))
 TRACKING_COLUMNS = ("lt", "urep", "utick", "crep", "ctick", "ctime", "del", "scope", "mw")
 # A change to a live row keeps its incarnation's creation version; a change on
 # top of a tombstone starts a new one (the columns are those of alias t).
@@ -199,8 +204,8 @@ class Tracked:
             f" PRIMARY KEY ({kc}))",
             f"CREATE INDEX {PREFIX}t_{tid}_lt ON {trk} (lt)",
         ]
-        newk = ", ".join(f"n.{q(c)}" for c in self.schema.key)
-        oldk = ", ".join(f"o.{q(c)}" for c in self.schema.key)
+        newk = ", ".join(f"{A_NEW}.{q(c)}" for c in self.schema.key)
+        oldk = ", ".join(f"{A_OLD}.{q(c)}" for c in self.schema.key)
         keys = ", ".join(q(c) for c in self.schema.key)
         tick = f"nextval('{TICK}')"
         local = "urep = NULL, utick = NULL, scope = NULL, mw = NULL"
@@ -212,35 +217,36 @@ class Tracked:
             f" ON CONFLICT ({kc}) DO UPDATE SET lt = excluded.lt, {local}, {KEEP_CREATION},"
             " ctime = greatest(excluded.ctime, t.ctime + 1), del = true"
         )
-        same_key = " AND ".join(f"o.{q(c)} = n.{q(c)}" for c in self.schema.key)
+        same_key = " AND ".join(f"{A_OLD}.{q(c)} = {A_NEW}.{q(c)}" for c in self.schema.key)
         bodies = {
-            "ins": f"INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {newk}, {tick}, now_ms, false"
-            f" FROM new_rows AS n{upsert_live};",
+            "ins": f"INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {newk}, {tick}, {V_NOW}, false"
+            f" FROM {T_NEW} AS {A_NEW}{upsert_live};",
             # Keys that left (an UPDATE of the key) become tombstones; keys that
             # came, and rows whose values changed, become live changes. An
             # UPDATE that changes nothing is no change.
-            "upd": f"INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT g.*, {tick}, now_ms, true FROM"
-            f" (SELECT {oldk} FROM old_rows AS o EXCEPT SELECT {newk} FROM new_rows AS n) AS g{upsert_dead};"
-            f" INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {newk}, {tick}, now_ms, false"
-            f" FROM new_rows AS n LEFT JOIN old_rows AS o ON {same_key}"
-            f" WHERE o IS NULL OR o::text IS DISTINCT FROM n::text{upsert_live};",
-            "del": f"INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {oldk}, {tick}, now_ms, true"
-            f" FROM old_rows AS o{upsert_dead};",
+            "upd": f"INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {A_GONE}.*, {tick}, {V_NOW}, true FROM"
+            f" (SELECT {oldk} FROM {T_OLD} AS {A_OLD} EXCEPT SELECT {newk} FROM {T_NEW} AS {A_NEW})"
+            f" AS {A_GONE}{upsert_dead};"
+            f" INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {newk}, {tick}, {V_NOW}, false"
+            f" FROM {T_NEW} AS {A_NEW} LEFT JOIN {T_OLD} AS {A_OLD} ON {same_key}"
+            f" WHERE {A_OLD} IS NULL OR {A_OLD}::text IS DISTINCT FROM {A_NEW}::text{upsert_live};",
+            "del": f"INSERT INTO {trk} AS t ({kc}, lt, ctime, del) SELECT {oldk}, {tick}, {V_NOW}, true"
+            f" FROM {T_OLD} AS {A_OLD}{upsert_dead};",
             "trunc": f"UPDATE {trk} AS t SET lt = {tick}, {local}, {KEEP_CREATION},"
-            " ctime = greatest(now_ms, t.ctime + 1), del = true WHERE NOT t.del;",
+            f" ctime = greatest({V_NOW}, t.ctime + 1), del = true WHERE NOT t.del;",
         }
         del keys
         events = {
-            "ins": "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
-            "upd": "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT",
-            "del": "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT",
+            "ins": f"AFTER INSERT ON {{t}} REFERENCING NEW TABLE AS {T_NEW} FOR EACH STATEMENT",
+            "upd": f"AFTER UPDATE ON {{t}} REFERENCING OLD TABLE AS {T_OLD} NEW TABLE AS {T_NEW} FOR EACH STATEMENT",
+            "del": f"AFTER DELETE ON {{t}} REFERENCING OLD TABLE AS {T_OLD} FOR EACH STATEMENT",
             "trunc": "AFTER TRUNCATE ON {t} FOR EACH STATEMENT",
         }
         for kind, body in bodies.items():
             fn = f"{SCHEMA}.{PREFIX}{kind}_{tid}"
             out.append(
                 f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $f$"
-                f" DECLARE now_ms bigint := {NOW_MS};"
+                f" DECLARE {V_NOW} bigint := {NOW_MS};"
                 # The apply's own writes to a table without side effects stamp
                 # their rows themselves (see apply.py): the trigger steps aside.
                 f" BEGIN IF current_setting('peersync.applying', true) = '{tid}' THEN RETURN NULL; END IF;"
