@@ -122,6 +122,9 @@ class SetApply(WritePhase):
         # (kind, table, key, row or None for a delete, change time to keep, version, source tick, conflict)
         self.rewrites: list[Rewrite] = []
         self.mw = 0  # the record of the source's knowledge that applied rows point to
+        # Ticks whose log entries this apply wrote for rows never seen here,
+        # each its row's current entry at commit (see ``Base._compact``).
+        self.fresh: tuple[int, int] | None = None
 
     def run(self) -> ApplyReport:
         sc, env = self.sc, self.env
@@ -347,6 +350,8 @@ class SetApply(WritePhase):
                     conn.execute(stamp, (int(gone), *key))
             for tin, seq, msg in failed:
                 self._fail(tin, seq, msg)
+            if all(tin.fresh for tin in ins) and not failed and not effects:
+                self.fresh = (tick + 1, tick + total)
         if conn.execute(f"SELECT 1 FROM {S.PENDING} WHERE scope = ? LIMIT 1", (sc.idx,)).fetchone():
             for tin in ins:
                 conn.execute(tin.release_pending(), {"scope": sc.idx, "first0": first0})
