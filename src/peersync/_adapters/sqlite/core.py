@@ -337,12 +337,9 @@ class SQLiteCore:
         fresh = self._fresh.pop(sc.name, [])
         for lo, below in spans:
             gaps = _gaps(fresh, lo, below) if lo == mark else [(lo, below)]
-            if len(gaps) > 1 and not any(self._logged(g) for g in gaps):
-                # Only the entries of never-seen rows since the mark: nothing superseded them.
-                for g in gaps:
-                    conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", g)
-                continue
-            for t in sc.tables:
-                conn.execute(t.compact_sql(), {"from": lo, "below": below})
+            # Only entries of never-seen rows since the mark: nothing superseded them.
+            if len(gaps) == 1 or any(self._logged(g) for g in gaps):
+                for t in sc.tables:
+                    conn.execute(t.compact_sql(), {"from": lo, "below": below})
             conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (lo, min(below, top)))
         conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ?, swept = ? WHERE name = ?", (top, swept, sc.name))
