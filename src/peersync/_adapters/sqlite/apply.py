@@ -16,7 +16,8 @@ Actions per incoming row (column ``action``)::
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -59,6 +60,38 @@ from .staging import (
 from .text import load_rows
 from .txn import TransactionLost, atomic
 
+# A batch of never-seen rows at least this large is inserted with the insert
+# trigger of its table dropped (see ``untriggered``): below it, making other
+# connections prepare their statements again costs more than the trigger.
+UNTRIGGERED_ROWS = 1000
+
+
+@contextmanager
+def untriggered(conn: sqlite3.Connection, tables: list[Tracked]) -> Iterator[None]:
+    """Drop the insert trigger of ``tables`` inside the caller's write
+    transaction and create it again, from the text ``sqlite_master`` holds
+    (so byte for byte the same), before the block ends.
+
+    For writes the trigger would skip anyway (the floor is ``SKIP_ALL``:
+    nothing here has side effects): calling a trigger costs about as much as
+    the insert itself, even one whose WHEN is false. SQLite's DDL is
+    transactional, so other connections see the trigger before or after, and
+    a rollback (or a crash) restores it. If the block fails and the
+    transaction is gone, the trigger is back already and is left alone."""
+    saved: list[tuple[str, str]] = []
+    for t in tables:
+        name = t.trigger_names()[0]
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchone()
+        if row is not None:
+            conn.execute(f"DROP TRIGGER {S.q(name)}")
+            saved.append((name, row[0]))
+    try:
+        yield
+    finally:
+        for name, sql in saved:
+            if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (name,)).fetchone():
+                conn.execute(sql)
+
 
 class SetApply(WritePhase):
     """One batch applied inside the caller's write transaction."""
@@ -89,6 +122,9 @@ class SetApply(WritePhase):
         # (kind, table, key, row or None for a delete, change time to keep, version, source tick, conflict)
         self.rewrites: list[Rewrite] = []
         self.mw = 0  # the record of the source's knowledge that applied rows point to
+        # Ticks whose log entries this apply wrote for rows never seen here,
+        # each its row's current entry at commit (see ``Base._compact``).
+        self.fresh: tuple[int, int] | None = None
 
     def run(self) -> ApplyReport:
         sc, env = self.sc, self.env
@@ -293,7 +329,11 @@ class SetApply(WritePhase):
                 sc.side_effects, sc.effects_checked = side_effects(conn), version
             effects = sc.side_effects
             conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (tick if effects else S.SKIP_ALL,))
-            failed = self._write(ins)
+            bulk = [] if effects else [tin.t for tin in ins if tin.fresh and tin.rows >= UNTRIGGERED_ROWS]
+            with untriggered(conn, bulk):
+                failed = self._write(ins)
+            if bulk:  # the triggers are back as they were: nothing but the version moved
+                (sc.effects_checked,) = conn.execute("PRAGMA schema_version").fetchone()
             conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
             # The triggers skipped the rows this batch wrote; whatever changed
             # them afterwards must still become a local change, and rows they
@@ -310,6 +350,8 @@ class SetApply(WritePhase):
                     conn.execute(stamp, (int(gone), *key))
             for tin, seq, msg in failed:
                 self._fail(tin, seq, msg)
+            if all(tin.fresh for tin in ins) and not failed and not effects:
+                self.fresh = (tick + 1, tick + total)
         if conn.execute(f"SELECT 1 FROM {S.PENDING} WHERE scope = ? LIMIT 1", (sc.idx,)).fetchone():
             for tin in ins:
                 conn.execute(tin.release_pending(), {"scope": sc.idx, "first0": first0})

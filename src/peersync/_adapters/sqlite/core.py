@@ -62,6 +62,18 @@ def side_effects(conn: sqlite3.Connection) -> bool:
     )
 
 
+def _gaps(fresh: list[tuple[int, int]], lo: int, below: int) -> list[tuple[int, int]]:
+    """The open intervals of ``(lo, below)`` that no range of ``fresh``
+    (inclusive tick ranges) covers, empty ones included."""
+    gaps, at = [], lo
+    for a, b in sorted(fresh):
+        if b <= at or a >= below:
+            continue
+        gaps.append((at, a))
+        at = b
+    return [*gaps, (at, below)]
+
+
 def _foreign_keys(conn: sqlite3.Connection, tables: list[Tracked]) -> bool:
     """Whether any foreign key starts or ends at one of ``tables``."""
     if any(t.fks for t in tables):
@@ -125,6 +137,9 @@ class SQLiteCore:
             self.conn.close()
             raise StorageError(f"{path} is not a usable SQLite database: {exc.__cause__ or exc}") from exc
         self._scopes: dict[str, Scope] = {}
+        # Per scope, tick ranges of log entries that applies on this connection
+        # wrote for rows never seen before, current when they committed.
+        self._fresh: dict[str, list[tuple[int, int]]] = {}
         self.meta = Meta(self.conn, SQLITE)
 
     # -- plumbing -------------------------------------------------------------
@@ -273,6 +288,11 @@ class SQLiteCore:
             return None  # the message without this detail is still right
         return None
 
+    def _logged(self, gap: tuple[int, int]) -> bool:
+        """Whether a table's log entry lies in the open interval ``gap``."""
+        row = self.conn.execute(f"SELECT 1 FROM {S.LOG} WHERE lt > ? AND lt < ? AND tbl != 0 LIMIT 1", gap)
+        return row.fetchone() is not None
+
     def _compact(self, sc: Scope) -> None:
         """Drop log entries of this scope's tables that later changes superseded,
         so the log holds about one entry per tracked row, whatever the history.
@@ -285,7 +305,14 @@ class SQLiteCore:
         and entries superseded since their last sweep stay below one in
         ``_SWEEP - 1`` of the log (none when the sweep covers it all, as it
         does whenever the changes since the last compaction are a quarter of
-        the log)."""
+        the log).
+
+        Entries since the mark that applies on this connection wrote for rows
+        never seen before (``_fresh``) were each their row's current entry
+        when they committed; a later change to such a row logs an entry
+        outside them. So when no table's entry lies outside them, nothing
+        since the mark is superseded and the probe is skipped. (A batch that
+        names a key twice can leave its first entry: a sweep drops it later.)"""
         conn = self.conn
         mark, swept = conn.execute(f"SELECT compacted, swept FROM {PREFIX}scopes WHERE name = ?", (sc.name,)).fetchone()
         top = self._clock()
@@ -307,8 +334,12 @@ class SQLiteCore:
                 end, budget = int(row[0]), 0
             spans.append((lo, end + 1))
             swept = end
+        fresh = self._fresh.pop(sc.name, [])
         for lo, below in spans:
-            for t in sc.tables:
-                conn.execute(t.compact_sql(), {"from": lo, "below": below})
+            gaps = _gaps(fresh, lo, below) if lo == mark else [(lo, below)]
+            # Only entries of never-seen rows since the mark: nothing superseded them.
+            if len(gaps) == 1 or any(self._logged(g) for g in gaps):
+                for t in sc.tables:
+                    conn.execute(t.compact_sql(), {"from": lo, "below": below})
             conn.execute(f"DELETE FROM {S.LOG} WHERE tbl = 0 AND lt > ? AND lt < ?", (lo, min(below, top)))
         conn.execute(f"UPDATE {PREFIX}scopes SET compacted = ?, swept = ? WHERE name = ?", (top, swept, sc.name))

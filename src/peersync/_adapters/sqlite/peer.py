@@ -103,9 +103,11 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
             learned = redo.size()
             try:
                 with self._txn(write=True):
-                    return sc.names.report_out(
-                        SetApply(self.conn, self.meta, sc, env, handler, lambda: self._has_foreign_keys(sc), redo).run()
-                    )
+                    job = SetApply(self.conn, self.meta, sc, env, handler, lambda: self._has_foreign_keys(sc), redo)
+                    report = sc.names.report_out(job.run())
+                if job.fresh is not None:  # committed
+                    self._fresh.setdefault(sc.name, []).append(job.fresh)
+                return report
             except StorageError as exc:
                 cause = exc.__cause__
                 if isinstance(cause, TransactionLost) and redo.size() > learned:
