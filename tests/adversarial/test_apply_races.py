@@ -21,13 +21,6 @@ import peersync
 
 from .servers import Ledger, Server, Writer, sqlite_rows, sqlite_write
 
-MYSQL_STALE_ROW = (
-    "MariaDB apply reads the local row for a conflict (Apply._local_row, a plain SELECT) from the"
-    " REPEATABLE READ snapshot its transaction took before SELECT ... FOR UPDATE waited for the local"
-    " writer: the tracking state is the committed one but the row values are from before that commit,"
-    " so the policy judges (and MERGE rebuilds from) a row that no longer exists"
-)
-
 
 def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
@@ -62,10 +55,8 @@ def _shared_row(server: Server, replica: Callable[[str], str], ledger: Ledger, r
 
 
 def test_merge_callback_sees_the_local_write_that_committed_during_the_apply(
-    server: Server, replica: Callable[[str], str], request: Any
+    server: Server, replica: Callable[[str], str]
 ) -> None:
-    if server.kind == "mysql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MYSQL_STALE_ROW))
     ledger = Ledger()
     a = _shared_row(server, replica, ledger, "(1, 'base', 0)")
     sqlite_write(a, "UPDATE item SET name = 'remote', qty = 1 WHERE id = 1")
@@ -95,13 +86,11 @@ def test_merge_callback_sees_the_local_write_that_committed_during_the_apply(
 
 
 def test_destination_wins_keeps_a_local_write_committed_during_the_apply(
-    server: Server, replica: Callable[[str], str], request: Any
+    server: Server, replica: Callable[[str], str]
 ) -> None:
     # The remote row has the content the local row had before the local
     # write: judged against the stale row it looks identical, and the later
     # remote version would replace the local write without a conflict.
-    if server.kind == "mysql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MYSQL_STALE_ROW))
     ledger = Ledger()
     a = _shared_row(server, replica, ledger, "(1, 'a', 0)")
     w = server.writer()

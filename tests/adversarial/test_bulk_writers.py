@@ -97,13 +97,6 @@ def test_truncate_by_a_foreign_writer_reaches_every_replica(
     assert sqlite_rows(a) == [(2, "again", 1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="peersync's PostgreSQL triggers are created ENABLE (origin only): a writer with"
-    " session_replication_role = replica (logical replication's apply worker, restore tools) fires none,"
-    " its changes are never tracked and replicas diverge for good; ALTER TABLE ... ENABLE ALWAYS TRIGGER"
-    " after creating each would track them",
-)
 def test_writer_in_replica_role_is_tracked(pg_server: Server, replica: Callable[[str], str]) -> None:
     server = pg_server
     a = replica("a")

@@ -13,18 +13,10 @@ from claiming their versions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from .servers import Ledger, Server, sqlite_rows, sqlite_write
-
-MYSQL_UNSEALED_KNOWLEDGE = (
-    "MariaDB: an apply commits rows with unsealed ticks together with knowledge of their versions;"
-    " a concurrent session from the server reads that knowledge as made-with knowledge, does not see"
-    " the rows (no sealed tick yet), calls its batch final (the sealed clock did not move) and the"
-    " destination merges versions it never received: they are filtered out as known for good"
-)
 
 
 class _Abort(Exception):
@@ -32,13 +24,11 @@ class _Abort(Exception):
 
 
 def test_pull_from_the_server_while_a_push_into_it_is_half_applied(
-    server: Server, replica: Callable[[str], str], request: Any
+    server: Server, replica: Callable[[str], str]
 ) -> None:
     # B pushes rows 4 and 5 into the server one batch at a time and stops
     # after the first (as a session cut by the network would); meanwhile A
     # pulls from the server, its describe before B's batch and its reads after.
-    if server.kind == "mysql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=MYSQL_UNSEALED_KNOWLEDGE))
     a, b = replica("a"), replica("b")
     ledger = Ledger()
     server.sql("INSERT INTO item VALUES (1, 'server', 0)")
@@ -63,23 +53,12 @@ def test_pull_from_the_server_while_a_push_into_it_is_half_applied(
     ledger.check()
 
 
-PG_FLOOR_KNOWLEDGE = (
-    "PostgreSQL: while a local writer's floor holds the bound down, a session into the server commits"
-    " rows with ticks above the bound together with knowledge of their versions; a session from the"
-    " server reaches the bound, calls its last batch final and hands that knowledge on as made-with"
-    " knowledge, so the destination merges versions whose rows it never received and filters them out"
-    " as known for good"
-)
-
-
 def test_pull_from_the_server_while_a_local_writer_holds_the_bound_after_a_push_into_it(
-    server: Server, replica: Callable[[str], str], request: Any
+    server: Server, replica: Callable[[str], str]
 ) -> None:
     # A local writer opens a transaction on the server and stays open; B
     # pushes row 4 into the server (a whole session); A pulls from the
     # server; then the writer commits and every pair syncs twice.
-    if server.kind == "pg":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=PG_FLOOR_KNOWLEDGE))
     a, b = replica("a"), replica("b")
     ledger = Ledger()
     server.sql("INSERT INTO item VALUES (1, 'server', 0)")
@@ -96,4 +75,30 @@ def test_pull_from_the_server_while_a_local_writer_holds_the_bound_after_a_push_
     assert server.rows() == [(1, "server", 0), (4, "b", 0), (9, "long", 0)]
     assert sqlite_rows(b) == server.rows()
     assert sqlite_rows(a) == server.rows()
+    ledger.check()
+
+
+def test_pull_twice_from_the_server_while_a_local_writer_holds_the_bound_after_a_push_into_it(
+    server: Server, replica: Callable[[str], str]
+) -> None:
+    # As above, but A pulls twice before the writer commits: the second pull
+    # has nothing due below the bound and merges the description's knowledge,
+    # which must not name row 4's version either.
+    a, b = replica("a"), replica("b")
+    ledger = Ledger()
+    server.sql("INSERT INTO item VALUES (1, 'server', 0)")
+    w = server.writer()
+    w.run("INSERT INTO item VALUES (9, 'long', 0)")
+    sqlite_write(b, "INSERT INTO item VALUES (4, 'b', 0)")
+    ledger.push(b, server.url)
+    ledger.push(server.url, a)
+    ledger.push(server.url, a)
+    w.commit()
+    w.close()
+    for _ in range(2):
+        for src, dst in [(server.url, a), (a, b), (b, a)]:
+            ledger.push(src, dst)
+    assert server.rows() == [(1, "server", 0), (4, "b", 0), (9, "long", 0)]
+    assert sqlite_rows(a) == server.rows()
+    assert sqlite_rows(b) == server.rows()
     ledger.check()

@@ -198,10 +198,12 @@ class PostgresServer(Server):
 
     def reset(self, name: str, snap: Snapshot, replica_id: bytes) -> None:
         with self._connect(name) as conn, conn.transaction():
-            # Triggers (peersync's, foreign keys') do not fire for a replica session.
+            # Foreign keys' triggers do not fire for a replica session; peersync's
+            # are ENABLE ALWAYS and do: its own tables are restored after the
+            # user tables, over whatever those triggers wrote (the counters last).
             conn.execute("SET LOCAL session_replication_role = replica")
             conn.execute("SET LOCAL lock_timeout = '20s'")
-            for table in snap.rows:
+            for table in sorted(snap.rows, key=lambda t: t.startswith("_peersync.")):
                 conn.execute(f"DELETE FROM {table}")
                 rows = scope_rows(snap, table, replica_id, now_ms())
                 if rows:

@@ -87,3 +87,19 @@ def test_dropped_trigger_needs_repair(make_pg: Callable[..., str], sql: Any) -> 
     sql(url, "DROP TRIGGER _peersync_upd ON item")
     with peersync.connect(url) as db, pytest.raises(peersync.RepairNeeded):
         db.describe("s")
+
+
+@pytest.mark.parametrize("how", ["ENABLE TRIGGER", "ENABLE REPLICA TRIGGER", "DISABLE TRIGGER"])
+def test_trigger_not_firing_in_every_role_needs_repair(make_pg: Callable[..., str], sql: Any, how: str) -> None:
+    # A trigger that fires only in origin (or only in replica) role misses
+    # some writers: tracking cannot be trusted.
+    url = make_pg(ITEM_PG)
+    with peersync.connect(url) as db:
+        db.provision("s", ["item"])
+        db.describe("s")
+    sql(url, f"ALTER TABLE item {how} _peersync_ins")
+    with peersync.connect(url) as db:
+        with pytest.raises(peersync.RepairNeeded, match="ENABLE ALWAYS"):
+            db.describe("s")
+        db.repair("s")  # recreates the trigger, ENABLE ALWAYS
+        assert db.describe("s").tick >= 0

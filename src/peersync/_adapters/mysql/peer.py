@@ -14,7 +14,7 @@ from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
-from peersync._adapters.sql.batch_frame import frame
+from peersync._adapters.sql.batch_frame import frame, hidden_versions
 from peersync._adapters.sql.meta import NAMES_DDL, Meta
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
@@ -276,7 +276,8 @@ class MySQLPeer(BatchPeer):
                     raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
-        k = stored.add_range(sc.rid, 1, tick)
+                hidden = self._hidden(sc, tick)
+        k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
@@ -290,11 +291,30 @@ class MySQLPeer(BatchPeer):
         candidates, so ``last`` stops at the first table cut short."""
         with self.conn.errors(), self.conn.txn(read_only=True):
             sc = self._scope(scope)
-            fr = frame(self.meta, sc, sc.fingerprint, S.sealed(self.conn), sc.names.wire_tables)
+            tick = S.sealed(self.conn)
+            fr = frame(self.meta, sc, sc.fingerprint, tick, sc.names.wire_tables, self._hidden(sc, tick))
             horizon = min(upto, fr.tick)
             room = max_bytes - len(fr.pack(after, horizon, []))
             tables, last = self._read(sc, known, fr.marks, fr.replicas, after, horizon, max_rows, room)
             return fr.pack(after, last, tables), last, last >= fr.tick
+
+    def _hidden(self, sc: Scope, tick: int) -> Knowledge:
+        """Versions of rows the open snapshot shows with a tick not sealed
+        (or sealed above ``tick``): an apply commits its rows unsealed
+        together with knowledge of their versions, and a session reading
+        meanwhile neither sees the rows nor sees the sealed clock move. The
+        knowledge a batch is made with (and a description's) leaves those
+        versions out (see :func:`~peersync._adapters.sql.batch_frame.hidden_versions`);
+        the rows are sent, with their versions, once sealed."""
+        self.meta.load_replicas()
+        rows: list[Any] = []
+        for t in sc.tables:
+            rows += self.conn.execute(
+                f"SELECT t.urep, t.utick, t.crep, t.ctick FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
+                f" WHERE l.tbl = {t.tid} AND (l.seq IS NULL OR l.seq > %s) AND t.scope = %s",
+                (tick, sc.idx),
+            ).fetchall()
+        return hidden_versions(self.meta, rows)
 
     def _read(
         self,

@@ -246,7 +246,13 @@ class Tracked(TrackedNames):
 
     @cached_property
     def select_row_sql(self) -> str:
-        return f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {self.key_where}"
+        # A locking read: under REPEATABLE READ a plain SELECT reads the
+        # snapshot taken before the apply waited for a local writer's lock,
+        # so a conflict would be judged (and a merge built) on a stale row.
+        return (
+            f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {self.key_where}"
+            " FOR UPDATE"
+        )
 
     @cached_property
     def delete_sql(self) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from peersync._adapters.sql.batch_frame import frame, take_rows
+from peersync._adapters.sql.batch_frame import frame, hidden_versions, take_rows
 from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
@@ -164,18 +164,19 @@ class PostgresPeer(BatchPeer):
         return migrate_command(self.url, name, json.loads(tables))
 
     def _verify(self, sc: Scope) -> None:
-        """Tracking that lost a trigger (dropped, disabled) cannot be trusted."""
+        """Tracking that lost a trigger (dropped, disabled, or firing only in
+        some session_replication_role: ``ENABLE`` triggers, as peersync
+        created them before, miss writers in replica role) cannot be trusted."""
         for t in sc.tables:
             (n,) = self.conn.execute(  # type: ignore[misc]
-                "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = ANY(%s)"
-                " AND tgenabled <> 'D'",
+                "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = ANY(%s) AND tgenabled = 'A'",
                 (t.qualified, t.trigger_names()),
             ).fetchone()
             if n != len(t.trigger_names()):
                 raise RepairNeeded(
-                    f"the peersync triggers of table {t.name} in {self.url} are missing or disabled;"
-                    f" changes made meanwhile were not tracked: run 'peersync repair {shlex.quote(self.url)}"
-                    f" --scope {shlex.quote(sc.name)}'"
+                    f"the peersync triggers of table {t.name} in {self.url} are missing, disabled or not"
+                    " ENABLE ALWAYS (writers in replica role go untracked); changes made meanwhile were not"
+                    f" tracked: run 'peersync repair {shlex.quote(self.url)} --scope {shlex.quote(sc.name)}'"
                 )
 
     # -- management ------------------------------------------------------------
@@ -322,7 +323,8 @@ class PostgresPeer(BatchPeer):
             sc = self._scope(scope, reload=True)
             self._verify(sc)
             stored, forgotten = self.meta.stored_knowledge(scope)
-        k = stored.add_range(sc.rid, 1, tick)
+            hidden = self._hidden(sc, tick)
+        k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
@@ -334,7 +336,7 @@ class PostgresPeer(BatchPeer):
             tick = self.bound()
         with self._txn("REPEATABLE READ"):
             sc = self._scope(scope)
-            fr = frame(self.meta, sc, sc.fingerprint, tick, sc.names.wire_tables)
+            fr = frame(self.meta, sc, sc.fingerprint, tick, sc.names.wire_tables, self._hidden(sc, tick))
             ranges = range_rows(known, self.meta.rep_idx, sc.rid, after)
             horizon = min(upto, tick)
             room = max_bytes - len(fr.pack(after, horizon, []))
@@ -350,6 +352,23 @@ class PostgresPeer(BatchPeer):
             tables, stop = self._read(sc, bool(ranges), fr.marks, params, max_rows, room)
             last = horizon if stop is None else after + stop
             return fr.pack(after, last, tables), last, last >= tick
+
+    def _hidden(self, sc: Scope, tick: int) -> Knowledge:
+        """Versions of rows the open snapshot shows above the bound ``tick``.
+
+        A local writer's floor holds the bound below the newest tick while
+        an apply commits rows above it with knowledge of their versions: the
+        knowledge a batch is made with (and a description's) leaves those
+        versions out (see :func:`~peersync._adapters.sql.batch_frame.hidden_versions`).
+        Cost: one index range scan of ``lt > tick`` per table, usually a
+        few rows; the destination learns them with the batch that carries them."""
+        self.meta.load_replicas()
+        rows: list[Any] = []
+        for t in sc.tables:
+            rows += self.conn.execute(
+                f"SELECT urep, utick, crep, ctick FROM {t.tracking} WHERE lt > %s AND scope = %s", (tick, sc.idx)
+            ).fetchall()
+        return hidden_versions(self.meta, rows)
 
     def _read(
         self, sc: Scope, filter_known: bool, marks: dict[int, int], params: dict[str, Any], max_rows: int, room: int

@@ -142,7 +142,7 @@ def _functions_stale(conn: Any, t: Tracked) -> bool:
 
 def _triggers_ok(conn: Any, t: Tracked) -> bool:
     (n,) = conn.execute(
-        "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = ANY(%s) AND tgenabled <> 'D'",
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = ANY(%s) AND tgenabled = 'A'",
         (t.qualified, t.trigger_names()),
     ).fetchone()
     return int(n) == len(t.trigger_names())

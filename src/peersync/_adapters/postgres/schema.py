@@ -255,6 +255,11 @@ class Tracked:
             out.append(
                 f"CREATE TRIGGER {PREFIX}{kind} " + events[kind].format(t=self.qualified) + f" EXECUTE FUNCTION {fn}()"
             )
+            # A plain trigger does not fire for a writer whose
+            # session_replication_role is replica (logical replication's
+            # apply worker, pg_restore --disable-triggers, bulk loaders):
+            # its writes would go untracked. ALWAYS fires in every role.
+            out.append(f"ALTER TABLE {self.qualified} ENABLE ALWAYS TRIGGER {PREFIX}{kind}")
         return out
 
     def drop_sql(self) -> list[str]:

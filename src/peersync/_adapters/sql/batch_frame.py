@@ -46,12 +46,44 @@ class Frame:
         )  # fmt: skip
 
 
-def frame(meta: Meta, sc: ScopeRef, fingerprint: str, tick: int, wire_names: Mapping[str, str] | None = None) -> Frame:
+def hidden_versions(meta: Meta, rows: Iterable[Sequence[Any]]) -> Knowledge:
+    """The foreign versions (update and creation) of rows not enumerable yet.
+
+    ``rows`` are ``(urep, utick, crep, ctick)`` of the scope's rows whose
+    local tick lies above the snapshot bound (PostgreSQL: a local writer's
+    floor holds the bound down; MariaDB: the tick is not sealed yet). An
+    apply commits such rows together with knowledge of their versions, so
+    the scope's stored knowledge names versions whose rows no batch up to
+    the bound carries: knowledge handed out as made-with (merged by the
+    destination when a batch is final, or from the description when nothing
+    is due) must leave them out, or the destination claims rows it never
+    received and filters them out as known for good. Replica index 0 (and
+    NULL) is this replica: its ticks above the bound are not claimed anyway.
+    Needs :meth:`Meta.load_replicas` first."""
+    versions = []
+    for urep, utick, crep, ctick in rows:
+        for rep, tick in ((urep, utick), (crep, ctick)):
+            if rep and tick is not None and int(rep) in meta.rep_rid:
+                versions.append((meta.rep_rid[int(rep)], int(tick)))
+    return Knowledge.from_versions(versions)
+
+
+def frame(
+    meta: Meta,
+    sc: ScopeRef,
+    fingerprint: str,
+    tick: int,
+    wire_names: Mapping[str, str] | None = None,
+    hidden: Knowledge | None = None,
+) -> Frame:
     """The frame of a batch of ``sc`` whose newest local tick is ``tick``;
-    ``wire_names`` maps local table names to global ones where they differ."""
+    ``wire_names`` maps local table names to global ones where they differ;
+    ``hidden``: versions of rows above ``tick`` (see :func:`hidden_versions`)."""
     meta.load_replicas()
     stored, _ = meta.stored_knowledge(sc.name)
     made_with = stored.add_range(sc.rid, 1, tick)
+    if hidden is not None:
+        made_with = made_with.exclude(hidden)
     marks: dict[int, int] = {}
     extras: list[Knowledge] = []
     for mw, record in meta.partials():
