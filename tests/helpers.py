@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -80,3 +81,16 @@ def full_rounds(paths: list[Path], n: int = 2, **kw: Any) -> int:
 def connect_all(*paths: Path) -> list[peersync.Database]:
     """One open :class:`peersync.Database` per file, in order (the caller closes them)."""
     return [peersync.connect(p) for p in paths]
+
+
+def drop_mariadb_database(admin: Any, name: str) -> None:
+    """``DROP DATABASE IF EXISTS name`` on MariaDB, as PostgreSQL's ``WITH (FORCE)``:
+    first end every other connection still on that database. A connection a test
+    left inside a transaction holds a metadata lock; the DROP would wait for it, and
+    every information_schema query on the server would queue behind the DROP."""
+    cur = admin.cursor()
+    cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (name,))
+    for (conn_id,) in cur.fetchall():
+        with contextlib.suppress(Exception):  # it may have ended meanwhile
+            cur.execute(f"KILL {int(conn_id)}")
+    cur.execute(f"DROP DATABASE IF EXISTS `{name}`")

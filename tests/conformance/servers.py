@@ -10,6 +10,7 @@ from typing import Any
 import peersync
 from peersync._adapters.sql.meta import now_ms
 
+from ..helpers import drop_mariadb_database
 from .pool import Rows, Server, Snapshot, scope_rows
 
 SCOPE = "s"
@@ -33,7 +34,7 @@ class MySQLServer(Server):
 
     def drop(self, name: str) -> None:
         with self.connect(None) as conn:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+            drop_mariadb_database(conn, name)
 
     def _query(self, conn: Any, sql: str, args: tuple[Any, ...] = ()) -> Rows:
         cur = conn.cursor()

@@ -29,7 +29,7 @@ import pytest
 
 import peersync
 
-from ..helpers import SHARED
+from ..helpers import SHARED, drop_mariadb_database
 
 DATA = SHARED / "data" / "chinook"
 NAMES_FILE = Path(__file__).with_name("chinook_postgres_names.toml")
@@ -160,7 +160,7 @@ def mysql_side() -> Iterator[Side]:
         yield Side("mariadb", f"{MYSQL_SERVER}/{name}", run, "`%s`", "%s")
         conn.close()
     finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        drop_mariadb_database(admin, name)
         admin.close()
 
 

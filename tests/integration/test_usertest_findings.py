@@ -18,6 +18,8 @@ import pytest
 
 import peersync
 
+from ..helpers import drop_mariadb_database
+
 PG_ADMIN = os.environ.get("PEERSYNC_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_SERVER = os.environ.get("PEERSYNC_MYSQL", "mysql://root@127.0.0.1:3306")
 
@@ -82,7 +84,7 @@ def mysql_db() -> Iterator[Callable[[str], str]]:
 
     yield make
     for name in made:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        drop_mariadb_database(admin, name)
     admin.close()
 
 

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from ..helpers import drop_mariadb_database
+
 pymysql = pytest.importorskip("pymysql") if os.environ.get("CI") != "true" else __import__("pymysql")
 
 SERVER = os.environ.get("PEERSYNC_MYSQL", "mysql://root@127.0.0.1:3306")
@@ -47,7 +49,7 @@ def mysql_db() -> Iterator[Callable[..., str]]:
 
     yield make
     for name in made:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+        drop_mariadb_database(admin, name)
     admin.close()
 
 

@@ -25,6 +25,8 @@ from typing import Any
 
 import peersync
 
+from ..helpers import drop_mariadb_database
+
 SCOPE = "s"
 TABLES = ["task", "note", "users"]
 COLUMNS = {"task": ("id", "status"), "note": ("owner", "slug", "body"), "users": ("id", "email")}
@@ -309,7 +311,7 @@ class MySQLWriter(Writer):
         super().close()
         self.conn.close()
         admin = _mysql(None)
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {self.name}")
+        drop_mariadb_database(admin, self.name)
         admin.close()
 
 
