@@ -1,0 +1,152 @@
+"""Histories of two clients and a real ``peersync serve`` process syncing
+through :class:`~.faultproxy.FaultProxy`, which drops, delays, duplicates and
+cuts requests and replies (after the server committed included) and kills the
+server with SIGKILL mid-session, restarting it. Each history is seeded (the
+seed is printed); ``PEERSYNC_HISTORIES`` sets how many run (3 by default).
+
+After the faulty rounds a quiet round (no faults) must converge, exactly:
+
+- insert-only phase: every replica holds every row created, and its tick,
+  which steps once per local change and once per row applied, equals the
+  number of rows created: no row arrived twice at any replica, none is
+  missing; no replica logged a conflict (a replayed batch applied again
+  would collide with itself); one more sync moves nothing.
+- edit phase (concurrent updates and deletes on all three): identical rows
+  everywhere, and one more sync moves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import peersync
+
+from ..helpers import write
+from .conftest import Server, items, make
+from .faultproxy import FaultProxy
+
+HISTORIES = int(os.environ.get("PEERSYNC_HISTORIES", "3"))
+DIRECTIONS = ("push", "pull", "both")
+
+
+def _sync(client: Path, url: str, direction: str, batch_size: int) -> tuple[int, int]:
+    """Sync until a session completes; the rows sent each way by the last one."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with peersync.connect(client) as a, peersync.connect(url, retries=2, backoff=0.01, timeout=20) as b:
+                r = peersync.sync(a, b, "s", direction=direction, batch_size=batch_size)  # type: ignore[arg-type]
+        except peersync.TransportError:
+            time.sleep(0.02)
+            continue
+        if r.completed:
+            return r.sent_a_to_b, r.sent_b_to_a
+    raise AssertionError(f"{client} never completed a {direction} session through the proxy")
+
+
+def _round(clients: list[Path], url: str, rng: random.Random) -> None:
+    """Every client syncs at the same time, each in a random direction."""
+    errors: list[BaseException] = []
+    plans = [(c, rng.choice(DIRECTIONS), rng.choice((2, 7, 50))) for c in clients]
+
+    def go(client: Path, direction: str, batch: int) -> None:
+        try:
+            _sync(client, url, direction, batch)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=plan) for plan in plans]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    if errors:
+        raise errors[0]
+
+
+def _quiet(clients: list[Path], url: str) -> None:
+    """Both ways, client after client, then the first again: all converge."""
+    for c in [*clients, clients[0]]:
+        _sync(c, url, "both", 5000)
+
+
+def _state(path: Path) -> tuple[int, int]:
+    """(tick, conflicts logged)."""
+    with peersync.connect(path) as db:
+        return db.status("s")[0].tick, len(db.conflicts("s"))
+
+
+def _history(tmp: Path, seed: int) -> FaultProxy:
+    rng = random.Random(seed)
+    a, b, served = make(tmp / "a.db"), make(tmp / "b.db"), make(tmp / "served.db")
+    server = Server(served).start()
+
+    def restart() -> None:
+        server.signal(signal.SIGKILL)
+        server.start()
+
+    proxy = FaultProxy(server.port, seed, rate=0.35, kills=1, restart=restart)
+    try:
+        replicas, clients = [a, b, served], [a, b]
+        created = 0
+        # Insert-only phase: each replica creates rows in its own id range.
+        for r in range(4):
+            for n, db in enumerate(replicas):
+                k = rng.randint(0, 25)
+                base = (n + 1) * 1_000_000 + r * 1000
+                write(db, *(f"INSERT INTO item VALUES ({base + i}, 'r{n} {r} {i}', {i})" for i in range(k)))
+                created += k
+            _round(clients, proxy.url, rng)
+        proxy.enabled = False
+        _quiet(clients, proxy.url)
+        every = items(served)
+        assert len(every) == created
+        for db in replicas:
+            assert items(db) == every, db.name
+            assert _state(db) == (created, 0), db.name  # each row applied once; no conflict logged
+        for c in clients:
+            assert _sync(c, proxy.url, "both", 5000) == (0, 0)
+
+        # Edit phase: concurrent updates and deletes of the same rows.
+        ids = [row[0] for row in every]
+        proxy.enabled = True
+        for _ in range(3):
+            for n, db in enumerate(replicas):
+                picks = rng.sample(ids, min(len(ids), rng.randint(0, 15)))
+                write(
+                    db,
+                    *(
+                        f"DELETE FROM item WHERE id = {i}"
+                        if rng.random() < 0.2
+                        else f"UPDATE item SET qty = qty + {n + 1}, name = 'e{n}' WHERE id = {i}"
+                        for i in picks
+                    ),
+                )
+            _round(clients, proxy.url, rng)
+        proxy.enabled = False
+        _quiet(clients, proxy.url)
+        for db in replicas:
+            assert items(db) == items(served), db.name
+        for c in clients:
+            assert _sync(c, proxy.url, "both", 5000) == (0, 0)
+        return proxy
+    finally:
+        proxy.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("history", range(HISTORIES))
+def test_histories_through_a_faulty_proxy_converge_losing_and_doubling_nothing(tmp_path: Path, history: int) -> None:
+    seed = int(os.environ.get("PEERSYNC_SEED", random.randrange(2**32))) + history
+    print(f"fault proxy seed {seed}")
+    proxy = _history(tmp_path, seed)
+    print(sorted(proxy.faults.items()))
+    assert not proxy.missing(), proxy.faults
+    assert sum(v for k, v in proxy.faults.items() if not k.startswith("none")) >= 15, proxy.faults
