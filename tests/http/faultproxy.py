@@ -12,7 +12,9 @@ Each request the proxy receives draws one fault from a seeded generator:
   and the client gets the second answer (a replayed apply must be recognised);
 - ``delay-request`` / ``delay-response``: a pause before forwarding either way;
 - ``kill``: after the server answered, it is killed with SIGKILL and restarted
-  on the same port, and the client's connection closed (at most ``kills`` times);
+  on the same port, and the client's connection closed; ``kill-during``: the
+  same while the server is working on the request, 1 to 30 ms after it was
+  sent (at most ``kills`` kills of either kind);
 - ``none``: forwarded as is.
 
 The proxy speaks HTTP/1.1 to the client (keep-alive, ``Content-Length``
@@ -43,11 +45,13 @@ FAULTS = (
     "delay-request",
     "delay-response",
     "kill",
+    "kill-during",
 )
 # Faults every history meets at least once, on the first requests to each call
-# while faults are on: the ones a session must recognise after the server committed.
+# while faults are on: the ones a session must recognise after the server
+# committed (a ``kill`` among them when the proxy may kill).
 REQUIRED = {
-    "apply": ("duplicate", "drop-response", "cut-response", "cut-request"),
+    "apply": ("duplicate", "drop-response", "kill", "cut-response", "kill-during", "cut-request"),
     "finish": ("duplicate", "drop-response", "cut-response"),
     "batches": ("duplicate", "cut-response"),
 }
@@ -75,7 +79,8 @@ class FaultProxy:
         self.kills = kills
         self.restart = restart
         self.faults: Counter[str] = Counter()  # "fault call", e.g. "duplicate apply"
-        self._required = {call: list(faults) for call, faults in REQUIRED.items()}
+        can_kill = kills > 0 and restart is not None
+        self._required = {c: [f for f in fs if not f.startswith("kill") or can_kill] for c, fs in REQUIRED.items()}
         self.enabled = True
         self._lock = threading.Lock()
         self._kill_lock = threading.Lock()
@@ -111,9 +116,11 @@ class FaultProxy:
             fault = "none"
             if self.enabled and self._required.get(call):
                 fault = self._required[call].pop(0)
+                if fault.startswith("kill"):
+                    self.kills -= 1
             elif self.enabled and self.rng.random() < self.rate:
                 fault = self.rng.choice(FAULTS[1:])
-                if fault == "kill":
+                if fault.startswith("kill"):
                     if self.kills <= 0 or self.restart is None:
                         fault = "drop-response"
                     else:
@@ -134,6 +141,13 @@ class FaultProxy:
             return self._close(h)
         if fault == "delay-request":
             time.sleep(delay)
+        if fault == "kill-during":
+            forward = threading.Thread(target=self._forward_quietly, args=(h, body))
+            forward.start()
+            time.sleep(delay / 10)
+            self._restart()
+            forward.join()
+            return self._close(h)
         try:
             reply = self._forward(h, body)
             if fault == "duplicate":
@@ -141,9 +155,7 @@ class FaultProxy:
         except httpx.HTTPError:
             return self._close(h)  # the server is down (being restarted): a failed connection
         if fault == "kill":
-            assert self.restart is not None
-            with self._kill_lock:
-                self.restart()
+            self._restart()
             return self._close(h)
         if fault == "drop-response":
             return self._close(h)
@@ -176,6 +188,15 @@ class FaultProxy:
             response.close()
         kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in HOP]
         return response.status_code, kept, content
+
+    def _forward_quietly(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            self._forward(h, body)
+
+    def _restart(self) -> None:
+        assert self.restart is not None
+        with self._kill_lock:
+            self.restart()
 
     def _send_cut(self, h: BaseHTTPRequestHandler, body: bytes, at: int) -> None:
         """The head and a prefix of the body to the server, then a closed connection."""

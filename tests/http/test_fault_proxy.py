@@ -92,7 +92,7 @@ def _history(tmp: Path, seed: int) -> FaultProxy:
         server.signal(signal.SIGKILL)
         server.start()
 
-    proxy = FaultProxy(server.port, seed, rate=0.35, kills=1, restart=restart)
+    proxy = FaultProxy(server.port, seed, rate=0.35, kills=3, restart=restart)
     try:
         replicas, clients = [a, b, served], [a, b]
         created = 0
