@@ -274,6 +274,12 @@ class MySQLPeer(BatchPeer):
                 faults = S.trigger_faults(self.conn, sc.tables)
                 if faults:
                     raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
+                gone = S.emptied(self.conn, sc.tables)
+                if gone:
+                    raise RepairNeeded(
+                        f"scope {scope!r} in {self.url}: rows of {', '.join(sorted(gone))} vanished untracked"
+                        " (TRUNCATE TABLE?): run `peersync repair` to send their deletes"
+                    )
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
                 hidden = self._hidden(sc, tick)
