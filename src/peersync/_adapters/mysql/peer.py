@@ -236,7 +236,9 @@ class MySQLPeer(BatchPeer):
 
     def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
         """Recreate lost triggers (a table dropped and created again) and make
-        the rows inserted or deleted meanwhile local changes; ``restamp``
+        the rows inserted or deleted meanwhile local changes; rows that
+        vanished without a trigger (``TRUNCATE TABLE``) become local deletes
+        (their tables are reported in ``untracked``); ``restamp``
         also makes every live row a new local change, keeping its change
         time (for rows updated meanwhile). Rebuilds the triggers that track
         foreign-key actions (run it after adding a foreign key). Idempotent.

@@ -374,7 +374,8 @@ def emptied(conn: Conn, tables: list[Tracked]) -> list[str]:
             for d in ("", " DESC")
         )
         hit = conn.execute(
-            f"SELECT 1 FROM ({ends}) AS k LEFT JOIN {q(t.name)} AS u ON {on} WHERE u.{q(t.schema.key[0])} IS NULL LIMIT 1"
+            f"SELECT 1 FROM ({ends}) AS k LEFT JOIN {q(t.name)} AS u ON {on}"
+            f" WHERE u.{q(t.schema.key[0])} IS NULL LIMIT 1"
         ).fetchone()
         if hit:
             out.append(t.name)
