@@ -9,11 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
-from .servers import Ledger, Server, sqlite_rows
+import peersync
+
+from .servers import SCOPE, Ledger, Server, sqlite_rows
 
 
 def _settle(server: Server, ledger: Ledger, a: str) -> None:
@@ -50,20 +51,12 @@ def test_bulk_load_in_an_open_transaction_arrives_whole_after_commit(
     assert len(sqlite_rows(a)) >= 54
 
 
-def test_truncate_by_a_foreign_writer_reaches_every_replica(
-    server: Server, replica: Callable[[str], str], request: Any
-) -> None:
+def test_truncate_by_a_foreign_writer_reaches_every_replica(server: Server, replica: Callable[[str], str]) -> None:
     # The truncating transaction re-inserts a row and stays open while a
     # session runs (on PostgreSQL the session waits for TRUNCATE's lock, and
-    # the writer commits once it does; MariaDB's TRUNCATE commits at once).
-    if server.kind == "mysql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MariaDB fires no DELETE trigger for TRUNCATE TABLE: the rows vanish untracked,"
-                " replicas keep them for good (README says any client's writes are tracked)",
-            )
-        )
+    # the writer commits once it does). MariaDB's TRUNCATE commits at once and
+    # fires no trigger: the session is refused (RepairNeeded) until `repair`
+    # turns the vanished rows into local deletes.
     a = replica("a")
     ledger = Ledger()
     server.sql("INSERT INTO item VALUES (1, 'base', 0), (2, 'base', 0), (3, 'base', 0)")
@@ -90,8 +83,14 @@ def test_truncate_by_a_foreign_writer_reaches_every_replica(
         t.join()
         assert not errors, errors
     else:
-        ledger.push(server.url, a)
+        with pytest.raises(peersync.RepairNeeded, match="peersync repair"):
+            ledger.push(server.url, a)
         w.commit()
+        with pytest.raises(peersync.RepairNeeded, match="TRUNCATE"):
+            ledger.push(server.url, a)
+        with peersync.connect(server.url) as db:
+            report = db.repair(SCOPE)
+        assert report.untracked == ("item",) and report.deleted == 3  # 1, 3 and the unsynced 4
     w.close()
     _settle(server, ledger, a)
     assert sqlite_rows(a) == [(2, "again", 1)]

@@ -181,8 +181,7 @@ def test_sqlite_peers_hold_identical_rows_after_a_postgresql_hop(pg_db: Callable
 # TRUNCATE on a MariaDB peer is not tracked: its rows are gone there, every sync sends nothing,
 # and the other peers keep the rows for good, with no error or warning. (PostgreSQL tracks
 # TRUNCATE; the README's MariaDB section lists what is tracked and says nothing of TRUNCATE.)
-# Fixed would be: tracked, or refused at the next sync (RepairNeeded) like a rebuilt SQLite table.
-@pytest.mark.xfail(strict=True, reason="MariaDB: TRUNCATE TABLE is not tracked and peers diverge silently")
+# Fixed: refused at the next sync (RepairNeeded naming `peersync repair`), and repair sends the deletes.
 def test_mariadb_truncate_reaches_the_other_peers_or_is_refused(mysql_db: Callable[[str], str], tmp_path: Any) -> None:
     import sqlite3
 
@@ -198,11 +197,12 @@ def test_mariadb_truncate_reaches_the_other_peers_or_is_refused(mysql_db: Callab
         m.provision("s", ["t"])
         assert peersync.sync(a, m, "s").sent_a_to_b == 3
     _mysql(url, "TRUNCATE TABLE t")
-    try:
-        with peersync.connect(path) as a, peersync.connect(url) as m:
+    with peersync.connect(path) as a, peersync.connect(url) as m:
+        with pytest.raises(peersync.RepairNeeded, match="peersync repair"):
             peersync.sync(a, m, "s")
-    except peersync.RepairNeeded:
-        return  # refused with the command to run: acceptable
+        assert _sqlite_rows(path, "t") == [("a", 1), ("b", 2), ("c", 3)]  # refused: nothing changed
+        assert m.repair("s").deleted == 3
+        peersync.sync(a, m, "s")
     assert _sqlite_rows(path, "t") == [], "the TRUNCATE on MariaDB never reached the SQLite peer"
 
 

@@ -236,7 +236,9 @@ class MySQLPeer(BatchPeer):
 
     def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
         """Recreate lost triggers (a table dropped and created again) and make
-        the rows inserted or deleted meanwhile local changes; ``restamp``
+        the rows inserted or deleted meanwhile local changes; rows that
+        vanished without a trigger (``TRUNCATE TABLE``) become local deletes
+        (their tables are reported in ``untracked``); ``restamp``
         also makes every live row a new local change, keeping its change
         time (for rows updated meanwhile). Rebuilds the triggers that track
         foreign-key actions (run it after adding a foreign key). Idempotent.
@@ -274,6 +276,12 @@ class MySQLPeer(BatchPeer):
                 faults = S.trigger_faults(self.conn, sc.tables)
                 if faults:
                     raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
+                gone = S.emptied(self.conn, sc.tables)
+                if gone:
+                    raise RepairNeeded(
+                        f"scope {scope!r} in {self.url}: rows of {', '.join(sorted(gone))} vanished untracked"
+                        " (TRUNCATE TABLE?): run `peersync repair` to send their deletes"
+                    )
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
                 hidden = self._hidden(sc, tick)

@@ -1,6 +1,7 @@
 """Keeping a MariaDB scope's tracking right across a new replica id
-(``reidentify``), a change of its tables' columns (``migrate``) and
-triggers lost with a rebuilt table (``repair``).
+(``reidentify``), a change of its tables' columns (``migrate``), and
+triggers lost with a rebuilt table or rows lost to ``TRUNCATE TABLE``,
+which fires no trigger (``repair``: the vanished rows become local deletes).
 
 MariaDB commits DDL on its own, so these cannot be one transaction. Each
 table is handled under ``LOCK TABLES`` (no write lands between the new
@@ -85,11 +86,14 @@ def retrack(peer: MySQLPeer, scope: str, *, migrate: bool, restamp: bool, tables
             if have != [d.lower() for d in t.key_decl]:
                 raise ScopeError(key_changed(t.name, scope, ", ".join(have), ", ".join(t.key_decl)))
         faults = S.trigger_faults(conn, plan.current)
+        # TRUNCATE TABLE fires no trigger: rows gone, triggers kept. Sessions
+        # probe the ends of the key range (S.emptied); repair looks at every row.
+        emptied = {t.name for t in plan.current if conn.execute(_vanished_sql(t) + " LIMIT 1").fetchone()}
         retracked, untracked = [], []
         inserted = deleted = restamped = 0
         for t in plan.current:
             redo = t.name in faults or plan.changed(t)
-            if not redo and not restamp:
+            if not redo and not restamp and t.name not in emptied:
                 continue
             _lock(peer, t)
             try:
@@ -102,6 +106,9 @@ def retrack(peer: MySQLPeer, scope: str, *, migrate: bool, restamp: bool, tables
                 if t.name in faults:
                     untracked.append(t.name)
                     inserted += _stamp(peer, t, _missing_sql(t), gone=False)
+                    deleted += _stamp(peer, t, _vanished_sql(t), gone=True)
+                elif t.name in emptied:
+                    untracked.append(t.name)
                     deleted += _stamp(peer, t, _vanished_sql(t), gone=True)
                 if restamp:
                     every = f"SELECT {_ukeys(t)} FROM {q(t.name)} AS {U}"
