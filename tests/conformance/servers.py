@@ -161,7 +161,12 @@ class PostgresServer(Server):
             return self._shape(conn)
 
     def _shape(self, conn: Any) -> Rows:
-        user = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'"
+        # not pg_temp_N: a closed connection's backend drops its temporary tables after the
+        # client has gone, so they can vanish under this query ("could not open relation")
+        user = (
+            "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'"
+            " AND n.nspname NOT LIKE 'pg_temp%%'"
+        )
         out: Rows = []
         for what, sql in (
             (
@@ -181,7 +186,8 @@ class PostgresServer(Server):
             (
                 "trigger",
                 "SELECT t.tgrelid::regclass::text, t.tgname, t.tgenabled, pg_get_triggerdef(t.oid)"
-                " FROM pg_trigger AS t WHERE NOT t.tgisinternal",
+                " FROM pg_trigger AS t JOIN pg_class AS c ON c.oid = t.tgrelid"
+                " JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE NOT t.tgisinternal AND " + user,
             ),
             (
                 "function",
