@@ -66,6 +66,16 @@ def migrate_command(where: str, scope: str, tables: Sequence[str]) -> str:
     return f"peersync init {shlex.quote(where)} --scope {shlex.quote(scope)} {flags} --migrate"
 
 
+def keep_tables(asked: set[str] | None, names: Sequence[str], scope: str, where: str) -> None:
+    """Migrating keeps a scope's tables: ``asked`` (the tables named, None when
+    none were) must be the scope's ``names``. Raises :class:`ScopeError`."""
+    if asked is not None and asked != set(names):
+        raise ScopeError(
+            f"migrating keeps a scope's tables: scope {scope!r} in {where} has {', '.join(names)};"
+            " to add or remove tables, provision another scope"
+        )
+
+
 def plan_retrack(
     meta: Meta,
     scope: str,
@@ -100,11 +110,7 @@ def plan_retrack(
         asked = None if tables is None else {by_global.get(n) or ident(introspect(n)) for n in tables}
     except TableError as exc:
         raise SchemaMismatch(f"scope {scope!r} in {where}: {exc}") from exc
-    if asked is not None and asked != set(names):
-        raise ScopeError(
-            f"migrating keeps a scope's tables: scope {scope!r} in {where} has {', '.join(names)};"
-            " to add or remove tables, provision another scope"
-        )
+    keep_tables(asked, names, scope, where)
     # the fingerprint is over the scope's global names (tables given are global too)
     plan = RetrackPlan(names, stored_fp, current, fingerprint([local.schema_out(t.schema) for t in current]),
                        {n: tracked[n][0] for n in names}, define, ident)  # fmt: skip

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from peersync._adapters.sql.meta import NAMES_DDL
 from peersync._adapters.sql.names_file import load_names
+from peersync._adapters.sql.retrack import keep_tables
 from peersync._adapters.sql.scopes import (
     check_provision_args,
     definition,
@@ -219,11 +220,7 @@ class SQLiteProvisioning(SQLiteCore):
                 asked = None if tables is None else {S.introspect(conn, local.local_table(n)).name for n in tables}
             except TableError as exc:
                 raise SchemaMismatch(f"scope {scope!r} in {self.path}: {exc}") from exc
-            if asked is not None and asked != set(names):
-                raise ScopeError(
-                    f"migrating keeps a scope's tables: scope {scope!r} in {self.path} has {', '.join(names)};"
-                    " to add or remove tables, provision another scope"
-                )
+            keep_tables(asked, names, scope, str(self.path))
             shapes = [local.schema_out(t.schema) for t in current]
             fp = fingerprint(shapes)
             reshaped = not S.fingerprint_holds(stored_fp, shapes)
