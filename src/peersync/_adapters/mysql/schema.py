@@ -36,9 +36,10 @@ Triggers (AFTER INSERT/UPDATE/DELETE) fire for every row of every statement,
 multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` (an insert or an update per
 row) and ``REPLACE`` (a delete then an insert, also for rows evicted through
 another UNIQUE index) included. They skip the writes of peersync's own apply
-(``@peersync_apply`` is set on its connection only), which writes its
-tracking itself. MariaDB does not fire triggers for rows changed by foreign
-key actions (``ON DELETE CASCADE``): such changes are not tracked.
+(``@peersync_apply`` is set on its connection only, and only while it
+writes a table without triggers of the user's), which writes its tracking
+itself. MariaDB does not fire triggers for rows changed by foreign key
+actions (``ON DELETE CASCADE``): ``cascades.py`` tracks those.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class Tracked(TrackedNames):
     key_decl: tuple[str, ...]  # each key column's type with its collation, for the tracking table
     depends_on: tuple[str, ...]  # tables this one references
     tid: int = 0
+    # Has this table a trigger of the user's? Then a write to it may change
+    # other rows, which the apply must track (see ``Apply._guard``).
+    side_effects: bool = True
 
     @property
     def specs(self) -> tuple[Column, ...]:
@@ -340,7 +344,12 @@ def introspect(conn: Conn, table: str) -> Tracked:
             }
         )
     )
-    return Tracked(TableSchema(name, columns, key, types, specs), key_decl, deps)
+    (effects,) = conn.execute(
+        "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
+        " AND event_object_table = %s AND trigger_name NOT LIKE %s",
+        (name, PREFIX.replace("_", "\\_") + "%"),
+    ).fetchone()
+    return Tracked(TableSchema(name, columns, key, types, specs), key_decl, deps, side_effects=bool(effects))
 
 
 def trigger_faults(conn: Conn, tables: list[Tracked]) -> dict[str, str]:

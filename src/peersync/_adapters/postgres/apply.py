@@ -434,11 +434,15 @@ class SetApply:
                     self._fail(tab.t, r, msg)
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
+        # A user's trigger on one table may change rows of another that this
+        # batch wrote (and stamped) before it: any table with side effects
+        # makes every table's written rows worth comparing.
+        effects = any(tab.t.side_effects for tab in self.tables)
         for tab in self.tables:
             # Rows written in another form than received become local changes (see normalized.py).
             live = [(r.ord, r.change[5], r.bound) for r in tab.rows if r.action == APPLY and not r.deleted]
             restamp_rewritten(self.conn, tab.t, tab.staging, live, _param)
-            if tab.t.side_effects:
+            if effects:
                 self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
 
     def _drift(self, tab: _Table, ords: list[int]) -> None:
