@@ -81,6 +81,8 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
         v = check(v)
         if isinstance(v, float) and not math.isfinite(v):
             raise Unfit(f"MariaDB cannot store {v!r}{where}")
+        if isinstance(v, float) and v == 0 and math.copysign(1, v) < 0:
+            raise Unfit(f"MariaDB cannot store -0.0{where} (it keeps 0.0)")
         return v
 
     if t is ValueType.REAL:
@@ -99,6 +101,8 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
 
         def dec(v: Value) -> Any:
             v = finite(v, " in a DECIMAL")
+            if isinstance(v, float):  # SQLite's affinity makes decimal text a REAL: judged by its digits
+                v = repr(v)
             if isinstance(v, str):
                 try:
                     d = decimal.Decimal(v)

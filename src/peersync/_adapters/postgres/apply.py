@@ -47,7 +47,7 @@ from . import collisions
 from .conn import RETRYABLE, savepoint
 from .normalized import restamp_rewritten
 from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
-from .values import BindValue, Unfit, bind_type, to_pg
+from .values import BindValue, Unfit, bind_type, blame, to_pg
 from .values import bound_param as _param
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
@@ -496,7 +496,8 @@ class SetApply:
             raise
         except psycopg.Error as exc:
             if len(rows) == 1:
-                return [(rows[0], " ".join(str(exc).split()))]
+                assert rows[0].bound is not None
+                return [(rows[0], blame(self.conn, tab.t, rows[0].bound, " ".join(str(exc).split())))]
             mid = len(rows) // 2
             return self._write_span(tab, rows[:mid], deletes) + self._write_span(tab, rows[mid:], deletes)
         self.report.applied += len(rows)
