@@ -25,23 +25,24 @@ from peersync import ConflictType
 from .conftest import Rows, run
 
 COLS = [
-    "id", "small", "big", "dbl", "dec", "txt", "vc", "bin", "flag", "day", "tod", "ts", "tstz", "uid", "doc", "color"
+    "id", "small", "big", "dbl", "dec", "txt", "vc", "bin", "flag", "day", "tod", "ts", "tstz", "uid", "doc", "color",
+    "single",
 ]  # fmt: skip
 PG = [
     "CREATE TYPE hue AS ENUM ('red', 'green')",
     "CREATE TABLE v (id bigint PRIMARY KEY, small smallint, big bigint, dbl double precision,"
     " dec numeric(20, 6), txt text, vc varchar(20), bin bytea, flag boolean, day date, tod time, ts timestamp,"
-    " tstz timestamptz, uid uuid, doc json, color hue)",
+    " tstz timestamptz, uid uuid, doc json, color hue, single real)",
 ]
 MYSQL = [
     "CREATE TABLE v (id BIGINT PRIMARY KEY, small SMALLINT, big BIGINT, dbl DOUBLE, `dec` DECIMAL(20, 6),"
     " txt LONGTEXT, vc VARCHAR(20), bin LONGBLOB, flag BOOLEAN, day DATE, tod TIME(6), ts DATETIME(6),"
-    " tstz TIMESTAMP(6) NULL, uid UUID, doc JSON, color ENUM('red', 'green'))"
+    " tstz TIMESTAMP(6) NULL, uid UUID, doc JSON, color ENUM('red', 'green'), single FLOAT)"
 ]
 LITE = [
     "CREATE TABLE v (id INTEGER PRIMARY KEY, small SMALLINT, big BIGINT, dbl REAL, dec DECIMAL(20, 6),"
     " txt TEXT, vc VARCHAR(20), bin BLOB, flag BOOLEAN, day DATE, tod TIME, ts TIMESTAMP, tstz TIMESTAMPTZ,"
-    " uid UUID, doc JSON, color TEXT)"
+    " uid UUID, doc JSON, color TEXT, single FLOAT)"
 ]
 BIG_TEXT = "ab\u00e9\u4e2d\U0001f600" * 60_000  # 300,000 characters, 4-byte ones included
 BIG_BYTES = bytes(range(256)) * 4_000  # 1 MB, every byte value
@@ -49,15 +50,17 @@ ROWS: list[tuple[Any, ...]] = [
     (1, -32768, -(2**63), 1.7976931348623157e308, 12.5, "\u00fcn\u00efc\u00f8d\u00e9 \U0001f600 \U0001d11e",
      "abcdefghij0123456789", b"\x00\xff\x00", 1, "2024-02-29", "23:59:59.123456", "2024-03-01 09:30:00.000001",
      "2038-01-19 03:14:07.999999+00:00", "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
-     '{"a": [1, 2.5], "\u00e9": "\U0001f600"}', "red"),
+     '{"a": [1, 2.5], "\u00e9": "\U0001f600"}', "red", 3.4028234663852886e38),
     (2, 32767, 2**63 - 1, 5e-324, -99999999999999, BIG_TEXT, "", BIG_BYTES, 0, "1000-01-01", "00:00:00",
-     "1999-12-31 23:59:59", "1970-01-01 00:00:01+00:00", "00000000-0000-0000-0000-000000000000", "[]", "green"),
-    (3, *([None] * 15)),
+     "1999-12-31 23:59:59", "1970-01-01 00:00:01+00:00", "00000000-0000-0000-0000-000000000000", "[]", "green",
+     1.401298464324817e-45),
+    (3, *([None] * 16)),
     (4, 0, 0, -2.5e-300, -0.25, "tab\there\nnewline 'quote' \"dq\" \\ back", "\U0001f600" * 20, b"", 1,
      "9999-12-31", "12:00:00.500000", "9999-12-31 23:59:59.999999", "2024-06-30 23:59:59.500000+00:00",
-     "ffffffff-ffff-ffff-ffff-ffffffffffff", "null", "red"),
+     "ffffffff-ffff-ffff-ffff-ffffffffffff", "null", "red", -0.10000000149011612),
     (5, 1, 1, 0.1, 0, "", "x", b"\x00", 0, "2024-01-01", "00:00:00.000001", "2024-01-01 00:00:00",
-     "2024-01-01 00:00:00+00:00", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", '"just a string"', "green"),
+     "2024-01-01 00:00:00+00:00", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", '"just a string"', "green",
+     0.12345670163631439),
 ]  # fmt: skip
 
 
@@ -138,15 +141,15 @@ def test_values_round_trip_postgres_to_mariadb_and_back(servers: Callable[[], tu
         "SET TimeZone = 'Asia/Kolkata'",
         "INSERT INTO v VALUES (10, 7, 9007199254740993, -0.5, 1234567890.123456, 'pg \U0001f600', 'vc', '\\x00ff',"
         " true, '2024-02-29', '10:11:12.25', '2024-01-01 10:00:00.25', '2024-01-01 10:00:00.25+05:30',"
-        " 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '{\"k\": [true, null]}', 'green'),"
-        " (11, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+        " 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '{\"k\": [true, null]}', 'green', 0.3),"
+        " (11, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
     )
     run(
         maria,
         "SET time_zone = '-07:00'",
         "INSERT INTO v VALUES (20, -7, -9007199254740993, 2.5e-310, -0.000001, 'maria \U0001f600', '\u00e9', x'ff00',"
         " FALSE, '2000-01-01', '23:00:00.5', '2000-01-01 00:00:00.000001', '2000-01-01 00:00:00.75',"
-        " 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', '[1, {\"a\": \"b\"}]', 'red')",
+        " 'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12', '[1, {\"a\": \"b\"}]', 'red', 0.1234567)",
     )
     from_pg, from_maria = _lite(tmp_path, "from_pg"), _lite(tmp_path, "from_maria")
     r = _push(pg, maria)
@@ -162,7 +165,8 @@ def test_values_round_trip_postgres_to_mariadb_and_back(servers: Callable[[], tu
     assert got[10][11:14] == ("2024-01-01 10:00:00.250000", "2024-01-01 04:30:00.250000+00:00",
                               "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")  # fmt: skip
     assert got[20][12] == "2000-01-01 07:00:00.750000+00:00"  # MariaDB's writer was at -07:00
-    assert got[11][1:] == (None,) * 15
+    assert got[11][1:] == (None,) * 16
+    assert got[10][16] == 0.30000001192092896 and got[20][16] == 0.12345670163631439  # single precision, exactly
 
 
 # The destination column, the value, what the error must say.
@@ -177,6 +181,7 @@ PG_UNFIT = [
     ("ts", "2023-02-29 10:00:00", "date"),
     ("txt", "a\x00b", "NUL"),
     ("uid", "not-a-uuid", "UUID"),
+    ("single", 0.1, "precision"),
 ]
 MYSQL_UNFIT = [
     ("vc", "x" * 21, "too long"),
@@ -190,6 +195,8 @@ MYSQL_UNFIT = [
     ("dbl", -math.inf, "inf"),
     ("tstz", "1969-12-31 23:59:59+00:00", "incorrect"),
     ("txt", b"\xff\xfe", "incorrect string value"),  # SQLite holds bytes in a TEXT column
+    ("single", 0.1, "precision"),
+    ("single", 1e39, "out of range"),
 ]
 
 

@@ -93,7 +93,7 @@ def rewritten(
         chunk = keys[n : n + _CHUNK]
         cond = f"({', '.join(q(t.schema.columns[p]) for p in kp)}) IN ({', '.join([tup] * len(chunk))})"
         for got in conn.execute(
-            f"SELECT {', '.join(q(c) for c in names)} FROM {q(t.name)} WHERE {cond}",
+            f"SELECT {', '.join(t.read(c) for c in names)} FROM {q(t.name)} WHERE {cond}",
             [v for key in chunk for v in bind(key)],
         ).fetchall():
             key = tuple(to[p](v) for p, v in zip(kp, got, strict=False))
@@ -133,7 +133,7 @@ def drifted(
     found: dict[tuple[Value, ...], bool] = {}
     key = t.schema.key
     on = " AND ".join(f"u.{q(c)} = x.k{i}" for i, c in enumerate(key))
-    cols = ", ".join(f"u.{q(c)}" for c in t.schema.columns)
+    cols = ", ".join(t.read(c, "u") for c in t.schema.columns)
     for n in range(0, len(rows), _CHUNK):
         chunk = rows[n : n + _CHUNK]
         derived = " UNION ALL ".join(

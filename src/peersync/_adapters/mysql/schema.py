@@ -244,6 +244,13 @@ class Tracked(TrackedNames):
             f"DROP TABLE IF EXISTS {q(self.tracking)}",
         ]
 
+    def read(self, column: str, alias: str = "") -> str:
+        """A user column as peersync reads it: a ``FLOAT`` widened to
+        ``DOUBLE`` in SQL, exactly (the driver would get six digits of it)."""
+        ref = f"{alias}.{q(column)}" if alias else q(column)
+        spec = self.schema.specs[self.schema.columns.index(column)]
+        return f"CAST({ref} AS DOUBLE)" if is_float(spec) else ref
+
     @cached_property
     def key_where(self) -> str:
         return " AND ".join(f"{q(k)} = %s" for k in self.schema.key)
@@ -254,8 +261,8 @@ class Tracked(TrackedNames):
         # snapshot taken before the apply waited for a local writer's lock,
         # so a conflict would be judged (and a merge built) on a stale row.
         return (
-            f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {self.key_where}"
-            " FOR UPDATE"
+            f"SELECT {', '.join(self.read(c) for c in self.schema.columns)} FROM {q(self.name)}"
+            f" WHERE {self.key_where} FOR UPDATE"
         )
 
     @cached_property
@@ -274,6 +281,11 @@ class Tracked(TrackedNames):
         others = [c for c in self.schema.columns if c not in self.schema.key]
         sets = ", ".join(f"{q(c)} = %s" for c in others)
         return f"UPDATE {q(self.name)} SET {sets} WHERE {self.key_where}" if others else ""
+
+
+def is_float(spec: Column) -> bool:
+    """A single-precision ``FLOAT`` column (a ``FLOAT(p)`` with p above 24 is a ``DOUBLE``)."""
+    return spec.type is ValueType.REAL and (spec.declared or "").lower().startswith("float")
 
 
 def key_declaration(column_type: str, collation: str | None) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import struct
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -85,6 +86,22 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
             raise Unfit(f"MariaDB cannot store -0.0{where} (it keeps 0.0)")
         return v
 
+    if t is ValueType.REAL and (spec.declared or "").lower().startswith("float"):
+
+        def single(v: Value) -> Value:
+            v = finite(v)
+            if isinstance(v, float):
+                try:
+                    narrow = struct.unpack("f", struct.pack("f", v))[0]
+                except OverflowError:
+                    narrow = math.inf
+                if math.isinf(narrow):
+                    raise Unfit(f"{v!r} is out of range for {spec.declared}")
+                if narrow != v:
+                    raise Unfit(f"{v!r} would lose precision in {spec.declared}")
+            return v
+
+        return single
     if t is ValueType.REAL:
         return finite
     if t is ValueType.TIMESTAMPTZ:
