@@ -104,7 +104,7 @@ class Apply:
             try:
                 with self.conn.errors(), self.conn.txn():
                     self.conn.execute(f"SET {APPLYING} = 1")
-                    self.applying = True
+                    self.applying, self.effects = True, S.user_triggers(self.conn)
                     try:
                         return self._run()
                     finally:
@@ -144,7 +144,7 @@ class Apply:
         for t, rows in reversed(plans):
             self._deletes(t, rows)
         versions: list[Version] = []
-        effects = any(t.side_effects for t, _ in plans)
+        effects = any(t.name in self.effects for t, _ in plans)
         for t, rows in plans:
             self._normalized(t, rows, effects)
             self._rewrites(t, rows)
@@ -296,8 +296,8 @@ class Apply:
         table with triggers of the user's: what those change elsewhere must be
         tracked (the apply's own rows, stamped by the triggers too, get their
         incoming versions from :meth:`_stamp` afterwards)."""
-        if self.applying == t.side_effects:
-            self.applying = not t.side_effects
+        if self.applying == (t.name in self.effects):
+            self.applying = t.name not in self.effects
             self.conn.execute(f"SET {APPLYING} = {'1' if self.applying else 'NULL'}")
 
     def _upserts(self, t: Tracked, rows: list[_Row]) -> None:

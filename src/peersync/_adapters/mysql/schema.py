@@ -149,9 +149,6 @@ class Tracked(TrackedNames):
     key_decl: tuple[str, ...]  # each key column's type with its collation, for the tracking table
     depends_on: tuple[str, ...]  # tables this one references
     tid: int = 0
-    # Has this table a trigger of the user's? Then a write to it may change
-    # other rows, which the apply must track (see ``Apply._guard``).
-    side_effects: bool = True
 
     @property
     def specs(self) -> tuple[Column, ...]:
@@ -356,12 +353,19 @@ def introspect(conn: Conn, table: str) -> Tracked:
             }
         )
     )
-    (effects,) = conn.execute(
-        "SELECT COUNT(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE()"
-        " AND event_object_table = %s AND trigger_name NOT LIKE %s",
-        (name, PREFIX.replace("_", "\\_") + "%"),
-    ).fetchone()
-    return Tracked(TableSchema(name, columns, key, types, specs), key_decl, deps, side_effects=bool(effects))
+    return Tracked(TableSchema(name, columns, key, types, specs), key_decl, deps)
+
+
+def user_triggers(conn: Conn) -> set[str]:
+    """The tables that have triggers of the user's: a write to one may change other rows."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT event_object_table FROM information_schema.triggers"
+            " WHERE trigger_schema = DATABASE() AND trigger_name NOT LIKE %s",
+            (PREFIX.replace("_", "\\_") + "%",),
+        ).fetchall()
+    }
 
 
 def trigger_faults(conn: Conn, tables: list[Tracked]) -> dict[str, str]:
