@@ -434,9 +434,7 @@ class SetApply:
                     self._fail(tab.t, r, msg)
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
-        # A user's trigger on one table may change rows of another that this
-        # batch wrote (and stamped) before it: any table with side effects
-        # makes every table's written rows worth comparing.
+        # A trigger on any table of the batch may change rows of another that it stamped before.
         effects = any(tab.t.side_effects for tab in self.tables)
         for tab in self.tables:
             # Rows written in another form than received become local changes (see normalized.py).
@@ -496,8 +494,7 @@ class SetApply:
             raise
         except psycopg.Error as exc:
             if len(rows) == 1:
-                assert rows[0].bound is not None
-                return [(rows[0], blame(self.conn, tab.t, rows[0].bound, " ".join(str(exc).split())))]
+                return [(rows[0], blame(self.conn, tab.t, rows[0].bound or [], " ".join(str(exc).split())))]
             mid = len(rows) // 2
             return self._write_span(tab, rows[:mid], deletes) + self._write_span(tab, rows[mid:], deletes)
         self.report.applied += len(rows)
