@@ -182,17 +182,20 @@ def _paths(fks: list[ForeignKey], root: str, tracked: dict[str, Tracked], root_n
     return sorted(out, key=lambda p: not p.updated)
 
 
-def _record(path: _Path, tracked: dict[str, Tracked]) -> str:
+def _record(path: _Path, tracked: dict[str, Tracked], update: bool) -> str:
     """The block that records the tracked rows at the end of ``path`` (read
     before the action, as they are now): deleted, updated, or, when the
-    chain changes their key, the old key deleted and the new one inserted."""
+    chain changes their key, the old key deleted and the new one inserted.
+    ``update``: the root row is updated; the chain starts only if the
+    columns its first key references change, tested before any read."""
     t = tracked[path.steps[-1].child]
     aliases = [f"{PREFIX}a{i}" for i in range(len(path.steps))]
     joins = f"{q(path.steps[0].child)} AS {aliases[0]}" + "".join(
         f" JOIN {q(fk.child)} AS {a} ON {_match(a, fk.cols, prev, fk.refs)}"
         for fk, a, prev in zip(path.steps[1:], aliases[1:], aliases[:-1], strict=True)
     )
-    where = [_match(aliases[0], path.steps[0].cols, "OLD", path.steps[0].refs), *path.where]
+    first, *rest = path.where if update else ("", *path.where)
+    where = [_match(aliases[0], path.steps[0].cols, "OLD", path.steps[0].refs), *rest]
     last = aliases[-1]
     new = dict(path.new)
     select = f"SELECT {', '.join(f'{last}.{q(k)}' for k in t.schema.key)}"
@@ -212,7 +215,8 @@ def _record(path: _Path, tracked: dict[str, Tracked]) -> str:
         ]
     else:
         body = [t.stamp(vs, 0, KEEP_CREATION)]
-    return _block(t, select, body, rekeyed)
+    block = _block(t, select, body, rekeyed)
+    return f"IF {first} THEN {block} END IF;" if first else block
 
 
 def name_of(kind: str, table: str) -> str:
@@ -236,7 +240,7 @@ def plan(conn: Conn, tracked: dict[str, Tracked]) -> list[str]:
         ):
             paths = _paths(fks, root, tracked, root_new)
             if paths:
-                blocks = " ".join(_record(p, tracked) for p in paths)
+                blocks = " ".join(_record(p, tracked, bool(root_new)) for p in paths)
                 head = f"CREATE TRIGGER {q(name_of(kind, root))} BEFORE {event} ON {q(root)} FOR EACH ROW"
                 out.append(f"{head} BEGIN {blocks} END")
     return out
