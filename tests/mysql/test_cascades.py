@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 import peersync
 
-from .conftest import rows, sql, sqlite_file, sqlite_rows
+from .conftest import pymysql, rows, sql, sqlite_file, sqlite_rows
 
 
 def _setup(mysql_db: Callable[[], str], tmp_path: Path, maria: Sequence[str], lite: Sequence[str],
@@ -165,3 +167,116 @@ def test_deprovision_removes_the_cascade_triggers(mysql_db: Callable[[], str]) -
         ]  # fmt: skip
         db.deprovision("s")
         assert conn.execute(names).fetchall() == ()
+
+
+CHAIN = [
+    "CREATE TABLE p (code VARCHAR(10) PRIMARY KEY, name VARCHAR(20))",
+    "CREATE TABLE c (pcode VARCHAR(10), n INT, PRIMARY KEY (pcode, n),"
+    " FOREIGN KEY (pcode) REFERENCES p (code) ON UPDATE CASCADE ON DELETE CASCADE)",
+    "CREATE TABLE g (pcode VARCHAR(10), n INT, m INT, PRIMARY KEY (pcode, n, m),"
+    " FOREIGN KEY (pcode, n) REFERENCES c (pcode, n) ON UPDATE CASCADE ON DELETE CASCADE)",
+    "CREATE TABLE w (id INT PRIMARY KEY, pcode VARCHAR(10), n INT,"
+    " FOREIGN KEY (pcode, n) REFERENCES c (pcode, n) ON UPDATE CASCADE ON DELETE CASCADE)",
+    "CREATE TABLE z (id INT PRIMARY KEY, pcode VARCHAR(10), n INT,"
+    " FOREIGN KEY (pcode, n) REFERENCES c (pcode, n) ON UPDATE SET NULL ON DELETE SET NULL)",
+    "CREATE TABLE gg (id INT PRIMARY KEY, pcode VARCHAR(10), n INT, m INT,"
+    " FOREIGN KEY (pcode, n, m) REFERENCES g (pcode, n, m) ON UPDATE CASCADE ON DELETE SET NULL)",
+    "INSERT INTO p VALUES ('a', 'first'), ('b', 'second')",
+    "INSERT INTO c VALUES ('a', 1), ('a', 2), ('b', 1)",
+    "INSERT INTO g VALUES ('a', 1, 1), ('a', 1, 2), ('a', 2, 1), ('b', 1, 1)",
+    "INSERT INTO w VALUES (1, 'a', 1), (2, 'a', 2), (3, 'b', 1)",
+    "INSERT INTO z VALUES (1, 'a', 1), (2, 'b', 1), (3, NULL, NULL)",
+    "INSERT INTO gg VALUES (1, 'a', 1, 2), (2, 'b', 1, 1)",
+]
+CHAIN_LITE = [
+    "CREATE TABLE p (code VARCHAR(10) PRIMARY KEY, name VARCHAR(20))",
+    "CREATE TABLE c (pcode VARCHAR(10), n INT, PRIMARY KEY (pcode, n))",
+    "CREATE TABLE g (pcode VARCHAR(10), n INT, m INT, PRIMARY KEY (pcode, n, m))",
+    "CREATE TABLE w (id INTEGER PRIMARY KEY, pcode VARCHAR(10), n INT)",
+    "CREATE TABLE z (id INTEGER PRIMARY KEY, pcode VARCHAR(10), n INT)",
+    "CREATE TABLE gg (id INTEGER PRIMARY KEY, pcode VARCHAR(10), n INT, m INT)",
+]
+CHAIN_TABLES = ["p", "c", "g", "w", "z", "gg"]
+
+
+def test_update_cascades_reach_grandchildren_and_rekey_them(mysql_db: Callable[[], str], tmp_path: Path) -> None:
+    url, path = _setup(mysql_db, tmp_path, CHAIN, CHAIN_LITE, CHAIN_TABLES)
+    sql(url, "UPDATE p SET code = 'q' WHERE code = 'a'")  # p -> c -> g -> gg, c -> w, c -> z (nulled)
+    _converged(url, path, CHAIN_TABLES)
+    assert sqlite_rows(path, "c") == [("b", 1), ("q", 1), ("q", 2)]
+    assert sqlite_rows(path, "g") == [("b", 1, 1), ("q", 1, 1), ("q", 1, 2), ("q", 2, 1)]
+    assert sqlite_rows(path, "w") == [(1, "q", 1), (2, "q", 2), (3, "b", 1)]
+    assert sqlite_rows(path, "z") == [(1, None, None), (2, "b", 1), (3, None, None)]
+    assert sqlite_rows(path, "gg") == [(1, "q", 1, 2), (2, "b", 1, 1)]
+    # A key update in the middle of the chain: c -> g (rekeyed) -> gg, and c -> w.
+    sql(url, "UPDATE c SET n = 5 WHERE pcode = 'q' AND n = 1")
+    _converged(url, path, CHAIN_TABLES)
+    assert sqlite_rows(path, "g") == [("b", 1, 1), ("q", 2, 1), ("q", 5, 1), ("q", 5, 2)]
+    assert sqlite_rows(path, "w") == [(1, "q", 5), (2, "q", 2), (3, "b", 1)]
+    assert sqlite_rows(path, "gg") == [(1, "q", 5, 2), (2, "b", 1, 1)]
+    # An update that changes no referenced column reaches no child.
+    with peersync.connect(url) as db:
+        before = db.describe("s").tick
+    sql(url, "UPDATE p SET name = 'renamed' WHERE code = 'q'", "UPDATE c SET pcode = pcode WHERE pcode = 'q'")
+    with peersync.connect(url) as db:
+        assert db.describe("s").tick == before + 1  # the row of p only
+    _converged(url, path, CHAIN_TABLES)
+
+
+def test_deletes_cascade_and_null_down_the_chain(mysql_db: Callable[[], str], tmp_path: Path) -> None:
+    url, path = _setup(mysql_db, tmp_path, CHAIN, CHAIN_LITE, CHAIN_TABLES)
+    sql(url, "DELETE FROM p WHERE code = 'b'")  # c, g, w deleted; z and gg (through g's delete) nulled
+    _converged(url, path, CHAIN_TABLES)
+    assert sqlite_rows(path, "c") == [("a", 1), ("a", 2)]
+    assert sqlite_rows(path, "w") == [(1, "a", 1), (2, "a", 2)]
+    assert sqlite_rows(path, "z") == [(1, "a", 1), (2, None, None), (3, None, None)]
+    assert sqlite_rows(path, "gg") == [(1, "a", 1, 2), (2, None, None, None)]
+    sql(url, "DELETE FROM g WHERE m = 2")  # from the middle: gg nulled
+    _converged(url, path, CHAIN_TABLES)
+    assert sqlite_rows(path, "gg") == [(1, None, None, None), (2, None, None, None)]
+
+
+def test_a_set_null_that_an_update_cascade_carries_on(mysql_db: Callable[[], str], tmp_path: Path) -> None:
+    # Deleting p nulls c.pcode (ON DELETE SET NULL), an update of c's
+    # referenced column that InnoDB cascades to g, through an untracked table.
+    url, path = _setup(
+        mysql_db, tmp_path,
+        ["CREATE TABLE p (code VARCHAR(10) PRIMARY KEY)",
+         "CREATE TABLE c (id INT PRIMARY KEY, pcode VARCHAR(10), KEY (pcode),"
+         " FOREIGN KEY (pcode) REFERENCES p (code) ON DELETE SET NULL ON UPDATE CASCADE)",
+         "CREATE TABLE mid (id INT PRIMARY KEY, ccode VARCHAR(10), KEY (ccode),"
+         " FOREIGN KEY (ccode) REFERENCES c (pcode) ON UPDATE CASCADE)",
+         "CREATE TABLE leaf (id INT PRIMARY KEY, mcode VARCHAR(10),"
+         " FOREIGN KEY (mcode) REFERENCES mid (ccode) ON UPDATE CASCADE)",
+         "INSERT INTO p VALUES ('a'), ('b')", "INSERT INTO c VALUES (1, 'a'), (2, 'b')",
+         "INSERT INTO mid VALUES (1, 'a'), (2, 'b')", "INSERT INTO leaf VALUES (1, 'a'), (2, 'b'), (3, 'a')"],
+        ["CREATE TABLE p (code VARCHAR(10) PRIMARY KEY)", "CREATE TABLE c (id INTEGER PRIMARY KEY, pcode VARCHAR(10))",
+         "CREATE TABLE leaf (id INTEGER PRIMARY KEY, mcode VARCHAR(10))"],
+        ["p", "c", "leaf"],
+    )  # fmt: skip
+    sql(url, "UPDATE p SET code = 'x' WHERE code = 'b'")  # p -> c -> mid (untracked) -> leaf
+    _converged(url, path, ["p", "c", "leaf"])
+    assert sqlite_rows(path, "leaf") == [(1, "a"), (2, "x"), (3, "a")]
+    sql(url, "DELETE FROM p WHERE code = 'a'")
+    _converged(url, path, ["p", "c", "leaf"])
+    assert sqlite_rows(path, "c") == [(1, None), (2, "x")]
+    assert sqlite_rows(path, "leaf") == [(1, None), (2, "x"), (3, None)]
+
+
+def test_set_default_is_restrict_in_innodb_and_needs_no_tracking(mysql_db: Callable[[], str], tmp_path: Path) -> None:
+    url, path = _setup(
+        mysql_db, tmp_path,
+        ["CREATE TABLE p (id INT PRIMARY KEY)",
+         "CREATE TABLE c (id INT PRIMARY KEY, pid INT DEFAULT 0,"
+         " FOREIGN KEY (pid) REFERENCES p (id) ON DELETE SET DEFAULT ON UPDATE SET DEFAULT)",
+         "INSERT INTO p VALUES (1), (2)", "INSERT INTO c VALUES (1, 1)"],
+        ["CREATE TABLE p (id INTEGER PRIMARY KEY)", "CREATE TABLE c (id INTEGER PRIMARY KEY, pid INT)"],
+        ["p", "c"],
+    )  # fmt: skip
+    with pytest.raises(pymysql.err.IntegrityError):  # InnoDB keeps the key but not the action
+        sql(url, "DELETE FROM p WHERE id = 1")
+    with pytest.raises(pymysql.err.IntegrityError):
+        sql(url, "UPDATE p SET id = 7 WHERE id = 1")
+    sql(url, "DELETE FROM p WHERE id = 2")
+    _converged(url, path, ["p", "c"])
+    assert sqlite_rows(path, "p") == [(1,)] and sqlite_rows(path, "c") == [(1, 1)]

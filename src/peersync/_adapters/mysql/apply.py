@@ -23,7 +23,7 @@ from typing import Any
 
 import pymysql
 
-from peersync._adapters.sql.meta import Meta, dumps
+from peersync._adapters.sql.meta import Meta, dumps, now_ms
 from peersync._engine.errors import DatabaseLocked, ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import (
@@ -52,7 +52,7 @@ from peersync._engine.wire import decode_batch
 from . import schema as S
 from .collisions import ER_DUP_ENTRY, ask, colliding, unique_indexes
 from .conn import Conn, q
-from .normalized import rewritten
+from .normalized import drifted, rewritten
 from .schema import APPLYING, KEEP_CREATION, PREFIX, Scope, Tracked
 from .values import Unfit, converters
 
@@ -104,6 +104,7 @@ class Apply:
             try:
                 with self.conn.errors(), self.conn.txn():
                     self.conn.execute(f"SET {APPLYING} = 1")
+                    self.applying, self.effects = True, S.user_triggers(self.conn)
                     try:
                         return self._run()
                     finally:
@@ -143,8 +144,9 @@ class Apply:
         for t, rows in reversed(plans):
             self._deletes(t, rows)
         versions: list[Version] = []
+        effects = any(t.name in self.effects for t, _ in plans)
         for t, rows in plans:
-            self._normalized(t, rows)
+            self._normalized(t, rows, effects)
             self._rewrites(t, rows)
             versions.extend(r.change[2] for r in rows if r.action in _LEARNED)
             self._release_pending(t, rows)
@@ -289,7 +291,17 @@ class Apply:
                 raise Unfit(f"column {c}: {exc}") from None
         return out
 
+    def _guard(self, t: Tracked) -> None:
+        """The tracking triggers skip the apply's own writes, except on a
+        table with triggers of the user's: what those change elsewhere must be
+        tracked (the apply's own rows, stamped by the triggers too, get their
+        incoming versions from :meth:`_stamp` afterwards)."""
+        if self.applying == (t.name in self.effects):
+            self.applying = t.name not in self.effects
+            self.conn.execute(f"SET {APPLYING} = {'1' if self.applying else 'NULL'}")
+
     def _upserts(self, t: Tracked, rows: list[_Row]) -> None:
+        self._guard(t)
         live = [r for r in rows if r.action == "apply" and not r.change[1]]
         # The last change of a key in the batch is the one that counts.
         last: dict[tuple[Value, ...], _Row] = {}
@@ -314,6 +326,7 @@ class Apply:
         self._stamp(t, [r for r in last.values() if r.action == "apply"])
 
     def _deletes(self, t: Tracked, rows: list[_Row]) -> None:
+        self._guard(t)
         dead = [r for r in rows if r.action == "apply" and r.change[1]]
         todo = []
         for r in dead:
@@ -445,6 +458,7 @@ class Apply:
     def _rewrites(self, t: Tracked, rows: list[_Row]) -> None:
         """Conflict outcomes under a policy other than last writer wins become
         new local changes, made knowing both sides, so every replica converges."""
+        self._guard(t)
         for r in rows:
             if r.action not in ("write", "restamp", "merge"):
                 continue
@@ -482,8 +496,10 @@ class Apply:
                 )
                 r.action = "failed"
 
-    def _normalized(self, t: Tracked, rows: list[_Row]) -> None:
-        """Rows written in another form than received become local changes (see normalized.py)."""
+    def _normalized(self, t: Tracked, rows: list[_Row], effects: bool) -> None:
+        """Rows written in another form than received, and (``effects``: a
+        table of the batch has triggers of the user's) rows something changed
+        after the apply wrote them, become local changes (see normalized.py)."""
         live = [r for r in rows if r.action == "apply" and not r.change[1]]
         kp = t.schema.key_positions
 
@@ -497,6 +513,14 @@ class Apply:
                 self._stamp_local(
                     t, bind(r.key), r.change[4] + 1, False, self.extra_ids[r.extra - 1] if r.extra else self.mw
                 )
+        if not effects:
+            return
+        done = [r for r in rows if r.action == "apply" and r.key not in changed]
+        moved = drifted(self.conn, t, [(r.key, None if r.change[1] else r.change[5]) for r in done], bind)
+        for r in done:
+            if r.key in moved:  # a change made here, now, on top of the incoming version
+                mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
+                self._stamp_local(t, bind(r.key), max(now_ms(), r.change[4] + 1), moved[r.key], mw)
 
     def _key_row(self, t: Tracked, key: tuple[Value, ...]) -> list[Value]:
         kp = t.schema.key_positions

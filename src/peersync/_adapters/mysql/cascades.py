@@ -10,21 +10,23 @@ trigger on every table whose actions reach a tracked table, tracked or not
 UPDATE), which records, before the engine acts, every tracked row the action
 will change:
 
-- a delete follows each chain of ``ON DELETE CASCADE`` keys from the deleted
-  row (through untracked tables too, and round cycles, as deep as InnoDB
-  itself goes: 15 levels) and records the rows at its end as deleted, or as
-  updated where the last key is ``SET NULL``;
-- an update that changes referenced columns records the rows of the direct
-  children it cascades to or nulls as updated (a key change when the key
-  includes the foreign key: a delete of the old key and an insert of the new).
+- from the deleted or updated row, every chain of actions is followed (through
+  untracked tables too, and round delete cycles, as deep as InnoDB itself
+  goes: 15 levels): ``ON DELETE CASCADE`` deletes the next rows; ``ON DELETE
+  SET NULL``, ``ON UPDATE SET NULL`` and ``ON UPDATE CASCADE`` update them, and
+  an updated row's changed columns carry on to the rows whose foreign keys
+  reference them (``ON UPDATE`` actions, only where a referenced value really
+  changes). The tracked rows at the end of each chain are recorded deleted,
+  updated, or (an update that changes their key) as a delete of the old key
+  and an insert of the new one. ``SET DEFAULT`` needs nothing: InnoDB keeps
+  such a key but not its action (it restricts).
 
 The rows are read ``LOCK IN SHARE MODE`` (the latest committed state, the
 one the engine acts on, locked until the end of the transaction; ``FOR
 UPDATE`` is refused on the trigger's own table); the statement is
 atomic, so a delete refused later (``RESTRICT`` elsewhere) records nothing.
 The triggers also run during peersync's own applies: a cascade there is a
-local change, as on SQLite. Not followed: an ``ON UPDATE CASCADE`` that
-changes columns a grandchild references in turn (one level only).
+local change, as on SQLite.
 
 They depend on every tracked table of the database, so :func:`refresh`
 rebuilds them all after any provisioning change.
@@ -92,33 +94,81 @@ def _match(a: str, cols: tuple[str, ...], b: str, refs: tuple[str, ...]) -> str:
     return " AND ".join(f"{a}.{q(c)} = {b}.{q(r)}" for c, r in zip(cols, refs, strict=True))
 
 
-def _block(t: Tracked, select: str, body: list[str]) -> str:
-    """A loop over ``select`` (``t``'s key values, as v0, v1, ...) running ``body`` per row."""
+def _block(t: Tracked, select: str, body: list[str], rekeyed: bool = False) -> str:
+    """A loop over ``select`` (``t``'s key values, as v0, v1, ..., then with
+    ``rekeyed`` the key values after the action, as w0, w1, ...) running ``body`` per row."""
     vs = [f"v{i}" for i in range(len(t.kcols))]
-    decls = " ".join(f"DECLARE {v} {_declare(d)};" for v, d in zip(vs, t.key_decl, strict=True))
+    ws = [f"w{i}" for i in range(len(t.kcols))] if rekeyed else []
+    decls = " ".join(f"DECLARE {v} {_declare(d)};" for v, d in zip(vs + ws, t.key_decl * 2, strict=False))
     return (
         f"BEGIN DECLARE done INT DEFAULT 0; {decls} DECLARE c CURSOR FOR {select} LOCK IN SHARE MODE;"
         " DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1; OPEN c;"
-        f" lp: LOOP FETCH c INTO {', '.join(vs)}; IF done THEN LEAVE lp; END IF; {' '.join(body)}"
+        f" lp: LOOP FETCH c INTO {', '.join(vs + ws)}; IF done THEN LEAVE lp; END IF; {' '.join(body)}"
         " END LOOP; CLOSE c; END;"
     )
 
 
-def _delete_paths(fks: list[ForeignKey], root: str, tracked: dict[str, Tracked]) -> list[list[ForeignKey]]:
-    """Chains of delete actions from ``root`` ending at a tracked table,
-    updates (``SET NULL``) before deletes, so a row both nulled and deleted
-    is recorded deleted."""
-    out: list[list[ForeignKey]] = []
+@dataclass(frozen=True)
+class _Path:
+    """A chain of foreign-key actions from a root row to the rows of
+    ``steps[-1].child`` it reaches. ``updated``: those rows are updated (a
+    ``SET NULL``, or an update cascade), not deleted; ``new``: their columns
+    the chain changes, each with its value afterwards as SQL (the root's
+    ``NEW.col``, or ``NULL``): a cascade copies the referenced value, which
+    comes from the root or from a ``SET NULL`` up the chain."""
+
+    steps: tuple[ForeignKey, ...]
+    updated: bool
+    new: tuple[tuple[str, str], ...]
+    where: tuple[str, ...] = ()  # each update step acts only on rows whose referenced columns change
+
+
+def _next(path: _Path | None, fk: ForeignKey, root_new: dict[str, str]) -> _Path | None:
+    """``path`` (None: the root row itself, deleted when ``root_new`` is
+    empty, else updated to it) carried one step further through ``fk``, or
+    None when InnoDB's action there changes nothing."""
+    before = path.steps if path else ()
+    updated = bool(root_new) if path is None else path.updated
+    changed = root_new if path is None else dict(path.new)
+    where = path.where if path else ()
+    if not updated:
+        if fk.on_delete == "CASCADE":
+            return _Path((*before, fk), False, (), where)
+        if fk.on_delete != "SET NULL":
+            return None
+        new = {c: "NULL" for c in fk.cols}
+    else:
+        # An update reaches a child only through referenced columns it changes.
+        if fk.on_update not in _ACTS or not any(r in changed for r in fk.refs):
+            return None
+        if any(f.parent == fk.child for f in before) or fk.child == fk.parent:
+            return None  # InnoDB refuses an update cascade that comes back to a table it changed
+        prev = f"{PREFIX}a{len(before) - 1}" if before else "OLD"
+        same = " AND ".join(f"BINARY {prev}.{q(r)} <=> BINARY {changed[r]}" for r in fk.refs if r in changed)
+        where = (*where, f"NOT ({same})")
+        if fk.on_update == "SET NULL":
+            new = {c: "NULL" for c in fk.cols}
+        else:
+            new = {c: changed[r] for c, r in zip(fk.cols, fk.refs, strict=True) if r in changed}
+    return _Path((*before, fk), True, tuple(new.items()), where)
+
+
+def _paths(fks: list[ForeignKey], root: str, tracked: dict[str, Tracked], root_new: dict[str, str]) -> list[_Path]:
+    """Every chain of actions from a row of ``root`` (deleted, or updated to
+    ``root_new``) that ends at a tracked table, as deep as InnoDB goes;
+    updates before deletes, so a row both nulled and deleted is recorded deleted."""
+    out: list[_Path] = []
     by_parent: dict[str, list[ForeignKey]] = defaultdict(list)
     for fk in fks:
-        if fk.on_delete in _ACTS:
-            by_parent[fk.parent].append(fk)
+        by_parent[fk.parent].append(fk)
 
-    def walk(table: str, path: list[ForeignKey]) -> None:
-        if len(path) >= MAX_DEPTH:
+    def walk(table: str, path: _Path | None) -> None:
+        if path is not None and len(path.steps) >= MAX_DEPTH:
             return
         for fk in by_parent[table]:
-            here = [*path, fk]
+            here = _next(path, fk, root_new)
+            if here is None:
+                continue
             if fk.child in tracked:
                 out.append(here)
                 if len(out) > MAX_PATHS:
@@ -126,54 +176,47 @@ def _delete_paths(fks: list[ForeignKey], root: str, tracked: dict[str, Tracked])
                         f"the foreign keys under table {root} cascade along more than {MAX_PATHS} paths;"
                         " peersync cannot track their effects"
                     )
-            if fk.on_delete == "CASCADE":
-                walk(fk.child, here)
+            walk(fk.child, here)
 
-    walk(root, [])
-    return sorted(out, key=lambda p: p[-1].on_delete == "CASCADE")
+    walk(root, None)
+    return sorted(out, key=lambda p: not p.updated)
 
 
-def _delete_trigger(root: str, paths: list[list[ForeignKey]], tracked: dict[str, Tracked]) -> str:
-    blocks = []
-    for path in paths:
-        t = tracked[path[-1].child]
-        aliases = [f"{PREFIX}a{i}" for i in range(len(path))]
-        joins = f"{q(path[0].child)} AS {aliases[0]}" + "".join(
-            f" JOIN {q(fk.child)} AS {a} ON {_match(a, fk.cols, prev, fk.refs)}"
-            for fk, a, prev in zip(path[1:], aliases[1:], aliases[:-1], strict=True)
-        )
-        last = aliases[-1]
-        select = (
-            f"SELECT {', '.join(f'{last}.{q(k)}' for k in t.schema.key)} FROM {joins}"
-            f" WHERE {_match(aliases[0], path[0].cols, 'OLD', path[0].refs)}"
-        )
-        gone = 1 if path[-1].on_delete == "CASCADE" else 0
-        vs = ", ".join(f"v{i}" for i in range(len(t.kcols)))
-        blocks.append(_block(t, select, [t.stamp(vs, gone, KEEP_CREATION)]))
-    return (
-        f"CREATE TRIGGER {q(name_of('cd', root))} BEFORE DELETE ON {q(root)} FOR EACH ROW BEGIN {' '.join(blocks)} END"
+def _record(path: _Path, tracked: dict[str, Tracked], update: bool) -> str:
+    """The block that records the tracked rows at the end of ``path`` (read
+    before the action, as they are now): deleted, updated, or, when the
+    chain changes their key, the old key deleted and the new one inserted.
+    ``update``: the root row is updated; the chain starts only if the
+    columns its first key references change, tested before any read."""
+    t = tracked[path.steps[-1].child]
+    aliases = [f"{PREFIX}a{i}" for i in range(len(path.steps))]
+    joins = f"{q(path.steps[0].child)} AS {aliases[0]}" + "".join(
+        f" JOIN {q(fk.child)} AS {a} ON {_match(a, fk.cols, prev, fk.refs)}"
+        for fk, a, prev in zip(path.steps[1:], aliases[1:], aliases[:-1], strict=True)
     )
-
-
-def _update_trigger(root: str, fks: list[ForeignKey], tracked: dict[str, Tracked]) -> str:
-    blocks = []
-    for fk in fks:
-        t = tracked[fk.child]
-        changed = " AND ".join(f"BINARY OLD.{q(r)} <=> BINARY NEW.{q(r)}" for r in fk.refs)
-        a = PREFIX + "a0"
-        select = f"SELECT {', '.join(f'{a}.{q(k)}' for k in t.schema.key)} FROM {q(fk.child)} AS {a}"
-        select += f" WHERE {_match(a, fk.cols, 'OLD', fk.refs)}"
-        vs = [f"v{i}" for i in range(len(t.kcols))]
-        ref_of = dict(zip(fk.cols, fk.refs, strict=True))
-        if fk.on_update == "CASCADE" and any(k in ref_of for k in t.schema.key):
-            new = ", ".join(f"NEW.{q(ref_of[k])}" if k in ref_of else v for k, v in zip(t.schema.key, vs, strict=True))
-            body = [t.stamp(", ".join(vs), 1, KEEP_CREATION), t.stamp(new, 0, FRESH_CREATION)]
-        else:
-            body = [t.stamp(", ".join(vs), 0, KEEP_CREATION)]
-        blocks.append(f"IF NOT ({changed}) THEN {_block(t, select, body)} END IF;")
-    return (
-        f"CREATE TRIGGER {q(name_of('cu', root))} BEFORE UPDATE ON {q(root)} FOR EACH ROW BEGIN {' '.join(blocks)} END"
-    )
+    first, *rest = path.where if update else ("", *path.where)
+    where = [_match(aliases[0], path.steps[0].cols, "OLD", path.steps[0].refs), *rest]
+    last = aliases[-1]
+    new = dict(path.new)
+    select = f"SELECT {', '.join(f'{last}.{q(k)}' for k in t.schema.key)}"
+    rekeyed = path.updated and any(k in new for k in t.schema.key)
+    if rekeyed:
+        select += ", " + ", ".join(new.get(k, f"{last}.{q(k)}") for k in t.schema.key)
+    select += f" FROM {joins} WHERE {' AND '.join(where)}"
+    vs = ", ".join(f"v{i}" for i in range(len(t.kcols)))
+    if not path.updated:
+        body = [t.stamp(vs, 1, KEEP_CREATION)]
+    elif rekeyed:
+        ws = ", ".join(f"w{i}" for i in range(len(t.kcols)))
+        same = " AND ".join(f"v{i} <=> w{i}" for i in range(len(t.kcols)))
+        body = [
+            f"IF {same} THEN {t.stamp(vs, 0, KEEP_CREATION)}"
+            f" ELSE {t.stamp(vs, 1, KEEP_CREATION)} {t.stamp(ws, 0, FRESH_CREATION)} END IF;"
+        ]
+    else:
+        body = [t.stamp(vs, 0, KEEP_CREATION)]
+    block = _block(t, select, body, rekeyed)
+    return f"IF {first} THEN {block} END IF;" if first else block
 
 
 def name_of(kind: str, table: str) -> str:
@@ -183,14 +226,23 @@ def name_of(kind: str, table: str) -> str:
 def plan(conn: Conn, tracked: dict[str, Tracked]) -> list[str]:
     """The cascade triggers ``tracked`` (every tracked table, with its log id) needs."""
     fks = [fk for fk in foreign_keys(conn) if not fk.child.lower().startswith(PREFIX)]
+    columns: dict[str, list[str]] = defaultdict(list)
+    for name, col in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = DATABASE()"
+        " ORDER BY table_name, ordinal_position"
+    ).fetchall():
+        columns[name].append(col)
     out = []
     for root in sorted({fk.parent for fk in fks}):
-        paths = _delete_paths(fks, root, tracked)
-        if paths:
-            out.append(_delete_trigger(root, paths, tracked))
-        ups = [fk for fk in fks if fk.parent == root and fk.on_update in _ACTS and fk.child in tracked]
-        if ups:
-            out.append(_update_trigger(root, ups, tracked))
+        for kind, event, root_new in (
+            ("cd", "DELETE", {}),
+            ("cu", "UPDATE", {c: f"NEW.{q(c)}" for c in columns[root]}),
+        ):
+            paths = _paths(fks, root, tracked, root_new)
+            if paths:
+                blocks = " ".join(_record(p, tracked, bool(root_new)) for p in paths)
+                head = f"CREATE TRIGGER {q(name_of(kind, root))} BEFORE {event} ON {q(root)} FOR EACH ROW"
+                out.append(f"{head} BEGIN {blocks} END")
     return out
 
 

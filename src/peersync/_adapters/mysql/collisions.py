@@ -51,7 +51,7 @@ def colliding(
             continue  # NULLs never collide
         same = " AND ".join(f"{q(c)} = %s" for c in cols)
         for row in conn.execute(
-            f"SELECT {', '.join(q(c) for c in s.columns)} FROM {q(t.name)} WHERE {same} AND NOT ({itself})",
+            f"SELECT {', '.join(t.read(c) for c in s.columns)} FROM {q(t.name)} WHERE {same} AND NOT ({itself})",
             (*vals, *kp),
         ).fetchall():
             okey = tuple(row[pos[k]] for k in s.key)

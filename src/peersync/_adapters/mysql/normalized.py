@@ -16,12 +16,19 @@ canonical form and within the column's digits is not, and a batch of other
 columns costs nothing more.
 Decimals are left out: ``decimal(p, s)`` pads ``12.3`` to ``12.30``, the
 same number, which SQLite peers store alike (by affinity).
+
+A user's trigger may also change what the apply wrote (a ``BEFORE`` trigger
+rewriting the row, an ``AFTER`` trigger updating a row of another table that
+the same batch wrote before): when a table of the batch has such triggers,
+:func:`drifted` reads every written row back, all columns, and those that
+differ become local changes too, as SQLite's and PostgreSQL's applies do.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from peersync._engine.model import Value
@@ -33,6 +40,7 @@ from .values import converters
 
 _CHUNK = 500
 _REWRITE = (ValueType.DATE, ValueType.TIME, ValueType.TIMESTAMP, ValueType.TIMESTAMPTZ, ValueType.UUID)
+_NUMBERS = (ValueType.INTEGER, ValueType.REAL, ValueType.DECIMAL, ValueType.BOOLEAN)
 
 
 def rewrites(spec: Column) -> bool:
@@ -85,7 +93,7 @@ def rewritten(
         chunk = keys[n : n + _CHUNK]
         cond = f"({', '.join(q(t.schema.columns[p]) for p in kp)}) IN ({', '.join([tup] * len(chunk))})"
         for got in conn.execute(
-            f"SELECT {', '.join(q(c) for c in names)} FROM {q(t.name)} WHERE {cond}",
+            f"SELECT {', '.join(t.read(c) for c in names)} FROM {q(t.name)} WHERE {cond}",
             [v for key in chunk for v in bind(key)],
         ).fetchall():
             key = tuple(to[p](v) for p, v in zip(kp, got, strict=False))
@@ -97,4 +105,51 @@ def rewritten(
                 type(w := to[i](v)) is not type(values[i]) or w != values[i] for i, v in zip(cols, stored, strict=True)
             ):
                 found.add(key)
+    return found
+
+
+def _same(spec: Column, stored: Value, received: Value) -> bool:
+    """Does the value read back stand for the value received? Numbers by
+    value (``12.30`` is ``12.3``, ``1`` is ``1.0``), everything else exactly."""
+    if stored is None or received is None:
+        return stored is None and received is None
+    if spec.type in _NUMBERS:
+        try:
+            return Decimal(str(stored)) == Decimal(str(received))
+        except (InvalidOperation, ValueError):
+            return False
+    return type(stored) is type(received) and stored == received
+
+
+def drifted(
+    conn: Conn, t: Tracked, rows: Sequence[tuple[tuple[Value, ...], Sequence[Value] | None]], bind: Callable[[Any], Any]
+) -> dict[tuple[Value, ...], bool]:
+    """Rows the apply wrote that something else changed afterwards in its
+    transaction (a user's trigger on this or another table): ``rows`` are
+    each a key and the values written (None for a delete). Returns each such
+    key and whether its row is gone now. Matched by key in SQL (the column's
+    own collation), so a key stored in another form is still its row."""
+    to, _ = converters(t.specs)
+    found: dict[tuple[Value, ...], bool] = {}
+    key = t.schema.key
+    on = " AND ".join(f"u.{q(c)} = x.k{i}" for i, c in enumerate(key))
+    cols = ", ".join(t.read(c, "u") for c in t.schema.columns)
+    for n in range(0, len(rows), _CHUNK):
+        chunk = rows[n : n + _CHUNK]
+        derived = " UNION ALL ".join(
+            f"SELECT {i} AS n, " + ", ".join(f"%s AS k{j}" for j in range(len(key))) for i in range(len(chunk))
+        )
+        params = [v for k, _ in chunk for v in bind(k)]
+        for i, present, *stored in conn.execute(
+            f"SELECT x.n, u.{q(key[0])} IS NOT NULL, {cols} FROM ({derived}) AS x LEFT JOIN {q(t.name)} AS u ON {on}",
+            params,
+        ).fetchall():
+            k, got = chunk[int(i)]
+            if got is None:
+                if present:  # deleted, and back
+                    found[k] = False
+            elif not present:
+                found[k] = True
+            elif not all(_same(s, f(v), w) for s, f, v, w in zip(t.specs, to, stored, got, strict=True)):
+                found[k] = False
     return found

@@ -389,7 +389,7 @@ class MySQLPeer(BatchPeer):
         creation rep, creation tick, time, mw, values...)."""
         s = t.schema
         kmap = dict(zip(s.key, t.kcols, strict=True))
-        vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
+        vals = ", ".join(f"t.{kmap[c]}" if c in kmap else t.read(c, "u") for c in s.columns)
         match = " AND ".join(f"u.{q(c)} = t.{k}" for c, k in zip(s.key, t.kcols, strict=True))
         return (
             "SELECT l.seq, t.del, CASE WHEN t.scope = %(scope)s THEN t.urep ELSE 0 END,"

@@ -36,9 +36,10 @@ Triggers (AFTER INSERT/UPDATE/DELETE) fire for every row of every statement,
 multi-row ``INSERT ... ON DUPLICATE KEY UPDATE`` (an insert or an update per
 row) and ``REPLACE`` (a delete then an insert, also for rows evicted through
 another UNIQUE index) included. They skip the writes of peersync's own apply
-(``@peersync_apply`` is set on its connection only), which writes its
-tracking itself. MariaDB does not fire triggers for rows changed by foreign
-key actions (``ON DELETE CASCADE``): such changes are not tracked.
+(``@peersync_apply`` is set on its connection only, and only while it
+writes a table without triggers of the user's), which writes its tracking
+itself. MariaDB does not fire triggers for rows changed by foreign key
+actions (``ON DELETE CASCADE``): ``cascades.py`` tracks those.
 """
 
 from __future__ import annotations
@@ -240,6 +241,13 @@ class Tracked(TrackedNames):
             f"DROP TABLE IF EXISTS {q(self.tracking)}",
         ]
 
+    def read(self, column: str, alias: str = "") -> str:
+        """A user column as peersync reads it: a ``FLOAT`` widened to
+        ``DOUBLE`` in SQL, exactly (the driver would get six digits of it)."""
+        ref = f"{alias}.{q(column)}" if alias else q(column)
+        spec = self.schema.specs[self.schema.columns.index(column)]
+        return f"CAST({ref} AS DOUBLE)" if is_float(spec) else ref
+
     @cached_property
     def key_where(self) -> str:
         return " AND ".join(f"{q(k)} = %s" for k in self.schema.key)
@@ -250,8 +258,8 @@ class Tracked(TrackedNames):
         # snapshot taken before the apply waited for a local writer's lock,
         # so a conflict would be judged (and a merge built) on a stale row.
         return (
-            f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {self.key_where}"
-            " FOR UPDATE"
+            f"SELECT {', '.join(self.read(c) for c in self.schema.columns)} FROM {q(self.name)}"
+            f" WHERE {self.key_where} FOR UPDATE"
         )
 
     @cached_property
@@ -270,6 +278,11 @@ class Tracked(TrackedNames):
         others = [c for c in self.schema.columns if c not in self.schema.key]
         sets = ", ".join(f"{q(c)} = %s" for c in others)
         return f"UPDATE {q(self.name)} SET {sets} WHERE {self.key_where}" if others else ""
+
+
+def is_float(spec: Column) -> bool:
+    """A single-precision ``FLOAT`` column (a ``FLOAT(p)`` with p above 24 is a ``DOUBLE``)."""
+    return spec.type is ValueType.REAL and (spec.declared or "").lower().startswith("float")
 
 
 def key_declaration(column_type: str, collation: str | None) -> str:
@@ -341,6 +354,18 @@ def introspect(conn: Conn, table: str) -> Tracked:
         )
     )
     return Tracked(TableSchema(name, columns, key, types, specs), key_decl, deps)
+
+
+def user_triggers(conn: Conn) -> set[str]:
+    """The tables that have triggers of the user's: a write to one may change other rows."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT event_object_table FROM information_schema.triggers"
+            " WHERE trigger_schema = DATABASE() AND trigger_name NOT LIKE %s",
+            (PREFIX.replace("_", "\\_") + "%",),
+        ).fetchall()
+    }
 
 
 def trigger_faults(conn: Conn, tables: list[Tracked]) -> dict[str, str]:

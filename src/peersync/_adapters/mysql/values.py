@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
+import struct
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -81,8 +82,26 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
         v = check(v)
         if isinstance(v, float) and not math.isfinite(v):
             raise Unfit(f"MariaDB cannot store {v!r}{where}")
+        if isinstance(v, float) and v == 0 and math.copysign(1, v) < 0:
+            raise Unfit(f"MariaDB cannot store -0.0{where} (it keeps 0.0)")
         return v
 
+    if t is ValueType.REAL and (spec.declared or "").lower().startswith("float"):
+
+        def single(v: Value) -> Value:
+            v = finite(v)
+            if isinstance(v, float):
+                try:
+                    narrow = struct.unpack("f", struct.pack("f", v))[0]
+                except OverflowError:
+                    narrow = math.inf
+                if math.isinf(narrow):
+                    raise Unfit(f"{v!r} is out of range for {spec.declared}")
+                if narrow != v:
+                    raise Unfit(f"{v!r} would lose precision in {spec.declared}")
+            return v
+
+        return single
     if t is ValueType.REAL:
         return finite
     if t is ValueType.TIMESTAMPTZ:
@@ -99,6 +118,8 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
 
         def dec(v: Value) -> Any:
             v = finite(v, " in a DECIMAL")
+            if isinstance(v, float):  # SQLite's affinity makes decimal text a REAL: judged by its digits
+                v = repr(v)
             if isinstance(v, str):
                 try:
                     d = decimal.Decimal(v)

@@ -47,7 +47,7 @@ from . import collisions
 from .conn import RETRYABLE, savepoint
 from .normalized import restamp_rewritten
 from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
-from .values import BindValue, Unfit, bind_type, to_pg
+from .values import BindValue, Unfit, bind_type, blame, to_pg
 from .values import bound_param as _param
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
@@ -434,11 +434,13 @@ class SetApply:
                     self._fail(tab.t, r, msg)
         for tab in self.tables:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
+        # A trigger on any table of the batch may change rows of another that it stamped before.
+        effects = any(tab.t.side_effects for tab in self.tables)
         for tab in self.tables:
             # Rows written in another form than received become local changes (see normalized.py).
             live = [(r.ord, r.change[5], r.bound) for r in tab.rows if r.action == APPLY and not r.deleted]
             restamp_rewritten(self.conn, tab.t, tab.staging, live, _param)
-            if tab.t.side_effects:
+            if effects:
                 self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
 
     def _drift(self, tab: _Table, ords: list[int]) -> None:
@@ -492,7 +494,7 @@ class SetApply:
             raise
         except psycopg.Error as exc:
             if len(rows) == 1:
-                return [(rows[0], " ".join(str(exc).split()))]
+                return [(rows[0], blame(self.conn, tab.t, rows[0].bound or [], " ".join(str(exc).split())))]
             mid = len(rows) // 2
             return self._write_span(tab, rows[:mid], deletes) + self._write_span(tab, rows[mid:], deletes)
         self.report.applied += len(rows)

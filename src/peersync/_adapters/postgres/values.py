@@ -20,6 +20,10 @@ import math
 import re
 import struct
 import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
 
 from peersync._engine.model import RawText, Value
 from peersync._engine.types import ValueType
@@ -153,6 +157,22 @@ def _decimal(col: PgColumn, v: Value) -> str:
         if whole > spec.precision - scale:
             raise Unfit(f"column {spec.name}: {text} is out of range for {spec.declared}")
     return text
+
+
+def blame(conn: Any, t: Tracked, bound: Sequence[BindValue], msg: str) -> str:
+    """``msg`` (PostgreSQL's refusal of one row) with the column whose value
+    it refused (an enum label, a value only PostgreSQL's input function
+    judges), found by casting each such value alone; ``msg`` itself when
+    none fails alone (a constraint). Runs only on a failing row."""
+    for i, col in enumerate(t.columns):
+        if bound[i] is None or bind_type(col) != "text" or col.cast == "text":
+            continue
+        try:
+            with conn.transaction():  # a savepoint
+                conn.execute(f"SELECT %s::{col.cast}", [bound[i]])
+        except psycopg.DataError:  # the value itself is refused
+            return f"column {col.spec.name}: {msg}"
+    return msg
 
 
 def bound_param(t: Tracked, i: int, ref: str) -> str:
