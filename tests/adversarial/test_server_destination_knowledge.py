@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from peersync._adapters.mysql import schema as mysql_schema
-
 from .servers import Ledger, Server, sqlite_rows, sqlite_write
 
 
@@ -69,6 +67,8 @@ def after_next_seal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Calla
     """``after_next_seal(f)``: run ``f`` right after the next MariaDB seal,
     once (a describe seals, then opens its snapshot: ``f`` commits in between,
     as a concurrent session's apply may)."""
+    from peersync._adapters.mysql import schema as mysql_schema  # needs the MariaDB driver
+
     real = mysql_schema.seal
     armed: list[Callable[[], None]] = []
 
