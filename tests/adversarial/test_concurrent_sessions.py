@@ -82,8 +82,8 @@ def test_pull_twice_from_the_server_while_a_local_writer_holds_the_bound_after_a
     server: Server, replica: Callable[[str], str]
 ) -> None:
     # As above, but A pulls twice before the writer commits: the second pull
-    # has nothing due below the bound and merges the description's knowledge,
-    # which must not name row 4's version either.
+    # has nothing due below the bound, while the server's description names
+    # row 4's version (it holds the row): what A merges must not name it.
     a, b = replica("a"), replica("b")
     ledger = Ledger()
     server.sql("INSERT INTO item VALUES (1, 'server', 0)")

@@ -180,6 +180,15 @@ class ReplicaInfo(ScopeState):
 
     ``knowledge`` includes the replica's own ticks up to ``tick``; ``tick`` is
     the snapshot bound: a session enumerates nothing above it.
+
+    ``knowledge`` is what the replica *holds*: every version its committed
+    rows hold or beat, also those of rows committed above ``tick`` (a
+    server's apply may commit there). It is the filter a source uses when
+    this replica is the destination, so it must name them all, or they are
+    sent again. It is not what the replica *vouches for* as a source: no
+    session merges it into another replica. A destination merges a source's
+    knowledge only as the made-with knowledge of a final batch, which keeps
+    below the bound (docs/design.md, "The tick contract").
     """
 
     tables: tuple[TableSchema, ...]

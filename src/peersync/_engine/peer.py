@@ -41,6 +41,9 @@ class Peer(Protocol):
         Read-only: never writes (compaction happens in :meth:`finish` and in
         maintenance calls). ``tick`` keeps the tick contract above: every
         change at or below it is committed, so enumerating up to it misses none.
+        ``knowledge`` is all this replica holds, rows above ``tick`` included:
+        as a destination's filter it must be whole, and it is never merged
+        elsewhere (see :class:`~peersync._engine.model.ReplicaInfo`).
 
         Raises :class:`~peersync.ScopeError` for an unknown scope,
         :class:`~peersync.SchemaMismatch` when a table changed since

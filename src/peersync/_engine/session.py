@@ -191,9 +191,9 @@ def run_session(
         raise ReplicaOutdated(f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it")
     known = di.knowledge
     # What to merge at the end: the source's knowledge read in the same
-    # snapshot as a final batch (or as the description, if nothing was due).
-    # Knowledge read earlier may name versions of rows that changed since and
-    # were not sent in this session: merging it would claim them.
+    # snapshot as a final batch. Knowledge read earlier may name versions of
+    # rows that changed since and were not sent in this session: merging it
+    # would claim them.
     merge: Knowledge | None = None
     upto = si.tick
     sent = applied = skipped = conflicts = deferred = batches = nbytes = 0
@@ -220,24 +220,24 @@ def run_session(
         if after >= upto:
             # Nothing of the source's up to the bound is missing (rows that
             # failed earlier were since applied, e.g. by a concurrent session).
-            if merge is None and upto == si.tick and excluded.is_empty():
-                if known.contains_knowledge(si.knowledge):
-                    merge = si.knowledge
-                else:
-                    # The source knows more than the destination, through no
-                    # row: the destination merges it on the word of a final
-                    # batch it applies (an empty one), which a destination that
-                    # does not trust its caller can check (a served database,
-                    # docs/protocol.md "Finish").
-                    data = source.changes(scope, known, upto, upto, max_rows=1, max_bytes=batch_bytes)
-                    report = dest.apply(scope, data, policy)
-                    batches += 1
-                    nbytes += len(data)
-                    sent += report.received
-                    progress(report, len(data))
-                    known = report.knowledge
-                    if report.final and report.excluded.is_empty():
-                        merge = report.made_with
+            if merge is None and upto == si.tick and excluded.is_empty() and not known.contains_knowledge(si.knowledge):
+                # The source knows more than the destination, through no row
+                # due: the destination merges only what a final batch it
+                # applies (an empty one) is made with, which a destination
+                # that does not trust its caller can check (a served
+                # database, docs/protocol.md "Finish"). Never the
+                # description's knowledge itself: that is what the source
+                # holds, rows above its bound included (a server's), not
+                # what it vouches for (docs/design.md, "The tick contract").
+                data = source.changes(scope, known, upto, upto, max_rows=1, max_bytes=batch_bytes)
+                report = dest.apply(scope, data, policy)
+                batches += 1
+                nbytes += len(data)
+                sent += report.received
+                progress(report, len(data))
+                known = report.knowledge
+                if report.final and report.excluded.is_empty():
+                    merge = report.made_with
             break
         pass_applied = 0
         # A retry pass carries only the rows that failed: let them travel in

@@ -268,7 +268,12 @@ class MySQLPeer(BatchPeer):
 
     def describe(self, scope: str) -> ReplicaInfo:
         """Seals committed changes (bookkeeping: no row, knowledge or log
-        entry changes meaning), then reports the sealed bound."""
+        entry changes meaning), then reports the sealed bound and the scope's
+        knowledge: all that it holds, versions of rows still unsealed
+        included (an apply may commit between the seal and the snapshot; a
+        destination's filter must name them, or a source sends them again).
+        Knowledge handed on as made-with leaves those out (:meth:`_hidden`);
+        a description's is never merged (``ReplicaInfo``)."""
         with self.conn.errors():
             S.seal(self.conn)
             with self.conn.txn(read_only=True):
@@ -284,8 +289,7 @@ class MySQLPeer(BatchPeer):
                     )
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
-                hidden = self._hidden(sc, tick)
-        k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
+        k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
@@ -311,8 +315,8 @@ class MySQLPeer(BatchPeer):
         (or sealed above ``tick``): an apply commits its rows unsealed
         together with knowledge of their versions, and a session reading
         meanwhile neither sees the rows nor sees the sealed clock move. The
-        knowledge a batch is made with (and a description's) leaves those
-        versions out (see :func:`~peersync._adapters.sql.batch_frame.hidden_versions`);
+        knowledge a batch is made with leaves those versions out (see
+        :func:`~peersync._adapters.sql.batch_frame.hidden_versions`);
         the rows are sent, with their versions, once sealed."""
         self.meta.load_replicas()
         rows: list[Any] = []

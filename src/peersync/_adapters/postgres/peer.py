@@ -317,14 +317,18 @@ class PostgresPeer(BatchPeer):
             return {s.name: s for s in self._scope(scope).global_schemas()}
 
     def describe(self, scope: str) -> ReplicaInfo:
+        """The bound, then in one snapshot the scope's knowledge: all that it
+        holds, versions of rows committed above the bound included (a
+        destination's filter must name them, or a source sends them again).
+        Knowledge handed on as made-with leaves those out (:meth:`_hidden`);
+        a description's is never merged (``ReplicaInfo``)."""
         with errors(self.url):
             tick = self.bound()
         with self._txn("REPEATABLE READ"):
             sc = self._scope(scope, reload=True)
             self._verify(sc)
             stored, forgotten = self.meta.stored_knowledge(scope)
-            hidden = self._hidden(sc, tick)
-        k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
+        k = stored.add_range(sc.rid, 1, tick)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
 
     def _batch(
@@ -358,8 +362,8 @@ class PostgresPeer(BatchPeer):
 
         A local writer's floor holds the bound below the newest tick while
         an apply commits rows above it with knowledge of their versions: the
-        knowledge a batch is made with (and a description's) leaves those
-        versions out (see :func:`~peersync._adapters.sql.batch_frame.hidden_versions`).
+        knowledge a batch is made with leaves those versions out (see
+        :func:`~peersync._adapters.sql.batch_frame.hidden_versions`).
         Cost: one index range scan of ``lt > tick`` per table, usually a
         few rows; the destination learns them with the batch that carries them."""
         self.meta.load_replicas()

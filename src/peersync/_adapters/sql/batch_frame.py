@@ -55,11 +55,12 @@ def hidden_versions(meta: Meta, rows: Iterable[Sequence[Any]]) -> Knowledge:
     apply commits such rows together with knowledge of their versions, so
     the scope's stored knowledge names versions whose rows no batch up to
     the bound carries: knowledge handed out as made-with (merged by the
-    destination when a batch is final, or from the description when nothing
-    is due) must leave them out, or the destination claims rows it never
-    received and filters them out as known for good. Replica index 0 (and
-    NULL) is this replica: its ticks above the bound are not claimed anyway.
-    Needs :meth:`Meta.load_replicas` first."""
+    destination when a batch is final) must leave them out, or the
+    destination claims rows it never received and filters them out as known
+    for good. A description keeps them (it is this replica's knowledge as a
+    destination, never merged elsewhere: docs/design.md, "The tick
+    contract"). Replica index 0 (and NULL) is this replica: its ticks above
+    the bound are not claimed anyway. Needs :meth:`Meta.load_replicas` first."""
     versions = []
     for urep, utick, crep, ctick in rows:
         for rep, tick in ((urep, utick), (crep, ctick)):
