@@ -35,8 +35,9 @@ from peersync._engine.model import (
     TableSchema,
 )
 from peersync._engine.names import NamesArg
+from peersync._engine.registry import is_loopback
 
-from .media import BATCH, COMPRESS_MIN, ERROR, MESSAGE, PREFIX, SNAPSHOT, STREAM, is_loopback
+from .media import BATCH, COMPRESS_MIN, ERROR, MESSAGE, PREFIX, SNAPSHOT, STREAM
 from .snapshot import read_snapshot
 
 TOKEN_ENV = "PEERSYNC_TOKEN"
@@ -99,12 +100,7 @@ class HTTPPeer:
         if type(retries) is not int or retries < 0:
             raise ConfigurationError(f"retries must be a whole number from 0, not {retries!r}")
         self.retries, self.backoff, self.max_backoff, self.max_size = retries, backoff, max_backoff, max_size
-        verify: ssl.SSLContext | bool = True
-        if ca is not None:
-            try:
-                verify = ssl.create_default_context(cafile=ca)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigurationError(f"cannot read the CA file {ca}: {exc}") from exc
+        verify = _tls_context(self.url, ca)
         headers = {"accept-encoding": "gzip" if self.compress else "identity", "user-agent": "peersync"}
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
@@ -309,6 +305,23 @@ class HTTPPeer:
 
     def compact(self, scope: str | None = None) -> None:
         raise self._local_only("compact")
+
+
+def _tls_context(url: str, ca: str | None) -> ssl.SSLContext | bool:
+    """How the client verifies TLS: the system's roots (httpx's default), the
+    CA file ``ca``, or, for a plain ``http://`` URL, a context that trusts no
+    certificate at all. Loading a CA bundle costs about 0.1 s per process, and
+    a plain-HTTP peer never makes a TLS handshake (redirects are not followed);
+    if one were ever made through it (an ``https`` proxy), it would fail
+    closed, never trust what it could not verify."""
+    if ca is not None:
+        try:
+            return ssl.create_default_context(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot read the CA file {ca}: {exc}") from exc
+    if url.startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies hostnames against no trusted root
 
 
 def _chunks(url: str, response: httpx.Response) -> Iterator[bytes]:

@@ -3,8 +3,6 @@ content types and headers of docs/protocol.md."""
 
 from __future__ import annotations
 
-import ipaddress
-
 PROTOCOL = 1
 PREFIX = f"/v{PROTOCOL}"
 
@@ -18,13 +16,3 @@ ERROR_HEADER = "peersync-error"
 
 # Bodies smaller than this are not worth compressing (docs/protocol.md, Compression).
 COMPRESS_MIN = 16 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or address) is this machine's loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
