@@ -50,6 +50,7 @@ class MySQLDialect(Dialect):
     table_exists: str = "SELECT 1 FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?"
     for_update: str = " FOR UPDATE"
     quote_char: str = "`"
+    blob_type: str = "LONGBLOB"
 
     def sql(self, statement: str) -> str:
         return super().sql(_KEY.sub("`key`", statement))

@@ -13,6 +13,10 @@ SNAPSHOT = "application/vnd.peersync.snapshot"
 ERROR = "application/vnd.peersync.error+msgpack"
 
 ERROR_HEADER = "peersync-error"
+# A final ``apply`` that asks the server to end the session with it, and the
+# answer that it did (docs/protocol.md, "Finishing with the final batch").
+FINISH_HEADER = "peersync-finish"
+FINISHED_HEADER = "peersync-finished"
 
 # Bodies smaller than this are not worth compressing (docs/protocol.md, Compression).
 COMPRESS_MIN = 16 * 1024
