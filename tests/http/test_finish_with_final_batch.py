@@ -138,3 +138,35 @@ def test_a_malformed_finish_header_is_refused_and_changes_nothing(
         assert response.status_code == 400, bad
         assert response.headers["peersync-error"] == "protocol"
         assert dump(db) == before
+
+
+def test_an_end_by_a_final_apply_does_not_stand_for_a_later_session(
+    tmp_path: Path, served: tuple[Path, ThreadedServer]
+) -> None:
+    """A session whose final apply ended it on the server, and whose caller
+    then never called ``finish`` (it failed), leaves nothing behind: the next
+    session's ``finish`` is sent."""
+    import uuid
+
+    from peersync._engine.model import SessionEnd
+
+    _, server = served
+    laptop = make(tmp_path / "stale.db")
+    write(laptop, "INSERT INTO item VALUES (1, 'one', 1)")
+    rec = Recording()
+    with peersync.connect(laptop) as a, peersync.connect(server.url, transport=rec) as b:
+        tick = a.describe("s").tick
+        b.apply(
+            "s",
+            a.changes("s", Knowledge.empty(), 0, tick, max_rows=10, max_bytes=1 << 20),
+            peersync.Policy.LAST_WRITER_WINS,
+        )
+        assert rec.asked == [True]  # ended there; no finish follows
+        write(laptop, "INSERT INTO item VALUES (2, 'two', 2)", "INSERT INTO item VALUES (3, 'three', 3)")
+        upto = a.describe("s").tick
+        known = b.describe("s").knowledge
+        first = a.changes("s", known, tick, upto, max_rows=1, max_bytes=1 << 20)
+        assert not b.apply("s", first, peersync.Policy.LAST_WRITER_WINS).final
+        rec.clear()
+        b.finish("s", SessionEnd(uuid.uuid4().hex, Knowledge.empty(), Knowledge.empty()))
+        assert rec.paths == [FINISHED]

@@ -261,6 +261,9 @@ class HTTPPeer:
         cannot run there, before anything is sent."""
         codec.encode_policy(policy)
         ending = self._ending()
+        # Only the last apply before a finish can have ended its session: an
+        # end recorded earlier (by a session that then failed) is stale.
+        ending.finished.pop(scope, None)
         # A final batch of a session that kept nothing out so far ends the
         # session on the server with it: the finish that follows would merge
         # exactly its made-with knowledge (docs/protocol.md, "Finishing with
