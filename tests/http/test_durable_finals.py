@@ -188,3 +188,23 @@ def test_the_records_are_bounded_and_dropped_once_known(tmp_path: Path, served: 
     with peersync.connect(served) as db:
         db.provision("s", ["item"])
         assert db.kept_finals("s") == []  # type: ignore[attr-defined]
+
+
+def test_a_final_batch_whose_knowledge_is_already_known_is_not_recorded(tmp_path: Path) -> None:
+    """A record vouches only for knowledge the scope lacks: a batch whose
+    made-with knowledge its apply taught whole (or a replay) writes none."""
+    served = make(tmp_path / "known.db", LITE)
+    laptop = make(tmp_path / "laptop.db", LITE)
+    write(laptop, "INSERT INTO item VALUES (1, 'one', 1)")
+    server = ThreadedServer(served)
+    try:
+        with peersync.connect(laptop) as a:
+            batch = a.changes("s", peersync.Knowledge.empty(), 0, a.describe("s").tick, max_rows=10, max_bytes=1 << 20)
+        for _ in range(2):
+            headers = {"content-type": "application/vnd.peersync.batch"}
+            reply = httpx.post(server.url + "/v1/scopes/s/apply", content=batch, headers=headers)
+            assert reply.status_code == 200
+        with peersync.connect(served) as db:
+            assert db.kept_finals("s") == []  # type: ignore[attr-defined]
+    finally:
+        server.stop()

@@ -77,6 +77,8 @@ class FinalLedger:
         committed) is logged and skipped: it can only drop a merge, never add one."""
         if final[2].fragments() > MAX_FRAGMENTS:
             return  # never vouched for: the finish that needs it merges nothing
+        if known.contains_knowledge(final[2]):
+            return  # it vouches for nothing this replica does not know (a replayed batch)
         if isinstance(db, KeepsFinals):
             try:
                 db.keep_final(scope, final, known)
