@@ -172,17 +172,40 @@ def initial(folder: Path, rows: int) -> list[Row]:
     ]
 
 
+class Counting(httpx.HTTPTransport):
+    """Counts the requests a client sends (round trips: one each)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        return super().handle_request(request)
+
+
 def small_sessions(folder: Path, repeat: int) -> list[Row]:
     log("incremental and no-change sessions")
     out: list[Row] = []
     results: dict[str, dict[str, list[float]]] = {"incremental": {}, "no-change": {}, "no-change-push": {}}
+    trips: dict[str, list[int]] = {"incremental": [], "no-change": [], "no-change-push": []}
     local_a, local_b = make(folder / "small-a.db", 10_000), make(folder / "small-b.db")
     remote_a, served = make(folder / "small-c.db", 10_000), make(folder / "small-d.db")
+    counter = Counting()
     with serve(served) as url:
         for label, a_path, b_url in (("in one process", local_a, str(local_b)), ("over loopback", remote_a, url)):
-            with peersync.connect(a_path) as a, peersync.connect(b_url) as b:
+            options = {"transport": counter} if b_url == url else {}
+            with peersync.connect(a_path) as a, peersync.connect(b_url, **options) as b:
                 peersync.sync(a, b, "s")
                 peersync.sync(a, b, "s")
+
+                def measured(name: str, direction: str, counted: bool = b_url == url) -> float:
+                    before = counter.requests
+                    seconds = timed(lambda: peersync.sync(a, b, "s", direction=direction))
+                    if counted:
+                        trips[name].append(counter.requests - before)
+                    return seconds
+
                 inc, none, push = [], [], []
                 for _ in range(repeat):
                     ids = random.sample(range(10_000), 10)
@@ -190,10 +213,10 @@ def small_sessions(folder: Path, repeat: int) -> list[Row]:
                     conn.executemany("UPDATE item SET qty = qty + 1 WHERE id = ?", [(i,) for i in ids])
                     conn.commit()
                     conn.close()
-                    inc.append(timed(lambda: peersync.sync(a, b, "s", direction="push")))
+                    inc.append(measured("incremental", "push"))
                     peersync.sync(a, b, "s")  # settle (the pull teaches nothing new)
-                    none.append(timed(lambda: peersync.sync(a, b, "s")))
-                    push.append(timed(lambda: peersync.sync(a, b, "s", direction="push")))
+                    none.append(measured("no-change", "both"))
+                    push.append(measured("no-change-push", "push"))
                 results["incremental"][label] = inc
                 results["no-change"][label] = none
                 results["no-change-push"][label] = push
@@ -207,13 +230,18 @@ def small_sessions(folder: Path, repeat: int) -> list[Row]:
         out.append(
             (
                 what,
-                f"{med:.1f} ms (p95 {p95:.1f})",
+                f"{med:.1f} ms (p95 {p95:.1f}), {_requests(trips[name])}",
                 f"{bmed:.1f} ms (in one process)",
                 f"{med / bmed:.1f}x",
                 "meets" if med < 50 * sessions else f"misses (target < {50 * sessions} ms)",
             )
         )
     return out
+
+
+def _requests(counts: list[int]) -> str:
+    n = statistics.median(counts)
+    return f"{n:g} request{'' if n == 1 else 's'}"
 
 
 def _client_worker(url: str, paths: list[str], seconds: float, first_id: int) -> tuple[list[float], int]:

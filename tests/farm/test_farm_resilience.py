@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import signal
 import sqlite3
+import statistics
 import time
 from datetime import datetime
 from pathlib import Path
@@ -76,9 +77,19 @@ def test_a_server_down_makes_its_links_back_off_then_catch_up(tmp_path: Path, fa
             for prev, nxt in itertools.pairwise(failed):
                 gap = _seconds(nxt["time"]) - _seconds(prev["time"]) - prev["seconds"]
                 assert gap >= prev["retry_in"] - 0.05, (link, prev, nxt)
-        # The link between the two servers that are up went on meanwhile.
         assert any(e["ok"] and e["link"] == "c<->a" and e["sent_a_to_b"] for e in farm.events[mark:])
         wait_until_servers_agree({n: servers[n] for n in "ac"}, 10)
+        time.sleep(1.5)  # the failing links wait 0.8 s a round by now
+        down_until = time.time()
+        # The link between the two servers that are up went on meanwhile, on
+        # its own interval (0.2 s), not the failing links' backoff (0.8 s).
+        since = _seconds(failures(farm.events, "a<->b", mark)[2]["time"])
+        meanwhile = [
+            e for e in farm.events[mark:] if e["link"] == "c<->a" and since <= _seconds(e["time"]) < down_until
+        ]
+        assert len(meanwhile) >= 3 and all(e["ok"] for e in meanwhile), meanwhile
+        waits = [_seconds(n["time"]) - _seconds(p["time"]) - p["seconds"] for p, n in itertools.pairwise(meanwhile)]
+        assert statistics.median(waits) < 0.4, waits
         servers["b"].start()
         back = len(farm.events)
         wait_until_servers_agree(servers, 10)

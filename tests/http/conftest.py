@@ -70,7 +70,7 @@ class Server:
             text=True,
             env=env(),
         )
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a loaded machine starts --workers slowly
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve exited {self.proc.returncode}: {self.proc.communicate()[1]}")
@@ -80,7 +80,7 @@ class Server:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
-        raise AssertionError("serve did not come up in 20 s")
+        raise AssertionError("serve did not come up in 60 s")
 
     def signal(self, sig: int) -> int:
         assert self.proc is not None

@@ -50,9 +50,13 @@ FAULTS = (
 # Faults every history meets at least once, on the first requests to each call
 # while faults are on: the ones a session must recognise after the server
 # committed (a ``kill`` among them when the proxy may kill).
+# A session ends with its final ``apply`` (``apply+finish``: the request asks
+# the server to end the session with it), or with a ``finish`` of its own when
+# it kept a row out; the faults of the end of a session are required of the
+# former, which every history has.
 REQUIRED = {
     "apply": ("duplicate", "drop-response", "kill", "cut-response", "kill-during", "cut-request"),
-    "finish": ("duplicate", "drop-response", "cut-response"),
+    "apply+finish": ("duplicate", "drop-response", "cut-response", "kill"),
     "batches": ("duplicate", "cut-response"),
 }
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "date", "server"}
@@ -133,7 +137,10 @@ class FaultProxy:
     def _handle(self, h: BaseHTTPRequestHandler) -> None:
         length = int(h.headers.get("content-length") or 0)
         body = h.rfile.read(length) if length else b""
-        fault, delay, at = self._draw(h.path.rsplit("/", 1)[-1])
+        call = h.path.rsplit("/", 1)[-1]
+        if call == "apply" and h.headers.get("peersync-finish") and self._required.get("apply+finish"):
+            call = "apply+finish"
+        fault, delay, at = self._draw(call)
         if fault == "drop-request":
             return self._close(h)
         if fault == "cut-request":

@@ -11,6 +11,7 @@ mutation that still decodes also changes nothing."""
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,12 @@ def requests(draw: st.DrawFn, valid: dict[str, bytes]) -> tuple[str, str, bytes,
         headers["content-encoding"] = "gzip"
     elif choice == 8:
         headers["content-encoding"] = draw(st.sampled_from(["gzip", "deflate", "x"]))
+    if name == "apply" and choice == 7:  # a session id that is not one: refused before anything is read
+        headers["peersync-finish"] = draw(
+            st.one_of(st.text(alphabet="0123456789abcdefABCDEF-", max_size=40), st.just("0" * 33)).filter(
+                lambda v: not re.fullmatch("[0-9a-f]{32}", v)
+            )
+        )
     if path.endswith("conflicts") and draw(st.booleans()):
         path += "?limit=" + draw(st.text(alphabet="0123456789-x", max_size=8))
     return method, path, body, headers

@@ -74,5 +74,43 @@ def test_https_to_a_plain_http_server_is_refused_without_retrying(
 
 
 def test_tls_needs_both_cert_and_key(folder: Path) -> None:
-    proc = run("serve", str(make(folder / "half-tls.db")), "--cert", str(folder / "tls-served.db"), check=False)
+    served = make(folder / "half-tls.db")
+    # any existing file will do as the certificate: the key is what is missing
+    proc = run("serve", str(served), "--cert", str(served), check=False)
     assert proc.returncode == 2 and "both --cert and --key" in proc.stderr
+
+
+def test_a_plain_http_peer_loads_no_certificates_and_an_https_peer_still_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Loading the CA bundle costs about 0.1 s per process: an ``http://``
+    peer never uses it. An ``https://`` peer still verifies against it."""
+    import ssl
+
+    loaded: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loaded.append(args or kwargs)
+        load(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    with peersync.connect("http://127.0.0.1:9"):
+        pass
+    assert loaded == []
+    with peersync.connect("https://127.0.0.1:9"):
+        pass
+    assert len(loaded) >= 1
+
+
+def test_the_context_of_a_plain_http_peer_trusts_no_certificate() -> None:
+    """Should a TLS handshake ever go through it, it fails closed."""
+    import ssl
+
+    from peersync._transports.http.client import _tls_context
+
+    ctx = _tls_context("http://127.0.0.1:9", None)
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert ctx.get_ca_certs() == []
+    assert _tls_context("https://127.0.0.1:9", None) is True

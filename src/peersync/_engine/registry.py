@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import ipaddress
 import os
 import urllib.parse
 from collections.abc import Callable
@@ -93,4 +94,15 @@ def _installed(scheme: str) -> bool:
     try:
         return importlib.util.find_spec(_BUILTIN[scheme][0]) is not None
     except ModuleNotFoundError:
+        return False
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address of a URL) is this machine's
+    loopback: traffic to it never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
         return False

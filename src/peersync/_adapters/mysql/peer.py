@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from peersync._adapters.sql.batch_frame import frame, hidden_versions
+from peersync._adapters.sql.finals import Final, finals_ddl, keep_final, kept_finals
 from peersync._adapters.sql.meta import NAMES_DDL, Meta
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
@@ -426,6 +427,17 @@ class MySQLPeer(BatchPeer):
             S.seal(self.conn)
             tick = S.sealed(self.conn)
         return stored.add_range(sc.rid, 1, tick)
+
+    def keep_final(self, scope: str, final: Final, known: Knowledge) -> None:
+        """Record a final batch applied here (``_adapters/sql/finals.py``)."""
+        with self.conn.errors():
+            self.meta.execute(finals_ddl(self.meta))  # before the transaction: DDL commits here
+            with self.conn.txn():
+                keep_final(self.meta, scope, final, known, make=False)
+
+    def kept_finals(self, scope: str) -> list[Final]:
+        with self.conn.errors(), self.conn.txn(read_only=True):
+            return kept_finals(self.meta, scope)
 
     def status(self, scope: str | None = None) -> list[Status]:
         names = [scope] if scope is not None else self.scopes()

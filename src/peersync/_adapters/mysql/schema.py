@@ -108,6 +108,7 @@ META_TABLES = (
     "conflicts",
     "sessions",
     "names",
+    "finals",
 )
 
 

@@ -31,6 +31,7 @@ POSTGRES = Dialect(
     table_exists=f"SELECT 1 WHERE to_regclass('{SCHEMA}.' || ?) IS NOT NULL",
     for_update=" FOR UPDATE",
     lock_max=False,
+    blob_type="bytea",
 )
 
 # Retried by the apply: its snapshot met a concurrent write, or a deadlock.

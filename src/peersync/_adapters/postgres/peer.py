@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from peersync._adapters.sql.batch_frame import frame, hidden_versions, take_rows
+from peersync._adapters.sql.finals import Final, keep_final, kept_finals
 from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
@@ -427,3 +428,12 @@ class PostgresPeer(BatchPeer):
             sc = self._scope(scope)
             stored = end_session(self.meta, sc, sc.names.end_in(end), lambda: tick)
         return stored.add_range(sc.rid, 1, tick)
+
+    def keep_final(self, scope: str, final: Final, known: Knowledge) -> None:
+        """Record a final batch applied here (``_adapters/sql/finals.py``)."""
+        with self._txn():
+            keep_final(self.meta, scope, final, known)
+
+    def kept_finals(self, scope: str) -> list[Final]:
+        with self._txn():
+            return kept_finals(self.meta, scope)

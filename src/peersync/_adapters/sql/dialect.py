@@ -40,7 +40,8 @@ class Dialect:
     ``BEGIN IMMEDIATE`` does). ``lock_max``: whether ``for_update`` may
     follow a ``SELECT MAX(...)`` (PostgreSQL refuses row locks with
     aggregates: there a new id is read unlocked, and the column's unique
-    index refuses a racing twin). ``quote_char``: the identifier quote."""
+    index refuses a racing twin). ``quote_char``: the identifier quote.
+    ``blob_type``: the column type of a byte string of any length."""
 
     paramstyle: str = "qmark"
     returning: bool = True
@@ -48,6 +49,7 @@ class Dialect:
     for_update: str = ""
     lock_max: bool = True
     quote_char: str = '"'
+    blob_type: str = "BLOB"
 
     def quote(self, name: str) -> str:
         """``name`` as a quoted identifier."""

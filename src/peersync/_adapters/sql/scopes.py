@@ -19,6 +19,7 @@ from peersync._engine.model import TableSchema
 from peersync._engine.names import Names
 from peersync._engine.schema import dependency_order, fingerprint
 
+from .finals import drop_finals
 from .meta import NAMES, PENDING, PREFIX, Meta, now_ms
 
 
@@ -213,14 +214,15 @@ def scope_row(meta: Meta, scope: str, where: str) -> tuple[int, list[str]]:
 
 def delete_scope_rows(meta: Meta, scope: str, idx: int, *, sessions: bool = True) -> None:
     """Every metadata row of ``scope`` (index ``idx``): its row, conflict
-    log, applied blocks, partial records, pending changes and, with
-    ``sessions``, its finished sessions."""
+    log, applied blocks, partial records, pending changes, recorded final
+    batches and, with ``sessions``, its finished sessions."""
     for table in ("scopes", "conflicts", "applied", "partial", *(("sessions",) if sessions else ())):
         column = "name" if table == "scopes" else "scope"
         meta.execute(f"DELETE FROM {PREFIX}{table} WHERE {column} = ?", (scope,))
     meta.execute(f"DELETE FROM {PENDING} WHERE scope = ?", (idx,))
     if meta.execute(meta.d.table_exists, (NAMES,)).fetchone() is not None:
         meta.execute(f"DELETE FROM {NAMES} WHERE scope = ?", (scope,))
+    drop_finals(meta, scope)
 
 
 def tables_in_use(meta: Meta) -> set[str]:

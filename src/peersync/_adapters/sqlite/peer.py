@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 from peersync._adapters.sql.batch_frame import frame
+from peersync._adapters.sql.finals import Final, keep_final, kept_finals
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.session_end import end_session
 from peersync._engine.errors import (
@@ -128,6 +129,15 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
             stored = end_session(self.meta, sc, sc.names.end_in(end), self._clock, lambda: self._compact(sc))
             tick = self._clock()
         return stored.add_range(sc.rid, 1, tick)
+
+    def keep_final(self, scope: str, final: Final, known: Knowledge) -> None:
+        """Record a final batch applied here (``_adapters/sql/finals.py``)."""
+        with self._txn(write=True):
+            keep_final(self.meta, scope, final, known)
+
+    def kept_finals(self, scope: str) -> list[Final]:
+        with self._txn(write=False):
+            return kept_finals(self.meta, scope)
 
     def status(self, scope: str | None = None) -> list[Status]:
         """Status of one scope, or of every scope when ``scope`` is None."""

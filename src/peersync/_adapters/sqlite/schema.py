@@ -114,7 +114,7 @@ META_DDL = (
 )
 META_TABLES = (
     "clock", "log", "evict", "partial", "replicas", "scopes", "tracked", "applied", "conflicts", "pending", "home",
-    "sessions", "names",
+    "sessions", "names", "finals",
 )  # fmt: skip
 EVICT = PREFIX + "evict"
 LOG = PREFIX + "log"

@@ -14,9 +14,12 @@ from __future__ import annotations
 import gzip
 import os
 import ssl
+import threading
 import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import httpx
@@ -35,8 +38,10 @@ from peersync._engine.model import (
     TableSchema,
 )
 from peersync._engine.names import NamesArg
+from peersync._engine.registry import is_loopback
+from peersync._engine.wire import batch_end
 
-from .media import BATCH, COMPRESS_MIN, ERROR, MESSAGE, PREFIX, SNAPSHOT, STREAM, is_loopback
+from .media import BATCH, COMPRESS_MIN, ERROR, FINISH_HEADER, FINISHED_HEADER, MESSAGE, PREFIX, SNAPSHOT, STREAM
 from .snapshot import read_snapshot
 
 TOKEN_ENV = "PEERSYNC_TOKEN"
@@ -99,15 +104,11 @@ class HTTPPeer:
         if type(retries) is not int or retries < 0:
             raise ConfigurationError(f"retries must be a whole number from 0, not {retries!r}")
         self.retries, self.backoff, self.max_backoff, self.max_size = retries, backoff, max_backoff, max_size
-        verify: ssl.SSLContext | bool = True
-        if ca is not None:
-            try:
-                verify = ssl.create_default_context(cafile=ca)
-            except (OSError, ssl.SSLError) as exc:
-                raise ConfigurationError(f"cannot read the CA file {ca}: {exc}") from exc
+        verify = _tls_context(self.url, ca)
         headers = {"accept-encoding": "gzip" if self.compress else "identity", "user-agent": "peersync"}
         if token is not None:
             headers["authorization"] = f"Bearer {token}"
+        self._local = threading.local()
         self._client = httpx.Client(
             base_url=self.url, headers=headers, verify=verify, timeout=timeout, transport=transport
         )
@@ -143,6 +144,7 @@ class HTTPPeer:
         """The response (streamed, open) to a request, after retries of
         failed connections and 503s; any other status than 200 is raised."""
         content, headers = self._body(body, content_type) if body is not None else (None, {})
+        headers |= kw.pop("headers", None) or {}
         request = self._client.build_request(method, path, content=content, headers=headers, **kw)
         delay = self.backoff
         for attempt in range(self.retries + 1):
@@ -203,11 +205,17 @@ class HTTPPeer:
     def _call(self, method: str, path: str, body: bytes | None = None, content_type: str = MESSAGE, **kw: Any) -> bytes:
         """One request whose reply is read whole. A reply cut short is
         retried like a failed connection: every call is idempotent."""
+        return self._exchange(method, path, body, content_type, **kw)[0]
+
+    def _exchange(
+        self, method: str, path: str, body: bytes | None = None, content_type: str = MESSAGE, **kw: Any
+    ) -> tuple[bytes, httpx.Headers]:
+        """:meth:`_call`, with the reply's headers."""
         delay = self.backoff
         for attempt in range(self.retries + 1):
             response = self._send(method, path, body, content_type, **kw)
             try:
-                return self._read(response, self.max_size)
+                return self._read(response, self.max_size), response.headers
             except TransportError:
                 if attempt == self.retries:
                     raise
@@ -252,12 +260,42 @@ class HTTPPeer:
         :class:`~peersync.ConfigurationError` for a callback policy, which
         cannot run there, before anything is sent."""
         codec.encode_policy(policy)
-        reply = self._call("POST", self._path(scope, "apply"), data, BATCH)
-        return codec.decode_apply_report(reply, max_size=self.max_size)
+        ending = self._ending()
+        # Only the last apply before a finish can have ended its session: an
+        # end recorded earlier (by a session that then failed) is stale.
+        ending.finished.pop(scope, None)
+        # A final batch of a session that kept nothing out so far ends the
+        # session on the server with it: the finish that follows would merge
+        # exactly its made-with knowledge (docs/protocol.md, "Finishing with
+        # the final batch"), and costs no round trip of its own then.
+        session = uuid.uuid4().hex if _is_final(data) and scope not in ending.kept_out else None
+        headers = {FINISH_HEADER: session} if session is not None else None
+        reply, answer = self._exchange("POST", self._path(scope, "apply"), data, BATCH, headers=headers)
+        report = codec.decode_apply_report(reply, max_size=self.max_size)
+        if not report.excluded.is_empty() or report.failed:
+            ending.kept_out.add(scope)
+        if session is not None and answer.get(FINISHED_HEADER) == session:
+            ending.finished[scope] = report.knowledge.union(report.made_with)
+        return report
 
     def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+        """End a session. One the server already ended with its final batch
+        (nothing kept out, nothing more to merge) sends nothing."""
+        ending = self._ending()
+        ending.kept_out.discard(scope)
+        done = ending.finished.pop(scope, None)
+        if done is not None and end.excluded.is_empty() and not end.failures and done.contains_knowledge(end.merge):
+            return done
         reply = self._call("POST", self._path(scope, "finish"), codec.encode_session_end(end))
         return codec.decode_knowledge(reply, max_size=self.max_size)
+
+    def _ending(self) -> _Ending:
+        """This thread's session state (a session runs in one thread; several
+        may share this peer)."""
+        ending: _Ending | None = getattr(self._local, "ending", None)
+        if ending is None:
+            ending = self._local.ending = _Ending()
+        return ending
 
     def snapshot(self, scope: str, out: BinaryIO) -> int:
         """Write the server's snapshot of ``scope`` (a SQLite file holding that
@@ -309,6 +347,41 @@ class HTTPPeer:
 
     def compact(self, scope: str | None = None) -> None:
         raise self._local_only("compact")
+
+
+def _tls_context(url: str, ca: str | None) -> ssl.SSLContext | bool:
+    """How the client verifies TLS: the system's roots (httpx's default), the
+    CA file ``ca``, or, for a plain ``http://`` URL, a context that trusts no
+    certificate at all. Loading a CA bundle costs about 0.1 s per process, and
+    a plain-HTTP peer never makes a TLS handshake (redirects are not followed);
+    if one were ever made through it (an ``https`` proxy), it would fail
+    closed, never trust what it could not verify."""
+    if ca is not None:
+        try:
+            return ssl.create_default_context(cafile=ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigurationError(f"cannot read the CA file {ca}: {exc}") from exc
+    if url.startswith("https://"):
+        return True
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies hostnames against no trusted root
+
+
+@dataclass
+class _Ending:
+    """Per thread, since the last ``finish``: the scopes whose applied batches
+    kept a row out (failed, deferred: then the session merges less than a
+    final batch's knowledge, or nothing), and the scopes the server already
+    finished with a final batch, with the knowledge that left there."""
+
+    kept_out: set[str] = field(default_factory=set)
+    finished: dict[str, Knowledge] = field(default_factory=dict)
+
+
+def _is_final(data: bytes) -> bool:
+    try:
+        return batch_end(data)[1]
+    except ProtocolError:
+        return False  # the server refuses it
 
 
 def _chunks(url: str, response: httpx.Response) -> Iterator[bytes]:

@@ -3,8 +3,6 @@ content types and headers of docs/protocol.md."""
 
 from __future__ import annotations
 
-import ipaddress
-
 PROTOCOL = 1
 PREFIX = f"/v{PROTOCOL}"
 
@@ -15,16 +13,10 @@ SNAPSHOT = "application/vnd.peersync.snapshot"
 ERROR = "application/vnd.peersync.error+msgpack"
 
 ERROR_HEADER = "peersync-error"
+# A final ``apply`` that asks the server to end the session with it, and the
+# answer that it did (docs/protocol.md, "Finishing with the final batch").
+FINISH_HEADER = "peersync-finish"
+FINISHED_HEADER = "peersync-finished"
 
 # Bodies smaller than this are not worth compressing (docs/protocol.md, Compression).
 COMPRESS_MIN = 16 * 1024
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or address) is this machine's loopback."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

@@ -6,6 +6,7 @@ request was read and decoded."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
@@ -16,19 +17,22 @@ from starlette.routing import Route
 
 from peersync._engine import codec
 from peersync._engine.database import Database
-from peersync._engine.errors import ConfigurationError
+from peersync._engine.errors import ConfigurationError, ProtocolError
+from peersync._engine.knowledge import Knowledge
+from peersync._engine.model import ApplyReport, SessionEnd
 from peersync._engine.wire import batch_end, batch_head
 
 from .auth import authorize, presented, readable
 from .config import State, health_body
-from .finals import Final
+from .finals import vouches
 from .limits import Refusal, read_body
-from .media import BATCH, MESSAGE, PREFIX, SNAPSHOT, STREAM
+from .media import BATCH, FINISH_HEADER, FINISHED_HEADER, MESSAGE, PREFIX, SNAPSHOT, STREAM
 from .snapshot import open_snapshot
 from .tokens import Right
 
 T = TypeVar("T")
 log = logging.getLogger("peersync.server")
+_SESSION = re.compile("[0-9a-f]{32}")
 
 
 def routes(state: State) -> list[Route]:
@@ -115,13 +119,26 @@ def routes(state: State) -> list[Route]:
 
     async def apply(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
+        session = finishing(request)
         data = await read_body(request, limits, BATCH)
         policy = state.config.policy
-        report = await call(lambda db: db.apply(scope, data, policy))
-        if report.final:
+
+        def run(db: Database) -> tuple[ApplyReport, bool]:
+            report = db.apply(scope, data, policy)
+            if not report.final:
+                return report, False
             source, _, _ = batch_head(data)  # the apply validated the whole batch
-            state.finals.record(scope, Final(source, report.last, report.made_with))
-        return message(codec.encode_apply_report(report))
+            final = (source, report.last, report.made_with)
+            clean = report.excluded.is_empty() and not report.failed
+            if session is not None and clean and vouches(final, report.made_with, report.knowledge):
+                db.finish(scope, SessionEnd(session, report.made_with, Knowledge.empty(), ()))
+                return report, True
+            state.finals.record(db, scope, final, report.knowledge)
+            return report, False
+
+        report, finished = await call(run)
+        headers = {FINISHED_HEADER: session} if finished and session is not None else None
+        return message(codec.encode_apply_report(report), headers)
 
     async def finish(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
@@ -130,7 +147,7 @@ def routes(state: State) -> list[Route]:
         def run(db: Database) -> bytes:
             # Knowledge only grows, so what justifies the merge now still
             # does when the finish transaction runs.
-            vetted = state.finals.vet(scope, end, db.describe(scope).knowledge)
+            vetted = state.finals.vet(db, scope, end, db.describe(scope).knowledge)
             if vetted is not end:
                 log.warning("finish of session %s on scope %r: merge not justified by a final batch, dropped",
                             end.session, scope)  # fmt: skip
@@ -154,8 +171,17 @@ def routes(state: State) -> list[Route]:
     ]
 
 
-def message(data: bytes) -> Response:
-    return Response(data, media_type=MESSAGE)
+def message(data: bytes, headers: dict[str, str] | None = None) -> Response:
+    return Response(data, media_type=MESSAGE, headers=headers)
+
+
+def finishing(request: Request) -> str | None:
+    """The session a final ``apply`` asks to end with it, if any. Raises
+    :class:`Refusal` (400) for a malformed one, before anything is read."""
+    session = request.headers.get(FINISH_HEADER)
+    if session is not None and not _SESSION.fullmatch(session):
+        raise Refusal(400, ProtocolError(f"the {FINISH_HEADER} header must be a session id of 32 lowercase hex digits"))
+    return session
 
 
 def open_pass(state: State, scope: str, r: codec.ChangesRequest) -> Iterator[bytes]:

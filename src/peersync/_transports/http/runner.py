@@ -30,12 +30,11 @@ from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
 from peersync._engine.errors import ConfigurationError, ScopeError
-from peersync._engine.registry import open_url
+from peersync._engine.registry import is_loopback, open_url
 
 from .app import create_app
 from .config import ServerConfig
 from .limits import Limits
-from .media import is_loopback
 from .tokens import TokenStore
 
 
