@@ -17,7 +17,6 @@ from peersync._adapters.sql.scopes import (
     check_provision_args,
     definition,
     delete_scope_rows,
-    insert_scope,
     next_id,
     scope_row,
     start_provision,
@@ -70,10 +69,9 @@ class SQLiteProvisioning(SQLiteCore):
             )  # fmt: skip
             if plan is None:
                 return False
-            wanted, tnames, fp, local = plan
-            for t in wanted:
+            for t in plan.tables:
                 self._track(conn, t)
-            insert_scope(self.meta, scope, tnames, fp, local, compacted=self._clock())
+            plan.insert_scope(self.meta, scope, compacted=self._clock())
             self._record_home(scope)
         self._scopes.pop(scope, None)
         return True

@@ -54,7 +54,8 @@ from typing import Any
 
 from peersync._adapters.sql import meta as _meta
 from peersync._adapters.sql.dialect import SQLITE
-from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
+from peersync._adapters.sql.meta import reported, row_flags
+from peersync._adapters.sql.tracked import ScopeBase, TrackedNames, user_table
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.schema import digest, fingerprint
@@ -241,15 +242,12 @@ class Tracked(TrackedNames):
         s = self.schema
         kmap = dict(zip(s.key, self.kcols, strict=True))
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
-        rep = "CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END"
-        tick = "CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END"
+        rep, tick = reported(":scope")
         # Rows applied from a session that has not completed here carry the
         # part of that source's knowledge this replica lacks (``extras``).
-        flags = "t.del"
+        flags = row_flags("t.del", marks)
         short = "t.del = 0 AND t.scope IS NOT :scope AND t.ctick IS NULL"
         if marks:
-            cases = " ".join(f"WHEN {mw} THEN {2 * i}" for mw, i in marks.items())
-            flags = f"t.del + CASE t.mw {cases} ELSE 0 END"
             short += f" AND (t.mw IS NULL OR t.mw NOT IN ({', '.join(str(mw) for mw in marks)}))"
 
         def has(rep: str, tick: str) -> str:
@@ -586,15 +584,8 @@ def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
     row = conn.execute(
         "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE", (table,)
     ).fetchone()
-    if row is None:
-        raise TableError(f"no such table: {table}")
-    name, kind, without_rowid = row
-    if kind != "table":
-        raise TableError(f"{name} is a {kind}, not a table")
     # SQLite names ignore letter case: so does the reservation.
-    if name.lower().startswith((PREFIX, "sqlite_")):
-        reserved = PREFIX if name.lower().startswith(PREFIX) else "sqlite_"
-        raise TableError(f"table {name}: names starting with {reserved} are reserved; rename the table to sync it")
+    name, _, without_rowid = user_table(row, table, ("table",), (PREFIX, "sqlite_"))
     info = conn.execute(
         'SELECT name, type, pk, "notnull" FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid', (name,)
     ).fetchall()

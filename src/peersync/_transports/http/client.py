@@ -24,20 +24,11 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from peersync._engine import codec
+from peersync._engine import codec, model
 from peersync._engine.errors import ConfigurationError, InvalidURL, ProtocolError, SyncError, TransportError
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    RepairReport,
-    ReplicaInfo,
-    SessionEnd,
-    Status,
-    TableSchema,
-)
 from peersync._engine.names import NamesArg
+from peersync._engine.peer import Handle
 from peersync._engine.registry import is_loopback
 from peersync._engine.wire import batch_end
 
@@ -65,7 +56,7 @@ def base_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-class HTTPPeer:
+class HTTPPeer(Handle):
     """A database served by ``peersync serve``, as a :class:`~peersync.Database`
     that reads, syncs and reports; management runs on the server's host.
 
@@ -114,15 +105,6 @@ class HTTPPeer:
         )
 
     # -- plumbing -----------------------------------------------------------------
-
-    def __repr__(self) -> str:
-        return f"HTTPPeer({self.url!r})"
-
-    def __enter__(self) -> HTTPPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._client.close()
@@ -225,10 +207,10 @@ class HTTPPeer:
 
     # -- the Peer contract ------------------------------------------------------------
 
-    def describe(self, scope: str) -> ReplicaInfo:
+    def describe(self, scope: str) -> model.ReplicaInfo:
         return codec.decode_replica_info(self._call("GET", self._path(scope, "describe")), max_size=self.max_size)
 
-    def schemas(self, scope: str) -> dict[str, TableSchema]:
+    def schemas(self, scope: str) -> dict[str, model.TableSchema]:
         return codec.decode_schemas(self._call("GET", self._path(scope, "schemas")), max_size=self.max_size)
 
     def _request(self, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int) -> bytes:
@@ -254,7 +236,7 @@ class HTTPPeer:
         finally:
             response.close()
 
-    def apply(self, scope: str, data: bytes, policy: ConflictHandler) -> ApplyReport:
+    def apply(self, scope: str, data: bytes, policy: model.ConflictHandler) -> model.ApplyReport:
         """Apply one batch on the server, under the server's own policy
         (docs/protocol.md, Conflict policy). Raises
         :class:`~peersync.ConfigurationError` for a callback policy, which
@@ -278,7 +260,7 @@ class HTTPPeer:
             ending.finished[scope] = report.knowledge.union(report.made_with)
         return report
 
-    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+    def finish(self, scope: str, end: model.SessionEnd) -> Knowledge:
         """End a session. One the server already ended with its final batch
         (nothing kept out, nothing more to merge) sends nothing."""
         ending = self._ending()
@@ -311,16 +293,16 @@ class HTTPPeer:
 
     # -- read-only management --------------------------------------------------------
 
-    def status(self, scope: str | None = None) -> list[Status]:
+    def status(self, scope: str | None = None) -> list[model.Status]:
         path = f"{PREFIX}/status" if scope is None else self._path(scope, "status")
         return codec.decode_statuses(self._call("GET", path), max_size=self.max_size)
 
     def scopes(self) -> list[str]:
         return [s.scope for s in self.status()]
 
-    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
+    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[model.Conflict]:
         names = [scope] if scope is not None else self.scopes()
-        out: list[Conflict] = []
+        out: list[model.Conflict] = []
         for name in names:
             params = {"limit": str(limit if limit is not None else 1000)}
             reply = self._call("GET", self._path(name, "conflicts"), params=params)
@@ -339,10 +321,10 @@ class HTTPPeer:
     def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
         raise self._local_only("reidentify")
 
-    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> model.RepairReport:
         raise self._local_only("migrate")
 
-    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+    def repair(self, scope: str, *, restamp: bool = False) -> model.RepairReport:
         raise self._local_only("repair")
 
     def compact(self, scope: str | None = None) -> None:
