@@ -165,7 +165,7 @@ class HTTPPeer(Handle):
         except SyncError as exc:
             return exc
         if response.headers.get("content-type", "").startswith(ERROR):
-            return codec.decode_error(body)
+            return codec.ERROR.decode(body)
         return ProtocolError(
             f"{self.url} answered HTTP {response.status_code} without a peersync error (is it a peersync server?)"
         )
@@ -208,13 +208,13 @@ class HTTPPeer(Handle):
     # -- the Peer contract ------------------------------------------------------------
 
     def describe(self, scope: str) -> model.ReplicaInfo:
-        return codec.decode_replica_info(self._call("GET", self._path(scope, "describe")), max_size=self.max_size)
+        return codec.REPLICA_INFO.decode(self._call("GET", self._path(scope, "describe")), max_size=self.max_size)
 
     def schemas(self, scope: str) -> dict[str, model.TableSchema]:
-        return codec.decode_schemas(self._call("GET", self._path(scope, "schemas")), max_size=self.max_size)
+        return codec.SCHEMAS.decode(self._call("GET", self._path(scope, "schemas")), max_size=self.max_size)
 
     def _request(self, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int) -> bytes:
-        return codec.encode_changes_request(codec.ChangesRequest(known, after, upto, max_rows, max_bytes))
+        return codec.CHANGES_REQUEST.encode(codec.ChangesRequest(known, after, upto, max_rows, max_bytes))
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
         return self._call("POST", self._path(scope, "changes"), self._request(known, after, upto, max_rows, max_bytes))
@@ -253,7 +253,7 @@ class HTTPPeer(Handle):
         session = uuid.uuid4().hex if _is_final(data) and scope not in ending.kept_out else None
         headers = {FINISH_HEADER: session} if session is not None else None
         reply, answer = self._exchange("POST", self._path(scope, "apply"), data, BATCH, headers=headers)
-        report = codec.decode_apply_report(reply, max_size=self.max_size)
+        report = codec.APPLY_REPORT.decode(reply, max_size=self.max_size)
         if not report.excluded.is_empty() or report.failed:
             ending.kept_out.add(scope)
         if session is not None and answer.get(FINISHED_HEADER) == session:
@@ -268,8 +268,8 @@ class HTTPPeer(Handle):
         done = ending.finished.pop(scope, None)
         if done is not None and end.excluded.is_empty() and not end.failures and done.contains_knowledge(end.merge):
             return done
-        reply = self._call("POST", self._path(scope, "finish"), codec.encode_session_end(end))
-        return codec.decode_knowledge(reply, max_size=self.max_size)
+        reply = self._call("POST", self._path(scope, "finish"), codec.SESSION_END.encode(end))
+        return codec.KNOWLEDGE.decode(reply, max_size=self.max_size)
 
     def _ending(self) -> _Ending:
         """This thread's session state (a session runs in one thread; several
@@ -295,7 +295,7 @@ class HTTPPeer(Handle):
 
     def status(self, scope: str | None = None) -> list[model.Status]:
         path = f"{PREFIX}/status" if scope is None else self._path(scope, "status")
-        return codec.decode_statuses(self._call("GET", path), max_size=self.max_size)
+        return codec.STATUSES.decode(self._call("GET", path), max_size=self.max_size)
 
     def scopes(self) -> list[str]:
         return [s.scope for s in self.status()]
@@ -306,7 +306,7 @@ class HTTPPeer(Handle):
         for name in names:
             params = {"limit": str(limit if limit is not None else 1000)}
             reply = self._call("GET", self._path(name, "conflicts"), params=params)
-            out.extend(codec.decode_conflicts(reply, max_size=self.max_size))
+            out.extend(codec.CONFLICTS.decode(reply, max_size=self.max_size))
         return out
 
     def _local_only(self, what: str) -> ConfigurationError:
