@@ -17,7 +17,7 @@ def test_a_table_row_is_returned_as_the_catalog_gave_it() -> None:
 
 
 def test_a_missing_table_is_refused_by_the_name_the_user_gave() -> None:
-    with pytest.raises(peersync.TableError, match="^no such table: orders$"):
+    with pytest.raises(peersync.TableError, match=r"^no such table: orders$"):
         user_table(None, "orders", ("table",))
 
 
