@@ -36,15 +36,24 @@ def _in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     return t, out
 
 
-def _commit_when_apply_waits(server: Server, w: Writer, t: threading.Thread) -> None:
-    """Commit ``w`` once the apply waits for its row lock (the apply has then
-    taken its snapshot and reached the row ``w`` holds)."""
-    deadline = time.monotonic() + 20
-    while server.lock_waiters() == 0:
-        assert t.is_alive(), "the session ended without waiting for the local writer's lock"
-        assert time.monotonic() < deadline, "the apply never waited for the local writer"
-        time.sleep(0.02)
-    w.commit()
+def _push_while_a_writer_waits(server: Server, w: Writer, push: Callable[[], Any], when: Callable[[], None]) -> None:
+    """Run ``push`` in a thread and, once its apply waits for the row lock
+    ``w`` holds (the apply has then taken its snapshot and reached that
+    row), call ``when`` (e.g. ``w.commit``); then close ``w`` and raise
+    what the push raised."""
+    t, out = _in_thread(push)
+    try:
+        deadline = time.monotonic() + 20
+        while server.lock_waiters() == 0:
+            assert t.is_alive(), "the session ended without waiting for the local writer's lock"
+            assert time.monotonic() < deadline, "the apply never waited for the local writer"
+            time.sleep(0.02)
+        when()
+    finally:
+        t.join()
+        w.close()
+    if isinstance(out[0], BaseException):
+        raise out[0]
 
 
 def _shared_row(server: Server, replica: Callable[[str], str], ledger: Ledger, row: str) -> str:
@@ -70,14 +79,7 @@ def test_merge_callback_sees_the_local_write_that_committed_during_the_apply(
         body = f"{c.local_row['name']}+{c.remote_row['name']}"
         return peersync.Resolution(peersync.Outcome.MERGE, row={"name": body, "qty": 3})
 
-    t, out = _in_thread(lambda: ledger.push(a, server.url, policy=merge))
-    try:
-        _commit_when_apply_waits(server, w, t)
-    finally:
-        t.join()
-        w.close()
-    if isinstance(out[0], BaseException):
-        raise out[0]
+    _push_while_a_writer_waits(server, w, lambda: ledger.push(a, server.url, policy=merge), w.commit)
     assert server.rows() == [(1, "local+remote", 3)]  # the local write is in the merge, not lost
     assert seen[-1] == {"id": 1, "name": "local", "qty": 2}, seen
     ledger.push(server.url, a)
@@ -99,14 +101,7 @@ def test_destination_wins_keeps_a_local_write_committed_during_the_apply(
     sqlite_write(a, "UPDATE item SET name = 'b' WHERE id = 1")
     time.sleep(0.01)
     sqlite_write(a, "UPDATE item SET name = 'a' WHERE id = 1")  # later than w, same content as before w
-    t, out = _in_thread(lambda: ledger.push(a, server.url, policy="destination-wins"))
-    try:
-        _commit_when_apply_waits(server, w, t)
-    finally:
-        t.join()
-        w.close()
-    if isinstance(out[0], BaseException):
-        raise out[0]
+    _push_while_a_writer_waits(server, w, lambda: ledger.push(a, server.url, policy="destination-wins"), w.commit)
     assert server.rows() == [(1, "w", 9)]
     with peersync.connect(server.url) as db:
         logged = db.conflicts("s")
@@ -134,14 +129,7 @@ def test_local_write_committed_during_the_apply_is_a_conflict_never_an_overwrite
             "insert": "INSERT INTO item VALUES (1, 'local', 2)",
         }[local]
     )
-    t, out = _in_thread(lambda: ledger.push(a, server.url, policy="destination-wins"))
-    try:
-        _commit_when_apply_waits(server, w, t)
-    finally:
-        t.join()
-        w.close()
-    if isinstance(out[0], BaseException):
-        raise out[0]
+    _push_while_a_writer_waits(server, w, lambda: ledger.push(a, server.url, policy="destination-wins"), w.commit)
     expected = [] if local == "delete" else [(1, "local", 2)]
     assert server.rows() == expected  # destination wins: the committed local write stays
     with peersync.connect(server.url) as db:
@@ -164,13 +152,10 @@ def test_apply_deadlocked_with_a_local_writer_loses_nothing(server: Server, repl
     sqlite_write(a, "UPDATE item SET name = 'remote', qty = 1")
     w = server.writer()
     w.run("UPDATE item SET name = 'local', qty = 2 WHERE id = 2")
-    t, out = _in_thread(lambda: ledger.push(a, server.url, policy="destination-wins"))
     committed = False
-    try:
-        deadline = time.monotonic() + 20
-        while server.lock_waiters() == 0:
-            assert t.is_alive() and time.monotonic() < deadline, "the apply never waited for the local writer"
-            time.sleep(0.02)
+
+    def ask_for_row_1() -> None:
+        nonlocal committed
         try:
             w.run("UPDATE item SET name = 'local', qty = 2 WHERE id = 1")
             w.commit()
@@ -178,11 +163,8 @@ def test_apply_deadlocked_with_a_local_writer_loses_nothing(server: Server, repl
         except Exception as exc:  # the server chose the writer as the deadlock's victim
             assert "deadlock" in str(exc).lower(), exc
             w.rollback()
-    finally:
-        t.join()
-        w.close()
-    if isinstance(out[0], BaseException):
-        raise out[0]
+
+    _push_while_a_writer_waits(server, w, lambda: ledger.push(a, server.url, policy="destination-wins"), ask_for_row_1)
     with peersync.connect(server.url) as db:
         logged = {c.key for c in db.conflicts("s")}
     if committed:  # destination wins: the local rows stay, each through a logged conflict

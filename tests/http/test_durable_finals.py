@@ -126,7 +126,7 @@ def _final_batch_without_finish(server: str, b: Path) -> peersync.Knowledge:
         server + "/v1/scopes/s/apply", content=batch, headers={"content-type": "application/vnd.peersync.batch"}
     )
     assert reply.status_code == 200 and "peersync-finished" not in reply.headers
-    report = codec.decode_apply_report(reply.content)
+    report = codec.APPLY_REPORT.decode(reply.content)
     assert report.final and report.received == 0
     return report.made_with
 

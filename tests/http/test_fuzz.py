@@ -54,7 +54,7 @@ def target(folder: Path, servers: Callable[..., Server]) -> Target:
         batch = a.changes("s", Knowledge.empty(), 0, info.tick, max_rows=100, max_bytes=1 << 20)
         b.apply("s", batch, peersync.Policy.LAST_WRITER_WINS)  # from now on, replaying it is a no-op
         known = b.describe("s").knowledge
-    request = codec.encode_changes_request(codec.ChangesRequest(known, 0, 10, 100, 1 << 20))
+    request = codec.CHANGES_REQUEST.encode(codec.ChangesRequest(known, 0, 10, 100, 1 << 20))
     return Target(server, db, token, {"apply": batch, "changes": request, "batches": request})
 
 
@@ -170,5 +170,5 @@ def test_random_bodies_never_get_a_5xx_nor_change_anything(
     r = client.request(method, path, content=body if method == "POST" else None, headers=headers)
     assert r.status_code < 500, (r.status_code, r.content[:300])
     if r.status_code >= 400:
-        assert r.headers["peersync-error"] and "\n" not in codec.decode_error(r.content).args[0]
+        assert r.headers["peersync-error"] and "\n" not in codec.ERROR.decode(r.content).args[0]
     assert dump(target.db) == baseline

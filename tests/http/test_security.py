@@ -63,7 +63,7 @@ def _client(g: Guarded, token: str | None) -> httpx.Client:
 def _refused(response: httpx.Response, status: int, code: str, words: str = "") -> None:
     assert response.status_code == status, response.content
     assert response.headers["peersync-error"] == code
-    err = codec.decode_error(response.content)
+    err = codec.ERROR.decode(response.content)
     assert type(err).code == code and words in str(err) and "\n" not in str(err)
 
 
@@ -258,6 +258,6 @@ def test_a_replayed_batch_changes_nothing(guarded: Guarded, folder: Path) -> Non
         for _ in range(3):
             again = _apply(c, batch)
             assert again.status_code == 200
-            report = codec.decode_apply_report(again.content)
+            report = codec.APPLY_REPORT.decode(again.content)
             assert report.applied == 0 and report.skipped_known == 3
         assert dump(guarded.db) == after_first

@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import peersync
-from peersync._cli.main import cli
+from peersync._cli.main import cli, main
 
 from ..conftest import ITEMS_SCHEMA
 from ..helpers import rows, write
@@ -43,6 +43,19 @@ def invoke(*args: object) -> Run:
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         raise AssertionError(f"peersync {args} raised {res.exception!r}") from res.exception
     return Run(res.exit_code, res.stdout, res.stderr)
+
+
+def run_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: object) -> Run:
+    """In process, through the real entry point ``main`` (which turns click's
+    usage errors into one line with a hint to the command's help)."""
+    monkeypatch.setattr(sys, "argv", ["peersync", *(str(a) for a in args)])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return Run(code, out, err)
 
 
 def command() -> list[str]:

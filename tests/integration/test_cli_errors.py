@@ -6,32 +6,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
 import peersync
-from peersync._cli.main import main
 
 from ..helpers import rows, write
-from .test_cli import Run, assert_error, invoke, ok, pair, run, snapshot
+from .test_cli import assert_error, invoke, ok, pair, run, run_main, snapshot
 
 __all__ = ["pair"]  # the fixture, used below
 
 HUGE = "99999999999999999999999"
-
-
-def run_main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: object) -> Run:
-    """In process, through the real entry point (which turns click's usage errors into one line)."""
-    monkeypatch.setattr(sys, "argv", ["peersync", *(str(a) for a in args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return Run(code, out, err)
 
 
 @pytest.mark.parametrize(

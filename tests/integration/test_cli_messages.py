@@ -5,28 +5,14 @@ database (a typo must not read as "no tokens": an open database)."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import click
 import pytest
 
 from peersync._cli.app import cli
-from peersync._cli.main import main
 
-from .test_cli import Run, assert_error, invoke
-
-
-def _main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: object) -> Run:
-    """In process, through the real entry point (which adds the usage hint)."""
-    monkeypatch.setattr(sys, "argv", ["peersync", *(str(a) for a in args)])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return Run(code, out, err)
+from .test_cli import assert_error, invoke, run_main
 
 
 @pytest.mark.parametrize(
@@ -40,7 +26,7 @@ def _main(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *
 def test_a_usage_hint_names_the_whole_command(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], hint: str
 ) -> None:
-    line = assert_error(_main(capsys, monkeypatch, *args))
+    line = assert_error(run_main(capsys, monkeypatch, *args))
     assert line.endswith(hint), line
 
 

@@ -159,17 +159,17 @@ SCHEMA_MAPS = st.lists(schemas(), max_size=4, unique_by=lambda s: s.name).map(la
 
 Codec = tuple[Callable[[Any], bytes], Callable[..., Any]]
 KINDS: dict[str, tuple[Codec, st.SearchStrategy[Any]]] = {
-    "knowledge": ((C.encode_knowledge, C.decode_knowledge), knowledge()),
-    "table-schema": ((C.encode_table_schema, C.decode_table_schema), schemas()),
-    "schemas": ((C.encode_schemas, C.decode_schemas), SCHEMA_MAPS),
-    "replica-info": ((C.encode_replica_info, C.decode_replica_info), replica_infos()),
-    "conflict": ((C.encode_conflict, C.decode_conflict), CONFLICTS),
-    "apply-report": ((C.encode_apply_report, C.decode_apply_report), APPLY_REPORTS),
-    "session-end": ((C.encode_session_end, C.decode_session_end), SESSION_ENDS),
-    "policy": ((C.encode_policy, C.decode_policy), st.sampled_from(Policy)),
-    "changes-request": ((C.encode_changes_request, C.decode_changes_request), CHANGES_REQUESTS),
-    "statuses": ((C.encode_statuses, C.decode_statuses), st.lists(STATUSES, max_size=3)),
-    "conflicts": ((C.encode_conflicts, C.decode_conflicts), st.lists(CONFLICTS, max_size=3)),
+    "knowledge": ((C.KNOWLEDGE.encode, C.KNOWLEDGE.decode), knowledge()),
+    "table-schema": ((C.TABLE_SCHEMA.encode, C.TABLE_SCHEMA.decode), schemas()),
+    "schemas": ((C.SCHEMAS.encode, C.SCHEMAS.decode), SCHEMA_MAPS),
+    "replica-info": ((C.REPLICA_INFO.encode, C.REPLICA_INFO.decode), replica_infos()),
+    "conflict": ((C.CONFLICT.encode, C.CONFLICT.decode), CONFLICTS),
+    "apply-report": ((C.APPLY_REPORT.encode, C.APPLY_REPORT.decode), APPLY_REPORTS),
+    "session-end": ((C.SESSION_END.encode, C.SESSION_END.decode), SESSION_ENDS),
+    "policy": ((C.encode_policy, C.POLICY.decode), st.sampled_from(Policy)),
+    "changes-request": ((C.CHANGES_REQUEST.encode, C.CHANGES_REQUEST.decode), CHANGES_REQUESTS),
+    "statuses": ((C.STATUSES.encode, C.STATUSES.decode), st.lists(STATUSES, max_size=3)),
+    "conflicts": ((C.CONFLICTS.encode, C.CONFLICTS.decode), st.lists(CONFLICTS, max_size=3)),
 }
 
 
@@ -205,7 +205,7 @@ def test_extreme_values_survive_in_a_conflict() -> None:
     extremes = (None, *I64, float("nan"), float("inf"), float("-inf"), -0.0, "", "漢字🎉", b"", b"\x00\xff")
     row = {f"c{i}": v for i, v in enumerate(extremes)} | {"raw": RawText(b"\xff\xfe"), "empty_raw": RawText(b"")}
     c = Conflict("s", "t", (RawText(b"\x80"), 2**63 - 1), ConflictType.ERROR, row, row, None, (b"R" * 16, 1), None, 0)
-    back = C.decode_conflict(C.encode_conflict(c))
+    back = C.CONFLICT.decode(C.CONFLICT.encode(c))
     assert exact(back) == exact(c)
     assert type(back.key[0]) is RawText and back.remote_row is not None and type(back.remote_row["raw"]) is RawText
 
@@ -215,7 +215,7 @@ def test_knowledge_of_many_replicas_and_empty_knowledge_round_trip() -> None:
         {i.to_bytes(16, "big"): [(1, 10 * i + 1), (10 * i + 5, 10 * i + 9)] for i in range(1, 2001)}
     )
     for k in (Knowledge.empty(), many):
-        assert C.decode_knowledge(C.encode_knowledge(k)) == k
+        assert C.KNOWLEDGE.decode(C.KNOWLEDGE.encode(k)) == k
 
 
 def test_policy_travels_by_name_and_a_callback_is_refused() -> None:
@@ -446,25 +446,25 @@ def test_non_utf8_string_is_refused() -> None:
 def test_encoding_refuses_what_decoding_would() -> None:
     bad = Conflict("s", "t", (True,), ConflictType.ERROR, None, None, None, (b"R" * 16, 1), None, 0)
     with pytest.raises(ProtocolError, match=r"cannot encode conflict: conflict key value must be .* not a bool"):
-        C.encode_conflict(bad)
+        C.CONFLICT.encode(bad)
     with pytest.raises(ProtocolError, match="cannot encode changes-request: max_rows 0 is outside"):
-        C.encode_changes_request(C.ChangesRequest(K, 0, 9, 0, 1))
+        C.CHANGES_REQUEST.encode(C.ChangesRequest(K, 0, 9, 0, 1))
     with pytest.raises(ProtocolError, match="replica id is 4 bytes"):
-        C.encode_replica_info(ReplicaInfo("s", b"abcd", 1, K, K, "fp", ()))
+        C.REPLICA_INFO.encode(ReplicaInfo("s", b"abcd", 1, K, K, "fp", ()))
     with pytest.raises(ProtocolError, match="session must be 32 lowercase hex"):
-        C.encode_session_end(SessionEnd("not-a-session", K, K))
+        C.SESSION_END.encode(SessionEnd("not-a-session", K, K))
     with pytest.raises(ProtocolError, match="entry 'a' holds table 'item'"):
-        C.encode_schemas({"a": ITEM})
+        C.SCHEMAS.encode({"a": ITEM})
 
 
 def test_error_messages() -> None:
-    back = C.decode_error(C.encode_error(ScopeError("unknown scope 'x'")))
+    back = C.ERROR.decode(C.ERROR.encode(ScopeError("unknown scope 'x'")))
     assert type(back) is ScopeError and str(back) == "unknown scope 'x'"
-    msg = unpack(C.encode_error(ScopeError("x")))
+    msg = unpack(C.ERROR.encode(ScopeError("x")))
     refused_error = pack([*msg[:2], "scope", None])
     with pytest.raises(ProtocolError, match="message must be a string, not nil"):
-        C.decode_error(refused_error)
-    unknown = C.decode_error(pack([*msg[:2], "teapot", "short and stout"]))
+        C.ERROR.decode(refused_error)
+    unknown = C.ERROR.decode(pack([*msg[:2], "teapot", "short and stout"]))
     assert type(unknown) is ProtocolError and "teapot" in str(unknown)
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import peersync
 from peersync._engine import errors as _errors
-from peersync._engine.codec import decode_error, encode_error
+from peersync._engine.codec import ERROR
 from peersync._engine.errors import error_from_wire, error_to_wire
 
 EXPORTED = [
@@ -61,7 +61,7 @@ def test_each_class_round_trips_to_itself(cls: type[peersync.SyncError]) -> None
     exc = cls(f"something about {cls.__name__}: ünïcødé")
     wire = error_to_wire(exc)
     assert wire == {"code": cls.code, "message": str(exc)}
-    for back in (error_from_wire(wire), decode_error(encode_error(exc))):
+    for back in (error_from_wire(wire), ERROR.decode(ERROR.encode(exc))):
         assert type(back) is cls
         assert str(back) == str(exc)
 
@@ -70,7 +70,7 @@ def test_a_subclass_defined_elsewhere_travels_as_its_nearest_class() -> None:
     class Busy(peersync.DatabaseLocked):
         pass
 
-    back = decode_error(encode_error(Busy("held by pid 42")))
+    back = ERROR.decode(ERROR.encode(Busy("held by pid 42")))
     assert type(back) is peersync.DatabaseLocked
     assert str(back) == "held by pid 42"
 

@@ -145,6 +145,6 @@ def test_a_callback_sees_global_names_and_merges_in_them() -> None:
 def test_status_names_cross_the_wire_and_old_statuses_still_decode() -> None:
     k = peersync.Knowledge.empty()
     st = Status("s", b"A" * 16, 1, k, k, "fp", ("Album",), 1, 0, 0, 0, Names.from_mapping(MAPPING).to_mapping())
-    assert codec.decode_statuses(codec.encode_statuses([st])) == [st]
+    assert codec.STATUSES.decode(codec.STATUSES.encode([st])) == [st]
     plain = replace(st, names={})
-    assert codec.decode_statuses(codec.encode_statuses([plain])) == [plain]
+    assert codec.STATUSES.decode(codec.STATUSES.encode([plain])) == [plain]

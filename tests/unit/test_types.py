@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from peersync._adapters.sqlite.schema import column_type, introspect
+from peersync._adapters.sqlite.catalog import column_type, introspect
 from peersync._engine.model import TableSchema
 from peersync._engine.schema import dependency_order, fingerprint
 from peersync._engine.types import (

@@ -141,16 +141,11 @@ def stream_of(
         after = last
 
 
-class BatchPeer:
-    """Mixed into a peer that reads one batch at a time (``_batch``): its
-    :meth:`Peer.changes` and :meth:`Peer.batches`, and the context manager
-    that closes it."""
+class Handle:
+    """Mixed into every peer class: the context manager that closes it, and
+    its ``repr``, the class and URL (``MemoryPeer('memory://a')``)."""
 
-    def _batch(
-        self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
-    ) -> tuple[bytes, int, bool]:
-        """One batch, with its ``last`` tick and whether it is final."""
-        raise NotImplementedError
+    url: str
 
     def close(self) -> None:
         raise NotImplementedError
@@ -160,6 +155,20 @@ class BatchPeer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class BatchPeer(Handle):
+    """Mixed into a peer that reads one batch at a time (``_batch``): its
+    :meth:`Peer.changes` and :meth:`Peer.batches`."""
+
+    def _batch(
+        self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
+    ) -> tuple[bytes, int, bool]:
+        """One batch, with its ``last`` tick and whether it is final."""
+        raise NotImplementedError
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
         return self._batch(scope, known, after, upto, max_rows, max_bytes)[0]

@@ -14,26 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from peersync._engine import model, rules
 from peersync._engine.errors import ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    ConflictType,
-    Outcome,
-    Policy,
-)
-from peersync._engine.rules import (
-    Action,
-    LocalState,
-    both_deleted,
-    classify,
-    decide,
-    policy_name,
-    remote_wins_by_time,
-    triage,
-)
 from peersync._engine.wire import decode_batch, open_batch
 
 from .state import Key, Pending, Row, ScopeData, Table, Track, same_row
@@ -82,20 +65,20 @@ class Rewrite:
 class Apply:
     store: Store
     sc: ScopeData
-    handler: ConflictHandler
-    report: ApplyReport = field(default_factory=ApplyReport)
+    handler: model.ConflictHandler
+    report: model.ApplyReport = field(default_factory=model.ApplyReport)
     rewrites: list[Rewrite] = field(default_factory=list)
     excluded: list[Incoming] = field(default_factory=list)
-    logged: list[Conflict] = field(default_factory=list)
+    logged: list[model.Conflict] = field(default_factory=list)
 
-    def run(self, data: bytes) -> ApplyReport:
+    def run(self, data: bytes) -> model.ApplyReport:
         store, sc = self.store, self.sc
         schemas = {n: store.tables[n].schema for n in sc.tables}
         open_batch(data, sc.name, schemas, sc.fingerprint, sc.rid)
         batch = decode_batch(data, schemas)
         self.batch = batch
         self.known = sc.knowledge.add_range(sc.rid, 1, store.clock)
-        self.report = ApplyReport(last=batch.last, final=batch.final, made_with=batch.made_with)
+        self.report = model.ApplyReport(last=batch.last, final=batch.final, made_with=batch.made_with)
         rows = self._incoming()
         for inc in rows:
             inc.step = self._triage(inc)
@@ -143,12 +126,14 @@ class Apply:
                 out.append(Incoming(t, seq, lt, deleted, version, creation, time, row, key, b.made_with | extra, extra))
         return out
 
-    def _local(self, inc: Incoming) -> LocalState | None:
+    def _local(self, inc: Incoming) -> rules.LocalState | None:
         track = inc.table.tracking.get(inc.key)
         if track is None:
             return None
         sc = self.sc
-        return LocalState(track.version(sc.name, sc.rid), track.creation_in(sc.name, sc.rid), track.deleted, track.time)
+        return rules.LocalState(
+            track.version(sc.name, sc.rid), track.creation_in(sc.name, sc.rid), track.deleted, track.time
+        )
 
     def _triage(self, inc: Incoming) -> str:
         """:func:`~peersync._engine.rules.triage`, with the two rules that
@@ -162,15 +147,19 @@ class Apply:
         record = track.record(self.sc.name) if track is not None else None
         if record is not None and inc.version in record:
             return Step.KNOWN
-        action = triage(inc.version, self._local(inc), inc.record, self.known)
-        return {Action.SKIP_KNOWN: Step.KNOWN, Action.APPLY: Step.APPLY, Action.CONFLICT: Step.CONFLICT}[action]
+        action = rules.triage(inc.version, self._local(inc), inc.record, self.known)
+        return {
+            rules.Action.SKIP_KNOWN: Step.KNOWN,
+            rules.Action.APPLY: Step.APPLY,
+            rules.Action.CONFLICT: Step.CONFLICT,
+        }[action]
 
     def _conflict(self, inc: Incoming) -> None:
         """Classify and resolve one conflict (SEMANTICS.md, "Conflicts")."""
         sc, t = self.sc, inc.table
         loc = self._local(inc)
         assert loc is not None
-        kind = classify(loc, inc.deleted, inc.creation, self.batch.made_with, self.known)
+        kind = rules.classify(loc, inc.deleted, inc.creation, self.batch.made_with, self.known)
         local_row = None if loc.deleted else t.rows[inc.key]
         remote = None if inc.values is None else t.as_dict(inc.values)
         local = None if local_row is None else t.as_dict(local_row)
@@ -182,37 +171,39 @@ class Apply:
             # "Knowledge is what the rows hold or beat"): learning the newer
             # version while holding the older would let a third version with a
             # time between them win here and nowhere else.
-            wins = remote_wins_by_time(loc.time, loc.version, inc.time, inc.version)
+            wins = rules.remote_wins_by_time(loc.time, loc.version, inc.time, inc.version)
             inc.step = Step.APPLY if wins else Step.LEARN
             if loc.deleted:
                 self.report.conflicts += 1
-                self.logged.append(both_deleted(sc.name, t.schema.name, inc.key, loc, inc.version, inc.time, wins))
+                self.logged.append(
+                    rules.both_deleted(sc.name, t.schema.name, inc.key, loc, inc.version, inc.time, wins)
+                )
             return
-        conflict = Conflict(
+        conflict = model.Conflict(
             sc.name, t.schema.name, inc.key, kind, local, remote, loc.version, inc.version, loc.time, inc.time,
-            policy_name(self.handler),
+            rules.policy_name(self.handler),
         )  # fmt: skip
-        d = decide(self.handler, conflict, t.schema.columns, t.schema.key)
+        d = rules.decide(self.handler, conflict, t.schema.columns, t.schema.key)
         self.report.conflicts += 1
         # Under last writer wins every replica picks the same winner, which
         # keeps its own version. Any other policy may decide otherwise
         # elsewhere: its winner becomes a new local change made knowing both
         # (change time: the later of the two), so the decision reaches every
         # replica, those that already hold both versions included.
-        lww = self.handler is Policy.LAST_WRITER_WINS
+        lww = self.handler is model.Policy.LAST_WRITER_WINS
         both = max(loc.time, inc.time)
-        if d.outcome is Outcome.SOURCE:
+        if d.outcome is model.Outcome.SOURCE:
             inc.step = Step.APPLY if lww else Step.LEARN
             if not lww:
                 self.rewrites.append(Rewrite("write", inc, inc.values, both))
-        elif d.outcome is Outcome.DESTINATION:
+        elif d.outcome is model.Outcome.DESTINATION:
             inc.step = Step.LEARN
             if not lww:
                 self.rewrites.append(Rewrite("restamp", inc, local_row, both))
         elif d.merged is not None:
             inc.step = Step.MERGE
             self.rewrites.append(Rewrite("merge", inc, tuple(d.merged[c] for c in t.schema.columns), both + 1))
-        if d.outcome is Outcome.DEFER:
+        if d.outcome is model.Outcome.DEFER:
             inc.step = Step.DEFER
             self.report.deferred += 1
             self.excluded.append(inc)
@@ -295,14 +286,14 @@ def save_knowledge(sc: ScopeData, k: Knowledge) -> None:
     sc.knowledge = k.exclude(sc.pending_knowledge()).without(sc.rid)
 
 
-def log_conflicts(store: Store, sc: ScopeData, conflicts: list[Conflict]) -> None:
+def log_conflicts(store: Store, sc: ScopeData, conflicts: list[model.Conflict]) -> None:
     """Append to the conflict log; a row that keeps failing has one error
     entry, brought up to date each time, not one more per session."""
     at = store.now()
     for c in conflicts:
-        if c.type is ConflictType.ERROR:
+        if c.type is model.ConflictType.ERROR:
             for i, old in enumerate(sc.conflicts):
-                if old.type is ConflictType.ERROR and old.table == c.table and old.key == c.key:
+                if old.type is model.ConflictType.ERROR and old.table == c.table and old.key == c.key:
                     sc.conflicts[i] = replace(c, id=old.id, logged_at=at)
                     break
             else:

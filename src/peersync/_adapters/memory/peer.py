@@ -28,20 +28,11 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from peersync._engine import model
 from peersync._engine.errors import ConfigurationError, InvalidURL, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import REPLICA_ID_BYTES, Knowledge
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    RepairReport,
-    ReplicaInfo,
-    SessionEnd,
-    Status,
-    TableSchema,
-    Value,
-)
 from peersync._engine.names import NamesArg
+from peersync._engine.peer import Handle
 from peersync._engine.schema import fingerprint
 from peersync._engine.types import SQLITE_AFFINITY_TYPES, Column
 
@@ -87,21 +78,12 @@ def drop_memory(name: str) -> None:
     _STORES.pop(name, None)
 
 
-class MemoryPeer:
+class MemoryPeer(Handle):
     """A handle on one in-memory database, as a peersync peer."""
 
     def __init__(self, store: Store) -> None:
         self._store: Store | None = store
         self.url = f"{SCHEME}://{store.name}"
-
-    def __repr__(self) -> str:
-        return f"MemoryPeer({self.url!r})"
-
-    def __enter__(self) -> MemoryPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def store(self) -> Store:
@@ -116,7 +98,7 @@ class MemoryPeer:
             raise ScopeError(f"unknown scope {scope!r} in {self.url}") from None
 
     # -- the database's own shape -------------------------------------------------
-    def create_table(self, schema: TableSchema) -> None:
+    def create_table(self, schema: model.TableSchema) -> None:
         """Declare a table (idempotent for the same shape). Every write to it
         is tracked. Without column descriptions (``specs``), each column's
         canonical type is read from ``types`` as SQLite affinities."""
@@ -127,7 +109,7 @@ class MemoryPeer:
                 )
             except (KeyError, ValueError):
                 raise TableError(f"table {schema.name}: types are integer, real, text, blob or numeric") from None
-            schema = TableSchema(schema.name, schema.columns, schema.key, schema.types, specs)
+            schema = model.TableSchema(schema.name, schema.columns, schema.key, schema.types, specs)
         have = self.store.tables.get(schema.name)
         if have is not None:
             if have.schema != schema:
@@ -162,20 +144,20 @@ class MemoryPeer:
         return True
 
     # -- local writes (a foreign writer) -------------------------------------------
-    def insert(self, table: str, values: Mapping[str, Value], *, at: int | None = None) -> None:
+    def insert(self, table: str, values: Mapping[str, model.Value], *, at: int | None = None) -> None:
         writes.insert(self.store, table, values, at)
 
-    def update(self, table: str, key: Key, values: Mapping[str, Value], *, at: int | None = None) -> bool:
+    def update(self, table: str, key: Key, values: Mapping[str, model.Value], *, at: int | None = None) -> bool:
         return writes.update(self.store, table, tuple(key), values, at)
 
     def delete(self, table: str, key: Key, *, at: int | None = None) -> bool:
         return writes.delete(self.store, table, tuple(key), at)
 
-    def upsert(self, table: str, values: Mapping[str, Value], *, at: int | None = None) -> bool:
+    def upsert(self, table: str, values: Mapping[str, model.Value], *, at: int | None = None) -> bool:
         return writes.upsert(self.store, table, values, at)
 
     # -- reading, for tests -----------------------------------------------------------
-    def rows(self, table: str) -> list[tuple[Value, ...]]:
+    def rows(self, table: str) -> list[tuple[model.Value, ...]]:
         """The live rows of ``table``, sorted by key."""
         return [row for _, row in sorted(self.store.table(table).rows.items(), key=lambda kv: repr(kv[0]))]
 
@@ -193,7 +175,7 @@ class MemoryPeer:
     def pending(self, scope: str) -> set[Pending]:
         return set(self._scope(scope).pending)
 
-    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
+    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[model.Conflict]:
         """The conflict log of ``scope`` (of every scope when None), oldest first."""
         names = [scope] if scope is not None else self.scopes()
         out = sorted((c for n in names for c in self._scope(n).conflicts), key=lambda c: c.id or 0)
@@ -241,27 +223,27 @@ class MemoryPeer:
         sc.rid = new
         return new
 
-    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> model.RepairReport:
         """Nothing to migrate: a memory table's shape is fixed when it is created."""
         self._scope(scope)
-        return RepairReport(scope, False, (), (), 0, 0, 0)
+        return model.RepairReport(scope, False, (), (), 0, 0, 0)
 
-    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+    def repair(self, scope: str, *, restamp: bool = False) -> model.RepairReport:
         """Nothing to repair: every write goes through the tracked write API."""
         self._scope(scope)
-        return RepairReport(scope, False, (), (), 0, 0, 0)
+        return model.RepairReport(scope, False, (), (), 0, 0, 0)
 
     def compact(self, scope: str | None = None) -> None:
         """Nothing to compact: there is no change log, only tracking rows."""
 
-    def status(self, scope: str | None = None) -> list[Status]:
+    def status(self, scope: str | None = None) -> list[model.Status]:
         out = []
         for name in [scope] if scope is not None else self.scopes():
             sc, tick = self._scope(name), self.store.clock
             tracks = [t for n in sc.tables for t in self.store.tables[n].tracking.values()]
             pending = len({(p.table, p.key) for p in sc.pending})
             out.append(
-                Status(
+                model.Status(
                     name, sc.rid, tick, self.knowledge(name), sc.forgotten, sc.fingerprint, tuple(sc.tables),
                     len(tracks), sum(t.deleted for t in tracks), len(sc.conflicts), pending,
                 )
@@ -269,15 +251,15 @@ class MemoryPeer:
         return out
 
     # -- the Peer contract ---------------------------------------------------------
-    def describe(self, scope: str) -> ReplicaInfo:
+    def describe(self, scope: str) -> model.ReplicaInfo:
         sc = self._scope(scope)
         tables = tuple(self.store.tables[n].schema for n in sc.tables)
         tick = self.store.clock
-        return ReplicaInfo(
+        return model.ReplicaInfo(
             scope, sc.rid, tick, sc.knowledge.add_range(sc.rid, 1, tick), sc.forgotten, sc.fingerprint, tables
         )
 
-    def schemas(self, scope: str) -> dict[str, TableSchema]:
+    def schemas(self, scope: str) -> dict[str, model.TableSchema]:
         return {n: self.store.tables[n].schema for n in self._scope(scope).tables}
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
@@ -293,10 +275,10 @@ class MemoryPeer:
                 return
             after = last
 
-    def apply(self, scope: str, data: bytes, policy: ConflictHandler) -> ApplyReport:
+    def apply(self, scope: str, data: bytes, policy: model.ConflictHandler) -> model.ApplyReport:
         return Apply(self.store, self._scope(scope), policy).run(data)
 
-    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+    def finish(self, scope: str, end: model.SessionEnd) -> Knowledge:
         """End a session (Peer.finish): merge ``end.merge`` minus what stays
         out, forget pending changes the source's knowledge beats, log the
         failures, drop made-with records the knowledge now covers. A retried

@@ -24,28 +24,9 @@ from typing import Any
 import pymysql
 
 from peersync._adapters.sql.meta import Meta, dumps, now_ms
+from peersync._engine import model, rules
 from peersync._engine.errors import DatabaseLocked, ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
-from peersync._engine.model import (
-    ApplyReport,
-    Change,
-    Conflict,
-    ConflictHandler,
-    ConflictType,
-    Outcome,
-    Policy,
-    Value,
-)
-from peersync._engine.rules import (
-    Action,
-    LocalState,
-    both_deleted,
-    classify,
-    decide,
-    policy_name,
-    remote_wins_by_time,
-    triage,
-)
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
@@ -67,20 +48,20 @@ _LEARNED = ("apply", "learn", "write", "restamp", "merge", "superseded")
 class _Row:
     """One incoming change and what the apply decided for it."""
 
-    change: Change
+    change: model.Change
     extra: int  # index into the batch's extras (0: none)
-    key: tuple[Value, ...]
-    local: LocalState | None = None
+    key: tuple[model.Value, ...]
+    local: rules.LocalState | None = None
     local_mw: int | None = None
     exists: bool = False  # the user row exists here
     action: str = "apply"  # apply, skip, learn, defer, write, restamp, merge, failed
-    row: dict[str, Value] | None = None  # what to write for write/merge
+    row: dict[str, model.Value] | None = None  # what to write for write/merge
     time: int = 0  # change time for a rewrite
-    conflict: Conflict | None = None
+    conflict: model.Conflict | None = None
     evict: list[tuple[Any, ...]] = field(default_factory=list)  # local rows a collision's outcome deletes
 
 
-def _same(a: dict[str, Value] | None, b: dict[str, Value] | None) -> bool:
+def _same(a: dict[str, model.Value] | None, b: dict[str, model.Value] | None) -> bool:
     return a is not None and b is not None and all(type(a[c]) is type(b[c]) and a[c] == b[c] for c in a)
 
 
@@ -88,7 +69,7 @@ class Apply:
     """One batch applied to ``peer`` (retried whole on a deadlock)."""
 
     def __init__(
-        self, conn: Conn, meta: Meta, sc: Scope, data: bytes, handler: ConflictHandler, consecutive_ids: bool
+        self, conn: Conn, meta: Meta, sc: Scope, data: bytes, handler: model.ConflictHandler, consecutive_ids: bool
     ) -> None:
         """``conn`` has the apply's transaction open and ``meta`` works on it;
         ``consecutive_ids``: one multi-row INSERT takes consecutive
@@ -99,7 +80,7 @@ class Apply:
         self.handler = handler
         self.uniques: dict[str, list[tuple[str, ...]]] = {}
 
-    def run(self) -> ApplyReport:
+    def run(self) -> model.ApplyReport:
         for attempt in range(_RETRIES):
             try:
                 with self.conn.errors(), self.conn.txn():
@@ -115,9 +96,9 @@ class Apply:
                     raise
         raise AssertionError("unreachable")
 
-    def _run(self) -> ApplyReport:
+    def _run(self) -> model.ApplyReport:
         b, sc, conn = self.batch, self.sc, self.conn
-        self.report = ApplyReport(last=b.last, final=b.final, made_with=b.made_with)
+        self.report = model.ApplyReport(last=b.last, final=b.final, made_with=b.made_with)
         self.meta.load_replicas()
         # One apply at a time per scope: the scope row is the knowledge they both update.
         (blob,) = conn.execute(
@@ -126,8 +107,8 @@ class Apply:
         stored = Knowledge.from_bytes(bytes(blob))
         self.top = S.sealed(conn)
         self.known = stored.add_range(sc.rid, 1, self.top)
-        self.excluded: list[tuple[Tracked, tuple[Value, ...], Version, int]] = []
-        self.conflicts: list[Conflict] = []
+        self.excluded: list[tuple[Tracked, tuple[model.Value, ...], Version, int]] = []
+        self.conflicts: list[model.Conflict] = []
         self.mw = self.meta.partial_id(sc.name, b.made_with)
         self.extra_ids = [self.meta.partial_id(sc.name, b.made_with | x) for x in b.extras]
         self.records = dict(self.meta.partials(sc.name))
@@ -161,7 +142,7 @@ class Apply:
 
     # -- triage -------------------------------------------------------------------------
     def _lock(
-        self, t: Tracked, keys: Sequence[tuple[Value, ...]]
+        self, t: Tracked, keys: Sequence[tuple[model.Value, ...]]
     ) -> tuple[set[tuple[Any, ...]], dict[tuple[Any, ...], Any]]:
         """Lock and read the user rows' keys and the tracking rows of ``keys``."""
         nk = len(t.schema.key)
@@ -186,7 +167,7 @@ class Apply:
                 tracking[tuple(r[:nk])] = r[nk:]
         return exists, tracking
 
-    def _state(self, r: Any) -> tuple[LocalState, int | None]:
+    def _state(self, r: Any) -> tuple[rules.LocalState, int | None]:
         sc, rep = self.sc, self.meta.rep_rid
         _lt, urep, utick, crep, ctick, _cid, ctime, deleted, scope, mw, seq, cseq = r
         # A local change not sealed yet is newer than every sealed tick.
@@ -201,9 +182,9 @@ class Apply:
             creation = (sc.rid, int(cseq))
         else:
             creation = version
-        return LocalState(version, creation, bool(deleted), int(ctime)), (int(mw) if mw is not None else None)
+        return rules.LocalState(version, creation, bool(deleted), int(ctime)), (int(mw) if mw is not None else None)
 
-    def _triage(self, t: Tracked, changes: list[Change], extras: list[int] | None) -> list[_Row]:
+    def _triage(self, t: Tracked, changes: list[model.Change], extras: list[int] | None) -> list[_Row]:
         b, sc = self.batch, self.sc
         s = t.schema
         rows = [
@@ -222,15 +203,15 @@ class Apply:
             if st is not None:
                 r.local, r.local_mw = self._state(st)
             made_with = b.made_with | b.extras[r.extra - 1] if r.extra else b.made_with
-            action = triage(version, r.local, made_with, self.known)
-            if action is Action.CONFLICT and r.local_mw is not None:
+            action = rules.triage(version, r.local, made_with, self.known)
+            if action is rules.Action.CONFLICT and r.local_mw is not None:
                 record = self.records.get(r.local_mw)
                 if record is not None and record.contains(*version):
-                    action = Action.SKIP_KNOWN
-            if action is Action.SKIP_KNOWN:
+                    action = rules.Action.SKIP_KNOWN
+            if action is rules.Action.SKIP_KNOWN:
                 r.action = "skip"
                 self.report.skipped_known += 1
-            elif action is Action.CONFLICT:
+            elif action is rules.Action.CONFLICT:
                 self._conflict(t, r, made_with)
         return rows
 
@@ -239,37 +220,37 @@ class Apply:
         assert r.local is not None
         lt, deleted, version, creation, ctime, values = r.change
         remote_row = None if deleted else dict(zip(t.schema.columns, values, strict=True))
-        kind = classify(r.local, deleted, creation, made_with, self.known)
+        kind = rules.classify(r.local, deleted, creation, made_with, self.known)
         local_row = self._local_row(t, r.key) if not r.local.deleted else None
         if (r.local.deleted and deleted) or (not r.local.deleted and _same(local_row, remote_row)):
-            wins = remote_wins_by_time(r.local.time, r.local.version, ctime, version)
+            wins = rules.remote_wins_by_time(r.local.time, r.local.version, ctime, version)
             r.action = "apply" if wins else "learn"
             if r.local.deleted:
                 self.report.conflicts += 1
-                self.conflicts.append(both_deleted(s.name, t.name, r.key, r.local, version, ctime, wins))
+                self.conflicts.append(rules.both_deleted(s.name, t.name, r.key, r.local, version, ctime, wins))
             return
-        conflict = Conflict(s.name, t.name, r.key, kind, local_row, remote_row, r.local.version, version,
-                            r.local.time, ctime, policy_name(self.handler))  # fmt: skip
-        d = decide(self.handler, conflict, t.schema.columns, t.schema.key)
+        conflict = model.Conflict(s.name, t.name, r.key, kind, local_row, remote_row, r.local.version, version,
+                            r.local.time, ctime, rules.policy_name(self.handler))  # fmt: skip
+        d = rules.decide(self.handler, conflict, t.schema.columns, t.schema.key)
         self.report.conflicts += 1
-        lww = self.handler is Policy.LAST_WRITER_WINS
+        lww = self.handler is model.Policy.LAST_WRITER_WINS
         both = max(r.local.time, ctime)
         r.conflict = d.conflict
-        if d.outcome is Outcome.SOURCE:
+        if d.outcome is model.Outcome.SOURCE:
             r.action = "apply" if lww else "write"
             r.row, r.time = remote_row, both
-        elif d.outcome is Outcome.DESTINATION:
+        elif d.outcome is model.Outcome.DESTINATION:
             r.action = "learn" if lww else "restamp"
             r.time = both
         elif d.merged is not None:
             r.action, r.row, r.time = "merge", d.merged, both + 1
-        if d.outcome is Outcome.DEFER:
+        if d.outcome is model.Outcome.DEFER:
             r.action = "defer"
             self.report.deferred += 1
             self.excluded.append((t, r.key, version, lt))
         self.conflicts.append(d.conflict)
 
-    def _local_row(self, t: Tracked, key: tuple[Value, ...]) -> dict[str, Value] | None:
+    def _local_row(self, t: Tracked, key: tuple[model.Value, ...]) -> dict[str, model.Value] | None:
         to, fr = converters(t.specs)
         try:
             params = [f(v) for f, v in zip([fr[p] for p in t.schema.key_positions], key, strict=True)]
@@ -281,7 +262,7 @@ class Apply:
         return {c: f(v) for c, f, v in zip(t.schema.columns, to, row, strict=True)}
 
     # -- writes ---------------------------------------------------------------------------
-    def _params(self, t: Tracked, values: Sequence[Value]) -> list[Any]:
+    def _params(self, t: Tracked, values: Sequence[model.Value]) -> list[Any]:
         _, fr = converters(t.specs)
         out = []
         for c, f, v in zip(t.schema.columns, fr, values, strict=True):
@@ -304,7 +285,7 @@ class Apply:
         self._guard(t)
         live = [r for r in rows if r.action == "apply" and not r.change[1]]
         # The last change of a key in the batch is the one that counts.
-        last: dict[tuple[Value, ...], _Row] = {}
+        last: dict[tuple[model.Value, ...], _Row] = {}
         for r in live:
             if r.key in last:
                 last[r.key].action = "superseded"
@@ -368,7 +349,7 @@ class Apply:
         """An incoming row colliding with local rows of other keys on a UNIQUE
         index goes to the conflict callback (``collisions.py``); True when it
         decided (the row is then rewritten by :meth:`_rewrites`)."""
-        if isinstance(self.handler, Policy) or r.change[1]:
+        if isinstance(self.handler, model.Policy) or r.change[1]:
             return False
         if t.name not in self.uniques:
             self.uniques[t.name] = unique_indexes(self.conn, t)
@@ -383,9 +364,9 @@ class Apply:
         st = tracking.get(okeys[0])
         loc = self._state(st)[0] if st is not None else None
         _, _, version, _, ctime, values = r.change
-        c = Conflict(self.sc.name, t.name, r.key, ConflictType.ERROR, local_row,
+        c = model.Conflict(self.sc.name, t.name, r.key, model.ConflictType.ERROR, local_row,
                      dict(zip(t.schema.columns, values, strict=True)), loc.version if loc else None, version,
-                     loc.time if loc else None, ctime, policy_name(self.handler), None, msg)  # fmt: skip
+                     loc.time if loc else None, ctime, rules.policy_name(self.handler), None, msg)  # fmt: skip
         decided = ask(self.handler, c)
         if decided is None:
             return False
@@ -393,7 +374,7 @@ class Apply:
         assert row is not None
         if set(row) != set(t.schema.columns) or any(row[k] != v for k, v in zip(t.schema.key, r.key, strict=True)):
             return False  # a merged row must keep the key and name every column
-        outcome = Outcome.SOURCE if action == "write" else Outcome.MERGE
+        outcome = model.Outcome.SOURCE if action == "write" else model.Outcome.MERGE
         both = max(loc.time if loc else 0, ctime)
         r.action, r.row, r.time = action, row, both + (action == "merge")
         r.evict = okeys if action == "write" else []
@@ -408,8 +389,8 @@ class Apply:
         r.action = "failed"
         self.excluded.append((t, r.key, version, lt))
         self.report.failed.append(
-            Conflict(self.sc.name, t.name, r.key, ConflictType.ERROR, None, row, None, version, None, ctime,
-                     policy_name(self.handler), Outcome.FAILED, msg)
+            model.Conflict(self.sc.name, t.name, r.key, model.ConflictType.ERROR, None, row, None, version, None, ctime,
+                     rules.policy_name(self.handler), model.Outcome.FAILED, msg)
         )  # fmt: skip
 
     def _new_ids(self, t: Tracked, n: int) -> list[int]:
@@ -492,7 +473,7 @@ class Apply:
                 assert r.conflict is not None
                 self.excluded.append((t, r.key, r.change[2], r.change[0]))
                 self.report.failed.append(
-                    replace(r.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=str(exc))
+                    replace(r.conflict, type=model.ConflictType.ERROR, outcome=model.Outcome.FAILED, detail=str(exc))
                 )
                 r.action = "failed"
 
@@ -503,7 +484,7 @@ class Apply:
         live = [r for r in rows if r.action == "apply" and not r.change[1]]
         kp = t.schema.key_positions
 
-        def bind(key: tuple[Value, ...]) -> list[Any]:
+        def bind(key: tuple[model.Value, ...]) -> list[Any]:
             p = self._params(t, self._key_row(t, key))
             return [p[i] for i in kp]
 
@@ -522,7 +503,7 @@ class Apply:
                 mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
                 self._stamp_local(t, bind(r.key), max(now_ms(), r.change[4] + 1), moved[r.key], mw)
 
-    def _key_row(self, t: Tracked, key: tuple[Value, ...]) -> list[Value]:
+    def _key_row(self, t: Tracked, key: tuple[model.Value, ...]) -> list[model.Value]:
         kp = t.schema.key_positions
         return [key[kp.index(i)] if i in kp else None for i in range(len(t.schema.columns))]
 

@@ -49,15 +49,26 @@ _ACTS = ("CASCADE", "SET NULL")
 
 @dataclass(frozen=True)
 class ForeignKey:
-    """One foreign key: ``child.cols`` references ``parent.refs``."""
+    """One foreign key: table ``child`` references table ``parent``."""
 
     name: str
     child: str
     parent: str
-    cols: tuple[str, ...]
-    refs: tuple[str, ...]
+    pairs: tuple[tuple[str, str], ...]  # (child column, the parent column it references), in key order
     on_delete: str
     on_update: str
+
+    @property
+    def cols(self) -> tuple[str, ...]:
+        return tuple(c for c, _ in self.pairs)
+
+    @property
+    def refs(self) -> tuple[str, ...]:
+        return tuple(r for _, r in self.pairs)
+
+    def match(self, child: str, parent: str) -> str:
+        """SQL: the row aliased ``child`` references the row aliased ``parent``."""
+        return " AND ".join(f"{child}.{q(c)} = {parent}.{q(r)}" for c, r in self.pairs)
 
 
 def foreign_keys(conn: Conn) -> list[ForeignKey]:
@@ -77,8 +88,7 @@ def foreign_keys(conn: Conn) -> list[ForeignKey]:
     out = []
     for (child, name), cols in parts.items():
         parent, on_delete, on_update = head[(child, name)]
-        refs = tuple(r for _, r in cols)
-        out.append(ForeignKey(name, child, parent, tuple(c for c, _ in cols), refs, on_delete, on_update))
+        out.append(ForeignKey(name, child, parent, tuple(cols), on_delete, on_update))
     return out
 
 
@@ -88,10 +98,6 @@ def _declare(decl: str) -> str:
         return decl
     typ, coll = decl.split(" COLLATE ", 1)
     return f"{typ} CHARACTER SET {coll.split('_')[0]} COLLATE {coll}"
-
-
-def _match(a: str, cols: tuple[str, ...], b: str, refs: tuple[str, ...]) -> str:
-    return " AND ".join(f"{a}.{q(c)} = {b}.{q(r)}" for c, r in zip(cols, refs, strict=True))
 
 
 def _block(t: Tracked, select: str, body: list[str], rekeyed: bool = False) -> str:
@@ -149,7 +155,7 @@ def _next(path: _Path | None, fk: ForeignKey, root_new: dict[str, str]) -> _Path
         if fk.on_update == "SET NULL":
             new = {c: "NULL" for c in fk.cols}
         else:
-            new = {c: changed[r] for c, r in zip(fk.cols, fk.refs, strict=True) if r in changed}
+            new = {c: changed[r] for c, r in fk.pairs if r in changed}
     return _Path((*before, fk), True, tuple(new.items()), where)
 
 
@@ -191,11 +197,11 @@ def _record(path: _Path, tracked: dict[str, Tracked], update: bool) -> str:
     t = tracked[path.steps[-1].child]
     aliases = [f"{PREFIX}a{i}" for i in range(len(path.steps))]
     joins = f"{q(path.steps[0].child)} AS {aliases[0]}" + "".join(
-        f" JOIN {q(fk.child)} AS {a} ON {_match(a, fk.cols, prev, fk.refs)}"
+        f" JOIN {q(fk.child)} AS {a} ON {fk.match(a, prev)}"
         for fk, a, prev in zip(path.steps[1:], aliases[1:], aliases[:-1], strict=True)
     )
     first, *rest = path.where if update else ("", *path.where)
-    where = [_match(aliases[0], path.steps[0].cols, "OLD", path.steps[0].refs), *rest]
+    where = [path.steps[0].match(aliases[0], "OLD"), *rest]
     last = aliases[-1]
     new = dict(path.new)
     select = f"SELECT {', '.join(f'{last}.{q(k)}' for k in t.schema.key)}"

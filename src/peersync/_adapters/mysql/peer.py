@@ -14,41 +14,20 @@ from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
+from peersync._adapters.sql import scopes
 from peersync._adapters.sql.batch_frame import frame, hidden_versions
 from peersync._adapters.sql.finals import Final, finals_ddl, keep_final, kept_finals
 from peersync._adapters.sql.meta import NAMES_DDL, Meta
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
-from peersync._adapters.sql.scopes import (
-    cached,
-    check_provision_args,
-    definition,
-    delete_scope_rows,
-    insert_scope,
-    load_scope,
-    next_id,
-    scope_row,
-    start_provision,
-    tables_in_use,
-    tracked_definition,
-)
 from peersync._adapters.sql.session_end import end_session
+from peersync._engine import model
 from peersync._engine.errors import (
     RepairNeeded,
     SyncError,
 )
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    RepairReport,
-    ReplicaInfo,
-    SessionEnd,
-    Status,
-    TableSchema,
-)
 from peersync._engine.names import Names, NamesArg
 from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
@@ -63,7 +42,7 @@ from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
 
-def _same_fingerprint(stored: str, schemas: list[TableSchema]) -> bool:
+def _same_fingerprint(stored: str, schemas: list[model.TableSchema]) -> bool:
     return stored == fingerprint(schemas)
 
 
@@ -83,13 +62,10 @@ class MySQLPeer(BatchPeer):
     def close(self) -> None:
         self.conn.close()
 
-    def __repr__(self) -> str:
-        return f"MySQLPeer({self.url!r})"
-
     # -- metadata ------------------------------------------------------------------
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         def load() -> Scope:
-            idx, rid, fp, tables, names = load_scope(
+            idx, rid, fp, tables, names = scopes.load_scope(
                 self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
                 _same_fingerprint, lambda names: f"the tables of scope {name!r} in {self.url} changed since"
                 f" provisioning; run '{migrate_command(self.url, name, names)}' here and on every peer whose tables"
@@ -99,7 +75,7 @@ class MySQLPeer(BatchPeer):
             sc.names = names
             return sc
 
-        return cached(self._scopes, name, reload, load)
+        return scopes.cached(self._scopes, name, reload, load)
 
     # -- provisioning --------------------------------------------------------------
     def provision(self, scope: str, tables: Sequence[str], *, names: NamesArg = None) -> bool:
@@ -107,7 +83,7 @@ class MySQLPeer(BatchPeer):
         where they differ from the global ones); True if created, False if it
         exists with the same definition. DDL commits on its own here: a
         failure drops whatever this call created, then raises."""
-        check_provision_args(scope, tables)
+        scopes.check_provision_args(scope, tables)
         local = load_names(names)
         created: list[str] = []  # DDL undo statements, newest last
         with self.conn.errors():
@@ -128,21 +104,23 @@ class MySQLPeer(BatchPeer):
             for ddl in S.META_DDL:
                 conn.execute(ddl)
         self.meta.execute(NAMES_DDL)  # before the scope row's transaction: DDL commits here
-        plan = start_provision(
+        # The triggers are checked by name alone here: the tables' log ids do not matter.
+        plan = scopes.start_provision(
             self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
-            lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
-            lambda faults: f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}", names=local,
+            lambda ts, _tids: S.trigger_faults(conn, ts), lambda faults: self._lost(scope, faults), names=local,
         )  # fmt: skip
         if plan is None:
             return False
-        wanted, tnames, fp, local = plan
-        for t in wanted:
+        for t in plan.tables:
             self._track(t, created)
         with conn.txn():
-            insert_scope(self.meta, scope, tnames, fp, local)
+            plan.insert_scope(self.meta, scope)
         self._cascades()
         S.seal(conn)
         return True
+
+    def _lost(self, scope: str, faults: dict[str, str]) -> str:
+        return f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}"
 
     def _cascades(self) -> None:
         """Rebuild the triggers that track foreign-key actions (``cascades.py``)."""
@@ -150,9 +128,9 @@ class MySQLPeer(BatchPeer):
 
     def _track(self, t: Tracked, created: list[str]) -> None:
         conn = self.conn
-        if tracked_definition(self.meta, t.schema):
+        if scopes.tracked_definition(self.meta, t.schema):
             return
-        tid = next_id(self.meta, "tracked", "id")
+        tid = scopes.next_id(self.meta, "tracked", "id")
         t = replace(t, tid=tid)
         for ddl in t.create_sql():
             conn.execute(ddl)
@@ -171,7 +149,7 @@ class MySQLPeer(BatchPeer):
             fill, stamp = t.backfill_sql()
             conn.execute(fill)
             conn.execute(stamp, {"top": top})
-            conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (%s, %s, %s)", (t.name, definition(t.schema), tid))
+            conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (%s, %s, %s)", (t.name, scopes.definition(t.schema), tid))
             created.append(f"DELETE FROM {PREFIX}tracked WHERE tbl = {conn.raw.escape(t.name)}")
             created.append(f"DELETE FROM {S.LOG} WHERE tbl = {int(tid)}")
         finally:
@@ -192,13 +170,13 @@ class MySQLPeer(BatchPeer):
     def deprovision(self, scope: str) -> None:
         """Remove every peersync object of ``scope``; user data is untouched."""
         with self.conn.errors():
-            idx, tables = scope_row(self.meta, scope, self.url)
+            idx, tables = scopes.scope_row(self.meta, scope, self.url)
             with self.conn.txn():
-                delete_scope_rows(self.meta, scope, idx)
-            still = tables_in_use(self.meta)
+                scopes.delete_scope_rows(self.meta, scope, idx)
+            still = scopes.tables_in_use(self.meta)
             tids = self.meta.tracked_ids()
             for name in tables:
-                t = Tracked(TableSchema(name, (), (), ()), (), (), tids[name])
+                t = Tracked(model.TableSchema(name, (), (), ()), (), (), tids[name])
                 if name in still:
                     self.conn.execute(f"UPDATE {q(t.tracking)} SET scope = NULL WHERE scope = %s", (idx,))
                     continue
@@ -224,7 +202,7 @@ class MySQLPeer(BatchPeer):
         Raises :class:`~peersync.ScopeError` for an unknown scope."""
         return retrack.reidentify(self, scope, moved=moved)
 
-    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> model.RepairReport:
         """Keep ``scope``'s tracking across a change of its tables' columns
         (``ALTER TABLE ... ADD COLUMN`` and the like): store the new shape and
         recreate the triggers; every row keeps its versions and the scope its
@@ -235,7 +213,7 @@ class MySQLPeer(BatchPeer):
         failure halfway leaves (a scope that refuses to sync until run again)."""
         return retrack.retrack(self, scope, migrate=True, restamp=False, tables=tables)
 
-    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+    def repair(self, scope: str, *, restamp: bool = False) -> model.RepairReport:
         """Recreate lost triggers (a table dropped and created again) and make
         the rows inserted or deleted meanwhile local changes; rows that
         vanished without a trigger (``TRUNCATE TABLE``) become local deletes
@@ -259,15 +237,16 @@ class MySQLPeer(BatchPeer):
             S.seal(self.conn)
             tids = self.meta.tracked_ids()
             compact(
-                self.conn, {tid: Tracked(TableSchema(name, (), (), ()), (), ()).tracking for name, tid in tids.items()}
+                self.conn,
+                {tid: Tracked(model.TableSchema(name, (), (), ()), (), ()).tracking for name, tid in tids.items()},
             )
 
     # -- the Peer calls --------------------------------------------------------------
-    def schemas(self, scope: str) -> dict[str, TableSchema]:
+    def schemas(self, scope: str) -> dict[str, model.TableSchema]:
         with self.conn.errors():
             return {s.name: s for s in self._scope(scope).global_schemas()}
 
-    def describe(self, scope: str) -> ReplicaInfo:
+    def describe(self, scope: str) -> model.ReplicaInfo:
         """Seals committed changes (bookkeeping: no row, knowledge or log
         entry changes meaning), then reports the sealed bound and the scope's
         knowledge: all that it holds, versions of rows still unsealed
@@ -281,7 +260,7 @@ class MySQLPeer(BatchPeer):
                 sc = self._scope(scope, reload=True)
                 faults = S.trigger_faults(self.conn, sc.tables)
                 if faults:
-                    raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
+                    raise RepairNeeded(self._lost(scope, faults))
                 gone = S.emptied(self.conn, sc.tables)
                 if gone:
                     raise RepairNeeded(
@@ -290,8 +269,7 @@ class MySQLPeer(BatchPeer):
                     )
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
-        k = stored.add_range(sc.rid, 1, tick)
-        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
+        return scopes.described(scope, sc, tick, stored, forgotten)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -408,7 +386,7 @@ class MySQLPeer(BatchPeer):
             f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL) ORDER BY l.seq LIMIT %(lim)s"
         )
 
-    def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
+    def apply(self, scope: str, data: bytes, handler: model.ConflictHandler) -> model.ApplyReport:
         with self.conn.errors():
             sc = self._scope(scope)
         data = sc.names.batch_in(data)
@@ -417,7 +395,7 @@ class MySQLPeer(BatchPeer):
             Apply(self.conn, self.meta, sc, data, sc.names.handler(handler), self.consecutive_ids).run()
         )
 
-    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+    def finish(self, scope: str, end: model.SessionEnd) -> Knowledge:
         with self.conn.errors(), self.conn.txn():
             sc = self._scope(scope)
             stored = end_session(self.meta, sc, sc.names.end_in(end), lambda: S.sealed(self.conn))
@@ -439,7 +417,7 @@ class MySQLPeer(BatchPeer):
         with self.conn.errors(), self.conn.txn(read_only=True):
             return kept_finals(self.meta, scope)
 
-    def status(self, scope: str | None = None) -> list[Status]:
+    def status(self, scope: str | None = None) -> list[model.Status]:
         names = [scope] if scope is not None else self.scopes()
         out = []
         with self.conn.errors(), self.conn.txn(read_only=True):
@@ -454,6 +432,6 @@ class MySQLPeer(BatchPeer):
                 out.append(scope_status(self.meta, sc, sc.fingerprint, tables, tracking, tick, int(pending), sc.names))
         return out
 
-    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
+    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[model.Conflict]:
         with self.conn.errors(), self.conn.txn(read_only=True):
             return logged_conflicts(self.meta, scope, limit, self._scope)

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from peersync._adapters.sql import meta as _meta
-from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
+from peersync._adapters.sql.tracked import ScopeBase, TrackedNames, user_table
 from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.types import MARIADB_COLUMN_TYPES, MARIADB_TYPES, Column, ValueType, column, parse_declared
@@ -297,13 +297,7 @@ def introspect(conn: Conn, table: str) -> Tracked:
         " WHERE table_schema = DATABASE() AND table_name = %s",
         (table,),
     ).fetchone()
-    if row is None:
-        raise TableError(f"no such table: {table}")
-    name, kind, engine = row
-    if kind != "BASE TABLE":
-        raise TableError(f"{name} is a {kind.lower()}, not a table")
-    if name.lower().startswith(PREFIX):
-        raise TableError(f"table {name}: names starting with {PREFIX} are reserved; rename the table to sync it")
+    name, _, engine = user_table(row, table, ("BASE TABLE",))
     if (engine or "").lower() != "innodb":
         raise TableError(f"table {name} uses the {engine} engine; peersync needs InnoDB (transactions)")
     # Two plain queries: a correlated subquery on check_constraints per column

@@ -19,36 +19,17 @@ from typing import Any
 
 import psycopg
 
+from peersync._adapters.sql import scopes
 from peersync._adapters.sql.batch_frame import frame, hidden_versions, take_rows
 from peersync._adapters.sql.finals import Final, keep_final, kept_finals
-from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows
+from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows, reported, row_flags
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
-from peersync._adapters.sql.scopes import (
-    cached,
-    check_provision_args,
-    delete_scope_rows,
-    insert_scope,
-    load_scope,
-    next_id,
-    scope_row,
-    start_provision,
-    tables_in_use,
-)
 from peersync._adapters.sql.session_end import end_session
+from peersync._engine import model
 from peersync._engine.errors import ConfigurationError, RepairNeeded, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    RepairReport,
-    ReplicaInfo,
-    SessionEnd,
-    Status,
-    TableSchema,
-)
 from peersync._engine.names import NamesArg
 from peersync._engine.peer import BatchPeer
 from peersync._engine.schema import fingerprint
@@ -81,12 +62,8 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
     vals = ", ".join(
         read_expr(c, f"t.{kmap[c.spec.name]}" if c.spec.name in kmap else f"u.{q(c.spec.name)}") for c in t.columns
     )
-    rep = "CASE WHEN t.scope = %(scope)s THEN t.urep ELSE 0 END"
-    tick = "CASE WHEN t.scope = %(scope)s THEN t.utick ELSE t.lt END"
-    flags = "t.del::int"
-    if marks:
-        cases = " ".join(f"WHEN {mw} THEN {2 * i}" for mw, i in marks.items())
-        flags = f"t.del::int + CASE t.mw {cases} ELSE 0 END"
+    rep, tick = reported("%(scope)s")
+    flags = row_flags("t.del::int", marks)
     known = (
         f" AND NOT {has(rep, tick)} AND (t.scope IS DISTINCT FROM %(scope)s OR NOT {has('0', 't.lt')})"
         if filter_known
@@ -102,7 +79,7 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
     )
 
 
-def _same_fingerprint(stored: str, schemas: list[TableSchema]) -> bool:
+def _same_fingerprint(stored: str, schemas: list[model.TableSchema]) -> bool:
     return stored == fingerprint(schemas)
 
 
@@ -125,9 +102,6 @@ class PostgresPeer(BatchPeer):
     def close(self) -> None:
         self.conn.close()
 
-    def __repr__(self) -> str:
-        return f"PostgresPeer({self.url!r})"
-
     @contextmanager
     def _txn(self, isolation: str = "READ COMMITTED") -> Iterator[psycopg.Connection[Any]]:
         with errors(self.url):
@@ -149,7 +123,7 @@ class PostgresPeer(BatchPeer):
 
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         def load() -> Scope:
-            idx, rid, fp, tables, names = load_scope(
+            idx, rid, fp, tables, names = scopes.load_scope(
                 self.meta, name, self.url, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
                 _same_fingerprint, lambda _: f"the tables of scope {name!r} in {self.url} changed since provisioning;"
                 f" run '{self._migrate_command(name)}' here and on every peer whose tables changed the same way",
@@ -158,7 +132,7 @@ class PostgresPeer(BatchPeer):
             sc.names = names
             return sc
 
-        return cached(self._scopes, name, reload, load)
+        return scopes.cached(self._scopes, name, reload, load)
 
     def _migrate_command(self, name: str) -> str:
         (tables,) = self.meta.execute(f"SELECT tables FROM {PREFIX}scopes WHERE name = ?", (name,)).fetchone()
@@ -192,27 +166,26 @@ class PostgresPeer(BatchPeer):
         ``names``: this database's names where they differ from the scope's
         (a table may be ``schema.table``). Raises :class:`~peersync.ScopeError`,
         :class:`~peersync.TableError` and :class:`~peersync.ConfigurationError`."""
-        check_provision_args(scope, tables)
+        scopes.check_provision_args(scope, tables)
         local = load_names(names)
         with self._txn() as conn:
             for ddl in (*S.META_DDL, NAMES_DDL):
                 conn.execute(ddl)
             # Tables are stored by their qualified names; a repeated provision
             # looks for no lost triggers (describe does).
-            plan = start_provision(
+            plan = scopes.start_provision(
                 self.meta, scope, self.url, tables, lambda n: S.introspect(conn, n), _same_fingerprint,
                 lambda _ts, _tids: {}, str, stored=lambda t: t.qualified, names=local,
             )  # fmt: skip
             if plan is None:
                 return False
-            wanted, quals, fp, local = plan
-            bare = [t.name for t in wanted]
+            bare = [t.name for t in plan.tables]
             if len({n.lower() for n in bare}) != len(bare):
                 raise TableError(f"scope {scope!r} names two tables with the same name in different schemas")
             conn.execute(f"SELECT {SCHEMA}.{PREFIX}take_ticks()")
-            for t in wanted:
+            for t in plan.tables:
                 self._track(conn, t)
-            insert_scope(self.meta, scope, quals, fp, local)
+            plan.insert_scope(self.meta, scope)
         self._scopes.pop(scope, None)
         return True
 
@@ -223,7 +196,7 @@ class PostgresPeer(BatchPeer):
             if row[0] != definition:
                 raise ScopeError(f"table {t.name} changed since another scope started tracking it")
             return
-        tid = next_id(self.meta, "tracked", "id")
+        tid = scopes.next_id(self.meta, "tracked", "id")
         t = replace(t, tid=tid)
         for ddl in t.create_sql():
             conn.execute(ddl)
@@ -234,9 +207,9 @@ class PostgresPeer(BatchPeer):
         """Remove ``scope``'s tracking (tables no other scope tracks lose their
         tracking tables and triggers); user data is untouched."""
         with self._txn() as conn:
-            idx, tables = scope_row(self.meta, scope, self.url)
-            delete_scope_rows(self.meta, scope, idx)
-            still = tables_in_use(self.meta)
+            idx, tables = scopes.scope_row(self.meta, scope, self.url)
+            scopes.delete_scope_rows(self.meta, scope, idx)
+            still = scopes.tables_in_use(self.meta)
             for qualified in tables:
                 if qualified in still:
                     continue
@@ -263,7 +236,7 @@ class PostgresPeer(BatchPeer):
         :class:`~peersync.ScopeError` for an unknown scope."""
         return retrack.reidentify(self, scope, moved=moved)
 
-    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> model.RepairReport:
         """Keep ``scope``'s tracking across a change of its tables' columns
         (``ALTER TABLE ... ADD COLUMN``, a retyped column): store the new shape
         (and recreate lost triggers, as :meth:`repair`); every row keeps its
@@ -273,7 +246,7 @@ class PostgresPeer(BatchPeer):
         :class:`~peersync.SchemaMismatch` for a missing table."""
         return retrack.retrack(self, scope, migrate=True, restamp=False, tables=tables)
 
-    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+    def repair(self, scope: str, *, restamp: bool = False) -> model.RepairReport:
         """Recreate missing or disabled triggers (a table dropped and created
         again, ``ALTER TABLE ... DISABLE TRIGGER``) and make the rows inserted
         or deleted meanwhile local changes; ``restamp`` also makes every live
@@ -291,7 +264,7 @@ class PostgresPeer(BatchPeer):
             with self._txn():
                 self._scope(scope)
 
-    def status(self, scope: str | None = None) -> list[Status]:
+    def status(self, scope: str | None = None) -> list[model.Status]:
         names = [scope] if scope is not None else self.scopes()
         out = []
         with errors(self.url):
@@ -308,16 +281,16 @@ class PostgresPeer(BatchPeer):
                 out.append(scope_status(self.meta, sc, sc.fingerprint, tables, tracking, tick, int(pending), sc.names))
         return out
 
-    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
+    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[model.Conflict]:
         with self._txn():
             return logged_conflicts(self.meta, scope, limit, self._scope)
 
     # -- the Peer interface -----------------------------------------------------
-    def schemas(self, scope: str) -> dict[str, TableSchema]:
+    def schemas(self, scope: str) -> dict[str, model.TableSchema]:
         with self._txn():
             return {s.name: s for s in self._scope(scope).global_schemas()}
 
-    def describe(self, scope: str) -> ReplicaInfo:
+    def describe(self, scope: str) -> model.ReplicaInfo:
         """The bound, then in one snapshot the scope's knowledge: all that it
         holds, versions of rows committed above the bound included (a
         destination's filter must name them, or a source sends them again).
@@ -329,8 +302,7 @@ class PostgresPeer(BatchPeer):
             sc = self._scope(scope, reload=True)
             self._verify(sc)
             stored, forgotten = self.meta.stored_knowledge(scope)
-        k = stored.add_range(sc.rid, 1, tick)
-        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
+        return scopes.described(scope, sc, tick, stored, forgotten)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -399,7 +371,7 @@ class PostgresPeer(BatchPeer):
             for _, _, cur in readers:
                 cur.close()
 
-    def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:
+    def apply(self, scope: str, data: bytes, handler: model.ConflictHandler) -> model.ApplyReport:
         with self._txn():
             sc = self._scope(scope)
         data = sc.names.batch_in(data)
@@ -421,7 +393,7 @@ class PostgresPeer(BatchPeer):
                 time.sleep(min(0.002 * 2**attempt, 0.2))
         raise AssertionError("unreachable")
 
-    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+    def finish(self, scope: str, end: model.SessionEnd) -> Knowledge:
         with errors(self.url):
             tick = self.bound()
         with self._txn():

@@ -70,6 +70,28 @@ def in_ranges(table: str, rep: str, tick: str, where: str = "") -> str:
     )
 
 
+def reported(scope: str) -> tuple[str, str]:
+    """SQL for the version (replica, tick) a tracking row ``t`` is reported
+    with through a scope (docs/design.md, "The session"): its origin version
+    when its last change arrived through that scope (``scope``: SQL for the
+    scope's index, e.g. a placeholder), else (0, its local tick): 0 is this
+    replica."""
+    return (
+        f"CASE WHEN t.scope = {scope} THEN t.urep ELSE 0 END",
+        f"CASE WHEN t.scope = {scope} THEN t.utick ELSE t.lt END",
+    )
+
+
+def row_flags(deleted: str, marks: dict[int, int] | None) -> str:
+    """SQL for a wire row's flags: ``deleted`` (0 or 1), plus ``2 * i`` when
+    the tracking row ``t`` was applied from the i-th session not completed
+    here that the batch names (``marks``: its partial id -> i)."""
+    if not marks:
+        return deleted
+    cases = " ".join(f"WHEN {mw} THEN {2 * i}" for mw, i in marks.items())
+    return f"{deleted} + CASE t.mw {cases} ELSE 0 END"
+
+
 class Meta:
     """The metadata of one database, over its connection.
 

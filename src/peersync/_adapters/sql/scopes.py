@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
 from peersync._engine.errors import RepairNeeded, SchemaMismatch, ScopeError, TableError
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.model import TableSchema
+from peersync._engine.model import ReplicaInfo, TableSchema
 from peersync._engine.names import Names
 from peersync._engine.schema import dependency_order, fingerprint
 
 from .finals import drop_finals
 from .meta import NAMES, PENDING, PREFIX, Meta, now_ms
+from .tracked import ScopeBase
 
 
 class HasSchema(Protocol):
@@ -114,6 +116,20 @@ def load_scope(
     return int(idx), bytes(rid), fp, tables, names
 
 
+@dataclass(frozen=True)
+class Plan(Generic[Tab]):
+    """What provisioning a new scope tracks (:func:`start_provision`)."""
+
+    tables: list[Tab]  # introspected, parents first
+    stored: list[str]  # their names as the scope row stores them
+    fingerprint: str  # over the scope's global names
+    names: Names  # the local names, resolved
+
+    def insert_scope(self, meta: Meta, scope: str, **more: int) -> None:
+        """The scope row, once every table is tracked (:func:`insert_scope`)."""
+        insert_scope(meta, scope, self.stored, self.fingerprint, self.names, **more)
+
+
 def start_provision(
     meta: Meta,
     scope: str,
@@ -126,11 +142,9 @@ def start_provision(
     changed_msg: Callable[[list[str]], str] | None = None,
     stored: Callable[[Tab], str] | None = None,
     names: Names | None = None,
-) -> tuple[list[Tab], list[str], str, Names] | None:
+) -> Plan[Tab] | None:
     """Plan provisioning ``scope`` over ``tables`` (global names) with local
-    ``names`` (:func:`plan_named`; ``stored`` as there): the tables, their
-    names as stored, the fingerprint (over global names) and the names
-    resolved. None when the scope exists already over the same tables and
+    ``names`` (:func:`plan_named`; ``stored`` as there). None when the scope exists already over the same tables and
     names, whose shape ``holds`` its stored fingerprint (provisioning again
     is then a no-op). Raises :class:`~peersync.RepairNeeded` when it does but
     ``faults(tables, tracked ids)`` finds triggers to repair, and
@@ -141,7 +155,7 @@ def start_provision(
     fp = fingerprint(shapes)
     row = meta.execute(f"SELECT tables, fingerprint FROM {PREFIX}scopes WHERE name = ?", (scope,)).fetchone()
     if row is None:
-        return wanted, local, fp, resolved
+        return Plan(wanted, local, fp, resolved)
     same = sorted(json.loads(row[0])) == sorted(local)
     kept = meta.names(scope)
     if same and kept != resolved:
@@ -228,3 +242,12 @@ def delete_scope_rows(meta: Meta, scope: str, idx: int, *, sessions: bool = True
 def tables_in_use(meta: Meta) -> set[str]:
     """The tables some scope still tracks."""
     return {t for (ts,) in meta.execute(f"SELECT tables FROM {PREFIX}scopes").fetchall() for t in json.loads(ts)}
+
+
+def described(scope: str, sc: ScopeBase[Any], tick: int, stored: Knowledge, forgotten: Knowledge) -> ReplicaInfo:
+    """What :meth:`Peer.describe` reports for ``scope`` (loaded as ``sc``)
+    at the snapshot bound ``tick``: its stored knowledge of other replicas
+    plus every tick of its own up to the bound (all that it holds; a
+    description's knowledge is never merged, see ``ReplicaInfo``)."""
+    k = stored.add_range(sc.rid, 1, tick)
+    return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))

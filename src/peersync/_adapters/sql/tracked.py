@@ -3,9 +3,11 @@ tracked table's objects, and a scope's fields."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
 from peersync._engine.names import Names
 
@@ -30,6 +32,25 @@ class TrackedNames:
     @property
     def kcols(self) -> list[str]:
         return [f"k{i}" for i in range(len(self.schema.key))]
+
+
+def user_table(
+    row: Sequence[Any] | None, table: str, table_kinds: Collection[str], reserved: Sequence[str] = (PREFIX,)
+) -> Sequence[Any]:
+    """``row``, the catalog's entry ``(name, kind, ...)`` for the table a user
+    named ``table`` (None when there is none). Raises
+    :class:`~peersync.TableError` when there is none, when it is not a table
+    (its kind is not in ``table_kinds``: a view, ...), or when its name starts
+    with a ``reserved`` prefix, whatever the letter case."""
+    if row is None:
+        raise TableError(f"no such table: {table}")
+    name, kind = row[0], row[1]
+    if kind not in table_kinds:
+        raise TableError(f"{name} is a {kind.lower()}, not a table")
+    for prefix in reserved:
+        if name.lower().startswith(prefix):
+            raise TableError(f"table {name}: names starting with {prefix} are reserved; rename the table to sync it")
+    return row
 
 
 class HasSchema(Protocol):

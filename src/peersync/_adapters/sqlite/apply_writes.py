@@ -377,7 +377,7 @@ class WritePhase:
                     f"c.{q(f)} = x.{tin.cols[tin.t.schema.columns.index(pc)]}"
                     for f, pc in zip(fk.columns, pcols, strict=True)
                 )
-                match = child._key_match("tc", "c")
+                match = child.key_match("tc", "c")
                 rep = "CASE WHEN tc.scope = :scope THEN tc.urep ELSE 0 END"
                 tick = "CASE WHEN tc.scope = :scope THEN tc.utick ELSE tc.lt END"
                 known = in_ranges("temp._peersync_mw", rep, tick)

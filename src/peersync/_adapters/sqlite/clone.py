@@ -41,7 +41,7 @@ import os
 import sqlite3
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from peersync._engine.errors import ConfigurationError, DatabaseLocked, StorageError
 from peersync._engine.model import Status
@@ -123,21 +123,30 @@ def scope_snapshot(src: str, tmp: str, scope: str, *, timeout: float = 5.0) -> N
     with SQLitePeer(src, timeout=timeout) as source:
         source.describe(scope)
         _snapshot(source, tmp)
-    with SQLitePeer(tmp) as copy:
+    with _alone(tmp, scope, "snapshot") as copy:
+        conn = copy.conn
+        keep = _referenced(conn, set(copy.schemas(scope)))
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        with atomic(conn):
+            for (name,) in tables:
+                if name not in keep and not name.startswith(("sqlite_", PREFIX)):
+                    conn.execute(f'DROP TABLE "{name.replace(chr(34), chr(34) * 2)}"')
+        conn.execute("VACUUM")
+
+
+@contextlib.contextmanager
+def _alone(path: str, scope: str, what: str) -> Iterator[SQLitePeer]:
+    """The copy at ``path`` with every scope but ``scope`` deprovisioned; a
+    SQLite error in the block is raised as :class:`~peersync.StorageError`
+    ("cannot prepare the ``what`` of scope ...")."""
+    with SQLitePeer(path) as copy:
         for other in copy.scopes():
             if other != scope:
                 copy.deprovision(other)
-        conn = copy.conn
         try:
-            keep = _referenced(conn, set(copy.schemas(scope)))
-            tables = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
-            with atomic(conn):
-                for (name,) in tables:
-                    if name not in keep and not name.startswith(("sqlite_", PREFIX)):
-                        conn.execute(f'DROP TABLE "{name.replace(chr(34), chr(34) * 2)}"')
-            conn.execute("VACUUM")
+            yield copy
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot prepare the snapshot of scope {scope!r}: {exc}") from exc
+            raise StorageError(f"cannot prepare the {what} of scope {scope!r}: {exc}") from exc
 
 
 def _referenced(conn: sqlite3.Connection, tables: set[str]) -> set[str]:
@@ -183,27 +192,18 @@ def _snapshot(source: SQLitePeer, tmp: str) -> None:
 def _make_replica(tmp: str, target: str, scope: str) -> None:
     """Turn the snapshot in ``tmp`` into a new replica of ``scope`` that will
     live at ``target`` (the same file, linked there: the same inode)."""
-    with SQLitePeer(tmp) as copy:
-        for other in copy.scopes():
-            if other != scope:
-                copy.deprovision(other)
+    with _alone(tmp, scope, "clone") as copy:
         conn = copy.conn
-        try:
-            with atomic(conn):
-                (clock,) = conn.execute(f"SELECT COALESCE(max(lt), 0) FROM {LOG}").fetchone()
-                conn.execute(HOME_DDL)
-                # Every tick up to the clock is in the snapshot: reidentify
-                # keeps the source's version of each of them.
-                conn.execute(f"INSERT OR REPLACE INTO {HOME} VALUES (?, '', ?, ?)", (scope, target, clock))
-                conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot prepare the clone of scope {scope!r}: {exc}") from exc
+        with atomic(conn):
+            (clock,) = conn.execute(f"SELECT COALESCE(max(lt), 0) FROM {LOG}").fetchone()
+            conn.execute(HOME_DDL)
+            # Every tick up to the clock is in the snapshot: reidentify
+            # keeps the source's version of each of them.
+            conn.execute(f"INSERT OR REPLACE INTO {HOME} VALUES (?, '', ?, ?)", (scope, target, clock))
+            conn.execute(f"DELETE FROM {PREFIX}conflicts WHERE scope = ?", (scope,))
         copy.reidentify(scope)
-        try:
-            # reidentify recorded the temporary name; the file's inode is the clone's.
-            conn.execute(f"UPDATE {HOME} SET path = ? WHERE scope = ?", (target, scope))
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot prepare the clone of scope {scope!r}: {exc}") from exc
+        # reidentify recorded the temporary name; the file's inode is the clone's.
+        conn.execute(f"UPDATE {HOME} SET path = ? WHERE scope = ?", (target, scope))
 
 
 def _publish(tmp: str, target: str, shown: str) -> None:

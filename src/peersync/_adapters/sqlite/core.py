@@ -31,6 +31,7 @@ from peersync._engine.errors import (
 )
 from peersync._engine.schema import fingerprint
 
+from . import catalog, triggers
 from . import schema as S
 from .schema import PREFIX, Scope, Tracked
 from .text import Connection
@@ -179,8 +180,8 @@ class SQLiteCore:
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
         def load() -> Scope:
             idx, rid, _, tables, names = load_scope(
-                self.meta, name, self.path, lambda t, tid: replace(S.introspect(self.conn, t), tid=tid),
-                S.fingerprint_holds, lambda names: self._changed_msg(name, names),
+                self.meta, name, self.path, lambda t, tid: replace(catalog.introspect(self.conn, t), tid=tid),
+                catalog.fingerprint_holds, lambda names: self._changed_msg(name, names),
             )  # fmt: skip
             (version,) = self.conn.execute("PRAGMA schema_version").fetchone()
             effects = side_effects(self.conn)
@@ -242,7 +243,7 @@ class SQLiteCore:
                     f"{self.path} is a copy of {row[1]} (the same replica of scope {sc.name!r}); {fix},"
                     " or add --moved if it is that database moved and the old file is no longer used"
                 )
-        faults = S.trigger_faults(self.conn, sc.tables)
+        faults = triggers.trigger_faults(self.conn, sc.tables)
         if faults:
             raise RepairNeeded(self._fault_msg(sc.name, faults))
 
@@ -282,7 +283,9 @@ class SQLiteCore:
         try:
             stored = dict(self.conn.execute(f"SELECT tbl, definition FROM {PREFIX}tracked").fetchall())
             for name in tables:
-                if name in stored and json.loads(stored[name])[1] != list(S.introspect(self.conn, name).schema.key):
+                if name in stored and json.loads(stored[name])[1] != list(
+                    catalog.introspect(self.conn, name).schema.key
+                ):
                     return name
         except (sqlite3.Error, SyncError, ValueError):
             return None  # the message without this detail is still right

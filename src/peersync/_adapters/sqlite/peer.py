@@ -9,6 +9,7 @@ import sqlite3
 from peersync._adapters.sql.batch_frame import frame
 from peersync._adapters.sql.finals import Final, keep_final, kept_finals
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
+from peersync._adapters.sql.scopes import described
 from peersync._adapters.sql.session_end import end_session
 from peersync._engine.errors import (
     StorageError,
@@ -67,8 +68,7 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
             self._verify(sc)
             stored, forgotten = self.meta.stored_knowledge(scope)
             tick = self._clock()
-        k = stored.add_range(sc.rid, 1, tick)
-        return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
+        return described(scope, sc, tick, stored, forgotten)
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

@@ -17,7 +17,6 @@ from peersync._adapters.sql.scopes import (
     check_provision_args,
     definition,
     delete_scope_rows,
-    insert_scope,
     next_id,
     scope_row,
     start_provision,
@@ -36,6 +35,7 @@ from peersync._engine.model import (
 from peersync._engine.names import NamesArg
 from peersync._engine.schema import dependency_order, fingerprint
 
+from . import catalog, triggers
 from . import schema as S
 from .core import SQLiteCore
 from .schema import PREFIX, Tracked, q
@@ -63,17 +63,16 @@ class SQLiteProvisioning(SQLiteCore):
             for ddl in (*S.META_DDL, NAMES_DDL):
                 conn.execute(ddl)
             plan = start_provision(
-                self.meta, scope, self.path, tables, lambda n: S.introspect(conn, n), S.fingerprint_holds,
-                lambda ts, tids: S.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
+                self.meta, scope, self.path, tables, lambda n: catalog.introspect(conn, n), catalog.fingerprint_holds,
+                lambda ts, tids: triggers.trigger_faults(conn, [replace(t, tid=tids[t.name]) for t in ts]),
                 lambda faults: self._fault_msg(scope, faults),
                 lambda names: self._changed_msg(scope, names, provisioning=True), names=local,
             )  # fmt: skip
             if plan is None:
                 return False
-            wanted, tnames, fp, local = plan
-            for t in wanted:
+            for t in plan.tables:
                 self._track(conn, t)
-            insert_scope(self.meta, scope, tnames, fp, local, compacted=self._clock())
+            plan.insert_scope(self.meta, scope, compacted=self._clock())
             self._record_home(scope)
         self._scopes.pop(scope, None)
         return True
@@ -91,10 +90,10 @@ class SQLiteProvisioning(SQLiteCore):
             for k in t.kcols:
                 if k not in have:
                     conn.execute(f"ALTER TABLE {side} ADD COLUMN {k}")
-        for ddl in t.create_sql():
+        for ddl in triggers.create_sql(t):
             conn.execute(ddl)
         base = self._clock()
-        fill, track = t.backfill_sql()
+        fill, track = triggers.backfill_sql(t)
         conn.execute(fill)
         conn.execute(track, (base,))
         conn.execute(f"INSERT INTO {PREFIX}tracked VALUES (?, ?, ?)", (t.name, definition(t.schema), tid))
@@ -114,7 +113,7 @@ class SQLiteProvisioning(SQLiteCore):
                 if name in still:
                     conn.execute(f"UPDATE {q(t.tracking)} SET scope = NULL WHERE scope = ?", (idx,))
                     continue
-                for ddl in t.drop_sql():
+                for ddl in triggers.drop_sql(t):
                     conn.execute(ddl)
                 conn.execute(f"DELETE FROM {PREFIX}tracked WHERE tbl = ?", (name,))
             if not still:
@@ -216,21 +215,25 @@ class SQLiteProvisioning(SQLiteCore):
             tracked = {r[0]: (r[1], r[2]) for r in conn.execute(f"SELECT tbl, definition, id FROM {PREFIX}tracked")}
             local = self.meta.names(scope)
             try:
-                current = dependency_order([replace(S.introspect(conn, n), tid=tracked[n][1]) for n in names])
-                asked = None if tables is None else {S.introspect(conn, local.local_table(n)).name for n in tables}
+                current = dependency_order([replace(catalog.introspect(conn, n), tid=tracked[n][1]) for n in names])
+                asked = (
+                    None if tables is None else {catalog.introspect(conn, local.local_table(n)).name for n in tables}
+                )
             except TableError as exc:
                 raise SchemaMismatch(f"scope {scope!r} in {self.path}: {exc}") from exc
             keep_tables(asked, names, scope, str(self.path))
             shapes = [local.schema_out(t.schema) for t in current]
             fp = fingerprint(shapes)
-            reshaped = not S.fingerprint_holds(stored_fp, shapes)
+            reshaped = not catalog.fingerprint_holds(stored_fp, shapes)
             if reshaped and not migrate:
                 raise SchemaMismatch(self._changed_msg(scope, names))
             for t in current:
                 # The tracking table's key compares as the user's key did: a
                 # new collation makes other rows the same key, or one key two.
                 old = _key_shape(tracked[t.name][0])
-                before = [(*kt, c) for kt, c in zip(old, S.tracking_kcolls(conn, t.tracking, len(old)), strict=True)]
+                before = [
+                    (*kt, c) for kt, c in zip(old, catalog.tracking_kcolls(conn, t.tracking, len(old)), strict=True)
+                ]
                 colls = t.kcolls or ("BINARY",) * len(t.schema.key)  # a rowid key: none recorded
                 after = [(*kt, c.upper()) for kt, c in zip(_key_shape(definition(t.schema)), colls, strict=True)]
                 if before != after:
@@ -239,7 +242,7 @@ class SQLiteProvisioning(SQLiteCore):
                         " identifies rows by their key, so this cannot be migrated; sync every peer until they agree,"
                         f" then deprovision scope {scope!r} and provision it again on each"
                     )
-            faults = S.trigger_faults(conn, current)
+            faults = triggers.trigger_faults(conn, current)
             base = self._clock()
             retracked, untracked, inserted, deleted, restamped = [], [], 0, 0, 0
             for t in current:
@@ -247,7 +250,7 @@ class SQLiteProvisioning(SQLiteCore):
                     continue
                 if t.name in faults:
                     since = self._clock()
-                    for st in t.reconcile_sql():
+                    for st in triggers.reconcile_sql(t):
                         conn.execute(st, {"base": since})
                     n, d = conn.execute(t.count_since_sql(), {"base": since}).fetchone()
                     inserted, deleted = inserted + n - d, deleted + d
@@ -255,13 +258,13 @@ class SQLiteProvisioning(SQLiteCore):
                         untracked.append(t.name)
                 for name in t.trigger_names():
                     conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
-                for ddl in t.trigger_sql():
+                for ddl in triggers.trigger_sql(t):
                     conn.execute(ddl)
                 conn.execute(f"UPDATE {PREFIX}tracked SET definition = ? WHERE tbl = ?", (definition(t.schema), t.name))
                 retracked.append(t.name)
             for t in current if restamp else []:
                 top = self._clock()
-                for st in t.restamp_all_sql():
+                for st in triggers.restamp_all_sql(t):
                     conn.execute(st, {"base": base, "top": top})
                 restamped += conn.execute(t.count_since_sql(), {"base": top}).fetchone()[0]
             if self._clock() > base:

@@ -1,4 +1,5 @@
-"""SQLite objects peersync creates: metadata tables, tracking tables, triggers.
+"""SQLite objects peersync creates: metadata tables, tracking tables, triggers
+(their DDL is in ``triggers.py``; reading a user table's shape in ``catalog.py``).
 
 Per database (shared by every scope in it):
 
@@ -47,18 +48,15 @@ probing the tracking table.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from peersync._adapters.sql import meta as _meta
 from peersync._adapters.sql.dialect import SQLITE
+from peersync._adapters.sql.meta import reported, row_flags
 from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
-from peersync._engine.errors import TableError
 from peersync._engine.model import TableSchema
-from peersync._engine.schema import digest, fingerprint
-from peersync._engine.types import SQLITE_AFFINITY_TYPES, SQLITE_TYPES, Column, column, parse_declared
 
 PREFIX = _meta.PREFIX
 PENDING = _meta.PENDING
@@ -124,48 +122,6 @@ HOME = PREFIX + "home"
 q = SQLITE.quote
 
 
-def type_class(declared: str) -> str:
-    """SQLite's affinity rules (section 3.1 of the datatype docs)."""
-    t = declared.upper()
-    if "INT" in t:
-        return "integer"
-    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
-        return "text"
-    if "BLOB" in t or not t:
-        return "blob"
-    if "REAL" in t or "FLOA" in t or "DOUB" in t:
-        return "real"
-    return "numeric"
-
-
-def column_type(name: str, declared: str, *, nullable: bool) -> Column:
-    """A column of a SQLite table in the engine's vocabulary: by its declared
-    type's name when that says what it means (:data:`SQLITE_TYPES`: BOOLEAN,
-    DATE, DATETIME, UUID, JSON, DECIMAL(p,s), ...), otherwise by its
-    affinity (VARCHAR(n) is text, BIGINT integer, no type at all bytes).
-    Sizes are kept as declared; SQLite itself enforces none of them."""
-    tname, params = parse_declared(declared)
-    vtype = SQLITE_TYPES.get(tname) or SQLITE_AFFINITY_TYPES[type_class(declared)]
-    return column(name, vtype, params, nullable=nullable, declared=declared)
-
-
-def affinity_fingerprint(tables: Sequence[TableSchema]) -> str:
-    """The fingerprint as peersync computed it before the type vocabulary:
-    over SQLite affinities (``types``) instead of canonical types."""
-    return digest([t.name, [list(c) for c in zip(t.columns, t.types, strict=True)], list(t.key)] for t in tables)
-
-
-def fingerprint_holds(stored: str, tables: Sequence[TableSchema]) -> bool:
-    """Does a scope's stored fingerprint describe ``tables`` as they are?
-
-    Scopes provisioned before the type vocabulary stored the affinity
-    fingerprint; it is accepted as long as it matches, and the current one
-    (:func:`~peersync._engine.schema.fingerprint`) is what the scope reports
-    to peers. ``migrate`` and ``repair`` store the current one.
-    """
-    return stored == fingerprint(tables) or stored == affinity_fingerprint(tables)
-
-
 @dataclass(frozen=True)
 class ForeignKey:
     """A foreign key of a tracked table, as ``pragma_foreign_key_list`` reports it."""
@@ -222,7 +178,7 @@ class Tracked(TrackedNames):
             f" (SELECT 1 FROM {q(self.tracking)} AS t WHERE {self._log_match('t', LOG)} AND t.lt = {LOG}.lt)"
         )
 
-    def _key_match(self, alias: str, row: str) -> str:
+    def key_match(self, alias: str, row: str) -> str:
         return " AND ".join(f"{alias}.{k} = {row}.{q(c)}" for k, c in zip(self.kcols, self.schema.key, strict=True))
 
     def wire_sql(self, filter_known: bool, marks: dict[int, int] | None = None) -> tuple[str, str]:
@@ -241,15 +197,12 @@ class Tracked(TrackedNames):
         s = self.schema
         kmap = dict(zip(s.key, self.kcols, strict=True))
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
-        rep = "CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END"
-        tick = "CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END"
+        rep, tick = reported(":scope")
         # Rows applied from a session that has not completed here carry the
         # part of that source's knowledge this replica lacks (``extras``).
-        flags = "t.del"
+        flags = row_flags("t.del", marks)
         short = "t.del = 0 AND t.scope IS NOT :scope AND t.ctick IS NULL"
         if marks:
-            cases = " ".join(f"WHEN {mw} THEN {2 * i}" for mw, i in marks.items())
-            flags = f"t.del + CASE t.mw {cases} ELSE 0 END"
             short += f" AND (t.mw IS NULL OR t.mw NOT IN ({', '.join(str(mw) for mw in marks)}))"
 
         def has(rep: str, tick: str) -> str:
@@ -263,7 +216,7 @@ class Tracked(TrackedNames):
         )
         rows = (
             f" FROM {LOG} AS l JOIN {q(self.tracking)} AS t ON {self._log_match('t', 'l')} AND t.lt = l.lt"
-            f" LEFT JOIN {q(self.name)} AS u ON {self._key_match('t', 'u')}"
+            f" LEFT JOIN {q(self.name)} AS u ON {self.key_match('t', 'u')}"
             f" WHERE l.lt > :after AND l.lt <= :horizon AND l.tbl = {self.tid}"
             f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL){known}"
         )
@@ -331,88 +284,8 @@ class Tracked(TrackedNames):
         cond = " AND ".join(f"{q(k)} = ?" for k in self.schema.key)
         return f"SELECT {', '.join(q(c) for c in self.schema.columns)} FROM {q(self.name)} WHERE {cond}"
 
-    # -- DDL -------------------------------------------------------------------
-    def create_sql(self) -> list[str]:
-        s, trk = self.schema, q(self.tracking)
-        meta = (
-            "lt INTEGER NOT NULL, urep INTEGER, utick INTEGER, crep INTEGER, ctick INTEGER,"
-            " ctime INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, scope INTEGER, mw INTEGER"
-        )
-        if self.rowid_key:
-            table = f"CREATE TABLE {trk} (k0 INTEGER PRIMARY KEY, {meta})"
-        else:
-            decl = ", ".join(f"k{i}{self.kcoll(i)}" for i in range(len(s.key)))
-            keys = ", ".join(self.kcols)
-            table = f"CREATE TABLE {trk} ({decl}, {meta}, PRIMARY KEY ({keys})) WITHOUT ROWID"
-        return [table, *self.trigger_sql()]
-
-    def backfill_sql(self) -> list[str]:
-        """Track rows that exist at provisioning: log entries after tick ``?`` in
-        key order, then tracking rows for them."""
-        keys = ", ".join(q(k) for k in self.schema.key)
-        kc = ", ".join(self.kcols)
-        return [
-            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {keys} FROM {q(self.name)} ORDER BY {keys}",
-            f"INSERT INTO {q(self.tracking)} ({kc}, lt, ctime, del)"
-            f" SELECT {kc}, lt, {NOW_MS}, 0 FROM {LOG} WHERE lt > ? AND tbl = {self.tid}",
-        ]
-
     def trigger_names(self) -> list[str]:
         return [f"{PREFIX}{op}_{self.name}" for op in ("ins", "upd", "del", "bi", "bu")]
-
-    def triggers(self) -> dict[str, str]:
-        """The triggers this table needs: name -> the exact ``CREATE TRIGGER``
-        text (SQLite keeps it verbatim in ``sqlite_master``)."""
-        return self._named(self.trigger_sql())
-
-    def legacy_triggers(self) -> dict[str, str]:
-        """:meth:`triggers` as databases provisioned by earlier versions hold them: still current."""
-        return self._named(self.trigger_sql(legacy=True))
-
-    def _named(self, ddl: list[str]) -> dict[str, str]:
-        names = self.trigger_names()
-        return dict(zip(names[3:] + names[:3] if self.uniques else names[:3], ddl, strict=True))
-
-    def reconcile_sql(self) -> list[str]:
-        """Track what changed while the triggers were missing or stale: a row
-        with no live tracking row was inserted, a live tracking row with no row
-        was deleted. Each becomes a local change: a log entry after tick
-        ``:base`` (in key order), then its tracking row, as the triggers would
-        have written it (a row inserted on a tombstone starts a new incarnation)."""
-        s, trk, kc = self.schema, q(self.tracking), ", ".join(self.kcols)
-        keys = ", ".join(f"u.{q(k)}" for k in s.key)
-        live = f"EXISTS (SELECT 1 FROM {trk} AS t WHERE {self._key_match('t', 'u')} AND t.del = 0)"
-        row = f"EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {self._key_match('t', 'u')})"
-        logged = f"EXISTS (SELECT 1 FROM {q(s.name)} AS u WHERE {self._key_match('l', 'u')})"
-        recase = "".join(f"{x}, " for x in self.key_case_sets())  # a NOCASE key re-inserted in another case
-        return [
-            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {keys} FROM {q(s.name)} AS u WHERE NOT {live}"
-            f" ORDER BY {keys}",
-            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {kc} FROM {trk} AS t WHERE t.del = 0 AND NOT {row}"
-            f" ORDER BY {kc}",
-            f"INSERT INTO {trk} ({kc}, lt, ctime, del)"
-            f" SELECT {', '.join(f'l.{k}' for k in self.kcols)}, l.lt, {NOW_MS}, NOT {logged}"
-            f" FROM {LOG} AS l WHERE l.lt > :base AND l.tbl = {self.tid}"
-            f" ON CONFLICT ({kc}) DO UPDATE SET {recase}lt = excluded.lt, urep = NULL, utick = NULL,"
-            f" {KEEP_CREATION}, ctime = MAX(excluded.ctime, ctime + 1), del = excluded.del, scope = NULL",
-        ]
-
-    def restamp_all_sql(self) -> list[str]:
-        """Make every live row whose local tick is at most ``:base`` a new
-        local change (a log entry after ``:top``, the clock before), keeping
-        its creation and its change time: a row that did not really change
-        then never beats a real edit made elsewhere."""
-        trk, kc = q(self.tracking), ", ".join(self.kcols)
-        return [
-            f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {kc} FROM {trk} WHERE del = 0 AND lt <= :base"
-            f" ORDER BY {kc}",
-            f"INSERT INTO {trk} ({kc}, lt, ctime, del)"
-            f" SELECT {', '.join(f'l.{k}' for k in self.kcols)}, l.lt, 0, 0"
-            f" FROM {LOG} AS l WHERE l.lt > :top AND l.tbl = {self.tid}"
-            f" ON CONFLICT ({kc}) DO UPDATE SET lt = excluded.lt, urep = NULL, utick = NULL, scope = NULL,"
-            " crep = CASE WHEN ctick IS NULL THEN urep ELSE crep END,"
-            " ctick = CASE WHEN ctick IS NULL THEN COALESCE(utick, lt) ELSE ctick END",
-        ]
 
     def count_since_sql(self) -> str:
         """Changes logged after ``:base``: (count, how many are tombstones)."""
@@ -420,105 +293,6 @@ class Tracked(TrackedNames):
             f"SELECT count(*), COALESCE(sum(t.del), 0) FROM {LOG} AS l JOIN {q(self.tracking)} AS t"
             f" ON {self._log_match('t', 'l')} AND t.lt = l.lt WHERE l.lt > :base AND l.tbl = {self.tid}"
         )
-
-    def trigger_sql(self, legacy: bool = False) -> list[str]:
-        """The triggers' DDL; ``legacy``: as earlier versions wrote them, whose
-        guard probes the tracking table whatever the floor (still correct
-        with :data:`SKIP_ALL`, only slower), so databases holding them stay valid."""
-        s, trk, t, clock = self.schema, q(self.tracking), self.name, f"{PREFIX}clock"
-        ins, upd, dele = (q(n) for n in self.trigger_names()[:3])
-        kc = ", ".join(self.kcols)
-        # The log entry just inserted is the change's tick.
-        tick = "last_insert_rowid()"
-        floor = f"(SELECT floor FROM {clock} WHERE id = 0)"
-
-        def guard(row: str) -> str:
-            probe = f"NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE {self._key_match('t', row)} AND t.lt > {floor})"
-            return f"{floor} IS NULL OR {probe}" if legacy else f"{floor} IS NULL OR ({floor} >= 0 AND {probe})"
-
-        def vals(row: str) -> str:
-            return ", ".join(f"{row}.{q(c)}" for c in s.key)
-
-        # A change to a live row keeps its incarnation's creation version; a
-        # change on top of a tombstone starts a new incarnation. Change times
-        # only grow along a row's history (max(now, previous + 1)), so a change
-        # made on top of another always compares later, whatever the clocks.
-        keep_creation = KEEP_CREATION
-
-        def log(row: str, cond: str = "") -> str:
-            if cond:
-                return f"INSERT INTO {LOG} (tbl, {kc}) SELECT {self.tid}, {vals(row)} WHERE {cond}"
-            return f"INSERT INTO {LOG} (tbl, {kc}) VALUES ({self.tid}, {vals(row)})"
-
-        # BINARY: a NOCASE column edited only in letter case is still a change.
-        key_same = " AND ".join(f"OLD.{q(k)} IS NEW.{q(k)} COLLATE BINARY" for k in s.key)
-        # typeof: in a column without type affinity (or NUMERIC), 1 -> 1.0 is a
-        # change of storage class that IS calls equal.
-        changed = " AND ".join(
-            f"OLD.{q(c)} IS NEW.{q(c)} COLLATE BINARY"
-            + (f" AND typeof(OLD.{q(c)}) = typeof(NEW.{q(c)})" if kind in ("blob", "numeric") else "")
-            for c, kind in zip(s.columns, s.types, strict=True)
-        )
-
-        recase = "".join(f"{x}, " for x in self.key_case_sets())
-
-        def upsert(row: str, deleted: int, creation: str) -> str:
-            return (
-                f"INSERT INTO {trk} ({kc}, lt, ctime, del) VALUES ({vals(row)}, {tick}, {NOW_MS}, {deleted})"
-                f" ON CONFLICT ({kc}) DO UPDATE SET {recase}lt = excluded.lt, urep = NULL, utick = NULL, {creation},"
-                f" ctime = MAX(excluded.ctime, ctime + 1), del = {deleted}, scope = NULL"
-            )
-
-        new_incarnation = "crep = NULL, ctick = NULL"
-        old_key = " AND ".join(f"{k} = OLD.{q(c)}" for k, c in zip(self.kcols, s.key, strict=True))
-        evict, before = self._eviction(keep_creation)
-        bi, bu = (q(n) for n in self.trigger_names()[3:])
-        extra = (
-            [
-                f"CREATE TRIGGER {bi} BEFORE INSERT ON {q(t)} BEGIN {before('NEW')} END",
-                f"CREATE TRIGGER {bu} BEFORE UPDATE ON {q(t)} BEGIN {before('OLD')} END",
-            ]
-            if self.uniques
-            else []
-        )
-        return [
-            *extra,
-            f"CREATE TRIGGER {ins} AFTER INSERT ON {q(t)} WHEN {guard('NEW')} BEGIN"
-            f" {evict}{log('NEW')}; {upsert('NEW', 0, new_incarnation)}; END",
-            f"CREATE TRIGGER {upd} AFTER UPDATE ON {q(t)} WHEN NOT ({changed}) AND ({guard('NEW')}) BEGIN"
-            f" {evict}{log('OLD', f'NOT ({key_same})')};"
-            f" UPDATE {trk} SET lt = {tick}, urep = NULL, utick = NULL, {keep_creation},"
-            f" ctime = MAX({NOW_MS}, ctime + 1), del = 1, scope = NULL WHERE {old_key}"
-            f" AND NOT ({key_same});"
-            f" {log('NEW')}; {upsert('NEW', 0, keep_creation)}; END",
-            f"CREATE TRIGGER {dele} AFTER DELETE ON {q(t)} WHEN {guard('OLD')} BEGIN"
-            f" {log('OLD')}; {upsert('OLD', 1, keep_creation)}; END",
-        ]
-
-    def _eviction(self, keep_creation: str) -> tuple[str, Callable[[str], str]]:
-        """``INSERT OR REPLACE`` (and ``UPDATE OR REPLACE``) deletes rows that
-        collide on a UNIQUE index without firing delete triggers. A BEFORE
-        trigger notes such rows; the AFTER trigger turns each noted row that is
-        really gone into a tombstone (under OR IGNORE or ABORT it is not gone,
-        and nothing happens), then forgets the notes."""
-        if not self.uniques:
-            return "", lambda row: ""
-        s, kc = self.schema, ", ".join(self.kcols)
-        keys = ", ".join(q(k) for k in s.key)
-        after = "".join(f"{st}; " for st in self.evictions_sql(keep_creation))
-
-        def before(own: str) -> str:
-            out = ""
-            for i, cols in enumerate(self.uniques):
-                same = " AND ".join(f"{q(c)} = NEW.{q(c)} COLLATE {coll}" for c, coll in cols)
-                itself = " AND ".join(f"{q(k)} IS {own}.{q(k)}" for k in s.key)
-                out += (
-                    f"INSERT INTO {EVICT} (tbl, ix, {kc}) SELECT {self.tid}, {i}, {keys} FROM {q(s.name)}"
-                    f" WHERE {same} AND NOT ({itself}); "
-                )
-            return out
-
-        return after, before
 
     def evictions_sql(self, keep_creation: str = KEEP_CREATION) -> list[str]:
         """Turn rows noted as colliding on a UNIQUE index that are really gone
@@ -568,120 +342,6 @@ class Tracked(TrackedNames):
         where = " AND ".join(f"{k} = ?" for k in self.kcols)
         value = "MAX(ctime, ?)" if at_least else "?"
         return f"UPDATE {q(self.tracking)} SET ctime = {value} WHERE {where}"
-
-    def drop_sql(self) -> list[str]:
-        """Remove the tracking of this table; the log's newest entry stays (as
-        table 0) so ticks never go back."""
-        top = f"(SELECT max(lt) FROM {LOG})"
-        return [
-            *(f"DROP TRIGGER IF EXISTS {q(n)}" for n in self.trigger_names()),
-            f"DROP TABLE IF EXISTS {q(self.tracking)}",
-            f"DELETE FROM {LOG} WHERE tbl = {self.tid} AND lt < {top}",
-            f"UPDATE {LOG} SET tbl = 0 WHERE tbl = {self.tid}",
-        ]
-
-
-def introspect(conn: sqlite3.Connection, table: str) -> Tracked:
-    """Read a user table's shape; raise :class:`TableError` if it cannot be tracked."""
-    row = conn.execute(
-        "SELECT name, type, wr FROM pragma_table_list WHERE schema = 'main' AND name = ? COLLATE NOCASE", (table,)
-    ).fetchone()
-    if row is None:
-        raise TableError(f"no such table: {table}")
-    name, kind, without_rowid = row
-    if kind != "table":
-        raise TableError(f"{name} is a {kind}, not a table")
-    # SQLite names ignore letter case: so does the reservation.
-    if name.lower().startswith((PREFIX, "sqlite_")):
-        reserved = PREFIX if name.lower().startswith(PREFIX) else "sqlite_"
-        raise TableError(f"table {name}: names starting with {reserved} are reserved; rename the table to sync it")
-    info = conn.execute(
-        'SELECT name, type, pk, "notnull" FROM pragma_table_xinfo(?) WHERE hidden = 0 ORDER BY cid', (name,)
-    ).fetchall()
-    columns = tuple(r[0] for r in info)
-    key = tuple(r[0] for r in sorted((r for r in info if r[2] > 0), key=lambda r: r[2]))
-    if not key:
-        raise TableError(f"table {name} has no primary key; peersync needs one to identify rows")
-    types = tuple(type_class(r[1]) for r in info)
-    # Key columns count as NOT NULL: peersync refuses rows with a NULL key.
-    specs = tuple(column_type(r[0], r[1], nullable=not (r[3] or r[2])) for r in info)
-    # A rowid alias is a single INTEGER key with no separate key index
-    # (``INTEGER PRIMARY KEY DESC`` is not one: SQLite gives it an index).
-    pk_index = conn.execute("SELECT 1 FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()
-    rowid_key = (
-        len(key) == 1
-        and not without_rowid
-        and pk_index is None
-        and next(r[1] for r in info if r[0] == key[0]).upper() == "INTEGER"
-    )
-    fk: dict[int, tuple[str, list[str], list[str | None], str]] = {}
-    for fid, parent, frm, to, on_delete in conn.execute(
-        'SELECT id, "table", "from", "to", on_delete FROM pragma_foreign_key_list(?) ORDER BY id, seq', (name,)
-    ):
-        entry = fk.setdefault(fid, (parent, [], [], on_delete.upper()))
-        entry[1].append(frm)
-        entry[2].append(to)
-    fks = tuple(ForeignKey(p, tuple(f), tuple(t), d) for p, f, t, d in fk.values())
-    deps = tuple(sorted({f.parent for f in fks}))
-    kcolls: tuple[str, ...] = ()
-    if pk_index is not None:
-        (pk_name,) = conn.execute("SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'", (name,)).fetchone()
-        colls = {c: coll for c, coll in conn.execute(
-            "SELECT name, coll FROM pragma_index_xinfo(?) WHERE key = 1", (pk_name,)
-        )}  # fmt: skip
-        kcolls = tuple(colls.get(k) or "BINARY" for k in key)
-    uniques = []
-    for (index,) in conn.execute(
-        "SELECT name FROM pragma_index_list(?) WHERE \"unique\" = 1 AND origin != 'pk' ORDER BY name", (name,)
-    ):
-        cols = conn.execute(
-            "SELECT cid, name, coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno", (index,)
-        ).fetchall()
-        if cols and all(cid >= 0 for cid, _, _ in cols):  # expression indexes cannot be probed here
-            uniques.append(tuple((c, coll or "BINARY") for _, c, coll in cols))
-    return Tracked(TableSchema(name, columns, key, types, specs), rowid_key, deps, fks, 0, tuple(uniques), kcolls)
-
-
-def tracking_kcolls(conn: sqlite3.Connection, tracking: str, n: int) -> tuple[str, ...]:
-    """The collation each of the ``n`` key columns of a tracking table was made with."""
-    pk = conn.execute("SELECT name FROM pragma_index_list(?) WHERE origin = 'pk'", (tracking,)).fetchone()
-    if pk is None:  # a rowid key: INTEGER, compared as such
-        return ("BINARY",) * n
-    colls = conn.execute("SELECT coll FROM pragma_index_xinfo(?) WHERE key = 1 ORDER BY seqno", (pk[0],))
-    return tuple((c or "BINARY").upper() for (c,) in colls)
-
-
-def trigger_faults(conn: sqlite3.Connection, tables: list[Tracked]) -> dict[str, str]:
-    """Tables whose peersync triggers are not exactly what they need, each
-    with ``"lost"`` (an insert, update or delete trigger is missing from the
-    table: it was rebuilt, or its triggers dropped; writes since went
-    untracked) or ``"stale"`` (present, but not as made for the table as it is
-    now, e.g. after a UNIQUE index was added or dropped). One read of
-    ``sqlite_master``."""
-    wanted = {t.name: t.triggers() for t in tables}
-    legacy = {t.name: t.legacy_triggers() for t in tables}
-    names = [n for t in tables for n in t.trigger_names()]
-    have: dict[str, tuple[str, str]] = {}
-    for i in range(0, len(names), 500):
-        chunk = names[i : i + 500]
-        have.update(
-            (n, (tbl, sql))
-            for n, tbl, sql in conn.execute(
-                f"SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger'"
-                f" AND name IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-        )
-    out = {}
-    for t in tables:
-        want = wanted[t.name]
-        if any(have.get(n, ("", ""))[0] != t.name for n in t.trigger_names()[:3]):
-            out[t.name] = "lost"
-        elif any(have.get(n) not in ((t.name, sql), (t.name, legacy[t.name][n])) for n, sql in want.items()) or any(
-            n in have for n in t.trigger_names() if n not in want
-        ):
-            out[t.name] = "stale"
-    return out
 
 
 @dataclass

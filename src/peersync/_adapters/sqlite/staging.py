@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import overload
 
+from peersync._adapters.sql.meta import reported
 from peersync._engine.knowledge import MAX_TICK, Version
 from peersync._engine.model import (
     Conflict,
@@ -134,6 +135,7 @@ class Staged:
         t = self.t
         match = " AND ".join(f"t.{k} = i.{c}" for k, c in zip(t.kcols, self.keys, strict=True))
         vt = "COALESCE(x.vtick, :first0 + x.dlt)"
+        lrep, ltick = reported(":scope")
         return (
             f"UPDATE {self.name} AS x SET action = CASE"
             f" WHEN {in_ranges('temp._peersync_kd', 'x.vrep', vt)} THEN 0"
@@ -149,8 +151,7 @@ class Staged:
             " THEN 1"
             " ELSE 2 END"
             " FROM (SELECT i.seq AS s, t.lt AS tlt, t.mw AS mw,"
-            " CASE WHEN t.scope = :scope THEN t.urep ELSE 0 END AS lrep,"
-            " CASE WHEN t.scope = :scope THEN t.utick ELSE t.lt END AS ltick"
+            f" {lrep} AS lrep, {ltick} AS ltick"
             f" FROM {self.name} AS i LEFT JOIN {q(t.tracking)} AS t ON {match} WHERE i.action IS NULL) AS j"
             " WHERE x.seq = j.s"
         )

@@ -28,7 +28,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from peersync._engine.codec import encode_error
+from peersync._engine import codec
 from peersync._engine.database import Database
 from peersync._engine.errors import (
     AccessDenied,
@@ -86,7 +86,7 @@ def error_response(status: int, exc: SyncError, scrub: tuple[str, str] | None = 
     one_line = str(exc).replace("\r", " ").replace("\n", " ")
     if scrub is not None:
         one_line = one_line.replace(*scrub)
-    return Response(encode_error(type(exc)(one_line)), status_code=status, media_type=ERROR, headers=headers)
+    return Response(codec.ERROR.encode(type(exc)(one_line)), status_code=status, media_type=ERROR, headers=headers)
 
 
 async def _refused(request: Request, exc: Exception) -> Response:

@@ -24,20 +24,11 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from peersync._engine import codec
+from peersync._engine import codec, model
 from peersync._engine.errors import ConfigurationError, InvalidURL, ProtocolError, SyncError, TransportError
 from peersync._engine.knowledge import Knowledge
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    RepairReport,
-    ReplicaInfo,
-    SessionEnd,
-    Status,
-    TableSchema,
-)
 from peersync._engine.names import NamesArg
+from peersync._engine.peer import Handle
 from peersync._engine.registry import is_loopback
 from peersync._engine.wire import batch_end
 
@@ -65,7 +56,7 @@ def base_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme.lower(), parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-class HTTPPeer:
+class HTTPPeer(Handle):
     """A database served by ``peersync serve``, as a :class:`~peersync.Database`
     that reads, syncs and reports; management runs on the server's host.
 
@@ -114,15 +105,6 @@ class HTTPPeer:
         )
 
     # -- plumbing -----------------------------------------------------------------
-
-    def __repr__(self) -> str:
-        return f"HTTPPeer({self.url!r})"
-
-    def __enter__(self) -> HTTPPeer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._client.close()
@@ -183,7 +165,7 @@ class HTTPPeer:
         except SyncError as exc:
             return exc
         if response.headers.get("content-type", "").startswith(ERROR):
-            return codec.decode_error(body)
+            return codec.ERROR.decode(body)
         return ProtocolError(
             f"{self.url} answered HTTP {response.status_code} without a peersync error (is it a peersync server?)"
         )
@@ -225,14 +207,14 @@ class HTTPPeer:
 
     # -- the Peer contract ------------------------------------------------------------
 
-    def describe(self, scope: str) -> ReplicaInfo:
-        return codec.decode_replica_info(self._call("GET", self._path(scope, "describe")), max_size=self.max_size)
+    def describe(self, scope: str) -> model.ReplicaInfo:
+        return codec.REPLICA_INFO.decode(self._call("GET", self._path(scope, "describe")), max_size=self.max_size)
 
-    def schemas(self, scope: str) -> dict[str, TableSchema]:
-        return codec.decode_schemas(self._call("GET", self._path(scope, "schemas")), max_size=self.max_size)
+    def schemas(self, scope: str) -> dict[str, model.TableSchema]:
+        return codec.SCHEMAS.decode(self._call("GET", self._path(scope, "schemas")), max_size=self.max_size)
 
     def _request(self, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int) -> bytes:
-        return codec.encode_changes_request(codec.ChangesRequest(known, after, upto, max_rows, max_bytes))
+        return codec.CHANGES_REQUEST.encode(codec.ChangesRequest(known, after, upto, max_rows, max_bytes))
 
     def changes(self, scope: str, known: Knowledge, after: int, upto: int, *, max_rows: int, max_bytes: int) -> bytes:
         return self._call("POST", self._path(scope, "changes"), self._request(known, after, upto, max_rows, max_bytes))
@@ -254,7 +236,7 @@ class HTTPPeer:
         finally:
             response.close()
 
-    def apply(self, scope: str, data: bytes, policy: ConflictHandler) -> ApplyReport:
+    def apply(self, scope: str, data: bytes, policy: model.ConflictHandler) -> model.ApplyReport:
         """Apply one batch on the server, under the server's own policy
         (docs/protocol.md, Conflict policy). Raises
         :class:`~peersync.ConfigurationError` for a callback policy, which
@@ -271,14 +253,14 @@ class HTTPPeer:
         session = uuid.uuid4().hex if _is_final(data) and scope not in ending.kept_out else None
         headers = {FINISH_HEADER: session} if session is not None else None
         reply, answer = self._exchange("POST", self._path(scope, "apply"), data, BATCH, headers=headers)
-        report = codec.decode_apply_report(reply, max_size=self.max_size)
+        report = codec.APPLY_REPORT.decode(reply, max_size=self.max_size)
         if not report.excluded.is_empty() or report.failed:
             ending.kept_out.add(scope)
         if session is not None and answer.get(FINISHED_HEADER) == session:
             ending.finished[scope] = report.knowledge.union(report.made_with)
         return report
 
-    def finish(self, scope: str, end: SessionEnd) -> Knowledge:
+    def finish(self, scope: str, end: model.SessionEnd) -> Knowledge:
         """End a session. One the server already ended with its final batch
         (nothing kept out, nothing more to merge) sends nothing."""
         ending = self._ending()
@@ -286,8 +268,8 @@ class HTTPPeer:
         done = ending.finished.pop(scope, None)
         if done is not None and end.excluded.is_empty() and not end.failures and done.contains_knowledge(end.merge):
             return done
-        reply = self._call("POST", self._path(scope, "finish"), codec.encode_session_end(end))
-        return codec.decode_knowledge(reply, max_size=self.max_size)
+        reply = self._call("POST", self._path(scope, "finish"), codec.SESSION_END.encode(end))
+        return codec.KNOWLEDGE.decode(reply, max_size=self.max_size)
 
     def _ending(self) -> _Ending:
         """This thread's session state (a session runs in one thread; several
@@ -311,20 +293,20 @@ class HTTPPeer:
 
     # -- read-only management --------------------------------------------------------
 
-    def status(self, scope: str | None = None) -> list[Status]:
+    def status(self, scope: str | None = None) -> list[model.Status]:
         path = f"{PREFIX}/status" if scope is None else self._path(scope, "status")
-        return codec.decode_statuses(self._call("GET", path), max_size=self.max_size)
+        return codec.STATUSES.decode(self._call("GET", path), max_size=self.max_size)
 
     def scopes(self) -> list[str]:
         return [s.scope for s in self.status()]
 
-    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[Conflict]:
+    def conflicts(self, scope: str | None = None, *, limit: int | None = None) -> list[model.Conflict]:
         names = [scope] if scope is not None else self.scopes()
-        out: list[Conflict] = []
+        out: list[model.Conflict] = []
         for name in names:
             params = {"limit": str(limit if limit is not None else 1000)}
             reply = self._call("GET", self._path(name, "conflicts"), params=params)
-            out.extend(codec.decode_conflicts(reply, max_size=self.max_size))
+            out.extend(codec.CONFLICTS.decode(reply, max_size=self.max_size))
         return out
 
     def _local_only(self, what: str) -> ConfigurationError:
@@ -339,10 +321,10 @@ class HTTPPeer:
     def reidentify(self, scope: str, *, moved: bool = False) -> bytes:
         raise self._local_only("reidentify")
 
-    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> RepairReport:
+    def migrate(self, scope: str, tables: Sequence[str] | None = None) -> model.RepairReport:
         raise self._local_only("migrate")
 
-    def repair(self, scope: str, *, restamp: bool = False) -> RepairReport:
+    def repair(self, scope: str, *, restamp: bool = False) -> model.RepairReport:
         raise self._local_only("repair")
 
     def compact(self, scope: str | None = None) -> None:

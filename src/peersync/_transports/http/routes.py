@@ -60,21 +60,21 @@ def routes(state: State) -> list[Route]:
         def run(db: Database) -> bytes:
             names = state.config.scopes if state.config.scopes is not None else tuple(db.scopes())
             shown = [n for n in names if readable(request, state.tokens, n)]
-            return codec.encode_statuses([s for n in shown for s in db.status(n)])
+            return codec.STATUSES.encode([s for n in shown for s in db.status(n)])
 
         return message(await call(run))
 
     async def status(request: Request) -> Response:
         scope = guard(request, Right.READ)
-        return message(await call(lambda db: codec.encode_statuses(db.status(scope))))
+        return message(await call(lambda db: codec.STATUSES.encode(db.status(scope))))
 
     async def describe(request: Request) -> Response:
         scope = guard(request, Right.READ)
-        return message(await call(lambda db: codec.encode_replica_info(db.describe(scope))))
+        return message(await call(lambda db: codec.REPLICA_INFO.encode(db.describe(scope))))
 
     async def schemas(request: Request) -> Response:
         scope = guard(request, Right.READ)
-        return message(await call(lambda db: codec.encode_schemas(db.schemas(scope))))
+        return message(await call(lambda db: codec.SCHEMAS.encode(db.schemas(scope))))
 
     async def conflicts(request: Request) -> Response:
         scope = guard(request, Right.READ)
@@ -82,11 +82,11 @@ def routes(state: State) -> list[Route]:
         if not raw.isdigit() or not 1 <= int(raw) <= limits.max_conflicts:
             raise Refusal(400, ConfigurationError(f"limit must be an integer from 1 to {limits.max_conflicts}"))
         n = int(raw)
-        return message(await call(lambda db: codec.encode_conflicts(db.conflicts(scope, limit=n))))
+        return message(await call(lambda db: codec.CONFLICTS.encode(db.conflicts(scope, limit=n))))
 
     async def changes_request(request: Request, scope: str) -> codec.ChangesRequest:
         body = await read_body(request, limits, MESSAGE)
-        req = codec.decode_changes_request(body, max_size=limits.max_body)
+        req = codec.CHANGES_REQUEST.decode(body, max_size=limits.max_body)
         # A capped batch is still exact (its ``last`` says where it stopped).
         return codec.ChangesRequest(
             req.known, req.after, req.upto, min(req.max_rows, limits.max_rows), min(req.max_bytes, limits.max_bytes)
@@ -138,11 +138,11 @@ def routes(state: State) -> list[Route]:
 
         report, finished = await call(run)
         headers = {FINISHED_HEADER: session} if finished and session is not None else None
-        return message(codec.encode_apply_report(report), headers)
+        return message(codec.APPLY_REPORT.encode(report), headers)
 
     async def finish(request: Request) -> Response:
         scope = guard(request, Right.WRITE)
-        end = codec.decode_session_end(await read_body(request, limits, MESSAGE), max_size=limits.max_body)
+        end = codec.SESSION_END.decode(await read_body(request, limits, MESSAGE), max_size=limits.max_body)
 
         def run(db: Database) -> bytes:
             # Knowledge only grows, so what justifies the merge now still
@@ -151,7 +151,7 @@ def routes(state: State) -> list[Route]:
             if vetted is not end:
                 log.warning("finish of session %s on scope %r: merge not justified by a final batch, dropped",
                             end.session, scope)  # fmt: skip
-            return codec.encode_knowledge(db.finish(scope, vetted))
+            return codec.KNOWLEDGE.encode(db.finish(scope, vetted))
 
         return message(await call(run))
 
