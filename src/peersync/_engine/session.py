@@ -42,7 +42,7 @@ DEFAULT_BATCH_ROWS = 5000
 # commit costs several fsyncs (a quarter of an initial sync's time in 5,000-row
 # batches on a busy disk), so fewer, larger ones. ``batch_bytes`` still bounds
 # a batch's size, and so its memory.
-INITIAL_BATCH_ROWS = 50_000
+INITIAL_BATCH_ROWS = 20_000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 2**63 - 1  # batch limits reach SQL, whose integers have 64 bits
 MAX_CHASES = 3
