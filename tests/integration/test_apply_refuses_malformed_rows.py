@@ -2,7 +2,8 @@
 
 The destination loads a batch's rows into a temporary table and validates them
 in SQL; a batch whose rows are all in the short form (an initial sync) takes a
-shorter path there (no header to check, no version to vouch for). Each case
+shorter path (no header to check, no version to vouch for; its tick and time
+offsets are checked on the decoded rows, before loading). Each case
 here takes a real batch from a SQLite source, breaks one thing, and applies it:
 the apply must raise ProtocolError and leave rows and knowledge as they were.
 """
@@ -78,6 +79,8 @@ SHORT: dict[str, Any] = {
     "time-overflows-int64": lambda env: (env[TABLES][0].__setitem__(1, 2**63 - 1), _set(0, 1, 10)(env)),
     "tick-zero": _set(0, 0, 0),
     "tick-float": _set(0, 0, 1.0),
+    "tick-bool": _set(0, 0, True),  # the offsets' checks tell booleans from integers
+    "time-bool": _set(0, 1, False),
     "tick-beyond-last": _set(2, 0, 99),
     "ticks-out-of-order": lambda env: _rows(env).reverse(),
     "tick-repeated": _set(1, 0, 1),

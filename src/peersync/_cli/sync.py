@@ -10,13 +10,15 @@ import click
 from rich.table import Table
 
 import peersync
-from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, MAX_BATCH
+from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, INITIAL_BATCH_ROWS, MAX_BATCH
 
 from .app import _fail, ca_option, cli, handle_errors, open_db, out, policy_option, timeout_option, token_option
 from .progress import progress_bar
 
 
-def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], Any]:
+def _limit(name: str, least: int, default: int | str, help: str) -> Callable[[Any], Any]:
+    if isinstance(default, str):  # chosen per session: the default is None, shown as ``default``
+        return click.option(name, type=click.IntRange(least, MAX_BATCH), default=None, show_default=default, help=help)
     return click.option(name, type=click.IntRange(least, MAX_BATCH), default=default, show_default=True, help=help)
 
 
@@ -32,7 +34,12 @@ def _limit(name: str, least: int, default: int, help: str) -> Callable[[Any], An
     show_default=True,
     help="push: A's changes to B; pull: B's to A; both: push then pull.",
 )
-@_limit("--batch-size", 1, DEFAULT_BATCH_ROWS, "Most rows per batch.")
+@_limit(
+    "--batch-size",
+    1,
+    f"{DEFAULT_BATCH_ROWS}; {INITIAL_BATCH_ROWS} while the destination knows none of the source's changes",
+    "Most rows per batch (one transaction each).",
+)
 @_limit("--batch-bytes", 1024, DEFAULT_BATCH_BYTES, "About the most bytes per batch.")
 @policy_option("Conflict policy.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -45,7 +52,7 @@ def sync(
     b: str,
     scope: str,
     direction: str,
-    batch_size: int,
+    batch_size: int | None,
     batch_bytes: int,
     policy: str,
     as_json: bool,

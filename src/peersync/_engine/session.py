@@ -37,13 +37,21 @@ from .rules import handler_from
 from .schema import difference
 
 DEFAULT_BATCH_ROWS = 5000
+# The default while the destination knows none of the source's changes (an
+# initial sync): each batch is a write transaction at the destination, whose
+# commit costs several fsyncs (a quarter of an initial sync's time in 5,000-row
+# batches on a busy disk), so fewer, larger ones. ``batch_bytes`` still bounds
+# a batch's size, and so its memory.
+INITIAL_BATCH_ROWS = 20_000
 DEFAULT_BATCH_BYTES = 4 * 1024 * 1024
 MAX_BATCH = 2**63 - 1  # batch limits reach SQL, whose integers have 64 bits
 MAX_CHASES = 3
 
 
-def _check_limits(batch_size: int, batch_bytes: int) -> None:
+def _check_limits(batch_size: int | None, batch_bytes: int) -> None:
     for name, value in (("batch size", batch_size), ("batch bytes", batch_bytes)):
+        if value is None and name == "batch size":
+            continue
         if type(value) is not int or not 1 <= value <= MAX_BATCH:
             raise ConfigurationError(f"{name} must be an integer from 1 to {MAX_BATCH}, not {value!r}")
 
@@ -54,7 +62,7 @@ def sync(
     scope: str,
     *,
     direction: Direction | str = Direction.BOTH,
-    batch_size: int = DEFAULT_BATCH_ROWS,
+    batch_size: int | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
     on_progress: ProgressCallback | None = None,
@@ -63,7 +71,11 @@ def sync(
 
     ``push`` moves A's changes to B, ``pull`` B's to A, ``both`` does push
     then pull. ``policy`` is a :class:`~peersync.Policy`, its name
-    (``"source-wins"``) or a callback. Safe to repeat: a second call with no
+    (``"source-wins"``) or a callback. ``batch_size`` is the most rows per
+    batch (each batch is one transaction at the destination); by default
+    :data:`DEFAULT_BATCH_ROWS`, or :data:`INITIAL_BATCH_ROWS` in a session
+    whose destination knows none of its source's changes (an initial sync);
+    ``batch_bytes`` bounds a batch's size either way. Safe to repeat: a second call with no
     new writes sends 0. ``on_progress`` receives the progress events of
     :mod:`peersync._engine.progress` (session started, batch applied,
     session ended) as they happen.
@@ -168,14 +180,15 @@ def run_session(
     dest: Peer,
     scope: str,
     *,
-    batch_size: int = DEFAULT_BATCH_ROWS,
+    batch_size: int | None = None,
     batch_bytes: int = DEFAULT_BATCH_BYTES,
     policy: ConflictHandler | str = Policy.LAST_WRITER_WINS,
     on_progress: ProgressCallback | None = None,
 ) -> SessionStats:
     """One one-way session from ``source`` to ``dest``.
 
-    Its ``completed`` is False when it stopped following a source that kept
+    ``batch_size`` None picks the default of :func:`sync`. Its
+    ``completed`` is False when it stopped following a source that kept
     changing (after :data:`MAX_CHASES` rounds): what it sent is committed
     with exact knowledge, and the rest comes with the next session.
     """
@@ -190,6 +203,9 @@ def run_session(
     if not di.knowledge.contains_knowledge(si.forgotten):
         raise ReplicaOutdated(f"{dest.url} may have missed deletes that {source.url} has cleaned up; reinitialize it")
     known = di.knowledge
+    if batch_size is None:
+        initial = not known.ranges(si.replica_id)
+        batch_size = INITIAL_BATCH_ROWS if initial else DEFAULT_BATCH_ROWS
     # What to merge at the end: the source's knowledge read in the same
     # snapshot as a final batch. Knowledge read earlier may name versions of
     # rows that changed since and were not sent in this session: merging it

@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from operator import itemgetter
 from typing import Any
 
 from peersync._adapters.sql.meta import Meta
@@ -54,7 +55,9 @@ from .staging import (
     Redo,
     Rewrite,
     Staged,
+    int_range,
     same_values,
+    short_rows_fault,
     sort_key,
 )
 from .text import load_rows
@@ -241,7 +244,14 @@ class SetApply(WritePhase):
             raise ProtocolError(f"malformed batch: a row of {tin.t.name!r} does not have {ncols} values")
         tin.short = lengths == {2 + ncols}
         tin.rows = len(rows)
-        if not tin.short:  # one statement loads them all, in order: spell short rows out
+        span = env.last - env.first + 1
+        if tin.short:
+            fault = short_rows_fault(rows, span, tin.base)
+            if fault is not None:
+                raise ProtocolError(f"malformed batch: {fault} in {tin.t.name!r}")
+            if self.unseen and len(tin.keys) == 1:
+                tin.key_range = int_range(list(map(itemgetter(2 + tin.t.schema.key_positions[0]), rows)))
+        else:  # one statement loads them all, in order: spell short rows out
             rows = [r if len(r) > 2 + ncols else [r[0], 0, 0, None, None, None, *r[1:]] for r in rows]
         insert = tin.insert(tin.short, tin.short and self.unseen)
         try:
@@ -253,7 +263,10 @@ class SetApply(WritePhase):
                 loaded = False
             if not loaded:
                 raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
-        span = env.last - env.first + 1
+        if tin.short:
+            # Each row's version is a tick of the source in first..last, which
+            # the source's knowledge holds (``apply`` checked): nothing to vouch for.
+            return
         (bad,) = conn.execute(
             tin.invalid(), {"nrep": len(env.replicas), "span": span, "nex": len(env.extras), "base": tin.base}
         ).fetchone()
@@ -262,10 +275,6 @@ class SetApply(WritePhase):
         (bad,) = conn.execute(tin.unordered()).fetchone()
         if bad:
             raise ProtocolError(f"malformed batch: ticks of {tin.t.name!r} out of order")
-        if tin.short:
-            # Each row's version is a tick of the source in first..last, which
-            # the source's knowledge holds (``apply`` checked): nothing to vouch for.
-            return
         conn.execute(f"UPDATE {tin.name} SET ex = flags >> 1, flags = flags & 1 WHERE flags > 1")
         (bad,) = conn.execute(tin.unknown_to_source()).fetchone()
         if bad:
@@ -278,7 +287,9 @@ class SetApply(WritePhase):
         for tin in ins:
             if tin.short and self.unseen:
                 # A row without a tracking row here has no user row either.
-                tin.fresh = conn.execute(tin.seen()).rowcount == 0
+                tin.fresh = (
+                    tin.key_range is not None and conn.execute(tin.seen_between(), tin.key_range).fetchone() is None
+                ) or conn.execute(tin.seen()).rowcount == 0
                 if tin.fresh:
                     report.received += tin.rows
                     continue

@@ -25,7 +25,7 @@ from peersync._engine.model import (
     TableSchema,
 )
 from peersync._engine.peer import BatchPeer
-from peersync._engine.wire import open_batch
+from peersync._engine.wire import Envelope, open_batch
 
 from . import schema as S
 from .apply import SetApply
@@ -33,7 +33,12 @@ from .enumerate import known_table, read_rows, skip_blocks
 from .provision import SQLiteProvisioning
 from .staging import Redo
 from .text import read_text
-from .txn import TransactionLost
+from .txn import TransactionLost, page_cache
+
+# Page cache an apply needs per byte of its batch: the rows, their tracking
+# rows and log entries, with the B-trees' slack (about twice the batch's size
+# for an initial sync), and room to spare.
+_CACHE_PER_BATCH_BYTE = 4
 
 _SQLITE_CONSTRAINT_FOREIGNKEY = 787
 
@@ -95,6 +100,10 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
             sc = self._scope(scope)
         env = open_batch(sc.names.batch_in(data), scope, sc.schemas, sc.fingerprint, sc.rid)
         handler = sc.names.handler(handler)
+        with self._errors(), page_cache(self.conn, _CACHE_PER_BATCH_BYTE * len(data) // 1024):
+            return self._apply(sc, env, handler)
+
+    def _apply(self, sc: S.Scope, env: Envelope, handler: ConflictHandler) -> ApplyReport:
         # A write that ends the whole transaction (a trigger's RAISE(ROLLBACK))
         # undoes the batch so far: apply it again, without that write. A
         # foreign key violation the apply's own check missed fails the COMMIT:
