@@ -10,16 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 from peersync._adapters.sql.meta import Meta
+from peersync._engine import model
 from peersync._engine.knowledge import Version
-from peersync._engine.model import (
-    ApplyReport,
-    Conflict,
-    ConflictHandler,
-    ConflictType,
-    Outcome,
-    Policy,
-    Value,
-)
+from peersync._engine.model import Conflict, ConflictType, Outcome, Value
 from peersync._engine.rules import LocalState, policy_name, resolve
 from peersync._engine.wire import Envelope
 
@@ -38,12 +31,12 @@ class WritePhase:
     meta: Meta
     sc: Scope
     env: Envelope
-    handler: ConflictHandler
+    handler: model.ConflictHandler
     foreign_keys: Callable[[], bool]
     redo: Redo
     applied: int
     _parents: dict[tuple[str, tuple[str | None, ...]], tuple[str, ...] | None]
-    report: ApplyReport
+    report: model.ApplyReport
     excluded: list[tuple[Tracked, tuple[Value, ...], Version, int]]
     conflicts: list[Conflict]
     rewrites: list[Rewrite]
@@ -423,7 +416,7 @@ class WritePhase:
         version. Anything else, and every built-in policy, leaves the row a
         pending error (True when resolved)."""
         t, remote = tin.t, conflict.remote_row
-        if isinstance(self.handler, Policy) or remote is None:
+        if isinstance(self.handler, model.Policy) or remote is None:
             return False
         others = self._colliding(t, conflict.key, remote)
         if not others:
