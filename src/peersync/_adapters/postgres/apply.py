@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from peersync._adapters.sql.meta import PREFIX, Meta, dumps
+from peersync._adapters.sql.meta import PREFIX, Meta
 from peersync._engine.errors import ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import (
@@ -43,10 +43,10 @@ from peersync._engine.rules import LocalState, classify, policy_name, remote_win
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
-from . import collisions, fresh
+from . import collisions, fresh, pending
 from .conn import RETRYABLE, savepoint
-from .normalized import restamp_rewritten
-from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
+from .normalized import restamp_drifted, restamp_rewritten
+from .schema import LAST_TICK, SCHEMA, TICK, Scope, Tracked, q, read_expr
 from .values import BindValue, Unfit, bind_type, blame, converter, to_pg
 from .values import bound_param as _param
 
@@ -194,11 +194,19 @@ class SetApply:
             self._write()
             for rw in self.rewrites:
                 self._rewrite(rw)
-            self._release_pending()
+            withs = [b.made_with, *(b.made_with | extra for extra in b.extras)]
+            settled = (
+                (tab.t.tid, r.key, r.version, withs[r.mark])
+                for tab in self.tables
+                for r in tab.rows
+                if r.action in (APPLY, LEARN, MERGE)
+            )
+            pending.release(conn, sc.idx, settled)
             learned = learned | Knowledge.from_versions(
                 r.version for tab in self.tables for r in tab.rows if r.action in (APPLY, LEARN, MERGE)
             )
-        excluded = self._keep_pending()
+        kept = ((t.tid, r.key, r.version, r.change[0]) for t, r in self.excluded)
+        excluded = pending.keep(conn, self.meta, sc.idx, b.source, kept)
         new = self.meta.save_knowledge(sc, stored.union(learned.exclude(excluded)))
         if self.conflicts:
             self.meta.insert_conflicts(self.conflicts)
@@ -472,37 +480,7 @@ class SetApply:
             live = [(r.ord, r.change[5], r.bound) for r in tab.rows if r.action == APPLY and not r.deleted]
             restamp_rewritten(self.conn, tab.t, tab.staging, live, _param)
             if effects:
-                self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
-
-    def _drift(self, tab: _Table, ords: list[int]) -> None:
-        """Rows this batch wrote that something changed afterwards in the same
-        transaction (a user's trigger, a cascade) hold neither the incoming
-        version nor what its stamp says: they become new local changes (a
-        tombstone when the row is gone), so every peer gets what this one holds."""
-        if not ords:
-            return
-        t = tab.t
-        s = t.schema
-        match = " AND ".join(f"u.{q(s.columns[p])} = {_param(t, p, f'x.c{p}')}" for p in s.key_positions)
-        differs = " OR ".join(
-            f"u.{q(c.spec.name)}::text IS DISTINCT FROM x.c{i}"
-            if c.typname == "json"  # json has no equality
-            else f"u.{q(c.spec.name)} IS DISTINCT FROM {_param(t, i, f'x.c{i}')}"
-            for i, c in enumerate(t.columns)
-        )
-        present = f"u.{q(s.key[0])} IS NOT NULL"
-        keys = ", ".join(f"{_param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
-        match_t = " AND ".join(f"t.{k} = d.{k}" for k in t.kcols)
-        self.conn.execute(
-            f"UPDATE {t.tracking} AS t SET lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
-            " crep = CASE WHEN t.ctick IS NULL THEN t.urep ELSE t.crep END,"
-            " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END,"
-            f" ctime = greatest({NOW_MS}, t.ctime + 1), del = d.gone"
-            f" FROM (SELECT {keys}, NOT {present} AS gone FROM {tab.staging} AS x LEFT JOIN {t.qualified} AS u"
-            f" ON {match} WHERE x.ord = ANY(%s)"
-            f" AND CASE WHEN x.del THEN {present} ELSE NOT {present} OR {differs} END) AS d WHERE {match_t}",
-            [ords],
-        )
+                restamp_drifted(self.conn, tab.t, tab.staging, [r.ord for r in tab.rows if r.action == APPLY], _param)
 
     def _write_span(self, tab: _Table, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
         """Write ``rows`` in one statement; if that fails, each half; the rows
@@ -609,45 +587,3 @@ class SetApply:
             detail = " ".join(str(exc).split())
         self.excluded.append((t, r))
         self.report.failed.append(replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=detail))
-
-    # -- pending changes ---------------------------------------------------------
-    def _release_pending(self) -> None:
-        """Forget pending changes of rows this batch wrote or resolved whose
-        version the row now holds or beats."""
-        pend = self.conn.execute(
-            f"SELECT p.tbl, p.key, r.replica_id, p.vtick, p.srep, p.stick FROM {PREFIX}pending AS p"
-            f" JOIN {PREFIX}replicas AS r ON r.idx = p.vrep WHERE p.scope = %s",
-            (self.sc.idx,),
-        ).fetchall()
-        if not pend:
-            return
-        done: dict[tuple[int, str], list[_Row]] = {}
-        for tab in self.tables:
-            for r in tab.rows:
-                if r.action in (APPLY, LEARN, MERGE):
-                    done.setdefault((tab.t.tid, dumps(list(r.key))), []).append(r)
-        for tbl, key, vrid, vtick, srep, stick in pend:
-            for r in done.get((tbl, key), []):
-                v = (bytes(vrid), int(vtick))
-                mark = self.batch.extras[r.mark - 1] if r.mark else Knowledge.empty()
-                if v == r.version or v in self.batch.made_with or v in mark:
-                    self.conn.execute(
-                        f"DELETE FROM {PREFIX}pending WHERE scope = %s AND srep = %s AND stick = %s",
-                        (self.sc.idx, srep, stick),
-                    )
-                    break
-
-    def _keep_pending(self) -> Knowledge:
-        """Record excluded changes as pending; returns them."""
-        source = self.batch.source
-        versions: list[Version] = []
-        for t, r in self.excluded:
-            lt, version = r.change[0], r.version
-            self.conn.execute(
-                f"INSERT INTO {PREFIX}pending (scope, tbl, vrep, vtick, srep, stick, key)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (self.sc.idx, t.tid, self.meta.rep_index(version[0]), version[1], self.meta.rep_index(source), lt,
-                 dumps(list(r.key))),
-            )  # fmt: skip
-            versions += (version, (source, lt))
-        return Knowledge.from_versions(versions)
