@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from peersync._adapters.sql.batch_frame import frame, hidden_versions, take_rows
-from peersync._adapters.sql.meta import NAMES_DDL, PREFIX, Meta, range_rows
+from peersync._adapters.sql.meta import NAMES, NAMES_DDL, PREFIX, Meta, range_rows
 from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
@@ -119,6 +119,8 @@ class PostgresPeer(BatchPeer):
         self.conn = open_connection(conninfo, shown, timeout)
         self.meta = Meta(self.conn, POSTGRES)
         self._scopes: dict[str, Scope] = {}
+        self._verified: dict[str, str | None] = {}  # scope -> shape signature when last loaded and verified
+        self._names_table = False
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -320,12 +322,28 @@ class PostgresPeer(BatchPeer):
         with errors(self.url):
             tick = self.bound()
         with self._txn("REPEATABLE READ"):
-            sc = self._scope(scope, reload=True)
-            self._verify(sc)
+            sc = self._checked_scope(scope)
             stored, forgotten = self.meta.stored_knowledge(scope)
             hidden = self._hidden(sc, tick)
         k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
+
+    def _checked_scope(self, scope: str) -> Scope:
+        """The scope as it is now, its triggers verified: loaded again (about
+        six catalog queries per table) only when :func:`schema.shape_signature`
+        says something it was read from changed since it was last verified."""
+        cached = self._scopes.get(scope)
+        if cached is not None:
+            row = self.conn.execute(S.shape_signature(self._names_table), {"scope": scope}).fetchone()
+            if row is not None and row[0] == self._verified.get(scope):
+                return cached
+        self._names_table = bool(self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (NAMES,)).fetchone()[0])  # type: ignore[index]
+        sc = self._scope(scope, reload=True)
+        self._verify(sc)
+        # Read in the snapshot the scope was just loaded in, so it describes what was verified.
+        row = self.conn.execute(S.shape_signature(self._names_table), {"scope": scope}).fetchone()
+        self._verified[scope] = None if row is None else row[0]
+        return sc
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
