@@ -435,17 +435,18 @@ class Apply:
         cols = "lt, urep, utick, crep, ctick, cid, ctime, del, scope, mw"
         sets = ", ".join(f"{c} = VALUES({c})" for c in cols.split(", "))
         data = []
+        _, fr = converters(t.specs)
+        kfr = [fr[p] for p in t.schema.key_positions]  # the keys were bound once already: they fit
+        reps = {rid: self._rep(rid) for rid in {r.change[2][0] for r in rows} | {r.change[3][0] for r in rows}}
         for r, lt in zip(rows, ids, strict=True):
             _, deleted, version, creation, ctime, _ = r.change
-            keyp = self._params(t, [r.key[t.schema.key_positions.index(i)] if i in t.schema.key_positions else None
-                                    for i in range(len(t.schema.columns))])  # fmt: skip
             crep = ctick = None
             if creation != version:
-                crep, ctick = self._rep(creation[0]), creation[1]
+                crep, ctick = reps[creation[0]], creation[1]
             mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
-            data.append((*[keyp[i] for i in t.schema.key_positions], lt, self._rep(version[0]), version[1], crep,
+            data.append((*[f(v) for f, v in zip(kfr, r.key, strict=True)], lt, reps[version[0]], version[1], crep,
                          ctick, None, ctime, int(deleted), self.sc.idx, mw))  # fmt: skip
-            self.report.applied += 1
+        self.report.applied += len(rows)
         self.conn.executemany(
             f"INSERT INTO {q(t.tracking)} ({kc}, {cols}) VALUES ({', '.join(['%s'] * (len(t.kcols) + 10))})"
             f" ON DUPLICATE KEY UPDATE {sets}",

@@ -267,8 +267,11 @@ class SetApply:
         t, rows, known, own = tab.t, tab.rows, self.known, self.sc.rid
         if len(rows) < fresh.MIN_ROWS or not fresh.eligible(t) or (tab.origin and tab.origin.no_fresh):
             return False
-        if any(r.bound is None or r.deleted or r.version[0] == own or r.version in known for r in rows):
-            return False
+        has = known.contains
+        for r in rows:
+            rep, tick = r.change[2]
+            if r.bound is None or r.change[1] or rep == own or has(rep, tick):
+                return False
         idx = self._rep_indexes(rows)
         bound = [(r.bound, self._stamp_of(r, idx)) for r in rows if r.bound is not None]
         if not fresh.write(self.conn, t, self.sc.idx, bound):
