@@ -58,6 +58,7 @@ from .values import Unfit, converters
 
 _CHUNK = 500
 _RETRIES = 3
+_STAMPS = 2000  # tracking rows per INSERT statement
 # Rows whose incoming version the destination now holds or beats ("superseded":
 # a later change of the same key in this batch was applied over it).
 _LEARNED = ("apply", "learn", "write", "restamp", "merge", "superseded")
@@ -447,11 +448,17 @@ class Apply:
             data.append((*[f(v) for f, v in zip(kfr, r.key, strict=True)], lt, reps[version[0]], version[1], crep,
                          ctick, None, ctime, int(deleted), self.sc.idx, mw))  # fmt: skip
         self.report.applied += len(rows)
-        self.conn.executemany(
-            f"INSERT INTO {q(t.tracking)} ({kc}, {cols}) VALUES ({', '.join(['%s'] * (len(t.kcols) + 10))})"
-            f" ON DUPLICATE KEY UPDATE {sets}",
-            data,
-        )
+        # Spelled out here rather than by the driver's executemany: the values
+        # are integers but for the key, and PyMySQL's general escaping of each
+        # one cost more than the server's work on the row.
+        lit = self.conn.raw.literal
+        tuples = ["(" + ",".join(str(v) if type(v) is int else "NULL" if v is None else lit(v) for v in d) + ")"
+                  for d in data]  # fmt: skip
+        for i in range(0, len(tuples), _STAMPS):
+            self.conn.execute(
+                f"INSERT INTO {q(t.tracking)} ({kc}, {cols}) VALUES {', '.join(tuples[i : i + _STAMPS])}"
+                f" ON DUPLICATE KEY UPDATE {sets}"
+            )
 
     def _rep(self, rid: bytes) -> int:
         return 0 if rid == self.sc.rid else self.meta.rep_index(rid)
