@@ -59,6 +59,7 @@ from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .schema import SCHEMA, Scope, Tracked, q, read_expr
 
+_HIDDEN_PAGE = 1000  # tracking rows per read of the rows above the bound
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
 
@@ -379,13 +380,25 @@ class PostgresPeer(BatchPeer):
         knowledge a batch is made with (and a description's) leaves those
         versions out (see :func:`~peersync._adapters.sql.batch_frame.hidden_versions`).
         Cost: one index range scan of ``lt > tick`` per table, usually a
-        few rows; the destination learns them with the batch that carries them."""
+        few rows; the destination learns them with the batch that carries them.
+        Read in pages in tick order: a table just loaded has no statistics yet,
+        and the planner, guessing that a third of it lies above ``tick``, would
+        read it whole (0.4 s for 1,000,000 rows) in every session."""
         self.meta.load_replicas()
         rows: list[Any] = []
         for t in sc.tables:
-            rows += self.conn.execute(
-                f"SELECT urep, utick, crep, ctick FROM {t.tracking} WHERE lt > %s AND scope = %s", (tick, sc.idx)
-            ).fetchall()
+            after = tick
+            while True:
+                # The scope is filtered here, not in SQL: a guessed selectivity
+                # of the filter too would again make a whole scan look cheaper.
+                page = self.conn.execute(
+                    f"SELECT lt, urep, utick, crep, ctick, scope FROM {t.tracking} WHERE lt > %s ORDER BY lt LIMIT %s",
+                    (after, _HIDDEN_PAGE),
+                ).fetchall()
+                rows += [r[1:5] for r in page if r[5] == sc.idx]
+                if len(page) < _HIDDEN_PAGE:
+                    break
+                after = page[-1][0]
         return hidden_versions(self.meta, rows)
 
     def _read(
