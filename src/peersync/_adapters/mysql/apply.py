@@ -451,7 +451,7 @@ class Apply:
         # Spelled out here rather than by the driver's executemany: the values
         # are integers but for the key, and PyMySQL's general escaping of each
         # one cost more than the server's work on the row.
-        lit = self.conn.raw.literal
+        lit = self.conn.raw.escape
         tuples = ["(" + ",".join(str(v) if type(v) is int else "NULL" if v is None else lit(v) for v in d) + ")"
                   for d in data]  # fmt: skip
         for i in range(0, len(tuples), _STAMPS):
