@@ -448,9 +448,7 @@ class Apply:
             data.append((*[f(v) for f, v in zip(kfr, r.key, strict=True)], lt, reps[version[0]], version[1], crep,
                          ctick, None, ctime, int(deleted), self.sc.idx, mw))  # fmt: skip
         self.report.applied += len(rows)
-        # Spelled out here rather than by the driver's executemany: the values
-        # are integers but for the key, and PyMySQL's general escaping of each
-        # one cost more than the server's work on the row.
+        # Spelled out, not by executemany: PyMySQL's escaping of these integers cost more than the server's work.
         lit = self.conn.raw.escape
         tuples = ["(" + ",".join(str(v) if type(v) is int else "NULL" if v is None else lit(v) for v in d) + ")"
                   for d in data]  # fmt: skip

@@ -267,6 +267,8 @@ class SetApply:
         t, rows, known, own = tab.t, tab.rows, self.known, self.sc.rid
         if len(rows) < fresh.MIN_ROWS or not fresh.eligible(t) or (tab.origin and tab.origin.no_fresh):
             return False
+        if any(x.t.side_effects for x in self.tables):  # a user's trigger may change these rows later
+            return False
         has = known.contains
         for r in rows:
             rep, tick = r.change[2]
