@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import math
 import struct
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from peersync._engine.model import RawText, Value
@@ -138,5 +139,10 @@ def from_wire(spec: Column) -> Callable[[Value], Any]:
     return check
 
 
-def converters(specs: Sequence[Column]) -> tuple[list[Callable[[Any], Value]], list[Callable[[Value], Any]]]:
-    return [to_wire(s) for s in specs], [from_wire(s) for s in specs]
+@functools.lru_cache(maxsize=256)
+def converters(
+    specs: tuple[Column, ...],
+) -> tuple[tuple[Callable[[Any], Value], ...], tuple[Callable[[Value], Any], ...]]:
+    """Each column's :func:`to_wire` and :func:`from_wire`, made once per
+    table shape (an apply asks for them for every row)."""
+    return tuple(to_wire(s) for s in specs), tuple(from_wire(s) for s in specs)

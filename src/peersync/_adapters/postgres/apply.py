@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from peersync._adapters.sql.meta import PREFIX, Meta, dumps
+from peersync._adapters.sql.meta import PREFIX, Meta
 from peersync._engine.errors import ProtocolError
 from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import (
@@ -43,11 +43,11 @@ from peersync._engine.rules import LocalState, classify, policy_name, remote_win
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
-from . import collisions
+from . import collisions, fresh, pending
 from .conn import RETRYABLE, savepoint
-from .normalized import restamp_rewritten
-from .schema import LAST_TICK, NOW_MS, SCHEMA, TICK, Scope, Tracked, q, read_expr
-from .values import BindValue, Unfit, bind_type, blame, to_pg
+from .normalized import restamp_drifted, restamp_rewritten
+from .schema import LAST_TICK, SCHEMA, TICK, Scope, Tracked, q, read_expr
+from .values import BindValue, Unfit, bind_type, blame, converter, to_pg
 from .values import bound_param as _param
 
 KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
@@ -92,6 +92,11 @@ class _Table:
     t: Tracked
     rows: list[_Row] = field(default_factory=list)
     staging: str = ""
+    fresh: bool = False  # written by fresh.write: the staged steps skip it
+    # The prepared table this one was made from: a batch whose rows fresh.write
+    # could not take is not offered to it again when the apply is retried.
+    origin: _Table | None = None
+    no_fresh: bool = False
 
 
 def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
@@ -117,6 +122,7 @@ class SetApply:
             tab = tables[name] = _Table(t)
             marks = batch.extra_of.get(name) or [0] * len(changes)
             kpos = t.schema.key_positions
+            convert = [converter(c) for c in t.columns]
             for ch, mark in zip(changes, marks, strict=True):
                 values = ch[5]
                 if ch[1]:  # a tombstone carries its key only
@@ -127,7 +133,7 @@ class SetApply:
                 key = tuple(values[p] for p in kpos)
                 row = _Row(ch, mark, key, None)
                 try:
-                    row.bound = [to_pg(c, v) for c, v in zip(t.columns, values, strict=True)]
+                    row.bound = [f(v) for f, v in zip(convert, values, strict=True)]
                     if any(row.bound[p] is None for p in kpos):
                         raise Unfit("a key column is NULL")
                 except Unfit as exc:
@@ -147,7 +153,7 @@ class SetApply:
         self.batch, tables = prepared
         # Fresh rows: a retried apply decides everything again.
         self.tables = [
-            _Table(tab.t, [_Row(r.change, r.mark, r.key, r.bound, r.unfit) for r in tab.rows])
+            _Table(tab.t, [_Row(r.change, r.mark, r.key, r.bound, r.unfit) for r in tab.rows], origin=tab)
             for tab in tables.values()
         ]
         self.report = ApplyReport(last=self.batch.last, final=self.batch.final, made_with=self.batch.made_with)
@@ -178,8 +184,9 @@ class SetApply:
             self.mw = self.meta.partial_id(sc.name, b.made_with)
             self.ex_ids = [self.meta.partial_id(sc.name, b.made_with | extra) for extra in b.extras]
             for tab in self.tables:
-                self._lock_and_read(tab)
-                self._triage(tab)
+                if not self._fresh(tab):
+                    self._lock_and_read(tab)
+                    self._triage(tab)
             for tab in self.tables:
                 for r in tab.rows:
                     if r.action == CONFLICT:
@@ -187,11 +194,19 @@ class SetApply:
             self._write()
             for rw in self.rewrites:
                 self._rewrite(rw)
-            self._release_pending()
+            withs = [b.made_with, *(b.made_with | extra for extra in b.extras)]
+            settled = (
+                (tab.t.tid, r.key, r.version, withs[r.mark])
+                for tab in self.tables
+                for r in tab.rows
+                if r.action in (APPLY, LEARN, MERGE)
+            )
+            pending.release(conn, sc.idx, settled)
             learned = learned | Knowledge.from_versions(
                 r.version for tab in self.tables for r in tab.rows if r.action in (APPLY, LEARN, MERGE)
             )
-        excluded = self._keep_pending()
+        kept = ((t.tid, r.key, r.version, r.change[0]) for t, r in self.excluded)
+        excluded = pending.keep(conn, self.meta, sc.idx, b.source, kept)
         new = self.meta.save_knowledge(sc, stored.union(learned.exclude(excluded)))
         if self.conflicts:
             self.meta.insert_conflicts(self.conflicts)
@@ -215,34 +230,62 @@ class SetApply:
 
     def _load(self, tab: _Table) -> None:
         """COPY the rows whose values fit into the staging table (binary)."""
-        t, own = tab.t, self.sc.rid
+        t = tab.t
         tab.staging = self._staging(t)
         # Replica indexes first: nothing else may run on the connection during the COPY.
-        idx = {rid: self.meta.rep_index(rid) for r in tab.rows for rid in (r.version[0], r.change[3][0]) if rid != own}
+        idx = self._rep_indexes(tab.rows)
         stamps: list[tuple[Any, ...]] = []
         for r in tab.rows:
             if r.bound is None:
                 continue
             r.ord = len(stamps) + 1
-            _, deleted, version, creation, when, _ = r.change
-            same = creation == version
-            stamps.append(
-                (
-                    r.ord,
-                    idx.get(version[0]),
-                    version[1],
-                    None if same else idx.get(creation[0]),
-                    None if same else creation[1],
-                    when,
-                    deleted,
-                    self._made_with_record(r),
-                    *r.bound,
-                )
-            )
+            urep, utick, crep, ctick, ctime, mw = self._stamp_of(r, idx)
+            stamps.append((r.ord, urep, utick, crep, ctick, ctime, r.deleted, mw, *r.bound))
         with self.conn.cursor() as cur, cur.copy(f"COPY {tab.staging} FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(["int8", "int4", "int8", "int4", "int8", "int8", "bool", "int8", *map(bind_type, t.columns)])
             for row in stamps:
                 cp.write_row(row)
+
+    def _rep_indexes(self, rows: list[_Row]) -> dict[bytes, int]:
+        """The index of each replica other than this one that made a version of ``rows``."""
+        rids = {r.version[0] for r in rows} | {r.change[3][0] for r in rows}
+        return {rid: self.meta.rep_index(rid) for rid in rids if rid != self.sc.rid}
+
+    def _stamp_of(self, r: _Row, idx: dict[bytes, int]) -> fresh.Stamp:
+        """``r``'s tracking stamp if written: urep, utick, crep, ctick (NULL
+        when the creation is the version), ctime, mw; ``idx`` maps replica ids
+        (other than this one's) to their indexes."""
+        _, _, version, creation, when, _ = r.change
+        same = creation == version
+        crep, ctick = (None, None) if same else (idx.get(creation[0]), creation[1])
+        return idx.get(version[0]), version[1], crep, ctick, when, self._made_with_record(r)
+
+    def _fresh(self, tab: _Table) -> bool:
+        """Write a table's rows by ``fresh.write`` when all are live rows of
+        versions this replica does not know, that fit their columns; True if
+        they were (each counted received and applied)."""
+        t, rows, known, own = tab.t, tab.rows, self.known, self.sc.rid
+        if len(rows) < fresh.MIN_ROWS or not fresh.eligible(t) or (tab.origin and tab.origin.no_fresh):
+            return False
+        if any(x.t.side_effects for x in self.tables):  # a user's trigger may change these rows later
+            return False
+        has = known.contains
+        for r in rows:
+            rep, tick = r.change[2]
+            if r.bound is None or r.change[1] or rep == own or has(rep, tick):
+                return False
+        idx = self._rep_indexes(rows)
+        bound = [(r.bound, self._stamp_of(r, idx)) for r in rows if r.bound is not None]
+        if not fresh.write(self.conn, t, self.sc.idx, bound):
+            if tab.origin is not None:
+                tab.origin.no_fresh = True
+            return False
+        for r in rows:
+            r.action = APPLY
+        self.report.received += len(rows)
+        self.report.applied += len(rows)
+        tab.fresh = True
+        return True
 
     def _keys(self, t: Tracked) -> str:
         """Staging row ``x``'s key, as the key columns' types."""
@@ -418,7 +461,8 @@ class SetApply:
     # -- writes -------------------------------------------------------------------
     def _write(self) -> None:
         """Upserts parents first, then deletes children first; then stamps."""
-        groups = [(tab, False) for tab in self.tables] + [(tab, True) for tab in reversed(self.tables)]
+        staged = [tab for tab in self.tables if not tab.fresh]
+        groups = [(tab, False) for tab in staged] + [(tab, True) for tab in reversed(staged)]
         for tab, deletes in groups:
             rows = [r for r in tab.rows if r.action == APPLY and r.deleted == deletes]
             failed = self._write_span(tab, rows, deletes)
@@ -432,46 +476,16 @@ class SetApply:
             for r, msg in failed:
                 if not (not deletes and self._collision(tab.t, r, msg)):
                     self._fail(tab.t, r, msg)
-        for tab in self.tables:
+        for tab in staged:
             self._stamp(tab, [r.ord for r in tab.rows if r.action == APPLY])
         # A trigger on any table of the batch may change rows of another that it stamped before.
         effects = any(tab.t.side_effects for tab in self.tables)
-        for tab in self.tables:
+        for tab in staged:
             # Rows written in another form than received become local changes (see normalized.py).
             live = [(r.ord, r.change[5], r.bound) for r in tab.rows if r.action == APPLY and not r.deleted]
             restamp_rewritten(self.conn, tab.t, tab.staging, live, _param)
             if effects:
-                self._drift(tab, [r.ord for r in tab.rows if r.action == APPLY])
-
-    def _drift(self, tab: _Table, ords: list[int]) -> None:
-        """Rows this batch wrote that something changed afterwards in the same
-        transaction (a user's trigger, a cascade) hold neither the incoming
-        version nor what its stamp says: they become new local changes (a
-        tombstone when the row is gone), so every peer gets what this one holds."""
-        if not ords:
-            return
-        t = tab.t
-        s = t.schema
-        match = " AND ".join(f"u.{q(s.columns[p])} = {_param(t, p, f'x.c{p}')}" for p in s.key_positions)
-        differs = " OR ".join(
-            f"u.{q(c.spec.name)}::text IS DISTINCT FROM x.c{i}"
-            if c.typname == "json"  # json has no equality
-            else f"u.{q(c.spec.name)} IS DISTINCT FROM {_param(t, i, f'x.c{i}')}"
-            for i, c in enumerate(t.columns)
-        )
-        present = f"u.{q(s.key[0])} IS NOT NULL"
-        keys = ", ".join(f"{_param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
-        match_t = " AND ".join(f"t.{k} = d.{k}" for k in t.kcols)
-        self.conn.execute(
-            f"UPDATE {t.tracking} AS t SET lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
-            " crep = CASE WHEN t.ctick IS NULL THEN t.urep ELSE t.crep END,"
-            " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END,"
-            f" ctime = greatest({NOW_MS}, t.ctime + 1), del = d.gone"
-            f" FROM (SELECT {keys}, NOT {present} AS gone FROM {tab.staging} AS x LEFT JOIN {t.qualified} AS u"
-            f" ON {match} WHERE x.ord = ANY(%s)"
-            f" AND CASE WHEN x.del THEN {present} ELSE NOT {present} OR {differs} END) AS d WHERE {match_t}",
-            [ords],
-        )
+                restamp_drifted(self.conn, tab.t, tab.staging, [r.ord for r in tab.rows if r.action == APPLY], _param)
 
     def _write_span(self, tab: _Table, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
         """Write ``rows`` in one statement; if that fails, each half; the rows
@@ -578,45 +592,3 @@ class SetApply:
             detail = " ".join(str(exc).split())
         self.excluded.append((t, r))
         self.report.failed.append(replace(rw.conflict, type=ConflictType.ERROR, outcome=Outcome.FAILED, detail=detail))
-
-    # -- pending changes ---------------------------------------------------------
-    def _release_pending(self) -> None:
-        """Forget pending changes of rows this batch wrote or resolved whose
-        version the row now holds or beats."""
-        pend = self.conn.execute(
-            f"SELECT p.tbl, p.key, r.replica_id, p.vtick, p.srep, p.stick FROM {PREFIX}pending AS p"
-            f" JOIN {PREFIX}replicas AS r ON r.idx = p.vrep WHERE p.scope = %s",
-            (self.sc.idx,),
-        ).fetchall()
-        if not pend:
-            return
-        done: dict[tuple[int, str], list[_Row]] = {}
-        for tab in self.tables:
-            for r in tab.rows:
-                if r.action in (APPLY, LEARN, MERGE):
-                    done.setdefault((tab.t.tid, dumps(list(r.key))), []).append(r)
-        for tbl, key, vrid, vtick, srep, stick in pend:
-            for r in done.get((tbl, key), []):
-                v = (bytes(vrid), int(vtick))
-                mark = self.batch.extras[r.mark - 1] if r.mark else Knowledge.empty()
-                if v == r.version or v in self.batch.made_with or v in mark:
-                    self.conn.execute(
-                        f"DELETE FROM {PREFIX}pending WHERE scope = %s AND srep = %s AND stick = %s",
-                        (self.sc.idx, srep, stick),
-                    )
-                    break
-
-    def _keep_pending(self) -> Knowledge:
-        """Record excluded changes as pending; returns them."""
-        source = self.batch.source
-        versions: list[Version] = []
-        for t, r in self.excluded:
-            lt, version = r.change[0], r.version
-            self.conn.execute(
-                f"INSERT INTO {PREFIX}pending (scope, tbl, vrep, vtick, srep, stick, key)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (self.sc.idx, t.tid, self.meta.rep_index(version[0]), version[1], self.meta.rep_index(source), lt,
-                 dumps(list(r.key))),
-            )  # fmt: skip
-            versions += (version, (source, lt))
-        return Knowledge.from_versions(versions)

@@ -24,7 +24,7 @@ from typing import Any
 
 from peersync._engine.types import ValueType
 
-from .schema import TICK, PgColumn, Tracked, q, read_expr
+from .schema import NOW_MS, TICK, PgColumn, Tracked, q, read_expr
 
 _TEMPORAL = (ValueType.DATE, ValueType.TIME, ValueType.TIMESTAMP, ValueType.TIMESTAMPTZ)
 
@@ -57,6 +57,15 @@ def differs_sql(t: Tracked, staging: str, match: str) -> str | None:
     )
 
 
+# A tracking row made a new local change that supersedes what it held (the
+# creation version kept); the columns are those of alias t.
+AS_LOCAL = (
+    f"lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
+    " crep = CASE WHEN t.ctick IS NULL THEN t.urep ELSE t.crep END,"
+    " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END"
+)
+
+
 def restamp_sql(t: Tracked, staging: str, keys: str) -> str:
     """Make the rows of the staged ``ord`` in ``%s`` new local changes: a
     new tick, the incoming version kept as what it supersedes (its creation
@@ -65,9 +74,7 @@ def restamp_sql(t: Tracked, staging: str, keys: str) -> str:
     staged key as the tracking table's ``k0, k1, ...``."""
     match = " AND ".join(f"t.{k} = d.{k}" for k in t.kcols)
     return (
-        f"UPDATE {t.tracking} AS t SET lt = nextval('{TICK}'), urep = NULL, utick = NULL, scope = NULL,"
-        " crep = CASE WHEN t.ctick IS NULL THEN t.urep ELSE t.crep END,"
-        " ctick = CASE WHEN t.ctick IS NULL THEN COALESCE(t.utick, t.lt) ELSE t.ctick END, ctime = t.ctime + 1"
+        f"UPDATE {t.tracking} AS t SET {AS_LOCAL}, ctime = t.ctime + 1"
         f" FROM (SELECT {keys} FROM {staging} AS x WHERE x.ord = ANY(%s)) AS d WHERE {match}"
     )
 
@@ -92,3 +99,33 @@ def restamp_rewritten(
     if found:
         keys = ", ".join(f"{param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
         conn.execute(restamp_sql(t, staging, keys), [sorted(found)])
+
+
+def restamp_drifted(
+    conn: Any, t: Tracked, staging: str, ords: list[int], param: Callable[[Tracked, int, str], str]
+) -> None:
+    """Rows a batch wrote (staged ``ords``) that something changed afterwards
+    in the same transaction (a user's trigger, a cascade) hold neither the
+    incoming version nor what its stamp says: they become new local changes
+    (a tombstone when the row is gone), so every peer gets what this one
+    holds. ``param`` as for :func:`restamp_rewritten`."""
+    if not ords:
+        return
+    s = t.schema
+    match = " AND ".join(f"u.{q(s.columns[p])} = {param(t, p, f'x.c{p}')}" for p in s.key_positions)
+    differs = " OR ".join(
+        f"u.{q(c.spec.name)}::text IS DISTINCT FROM x.c{i}"
+        if c.typname == "json"  # json has no equality
+        else f"u.{q(c.spec.name)} IS DISTINCT FROM {param(t, i, f'x.c{i}')}"
+        for i, c in enumerate(t.columns)
+    )
+    present = f"u.{q(s.key[0])} IS NOT NULL"
+    keys = ", ".join(f"{param(t, p, f'x.c{p}')} AS {k}" for k, p in zip(t.kcols, s.key_positions, strict=True))
+    match_t = " AND ".join(f"t.{k} = d.{k}" for k in t.kcols)
+    conn.execute(
+        f"UPDATE {t.tracking} AS t SET {AS_LOCAL}, ctime = greatest({NOW_MS}, t.ctime + 1), del = d.gone"
+        f" FROM (SELECT {keys}, NOT {present} AS gone FROM {staging} AS x LEFT JOIN {t.qualified} AS u"
+        f" ON {match} WHERE x.ord = ANY(%s)"
+        f" AND CASE WHEN x.del THEN {present} ELSE NOT {present} OR {differs} END) AS d WHERE {match_t}",
+        [ords],
+    )

@@ -406,5 +406,44 @@ def introspect(conn: Any, table: str) -> Tracked:
     return Tracked(schema, qualified, tuple(cols), tuple(ftypes[k] for k in key), deps, 0, uniques, bool(side_effects))
 
 
+# One statement that changes whenever anything a scope's loading and trigger
+# check read (``load_scope``, ``introspect``, ``PostgresPeer._verify``) can
+# have changed: the scope's row (but not its knowledge, written by every
+# apply), its local names, the tracked tables' ids, and for each table the
+# catalog rows its shape is read from. Every change to a catalog row writes
+# a new row version with the changing transaction's id as its ``xmin``
+# (ALTER TABLE of a column, its type, a key, a constraint, a trigger created,
+# dropped, disabled or renamed, the table or its schema renamed, a parent
+# table renamed), and a table dropped and created again has a new oid. A
+# change of something the shape does not depend on (a column's default,
+# statistics) may change it too: that only costs a reload.
+def shape_signature(names_table: bool) -> str:
+    """:data:`_SIGNATURE`, reading the local names where their table exists
+    (databases provisioned before names were kept have none)."""
+    names = f"(SELECT names FROM {PREFIX}names WHERE scope = %(scope)s)" if names_table else "''"
+    return _SIGNATURE.replace("{names}", names)
+
+
+_SIGNATURE = f"""
+WITH s AS (SELECT idx, replica_id, tables, fingerprint FROM {PREFIX}scopes WHERE name = %(scope)s),
+r AS (SELECT ord, t, to_regclass(t) AS oid
+  FROM s, json_array_elements_text(s.tables::json) WITH ORDINALITY AS j(t, ord))
+SELECT md5(concat_ws('|',
+  (SELECT concat_ws(':', idx, encode(replica_id, 'hex'), tables, fingerprint) FROM s),
+  {{names}},
+  (SELECT string_agg(tbl || ':' || id, ',' ORDER BY tbl) FROM {PREFIX}tracked),
+  (SELECT string_agg(concat_ws(':', r.t, r.oid::int8,
+    (SELECT c.xmin || '/' || n.xmin FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+     WHERE c.oid = r.oid),
+    (SELECT string_agg(a.xmin || '/' || y.xmin, ',' ORDER BY a.attnum) FROM pg_attribute AS a
+     JOIN pg_type AS y ON y.oid = a.atttypid WHERE a.attrelid = r.oid AND a.attnum > 0),
+    (SELECT string_agg(i.xmin::text, ',' ORDER BY i.indexrelid) FROM pg_index AS i WHERE i.indrelid = r.oid),
+    (SELECT string_agg(f.xmin || '/' || COALESCE(p.xmin::text, ''), ',' ORDER BY f.oid) FROM pg_constraint AS f
+     LEFT JOIN pg_class AS p ON p.oid = f.confrelid WHERE f.conrelid = r.oid),
+    (SELECT string_agg(g.xmin::text, ',' ORDER BY g.oid) FROM pg_trigger AS g WHERE g.tgrelid = r.oid)
+  ), ',' ORDER BY r.ord) FROM r)))
+FROM s"""
+
+
 class Scope(ScopeBase[Tracked]):
     """A provisioned scope as this connection last read it."""

@@ -20,7 +20,8 @@ import math
 import re
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -125,6 +126,22 @@ def to_pg(col: PgColumn, v: Value) -> BindValue:
         if m and len(m.group(1).rstrip("0")) > spec.precision:
             raise Unfit(f"column {name}: {v!r} has more fractional digits than {spec.declared} keeps")
     return v
+
+
+def converter(col: PgColumn) -> Callable[[Value], BindValue]:
+    """:func:`to_pg` for one column, with the common values of the plainest
+    types (an integer in range, a float, a text with no limit) passed
+    through without the general checks; anything else takes them."""
+    t, slow = col.spec.type, partial(to_pg, col)
+    if t is ValueType.INTEGER:
+        bits = _INT_BITS.get(col.typname, 64)
+        lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1)
+        return lambda v: v if type(v) is int and lo <= v < hi else slow(v)
+    if t is ValueType.REAL and col.typname != "float4":
+        return lambda v: v if type(v) is float else slow(v)
+    if t is ValueType.TEXT and col.spec.length is None and col.typname != "bpchar":
+        return lambda v: v if type(v) is str and "\x00" not in v else slow(v)
+    return slow
 
 
 def _decimal(col: PgColumn, v: Value) -> str:
