@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._adapters.sqlite import sqlite_path
-from ._adapters.sqlite.clone import build_clone, clone_replica
+from ._adapters.sql.snapshot import SnapshotSource
+from ._adapters.sqlite.clone import build_clone, clone_from_server, clone_replica
 from ._engine.database import Database
-from ._engine.errors import InvalidURL
+from ._engine.errors import ConfigurationError, InvalidURL
 from ._engine.model import Conflict, Status
 from ._engine.names import NamesArg
-from ._engine.registry import open_url
+from ._engine.registry import open_url, scheme_of
 
 
 def connect(url: str | os.PathLike[str], **options: Any) -> Database:
@@ -92,4 +93,11 @@ def clone(
                     peer.snapshot(scope, out)
 
             return build_clone(target, scope, fill, timeout=timeout)
-    return clone_replica(sqlite_path(os.fspath(src)), sqlite_path(os.fspath(dst)), scope, timeout=timeout)
+    target = sqlite_path(os.fspath(dst))
+    if scheme_of(os.fspath(src)) == "sqlite":
+        return clone_replica(sqlite_path(os.fspath(src)), target, scope, timeout=timeout)
+    with connect(src) as db:
+        if not isinstance(db, SnapshotSource):
+            raise ConfigurationError(f"cannot clone from {src}: it gives no snapshot (clone a SQLite, PostgreSQL,"
+                                     " MariaDB or served database)")  # fmt: skip
+        return clone_from_server(db, target, scope, timeout=timeout)

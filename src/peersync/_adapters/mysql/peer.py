@@ -9,8 +9,8 @@ The tick contract is kept by sealing ticks after commit (``schema.py``).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
@@ -33,6 +33,7 @@ from peersync._adapters.sql.scopes import (
     tracked_definition,
 )
 from peersync._adapters.sql.session_end import end_session
+from peersync._adapters.sql.snapshot import Row, Snapshot
 from peersync._engine.errors import (
     RepairNeeded,
     SyncError,
@@ -59,6 +60,7 @@ from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
 from .maintenance import compact
 from .schema import PREFIX, Scope, Tracked
+from .snapshot import snapshot_rows
 from .values import to_wire
 
 
@@ -272,21 +274,50 @@ class MySQLPeer(BatchPeer):
         with self.conn.errors():
             S.seal(self.conn)
             with self.conn.txn(read_only=True):
-                sc = self._scope(scope, reload=True)
-                faults = S.trigger_faults(self.conn, sc.tables)
-                if faults:
-                    raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
-                gone = S.emptied(self.conn, sc.tables)
-                if gone:
-                    raise RepairNeeded(
-                        f"scope {scope!r} in {self.url}: rows of {', '.join(sorted(gone))} vanished untracked"
-                        " (TRUNCATE TABLE?): run `peersync repair` to send their deletes"
-                    )
+                sc = self._checked(scope)
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
                 hidden = self._hidden(sc, tick)
         k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
+
+    def _checked(self, scope: str) -> Scope:
+        """The scope, reloaded, refused if its tracking cannot be trusted."""
+        sc = self._scope(scope, reload=True)
+        faults = S.trigger_faults(self.conn, sc.tables)
+        if faults:
+            raise RepairNeeded(f"scope {scope!r} in {self.url}: triggers lost on {', '.join(sorted(faults))}")
+        gone = S.emptied(self.conn, sc.tables)
+        if gone:
+            raise RepairNeeded(
+                f"scope {scope!r} in {self.url}: rows of {', '.join(sorted(gone))} vanished untracked"
+                " (TRUNCATE TABLE?): run `peersync repair` to send their deletes"
+            )
+        return sc
+
+    @contextmanager
+    def snapshot_of(self, scope: str) -> Iterator[Snapshot]:
+        """``scope`` as of its sealed tick, for a clone: committed changes
+        are sealed first, then everything is read in one consistent snapshot
+        (see :mod:`peersync._adapters.sql.snapshot`); rows stream through an
+        unbuffered cursor while the context is open. Raises as
+        :meth:`describe` does."""
+        with self.conn.errors():
+            S.seal(self.conn)
+            with self.conn.txn(read_only=True):
+                sc = self._checked(scope)
+                tick = S.sealed(self.conn)
+                fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
+                _, forgotten = self.meta.stored_knowledge(scope)
+
+                def rows(i: int) -> Iterator[list[Row]]:
+                    return snapshot_rows(self.conn, sc.tables[i], self._wire_sql(sc.tables[i], ordered=False),
+                                         {"after": 0, "horizon": tick, "scope": sc.idx})  # fmt: skip
+
+                yield Snapshot(
+                    scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
+                    fr.replicas, self.meta.partials(scope), rows,
+                )  # fmt: skip
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int
@@ -383,10 +414,11 @@ class MySQLPeer(BatchPeer):
         ]
         return tables, last
 
-    def _wire_sql(self, t: Tracked) -> str:
+    def _wire_sql(self, t: Tracked, *, ordered: bool = True) -> str:
         """Candidate rows of ``t`` with a sealed tick in ``(after, horizon]``:
         (tick, del, version rep, version tick or NULL for a local change,
-        creation rep, creation tick, time, mw, values...)."""
+        creation rep, creation tick, time, mw, values...); in tick order and
+        at most ``lim``, unless not ``ordered`` (a snapshot's rows, any order)."""
         s = t.schema
         kmap = dict(zip(s.key, t.kcols, strict=True))
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else t.read(c, "u") for c in s.columns)
@@ -400,7 +432,7 @@ class MySQLPeer(BatchPeer):
             f" FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
             f" LEFT JOIN {q(t.name)} AS u ON {match} LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid"
             f" WHERE l.tbl = {t.tid} AND l.seq > %(after)s AND l.seq <= %(horizon)s"
-            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL) ORDER BY l.seq LIMIT %(lim)s"
+            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL)" + (" ORDER BY l.seq LIMIT %(lim)s" if ordered else "")
         )
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:

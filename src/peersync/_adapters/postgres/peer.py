@@ -36,6 +36,7 @@ from peersync._adapters.sql.scopes import (
     tables_in_use,
 )
 from peersync._adapters.sql.session_end import end_session
+from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine.errors import ConfigurationError, RepairNeeded, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import (
@@ -57,7 +58,8 @@ from . import retrack
 from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
-from .schema import SCHEMA, Scope, Tracked, q, read_expr
+from .schema import SCHEMA, Scope, Tracked, q
+from .snapshot import snapshot_rows, values_sql
 
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
@@ -76,10 +78,7 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
     tick order, skipping those whose reported version (or, for a row that
     came through this scope, whose local tick) the destination knows."""
     s = t.schema
-    kmap = dict(zip(s.key, t.kcols, strict=True))
-    vals = ", ".join(
-        read_expr(c, f"t.{kmap[c.spec.name]}" if c.spec.name in kmap else f"u.{q(c.spec.name)}") for c in t.columns
-    )
+    vals = values_sql(t)
     rep = "CASE WHEN t.scope = %(scope)s THEN t.urep ELSE 0 END"
     tick = "CASE WHEN t.scope = %(scope)s THEN t.utick ELSE t.lt END"
     flags = "t.del::int"
@@ -326,6 +325,25 @@ class PostgresPeer(BatchPeer):
             hidden = self._hidden(sc, tick)
         k = stored.add_range(sc.rid, 1, tick).exclude(hidden)
         return ReplicaInfo(scope, sc.rid, tick, k, forgotten, sc.fingerprint, tuple(sc.global_schemas()))
+
+    @contextmanager
+    def snapshot_of(self, scope: str) -> Iterator[Snapshot]:
+        """``scope`` as of its snapshot bound, for a clone: read in one
+        REPEATABLE READ transaction opened after the bound (see
+        :mod:`peersync._adapters.sql.snapshot`); rows stream through
+        server-side cursors while the context is open. Raises as
+        :meth:`describe` does."""
+        with errors(self.url):
+            tick = self.bound()
+        with self._txn("REPEATABLE READ"):
+            sc = self._scope(scope, reload=True)
+            self._verify(sc)
+            fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
+            _, forgotten = self.meta.stored_knowledge(scope)
+            yield Snapshot(
+                scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
+                fr.replicas, self.meta.partials(scope), lambda i: snapshot_rows(self.conn, sc.tables[i], sc.idx, tick),
+            )  # fmt: skip
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

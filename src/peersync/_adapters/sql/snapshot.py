@@ -1,0 +1,80 @@
+"""A server replica's snapshot, as a PostgreSQL or MariaDB peer hands it to
+a clone (docs/design.md, "Snapshot initialization (clone)").
+
+A :class:`Snapshot` is read inside one snapshot transaction of the source
+(``REPEATABLE READ``), opened after the source's snapshot bound was read, so
+the bound keeps the tick contract: every change at or below it is committed
+and visible. It carries what a destination would hold after one complete
+session from the source up to that bound:
+
+- the rows whose local tick is at or below the bound (live rows and
+  tombstones), each with the version and creation version the scope
+  reports for it, its change time and its made-with record (``mw``);
+- the knowledge a description of the source hands out: its stored knowledge
+  plus its own ticks up to the bound, minus the foreign versions of rows
+  above the bound (``sql/batch_frame.hidden_versions``), which the clone
+  does not hold yet and receives in its first session;
+- its forgotten knowledge and its made-with (partial) records.
+
+Rows above the bound are left out, as a session would: their previous
+state, superseded in the source's snapshot, is claimed by knowledge the way
+a session up to the bound claims it, and their current state arrives in the
+clone's first session with the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from peersync._engine.knowledge import Knowledge
+from peersync._engine.model import TableSchema
+
+# How many rows a reader fetches at a time: memory stays a chunk, whatever the table.
+CHUNK_ROWS = 5000
+
+Row = Sequence[Any]
+"""``(tick, deleted, rep, utick, crep, ctick, ctime, mw, *values)``: ``tick``
+the row's local tick as the scope reports it, ``rep``/``utick`` its origin
+version when its last change arrived through the scope (``utick`` None for a
+local change: the version is then the source's own ``tick``), ``crep``/
+``ctick`` its creation version when it differs (``crep`` 0 for the source
+itself; both None when the creation is the update version), ``ctime`` in
+ms, ``mw`` a partial record's id or None, then the values in the canonical
+wire form (``_engine/types.py``), positional in the table's column order.
+Replica indexes are the source's (:attr:`Snapshot.replicas`)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One scope of a server replica as of its snapshot bound ``tick``.
+
+    ``tables`` are the scope's tables in global names, parents first;
+    ``rows(i)`` yields chunks of table ``i``'s rows (see :data:`Row`) and is
+    readable only while the snapshot's context is open, once per table, in
+    any order. ``replicas[i]`` is the replica id of index ``i`` in rows
+    (index 0 is the source). ``knowledge`` includes the source's own ticks
+    up to ``tick``."""
+
+    scope: str
+    rid: bytes
+    tick: int
+    fingerprint: str
+    knowledge: Knowledge
+    forgotten: Knowledge
+    tables: tuple[TableSchema, ...]
+    replicas: list[bytes]
+    partials: list[tuple[int, Knowledge]]
+    rows: Callable[[int], Iterator[list[Row]]]
+
+
+@runtime_checkable
+class SnapshotSource(Protocol):
+    """A peer that can hand out a :class:`Snapshot` (the server adapters)."""
+
+    def snapshot_of(self, scope: str) -> AbstractContextManager[Snapshot]:
+        """The scope's snapshot, valid while the context is open; raises as
+        ``describe`` does (an unknown scope, lost triggers)."""
+        ...

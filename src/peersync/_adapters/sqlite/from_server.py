@@ -1,0 +1,182 @@
+"""A SQLite replica file made from a server replica's snapshot, for a clone
+of a PostgreSQL or MariaDB scope (locally, or streamed by a server).
+
+:func:`write_snapshot` fills an empty file with the state a SQLite copy of the
+source replica would have, in the source's own ticks, so that
+:func:`~peersync._adapters.sqlite.clone.build_clone` makes it a new replica
+exactly as it does a SQLite backup:
+
+- the scope's tables, created from their global shape (names and canonical
+  types, :func:`declared_type`), so the clone's fingerprint is the source's;
+  names the source maps locally are the global ones here. Constraints other
+  than the key and NOT NULL (foreign keys, UNIQUE, CHECK, defaults) are not
+  carried: the fingerprint leaves them out, and the clone's own tables
+  are the user's to alter;
+- the scope provisioned over them, with the source's replica id;
+- each row at the snapshot's tick and its tracking row: the change log
+  entry at the row's tick *at the source*, so a local change of the source
+  (no explicit version) is relabelled ``(source, tick)`` by ``reidentify``
+  and a row that arrived through the scope keeps its origin version; its
+  creation version, change time, tombstone flag and made-with record;
+- the source's made-with records, its forgotten knowledge, and the
+  knowledge its description hands out (own ticks up to the bound included);
+- a change log entry at the bound itself, so the copy's clock is the bound:
+  ``reidentify`` then claims the source's ticks up to it, which the
+  knowledge already holds, and the clone's own ticks start above it.
+
+Values arrive in the canonical wire form and are stored as a SQLite apply
+stores them (a column's affinity applies, as it would to a synced row).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+
+from peersync._engine.errors import SchemaMismatch, StorageError
+from peersync._engine.model import TableSchema
+from peersync._engine.types import Column, ValueType
+
+from ..sql.snapshot import Row, Snapshot
+from . import schema as S
+from .peer import SQLitePeer
+from .schema import LOG, PREFIX, q
+from .txn import atomic
+
+_V = ValueType
+# A declared SQLite type per canonical type that SQLite reads back as the
+# same type (schema.column_type): the fingerprint then matches the source's.
+_DECLARED = {
+    _V.INTEGER: "INTEGER", _V.REAL: "REAL", _V.DECIMAL: "NUMERIC", _V.TEXT: "TEXT", _V.BYTES: "BLOB",
+    _V.BOOLEAN: "BOOLEAN", _V.DATE: "DATE", _V.TIME: "TIME", _V.TIMESTAMP: "TIMESTAMP",
+    _V.TIMESTAMPTZ: "TIMESTAMPTZ", _V.UUID: "UUID", _V.JSON: "JSON",
+}  # fmt: skip
+
+
+def declared_type(c: Column) -> str:
+    """The SQLite declaration of a column of canonical type ``c.type``,
+    with its sizes where the source declares them (``NUMERIC(10,2)``,
+    ``VARCHAR(40)``, ``TIMESTAMP(3)``; SQLite enforces none)."""
+    if c.type is _V.TEXT and c.length is not None:
+        return f"VARCHAR({c.length})"
+    base = _DECLARED[c.type]
+    if c.type is _V.DECIMAL and c.precision is not None:
+        return f"{base}({c.precision},{c.scale or 0})"
+    if c.type in (_V.TIME, _V.TIMESTAMP, _V.TIMESTAMPTZ) and c.precision is not None:
+        return f"{base}({c.precision})"
+    return base
+
+
+def table_ddl(t: TableSchema) -> str:
+    """``CREATE TABLE`` for ``t`` (a single integer key is the rowid)."""
+    specs = {c.name: c for c in t.specs}
+    rowid = len(t.key) == 1 and specs[t.key[0]].type is _V.INTEGER
+    cols = []
+    for name in t.columns:
+        c = specs[name]
+        if rowid and name == t.key[0]:
+            cols.append(f"{q(name)} INTEGER PRIMARY KEY NOT NULL")
+        else:
+            null = "" if c.nullable and name not in t.key else " NOT NULL"
+            cols.append(f"{q(name)} {declared_type(c)}{null}")
+    if not rowid:
+        cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in t.key)})")
+    return f"CREATE TABLE {q(t.name)} ({', '.join(cols)})"
+
+
+def write_snapshot(tmp: str, snap: Snapshot) -> None:
+    """Fill the empty SQLite file ``tmp`` from ``snap`` (read while its
+    context is open). Raises :class:`~peersync.SchemaMismatch` if a table's
+    shape cannot be rebuilt with the same fingerprint, and
+    :class:`~peersync.StorageError` for a failure writing the file; the
+    caller removes the file."""
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            with atomic(conn):
+                for t in snap.tables:
+                    conn.execute(table_ddl(t))
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StorageError(f"cannot create the clone's tables: {exc}") from exc
+    with SQLitePeer(tmp) as copy:
+        copy.provision(snap.scope, [t.name for t in snap.tables])
+        made = copy.describe(snap.scope).fingerprint
+        if made != snap.fingerprint:
+            raise SchemaMismatch(
+                f"scope {snap.scope!r}: its tables cannot be rebuilt in SQLite with the same shape"
+                f" (fingerprint {made} against the source's {snap.fingerprint})"
+            )
+        try:
+            _fill(copy, snap)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot write the clone of scope {snap.scope!r}: {exc}") from exc
+
+
+def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
+    conn, meta = copy.conn, copy.meta
+    # The file is temporary until the clone is complete: no journal needed.
+    conn.execute("PRAGMA journal_mode = OFF")
+    conn.execute("PRAGMA synchronous = OFF")
+    with atomic(conn):
+        meta.load_replicas()
+        local = [meta.rep_index(rid) for rid in snap.replicas]
+        (idx,) = conn.execute(f"SELECT idx FROM {PREFIX}scopes WHERE name = ?", (snap.scope,)).fetchone()
+        tids = meta.tracked_ids()
+        # The apply's floor that makes the triggers skip every row: the rows
+        # and their tracking are written here, as they were at the source.
+        conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (S.SKIP_ALL,))
+        for i, t in enumerate(snap.tables):
+            tracked = S.introspect(conn, t.name)
+            _copy_rows(conn, t, tracked.tracking, local, idx, snap.rows(i))
+            kc = ", ".join(tracked.kcols)
+            conn.execute(
+                f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tids[t.name]}, {kc} FROM {q(tracked.tracking)}"
+                " ORDER BY lt"
+            )
+        conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
+        conn.execute(f"INSERT OR IGNORE INTO {LOG} (lt, tbl) SELECT ?, 0 WHERE ? > (SELECT max(lt) FROM {LOG})",
+                     (snap.tick, snap.tick))  # fmt: skip
+        for mw, k in snap.partials:
+            conn.execute(f"INSERT INTO {PREFIX}partial VALUES (?, ?, ?)", (mw, snap.scope, k.to_bytes()))
+        conn.execute(
+            f"UPDATE {PREFIX}clock SET partial_seq = (SELECT COALESCE(max(id), 0) FROM {PREFIX}partial) WHERE id = 0"
+        )
+        conn.execute(
+            f"UPDATE {PREFIX}scopes SET replica_id = ?, knowledge = ?, forgotten = ?, compacted = ? WHERE name = ?",
+            (snap.rid, snap.knowledge.without(snap.rid).to_bytes(), snap.forgotten.to_bytes(), snap.tick, snap.scope),
+        )
+    conn.execute("PRAGMA journal_mode = DELETE")
+
+
+def _copy_rows(
+    conn: sqlite3.Connection, t: TableSchema, tracking: str, local: list[int], scope: int, chunks: Iterable[list[Row]]
+) -> None:
+    """Write the rows of ``t`` and their tracking rows; ``local`` maps the
+    source's replica indexes to this file's, ``scope`` is the scope's index."""
+    keys = t.key_positions
+    cols = ", ".join(q(c) for c in t.columns)
+    put_row = f"INSERT INTO {q(t.name)} ({cols}) VALUES ({', '.join('?' * len(t.columns))})"
+    kc = ", ".join(f"k{i}" for i in range(len(keys)))
+    put_tracking = (
+        f"INSERT INTO {q(tracking)} ({kc}, lt, urep, utick, crep, ctick, ctime, del, scope, mw)"
+        f" VALUES ({', '.join('?' * (len(keys) + 9))})"
+    )
+    n = len(t.columns)
+    for chunk in chunks:
+        live = []
+        tracks = []
+        for r in chunk:
+            tick, dele, rep, utick, crep, ctick, ctime, mw = r[:8]
+            vals = r[8 : 8 + n]
+            if not dele:
+                live.append(vals)
+            arrived = utick is not None
+            tracks.append((
+                *(vals[k] for k in keys), tick,
+                local[rep] if arrived else None, utick, None if not crep else local[crep], ctick,
+                ctime, 1 if dele else 0, scope if arrived else None, mw,
+            ))  # fmt: skip
+        conn.executemany(put_row, live)
+        conn.executemany(put_tracking, tracks)
