@@ -6,8 +6,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ._adapters.sqlite import sqlite_path
 from ._adapters.sql.snapshot import SnapshotSource
+from ._adapters.sqlite import sqlite_path
 from ._adapters.sqlite.clone import build_clone, clone_from_server, clone_replica
 from ._engine.database import Database
 from ._engine.errors import ConfigurationError, InvalidURL

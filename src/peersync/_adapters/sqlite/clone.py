@@ -43,10 +43,9 @@ import stat
 import tempfile
 from collections.abc import Callable
 
+from peersync._adapters.sql.snapshot import SnapshotSource
 from peersync._engine.errors import ConfigurationError, DatabaseLocked, StorageError
 from peersync._engine.model import Status
-
-from ..sql.snapshot import SnapshotSource
 
 from .peer import SQLitePeer
 from .schema import HOME, HOME_DDL, LOG, PREFIX

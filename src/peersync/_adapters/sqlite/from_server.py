@@ -33,11 +33,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from peersync._adapters.sql.snapshot import Row, Snapshot
 from peersync._engine.errors import SchemaMismatch, StorageError
 from peersync._engine.model import TableSchema
 from peersync._engine.types import Column, ValueType
 
-from ..sql.snapshot import Row, Snapshot
 from . import schema as S
 from .peer import SQLitePeer
 from .schema import LOG, PREFIX, q
