@@ -303,6 +303,8 @@ class MySQLPeer(BatchPeer):
         unbuffered cursor while the context is open. Raises as
         :meth:`describe` does."""
         with self.conn.errors():
+            with self.conn.txn(read_only=True):
+                self._scope(scope, reload=True)  # an unknown scope, before sealing needs the metadata
             S.seal(self.conn)
             with self.conn.txn(read_only=True):
                 sc = self._checked(scope)
