@@ -124,6 +124,17 @@ def test_first_sync_with_its_source_sends_nothing_either_way(world: Net) -> None
     assert c.state() == s.state()
 
 
+def test_an_empty_scope_clones_to_an_empty_replica_that_knows_the_bound(world: Net) -> None:
+    (s,) = world("S")
+    w = Writer(s)
+    w.insert(1)
+    w.rollback()
+    c = clone(world, s, "C")
+    assert c.state() == s.state() == {"item": [], "note": []}
+    assert c.knowledge().without(c.peer.describe(SCOPE).replica_id) == s.knowledge()
+    assert sent(c, s) == (0, 0)
+
+
 def test_with_a_third_peer_it_receives_only_what_its_source_lacked(world: Net) -> None:
     s, p = history(world)
     sent(s, p)

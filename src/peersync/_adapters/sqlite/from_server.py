@@ -136,8 +136,8 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
                 " ORDER BY lt"
             )
         conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
-        conn.execute(f"INSERT OR IGNORE INTO {LOG} (lt, tbl) SELECT ?, 0 WHERE ? > (SELECT max(lt) FROM {LOG})",
-                     (snap.tick, snap.tick))  # fmt: skip
+        top = f"(SELECT COALESCE(max(lt), 0) FROM {LOG})"
+        conn.execute(f"INSERT INTO {LOG} (lt, tbl) SELECT ?, 0 WHERE ? > {top}", (snap.tick, snap.tick))
         for mw, k in snap.partials:
             conn.execute(f"INSERT INTO {PREFIX}partial VALUES (?, ?, ?)", (mw, snap.scope, k.to_bytes()))
         conn.execute(
