@@ -33,7 +33,7 @@ from peersync._adapters.sql.scopes import (
     tracked_definition,
 )
 from peersync._adapters.sql.session_end import end_session
-from peersync._adapters.sql.snapshot import Row, Snapshot
+from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine.errors import (
     RepairNeeded,
     SyncError,
@@ -60,7 +60,7 @@ from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
 from .maintenance import compact
 from .schema import PREFIX, Scope, Tracked
-from .snapshot import snapshot_rows
+from . import snapshot as snap
 from .values import to_wire
 
 
@@ -311,14 +311,13 @@ class MySQLPeer(BatchPeer):
                 tick = S.sealed(self.conn)
                 fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
                 _, forgotten = self.meta.stored_knowledge(scope)
-
-                def rows(i: int) -> Iterator[list[Row]]:
-                    return snapshot_rows(self.conn, sc.tables[i], self._wire_sql(sc.tables[i], ordered=False),
-                                         {"after": 0, "horizon": tick, "scope": sc.idx})  # fmt: skip
-
+                params = {"scope": sc.idx, "tick": tick}
+                t = sc.tables
                 yield Snapshot(
                     scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
-                    fr.replicas, self.meta.partials(scope), rows,
+                    dict(self.meta.rep_rid), self.meta.partials(scope),
+                    lambda i: snap.stream(self.conn, snap.tracking_sql(t[i]), params, snap.key_converters(t[i])),
+                    lambda i: snap.stream(self.conn, snap.live_sql(t[i]), params, snap.value_converters(t[i])),
                 )  # fmt: skip
 
     def _batch(
@@ -416,11 +415,10 @@ class MySQLPeer(BatchPeer):
         ]
         return tables, last
 
-    def _wire_sql(self, t: Tracked, *, ordered: bool = True) -> str:
+    def _wire_sql(self, t: Tracked) -> str:
         """Candidate rows of ``t`` with a sealed tick in ``(after, horizon]``:
         (tick, del, version rep, version tick or NULL for a local change,
-        creation rep, creation tick, time, mw, values...); in tick order and
-        at most ``lim``, unless not ``ordered`` (a snapshot's rows, any order)."""
+        creation rep, creation tick, time, mw, values...)."""
         s = t.schema
         kmap = dict(zip(s.key, t.kcols, strict=True))
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else t.read(c, "u") for c in s.columns)
@@ -434,7 +432,7 @@ class MySQLPeer(BatchPeer):
             f" FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
             f" LEFT JOIN {q(t.name)} AS u ON {match} LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid"
             f" WHERE l.tbl = {t.tid} AND l.seq > %(after)s AND l.seq <= %(horizon)s"
-            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL)" + (" ORDER BY l.seq LIMIT %(lim)s" if ordered else "")
+            f" AND (t.del = 1 OR u.{q(s.key[0])} IS NOT NULL) ORDER BY l.seq LIMIT %(lim)s"
         )
 
     def apply(self, scope: str, data: bytes, handler: ConflictHandler) -> ApplyReport:

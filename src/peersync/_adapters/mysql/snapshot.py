@@ -1,26 +1,72 @@
 """The rows of a MariaDB scope's snapshot, for a clone (see
-:mod:`peersync._adapters.sql.snapshot` and :meth:`MySQLPeer.snapshot`)."""
+:mod:`peersync._adapters.sql.snapshot` and :meth:`MySQLPeer.snapshot_of`).
+
+A row's tick as the scope reports it is its sealed sequence number (its log
+entry's ``seq``); rows whose entry is unsealed or sealed above the bound are
+left out, as the enumeration leaves them out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from peersync._adapters.sql.snapshot import CHUNK_ROWS, Row
+from peersync._engine.model import Value
 
-from .conn import Conn
+from . import schema as S
+from .conn import Conn, q
 from .schema import Tracked
 from .values import to_wire
 
 
-def snapshot_rows(conn: Conn, t: Tracked, sql: str, params: dict[str, Any]) -> Iterator[list[Row]]:
-    """Chunks of the rows ``sql`` reads (the enumeration's query, in the
-    caller's open transaction, through an unbuffered cursor), their values
-    turned into the canonical wire form."""
-    convert = [to_wire(c) for c in t.specs]
+def _match(t: Tracked) -> str:
+    return " AND ".join(f"u.{q(c)} = t.{k}" for c, k in zip(t.schema.key, t.kcols, strict=True))
+
+
+def _sealed(t: Tracked) -> str:
+    return f"FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
+
+
+def tracking_sql(t: Tracked) -> str:
+    """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) of the
+    rows sealed at or below ``%(tick)s``, with the version scope
+    ``%(scope)s`` reports (as ``peer._wire_sql`` does)."""
+    ours = "t.scope = %(scope)s"
+    return (
+        f"SELECT {', '.join(f't.{k}' for k in t.kcols)}, l.seq, CASE WHEN {ours} THEN NULLIF(t.urep, 0) END,"
+        f" CASE WHEN {ours} THEN t.utick END, CASE WHEN t.ctick IS NOT NULL THEN NULLIF(t.crep, 0) END,"
+        " CASE WHEN t.ctick IS NOT NULL THEN t.ctick WHEN t.cid IS NOT NULL THEN lc.seq END,"
+        f" t.ctime, t.del, CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw {_sealed(t)}"
+        f" LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid WHERE l.tbl = {t.tid} AND l.seq <= %(tick)s"
+        f" AND (t.del = 1 OR EXISTS (SELECT 1 FROM {q(t.name)} AS u WHERE {_match(t)}))"
+    )
+
+
+def live_sql(t: Tracked) -> str:
+    """The values of the live rows sealed at or below ``%(tick)s``."""
+    return (
+        f"SELECT {', '.join(f'u.{q(c)}' for c in t.schema.columns)} {_sealed(t)} JOIN {q(t.name)} AS u"
+        f" ON {_match(t)} WHERE l.tbl = {t.tid} AND l.seq <= %(tick)s AND t.del = 0"
+    )
+
+
+def stream(conn: Conn, sql: str, params: dict[str, Any], convert: list[Callable[[Any], Value]]) -> Iterator[list[Row]]:
+    """Chunks of ``sql``'s rows (in the caller's open transaction, through
+    an unbuffered cursor), their first ``len(convert)`` fields turned into
+    the canonical wire form."""
+    n = len(convert)
     cur = conn.stream(sql, params)
     try:
         while chunk := cur.fetchmany(CHUNK_ROWS):
-            yield [(*r[:8], *(f(v) for f, v in zip(convert, r[8:], strict=True))) for r in chunk]
+            yield [(*(f(v) for f, v in zip(convert, r[:n], strict=True)), *r[n:]) for r in chunk]
     finally:
         cur.close()
+
+
+def key_converters(t: Tracked) -> list[Callable[[Any], Value]]:
+    specs = {c.name: c for c in t.specs}
+    return [to_wire(specs[k]) for k in t.schema.key]
+
+
+def value_converters(t: Tracked) -> list[Callable[[Any], Value]]:
+    return [to_wire(c) for c in t.specs]

@@ -59,7 +59,7 @@ from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .schema import SCHEMA, Scope, Tracked, q
-from .snapshot import snapshot_rows, values_sql
+from .snapshot import live_sql, stream, tracking_sql, values_sql
 
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
@@ -340,9 +340,12 @@ class PostgresPeer(BatchPeer):
             self._verify(sc)
             fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
             _, forgotten = self.meta.stored_knowledge(scope)
+            params = {"scope": sc.idx, "tick": tick}
             yield Snapshot(
                 scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
-                fr.replicas, self.meta.partials(scope), lambda i: snapshot_rows(self.conn, sc.tables[i], sc.idx, tick),
+                dict(self.meta.rep_rid), self.meta.partials(scope),
+                lambda i: stream(self.conn, tracking_sql(sc.tables[i]), params),
+                lambda i: stream(self.conn, live_sql(sc.tables[i]), params),
             )  # fmt: skip
 
     def _batch(

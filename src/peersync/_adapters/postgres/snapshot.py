@@ -1,5 +1,5 @@
 """The rows of a PostgreSQL scope's snapshot, for a clone (see
-:mod:`peersync._adapters.sql.snapshot` and :meth:`PostgresPeer.snapshot`)."""
+:mod:`peersync._adapters.sql.snapshot` and :meth:`PostgresPeer.snapshot_of`)."""
 
 from __future__ import annotations
 
@@ -13,33 +13,45 @@ from peersync._adapters.sql.snapshot import CHUNK_ROWS, Row
 from .schema import Tracked, q, read_expr
 
 
-def values_sql(t: Tracked) -> str:
-    """The row's values in canonical wire form, in column order; key
-    columns from the tracking row (``t``), so a tombstone has its key."""
+def values_sql(t: Tracked, key_from: str = "t") -> str:
+    """The row's values in canonical wire form, in column order; the key
+    columns from the tracking row (``t``: a tombstone has its key there)
+    unless ``key_from`` is ``u``."""
     kmap = dict(zip(t.schema.key, t.kcols, strict=True))
     return ", ".join(
-        read_expr(c, f"t.{kmap[c.spec.name]}" if c.spec.name in kmap else f"u.{q(c.spec.name)}") for c in t.columns
+        read_expr(c, f"t.{kmap[c.spec.name]}" if c.spec.name in kmap and key_from == "t" else f"u.{q(c.spec.name)}")
+        for c in t.columns
     )
 
 
-def snapshot_sql(t: Tracked) -> str:
-    """Every row of ``t`` with a local tick at or below ``%(tick)s``, as
-    :data:`~peersync._adapters.sql.snapshot.Row`: the version this scope
-    (``%(scope)s``) reports, as the enumeration does (``peer.wire_sql``)."""
+def tracking_sql(t: Tracked) -> str:
+    """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) of the
+    rows with a local tick at or below ``%(tick)s``: the version scope
+    ``%(scope)s`` reports, as the enumeration does (``peer.wire_sql``)."""
+    by_name = {c.spec.name: c for c in t.columns}
+    keys = ", ".join(read_expr(by_name[c], f"t.{k}") for c, k in zip(t.schema.key, t.kcols, strict=True))
+    ours = "t.scope = %(scope)s"
     return (
-        "SELECT t.lt, t.del::int, CASE WHEN t.scope = %(scope)s THEN t.urep ELSE 0 END,"
-        " CASE WHEN t.scope = %(scope)s THEN t.utick END,"
-        " CASE WHEN t.ctick IS NULL THEN NULL ELSE COALESCE(t.crep, 0) END, t.ctick, t.ctime, t.mw,"
-        f" {values_sql(t)} FROM {t.tracking} AS t LEFT JOIN {t.qualified} AS u ON {t.key_match('t', 'u')}"
-        f" WHERE t.lt <= %(tick)s AND (t.del OR u.{q(t.schema.key[0])} IS NOT NULL)"
+        f"SELECT {keys}, t.lt, CASE WHEN {ours} THEN NULLIF(t.urep, 0) END, CASE WHEN {ours} THEN t.utick END,"
+        " CASE WHEN t.ctick IS NOT NULL THEN NULLIF(t.crep, 0) END, t.ctick, t.ctime, t.del::int,"
+        f" CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw FROM {t.tracking} AS t WHERE t.lt <= %(tick)s"
+        f" AND (t.del OR EXISTS (SELECT 1 FROM {t.qualified} AS u WHERE {t.key_match('t', 'u')}))"
     )
 
 
-def snapshot_rows(conn: psycopg.Connection[Any], t: Tracked, scope: int, tick: int) -> Iterator[list[Row]]:
-    """Chunks of :func:`snapshot_sql`'s rows, through a server-side cursor
-    in the caller's open transaction."""
-    with conn.cursor(name=f"_peersync_snapshot_{t.tid}") as cur:
+def live_sql(t: Tracked) -> str:
+    """The values of the live rows with a local tick at or below ``%(tick)s``."""
+    return (
+        f"SELECT {values_sql(t, 'u')} FROM {t.qualified} AS u JOIN {t.tracking} AS t ON {t.key_match('t', 'u')}"
+        " WHERE t.lt <= %(tick)s AND NOT t.del"
+    )
+
+
+def stream(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> Iterator[list[Row]]:
+    """Chunks of ``sql``'s rows, through a server-side cursor in the
+    caller's open transaction."""
+    with conn.cursor(name="_peersync_snapshot") as cur:
         cur.itersize = CHUNK_ROWS
-        cur.execute(snapshot_sql(t), {"scope": scope, "tick": tick})
+        cur.execute(sql, params)
         while chunk := cur.fetchmany(CHUNK_ROWS):
             yield chunk

@@ -24,7 +24,7 @@ clone's first session with the source.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -36,27 +36,31 @@ from peersync._engine.model import TableSchema
 CHUNK_ROWS = 5000
 
 Row = Sequence[Any]
-"""``(tick, deleted, rep, utick, crep, ctick, ctime, mw, *values)``: ``tick``
-the row's local tick as the scope reports it, ``rep``/``utick`` its origin
-version when its last change arrived through the scope (``utick`` None for a
-local change: the version is then the source's own ``tick``), ``crep``/
-``ctick`` its creation version when it differs (``crep`` 0 for the source
-itself; both None when the creation is the update version), ``ctime`` in
-ms, ``mw`` a partial record's id or None, then the values in the canonical
-wire form (``_engine/types.py``), positional in the table's column order.
-Replica indexes are the source's (:attr:`Snapshot.replicas`)."""
+"""A tracking row: ``(*key, tick, urep, utick, crep, ctick, ctime, deleted,
+arrived, mw)``, as every SQL adapter's tracking table holds it (see
+docs/design.md, "Versions and tracking rows") in the source's terms: the key
+in canonical wire form; ``tick`` the row's local tick as the scope reports
+it; ``urep``/``utick`` its origin version when its last change arrived
+through the scope (``arrived`` 1), else both None (the version is the
+source's own ``tick``); ``crep``/``ctick`` its creation version when it
+differs from the update version (``crep`` None for the source's own), else
+both None (index 0 also stands for the source); ``ctime`` in ms; ``mw`` a partial record's id or None. Replica
+indexes are the source's (:attr:`Snapshot.replicas`).
+
+A value row is the row's values in canonical wire form, in column order."""
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """One scope of a server replica as of its snapshot bound ``tick``.
 
-    ``tables`` are the scope's tables in global names, parents first;
-    ``rows(i)`` yields chunks of table ``i``'s rows (see :data:`Row`) and is
-    readable only while the snapshot's context is open, once per table, in
-    any order. ``replicas[i]`` is the replica id of index ``i`` in rows
-    (index 0 is the source). ``knowledge`` includes the source's own ticks
-    up to ``tick``."""
+    ``tables`` are the scope's tables in global names, parents first. For
+    table ``i``, ``tracking(i)`` yields chunks of its tracking rows (see
+    :data:`Row`) and ``values(i)`` chunks of its live rows' values; both
+    read the same snapshot, only while its context is open, each once and
+    to its end before the next is started. ``replicas`` maps the source's
+    replica indexes to ids (the source itself is index 0 and None).
+    ``knowledge`` includes the source's own ticks up to ``tick``."""
 
     scope: str
     rid: bytes
@@ -65,9 +69,10 @@ class Snapshot:
     knowledge: Knowledge
     forgotten: Knowledge
     tables: tuple[TableSchema, ...]
-    replicas: list[bytes]
+    replicas: Mapping[int, bytes]
     partials: list[tuple[int, Knowledge]]
-    rows: Callable[[int], Iterator[list[Row]]]
+    tracking: Callable[[int], Iterator[list[Row]]]
+    values: Callable[[int], Iterator[list[Row]]]
 
 
 @runtime_checkable

@@ -13,11 +13,13 @@ exactly as it does a SQLite backup:
   carried: the fingerprint leaves them out, and the clone's own tables
   are the user's to alter;
 - the scope provisioned over them, with the source's replica id;
-- each row at the snapshot's tick and its tracking row: the change log
-  entry at the row's tick *at the source*, so a local change of the source
-  (no explicit version) is relabelled ``(source, tick)`` by ``reidentify``
-  and a row that arrived through the scope keeps its origin version; its
-  creation version, change time, tombstone flag and made-with record;
+- each row at the snapshot's tick and its tracking row, at the row's tick
+  *at the source* (its change log entry too), as ``reidentify`` makes a
+  copy's rows: a local change of the source carries its version
+  ``(source, tick)`` explicitly, a row that arrived through the scope its
+  origin version; its creation version, change time, tombstone flag and
+  made-with record. The triggers are dropped while the rows are written
+  and made again after;
 - the source's made-with records, its forgotten knowledge, and the
   knowledge its description hands out (own ticks up to the bound included);
 - a change log entry at the bound itself, so the copy's clock is the bound:
@@ -31,9 +33,9 @@ stores them (a column's affinity applies, as it would to a synced row).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from dataclasses import replace
 
-from peersync._adapters.sql.snapshot import Row, Snapshot
+from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine.errors import SchemaMismatch, StorageError
 from peersync._engine.model import TableSchema
 from peersync._engine.types import Column, ValueType
@@ -120,22 +122,30 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
     conn.execute("PRAGMA journal_mode = OFF")
     conn.execute("PRAGMA synchronous = OFF")
     with atomic(conn):
+        # Replica indexes as the source numbers them, so rows need no mapping.
+        conn.executemany(f"INSERT INTO {PREFIX}replicas (idx, replica_id) VALUES (?, ?)", sorted(snap.replicas.items()))
         meta.load_replicas()
-        local = [meta.rep_index(rid) for rid in snap.replicas]
+        src = meta.rep_index(snap.rid)
         (idx,) = conn.execute(f"SELECT idx FROM {PREFIX}scopes WHERE name = ?", (snap.scope,)).fetchone()
         tids = meta.tracked_ids()
-        # The apply's floor that makes the triggers skip every row: the rows
-        # and their tracking are written here, as they were at the source.
-        conn.execute(f"UPDATE {PREFIX}clock SET floor = ? WHERE id = 0", (S.SKIP_ALL,))
         for i, t in enumerate(snap.tables):
-            tracked = S.introspect(conn, t.name)
-            _copy_rows(conn, t, tracked.tracking, local, idx, snap.rows(i))
+            tracked = replace(S.introspect(conn, t.name), tid=tids[t.name])
+            # The rows and their tracking are written as they were at the
+            # source: no trigger must stamp them (recreated below).
+            for name in tracked.trigger_names():
+                conn.execute(f"DROP TRIGGER IF EXISTS {q(name)}")
+            put = f"INSERT INTO {q(t.name)} VALUES ({', '.join('?' * len(t.columns))})"
+            for chunk in snap.values(i):
+                conn.executemany(put, chunk)
+            for chunk in snap.tracking(i):
+                conn.executemany(_tracking_sql(tracked, src, idx), chunk)
             kc = ", ".join(tracked.kcols)
             conn.execute(
-                f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tids[t.name]}, {kc} FROM {q(tracked.tracking)}"
+                f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}"
                 " ORDER BY lt"
             )
-        conn.execute(f"UPDATE {PREFIX}clock SET floor = NULL WHERE id = 0")
+            for ddl in tracked.trigger_sql():
+                conn.execute(ddl)
         top = f"(SELECT COALESCE(max(lt), 0) FROM {LOG})"
         conn.execute(f"INSERT INTO {LOG} (lt, tbl) SELECT ?, 0 WHERE ? > {top}", (snap.tick, snap.tick))
         for mw, k in snap.partials:
@@ -150,33 +160,17 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
     conn.execute("PRAGMA journal_mode = DELETE")
 
 
-def _copy_rows(
-    conn: sqlite3.Connection, t: TableSchema, tracking: str, local: list[int], scope: int, chunks: Iterable[list[Row]]
-) -> None:
-    """Write the rows of ``t`` and their tracking rows; ``local`` maps the
-    source's replica indexes to this file's, ``scope`` is the scope's index."""
-    keys = t.key_positions
-    cols = ", ".join(q(c) for c in t.columns)
-    put_row = f"INSERT INTO {q(t.name)} ({cols}) VALUES ({', '.join('?' * len(t.columns))})"
-    kc = ", ".join(f"k{i}" for i in range(len(keys)))
-    put_tracking = (
-        f"INSERT INTO {q(tracking)} ({kc}, lt, urep, utick, crep, ctick, ctime, del, scope, mw)"
-        f" VALUES ({', '.join('?' * (len(keys) + 9))})"
+def _tracking_sql(t: S.Tracked, src: int, scope: int) -> str:
+    """Insert a :data:`~peersync._adapters.sql.snapshot.Row` as the
+    tracking row ``reidentify`` makes of it: a local change of the source
+    (no origin version) and a creation made there carry the source's id
+    (``src``) explicitly, so ``reidentify`` finds nothing to relabel, and
+    every row counts as arrived through ``scope``."""
+    n = len(t.kcols)
+    keys = ", ".join(f"?{i + 1}" for i in range(n))
+    lt, urep, utick, crep, ctick, ctime, dele, _, mw = (f"?{n + i + 1}" for i in range(9))
+    return (
+        f"INSERT INTO {q(t.tracking)} ({', '.join(t.kcols)}, lt, urep, utick, crep, ctick, ctime, del, scope, mw)"
+        f" VALUES ({keys}, {lt}, COALESCE({urep}, {src}), COALESCE({utick}, {lt}),"
+        f" CASE WHEN {ctick} IS NOT NULL THEN COALESCE({crep}, {src}) END, {ctick}, {ctime}, {dele}, {scope}, {mw})"
     )
-    n = len(t.columns)
-    for chunk in chunks:
-        live = []
-        tracks = []
-        for r in chunk:
-            tick, dele, rep, utick, crep, ctick, ctime, mw = r[:8]
-            vals = r[8 : 8 + n]
-            if not dele:
-                live.append(vals)
-            arrived = utick is not None
-            tracks.append((
-                *(vals[k] for k in keys), tick,
-                local[rep] if arrived else None, utick, None if not crep else local[crep], ctick,
-                ctime, 1 if dele else 0, scope if arrived else None, mw,
-            ))  # fmt: skip
-        conn.executemany(put_row, live)
-        conn.executemany(put_tracking, tracks)
