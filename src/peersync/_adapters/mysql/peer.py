@@ -56,11 +56,11 @@ from peersync._engine.wire import PackedRows, open_batch, row_packer
 
 from . import cascades, retrack
 from . import schema as S
+from . import snapshot as snap
 from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
 from .maintenance import compact
 from .schema import PREFIX, Scope, Tracked
-from . import snapshot as snap
 from .values import to_wire
 
 
@@ -316,7 +316,8 @@ class MySQLPeer(BatchPeer):
                 yield Snapshot(
                     scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
                     dict(self.meta.rep_rid), self.meta.partials(scope),
-                    lambda i: snap.stream(self.conn, snap.tracking_sql(t[i]), params, snap.key_converters(t[i])),
+                    lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], True), params, snap.key_converters(t[i])),
+                    lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], False), params, snap.key_converters(t[i])),
                     lambda i: snap.stream(self.conn, snap.live_sql(t[i]), params, snap.value_converters(t[i])),
                 )  # fmt: skip
 

@@ -27,17 +27,28 @@ def _sealed(t: Tracked) -> str:
     return f"FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
 
 
-def tracking_sql(t: Tracked) -> str:
+# A local change of the source whose creation is its update version, with no made-with record.
+LOCAL = "(t.scope IS NULL OR t.scope <> %(scope)s) AND t.ctick IS NULL AND t.cid IS NULL AND t.mw IS NULL"
+
+
+def tracking_sql(t: Tracked, local: bool) -> str:
     """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) of the
     rows sealed at or below ``%(tick)s``, with the version scope
-    ``%(scope)s`` reports (as ``peer._wire_sql`` does)."""
+    ``%(scope)s`` reports (as ``peer._wire_sql`` does); with ``local``,
+    only the local rows, in their short form, else the others."""
     ours = "t.scope = %(scope)s"
-    return (
-        f"SELECT {', '.join(f't.{k}' for k in t.kcols)}, l.seq, CASE WHEN {ours} THEN NULLIF(t.urep, 0) END,"
+    cols = (
+        "l.seq, t.ctime, t.del"
+        if local
+        else f"l.seq, CASE WHEN {ours} THEN NULLIF(t.urep, 0) END,"
         f" CASE WHEN {ours} THEN t.utick END, CASE WHEN t.ctick IS NOT NULL THEN NULLIF(t.crep, 0) END,"
         " CASE WHEN t.ctick IS NOT NULL THEN t.ctick WHEN t.cid IS NOT NULL THEN lc.seq END,"
-        f" t.ctime, t.del, CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw {_sealed(t)}"
+        f" t.ctime, t.del, CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw"
+    )
+    return (
+        f"SELECT {', '.join(f't.{k}' for k in t.kcols)}, {cols} {_sealed(t)}"
         f" LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid WHERE l.tbl = {t.tid} AND l.seq <= %(tick)s"
+        f" AND {'' if local else 'NOT '}({LOCAL})"
         f" AND (t.del = 1 OR EXISTS (SELECT 1 FROM {q(t.name)} AS u WHERE {_match(t)}))"
     )
 

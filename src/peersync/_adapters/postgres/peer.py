@@ -344,7 +344,8 @@ class PostgresPeer(BatchPeer):
             yield Snapshot(
                 scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
                 dict(self.meta.rep_rid), self.meta.partials(scope),
-                lambda i: stream(self.conn, tracking_sql(sc.tables[i]), params),
+                lambda i: stream(self.conn, tracking_sql(sc.tables[i], True), params),
+                lambda i: stream(self.conn, tracking_sql(sc.tables[i], False), params),
                 lambda i: stream(self.conn, live_sql(sc.tables[i]), params),
             )  # fmt: skip
 

@@ -24,17 +24,27 @@ def values_sql(t: Tracked, key_from: str = "t") -> str:
     )
 
 
-def tracking_sql(t: Tracked) -> str:
+# A local change of the source whose creation is its update version, with no made-with record.
+LOCAL = "t.scope IS DISTINCT FROM %(scope)s AND t.ctick IS NULL AND t.mw IS NULL"
+
+
+def tracking_sql(t: Tracked, local: bool) -> str:
     """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) of the
     rows with a local tick at or below ``%(tick)s``: the version scope
-    ``%(scope)s`` reports, as the enumeration does (``peer.wire_sql``)."""
+    ``%(scope)s`` reports, as the enumeration does (``peer.wire_sql``);
+    with ``local``, only the local rows, in their short form, else the others."""
     by_name = {c.spec.name: c for c in t.columns}
     keys = ", ".join(read_expr(by_name[c], f"t.{k}") for c, k in zip(t.schema.key, t.kcols, strict=True))
     ours = "t.scope = %(scope)s"
-    return (
-        f"SELECT {keys}, t.lt, CASE WHEN {ours} THEN NULLIF(t.urep, 0) END, CASE WHEN {ours} THEN t.utick END,"
+    cols = (
+        "t.lt, t.ctime, t.del::int"
+        if local
+        else f"t.lt, CASE WHEN {ours} THEN NULLIF(t.urep, 0) END, CASE WHEN {ours} THEN t.utick END,"
         " CASE WHEN t.ctick IS NOT NULL THEN NULLIF(t.crep, 0) END, t.ctick, t.ctime, t.del::int,"
-        f" CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw FROM {t.tracking} AS t WHERE t.lt <= %(tick)s"
+        f" CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw"
+    )
+    return (
+        f"SELECT {keys}, {cols} FROM {t.tracking} AS t WHERE t.lt <= %(tick)s AND {'' if local else 'NOT '}({LOCAL})"
         f" AND (t.del OR EXISTS (SELECT 1 FROM {t.qualified} AS u WHERE {t.key_match('t', 'u')}))"
     )
 

@@ -47,7 +47,10 @@ differs from the update version (``crep`` None for the source's own), else
 both None (index 0 also stands for the source); ``ctime`` in ms; ``mw`` a partial record's id or None. Replica
 indexes are the source's (:attr:`Snapshot.replicas`).
 
-A value row is the row's values in canonical wire form, in column order."""
+A local row is the short form of the commonest tracking row, a local change
+of the source whose creation is its update version and that has no made-with
+record: ``(*key, tick, ctime, deleted)``. A value row is the row's values in
+canonical wire form, in column order."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,9 @@ class Snapshot:
     """One scope of a server replica as of its snapshot bound ``tick``.
 
     ``tables`` are the scope's tables in global names, parents first. For
-    table ``i``, ``tracking(i)`` yields chunks of its tracking rows (see
-    :data:`Row`) and ``values(i)`` chunks of its live rows' values; both
+    table ``i``, ``local(i)`` yields chunks of its tracking rows in the short
+    form, ``tracking(i)`` chunks of the others (see :data:`Row`) and
+    ``values(i)`` chunks of its live rows' values; all
     read the same snapshot, only while its context is open, each once and
     to its end before the next is started. ``replicas`` maps the source's
     replica indexes to ids (the source itself is index 0 and None).
@@ -71,6 +75,7 @@ class Snapshot:
     tables: tuple[TableSchema, ...]
     replicas: Mapping[int, bytes]
     partials: list[tuple[int, Knowledge]]
+    local: Callable[[int], Iterator[list[Row]]]
     tracking: Callable[[int], Iterator[list[Row]]]
     values: Callable[[int], Iterator[list[Row]]]
 

@@ -137,8 +137,9 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             put = f"INSERT INTO {q(t.name)} VALUES ({', '.join('?' * len(t.columns))})"
             for chunk in snap.values(i):
                 conn.executemany(put, chunk)
-            for chunk in snap.tracking(i):
-                conn.executemany(_tracking_sql(tracked, src, idx), chunk)
+            for rows, sql in ((snap.local, _local_sql), (snap.tracking, _tracking_sql)):
+                for chunk in rows(i):
+                    conn.executemany(sql(tracked, src, idx), chunk)
             kc = ", ".join(tracked.kcols)
             conn.execute(
                 f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}"
@@ -158,6 +159,16 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             (snap.rid, snap.knowledge.without(snap.rid).to_bytes(), snap.forgotten.to_bytes(), snap.tick, snap.scope),
         )
     conn.execute("PRAGMA journal_mode = DELETE")
+
+
+def _local_sql(t: S.Tracked, src: int, scope: int) -> str:
+    """Insert a local row (the short form) as :func:`_tracking_sql` does."""
+    n = len(t.kcols)
+    keys = ", ".join(f"?{i + 1}" for i in range(n))
+    return (
+        f"INSERT INTO {q(t.tracking)} ({', '.join(t.kcols)}, lt, urep, utick, ctime, del, scope)"
+        f" VALUES ({keys}, ?{n + 1}, {src}, ?{n + 1}, ?{n + 2}, ?{n + 3}, {scope})"
+    )
 
 
 def _tracking_sql(t: S.Tracked, src: int, scope: int) -> str:
