@@ -318,7 +318,7 @@ class MySQLPeer(BatchPeer):
                     dict(self.meta.rep_rid), self.meta.partials(scope),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], True), params, snap.key_converters(t[i])),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], False), params, snap.key_converters(t[i])),
-                    lambda i: snap.stream(self.conn, snap.live_sql(t[i]), params, snap.value_converters(t[i])),
+                    lambda i: snap.stream(self.conn, snap.rows_sql(t[i]), params, snap.value_converters(t[i])),
                 )  # fmt: skip
 
     def _batch(

@@ -19,10 +19,6 @@ from .schema import Tracked
 from .values import to_wire
 
 
-def _match(t: Tracked) -> str:
-    return " AND ".join(f"u.{q(c)} = t.{k}" for c, k in zip(t.schema.key, t.kcols, strict=True))
-
-
 def _sealed(t: Tracked) -> str:
     return f"FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
 
@@ -32,8 +28,8 @@ LOCAL = "(t.scope IS NULL OR t.scope <> %(scope)s) AND t.ctick IS NULL AND t.cid
 
 
 def tracking_sql(t: Tracked, local: bool) -> str:
-    """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) of the
-    rows sealed at or below ``%(tick)s``, with the version scope
+    """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) sealed
+    at or below ``%(tick)s``, with the version scope
     ``%(scope)s`` reports (as ``peer._wire_sql`` does); with ``local``,
     only the local rows, in their short form, else the others."""
     ours = "t.scope = %(scope)s"
@@ -49,16 +45,12 @@ def tracking_sql(t: Tracked, local: bool) -> str:
         f"SELECT {', '.join(f't.{k}' for k in t.kcols)}, {cols} {_sealed(t)}"
         f" LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid WHERE l.tbl = {t.tid} AND l.seq <= %(tick)s"
         f" AND {'' if local else 'NOT '}({LOCAL})"
-        f" AND (t.del = 1 OR EXISTS (SELECT 1 FROM {q(t.name)} AS u WHERE {_match(t)}))"
     )
 
 
-def live_sql(t: Tracked) -> str:
-    """The values of the live rows sealed at or below ``%(tick)s``."""
-    return (
-        f"SELECT {', '.join(f'u.{q(c)}' for c in t.schema.columns)} {_sealed(t)} JOIN {q(t.name)} AS u"
-        f" ON {_match(t)} WHERE l.tbl = {t.tid} AND l.seq <= %(tick)s AND t.del = 0"
-    )
+def rows_sql(t: Tracked) -> str:
+    """Every row of the table (the clone drops rows whose tracking row it has not)."""
+    return f"SELECT {', '.join(q(c) for c in t.schema.columns)} FROM {q(t.name)}"
 
 
 def stream(conn: Conn, sql: str, params: dict[str, Any], convert: list[Callable[[Any], Value]]) -> Iterator[list[Row]]:

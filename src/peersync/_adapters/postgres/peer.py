@@ -59,7 +59,7 @@ from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .schema import SCHEMA, Scope, Tracked, q
-from .snapshot import live_sql, stream, tracking_sql, values_sql
+from .snapshot import rows_sql, stream, tracking_sql, values_sql
 
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
@@ -346,7 +346,7 @@ class PostgresPeer(BatchPeer):
                 dict(self.meta.rep_rid), self.meta.partials(scope),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], True), params),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], False), params),
-                lambda i: stream(self.conn, live_sql(sc.tables[i]), params),
+                lambda i: stream(self.conn, rows_sql(sc.tables[i]), params),
             )  # fmt: skip
 
     def _batch(

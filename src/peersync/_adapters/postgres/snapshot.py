@@ -29,8 +29,8 @@ LOCAL = "t.scope IS DISTINCT FROM %(scope)s AND t.ctick IS NULL AND t.mw IS NULL
 
 
 def tracking_sql(t: Tracked, local: bool) -> str:
-    """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) of the
-    rows with a local tick at or below ``%(tick)s``: the version scope
+    """Tracking rows (:data:`~peersync._adapters.sql.snapshot.Row`) with a
+    local tick at or below ``%(tick)s``: the version scope
     ``%(scope)s`` reports, as the enumeration does (``peer.wire_sql``);
     with ``local``, only the local rows, in their short form, else the others."""
     by_name = {c.spec.name: c for c in t.columns}
@@ -43,18 +43,14 @@ def tracking_sql(t: Tracked, local: bool) -> str:
         " CASE WHEN t.ctick IS NOT NULL THEN NULLIF(t.crep, 0) END, t.ctick, t.ctime, t.del::int,"
         f" CASE WHEN {ours} THEN 1 ELSE 0 END, t.mw"
     )
-    return (
-        f"SELECT {keys}, {cols} FROM {t.tracking} AS t WHERE t.lt <= %(tick)s AND {'' if local else 'NOT '}({LOCAL})"
-        f" AND (t.del OR EXISTS (SELECT 1 FROM {t.qualified} AS u WHERE {t.key_match('t', 'u')}))"
-    )
+    return f"SELECT {keys}, {cols} FROM {t.tracking} AS t WHERE t.lt <= %(tick)s AND {'' if local else 'NOT '}({LOCAL})"
 
 
-def live_sql(t: Tracked) -> str:
-    """The values of the live rows with a local tick at or below ``%(tick)s``."""
-    return (
-        f"SELECT {values_sql(t, 'u')} FROM {t.qualified} AS u JOIN {t.tracking} AS t ON {t.key_match('t', 'u')}"
-        " WHERE t.lt <= %(tick)s AND NOT t.del"
-    )
+def rows_sql(t: Tracked) -> str:
+    """Every row of the table, values in canonical wire form (a plain scan:
+    the clone drops rows whose tracking row it has not, see
+    ``sqlite/from_server.py``)."""
+    return f"SELECT {values_sql(t, 'u')} FROM {t.qualified} AS u"
 
 
 def stream(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> Iterator[list[Row]]:

@@ -140,6 +140,7 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             for rows, sql in ((snap.local, _local_sql), (snap.tracking, _tracking_sql)):
                 for chunk in rows(i):
                     conn.executemany(sql(tracked, src, idx), chunk)
+            _reconcile(conn, tracked)
             kc = ", ".join(tracked.kcols)
             conn.execute(
                 f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}"
@@ -159,6 +160,18 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             (snap.rid, snap.knowledge.without(snap.rid).to_bytes(), snap.forgotten.to_bytes(), snap.tick, snap.scope),
         )
     conn.execute("PRAGMA journal_mode = DELETE")
+
+
+def _reconcile(conn: sqlite3.Connection, t: S.Tracked) -> None:
+    """Keep the rows that a session up to the bound would send: a row whose
+    tracking row the snapshot does not hold up to the bound (it changed
+    above it) is left out, and so is a live tracking row without its row
+    (the enumeration skips it). Two anti-joins here instead of two joins at
+    the source, which reads each table in one plain scan."""
+    match = " AND ".join(f"t.{k} = u.{q(c)}" for k, c in zip(t.kcols, t.schema.key, strict=True))
+    user, trk = q(t.name), q(t.tracking)
+    conn.execute(f"DELETE FROM {user} AS u WHERE NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE {match} AND t.del = 0)")
+    conn.execute(f"DELETE FROM {trk} AS t WHERE t.del = 0 AND NOT EXISTS (SELECT 1 FROM {user} AS u WHERE {match})")
 
 
 def _local_sql(t: S.Tracked, src: int, scope: int) -> str:
