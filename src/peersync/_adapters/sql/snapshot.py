@@ -60,7 +60,9 @@ class Snapshot:
     ``tables`` are the scope's tables in global names, parents first. For
     table ``i``, ``local(i)`` yields chunks of its tracking rows in the short
     form, ``tracking(i)`` chunks of the others (see :data:`Row`) and
-    ``values(i)`` chunks of its live rows' values; all
+    ``values(i)`` chunks of the values of every row the table holds in the
+    snapshot (a plain scan; the clone leaves out those whose tracking row is
+    not among the others); all
     read the same snapshot, only while its context is open, each once and
     to its end before the next is started. ``replicas`` maps the source's
     replica indexes to ids (the source itself is index 0 and None).
@@ -78,6 +80,9 @@ class Snapshot:
     local: Callable[[int], Iterator[list[Row]]]
     tracking: Callable[[int], Iterator[list[Row]]]
     values: Callable[[int], Iterator[list[Row]]]
+    above: Callable[[int], bool]
+    """Whether table ``i`` has rows changed above the bound (then a plain
+    scan of it shows rows the clone must leave out)."""
 
 
 @runtime_checkable

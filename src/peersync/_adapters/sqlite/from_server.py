@@ -140,12 +140,9 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             for rows, sql in ((snap.local, _local_sql), (snap.tracking, _tracking_sql)):
                 for chunk in rows(i):
                     conn.executemany(sql(tracked, src, idx), chunk)
-            _reconcile(conn, tracked)
+            _reconcile(conn, tracked, snap.above(i))
             kc = ", ".join(tracked.kcols)
-            conn.execute(
-                f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}"
-                " ORDER BY lt"
-            )
+            conn.execute(f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}")
             for ddl in tracked.trigger_sql():
                 conn.execute(ddl)
         top = f"(SELECT COALESCE(max(lt), 0) FROM {LOG})"
@@ -162,14 +159,18 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
     conn.execute("PRAGMA journal_mode = DELETE")
 
 
-def _reconcile(conn: sqlite3.Connection, t: S.Tracked) -> None:
+def _reconcile(conn: sqlite3.Connection, t: S.Tracked, above: bool) -> None:
     """Keep the rows that a session up to the bound would send: a row whose
     tracking row the snapshot does not hold up to the bound (it changed
-    above it) is left out, and so is a live tracking row without its row
-    (the enumeration skips it). Two anti-joins here instead of two joins at
-    the source, which reads each table in one plain scan."""
+    above it: ``above`` says whether any did) is left out, and so is a live
+    tracking row without its row (the enumeration skips it; the triggers
+    leave none, so a count shows there is nothing to do). Anti-joins here
+    instead of joins at the source, which reads each table in a plain scan."""
     match = " AND ".join(f"t.{k} = u.{q(c)}" for k, c in zip(t.kcols, t.schema.key, strict=True))
     user, trk = q(t.name), q(t.tracking)
+    count = f"SELECT (SELECT count(*) FROM {user}) = (SELECT count(*) FROM {trk} WHERE del = 0)"
+    if not above and conn.execute(count).fetchone()[0]:
+        return
     conn.execute(f"DELETE FROM {user} AS u WHERE NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE {match} AND t.del = 0)")
     conn.execute(f"DELETE FROM {trk} AS t WHERE t.del = 0 AND NOT EXISTS (SELECT 1 FROM {user} AS u WHERE {match})")
 
