@@ -319,7 +319,6 @@ class MySQLPeer(BatchPeer):
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], True), params, snap.key_converters(t[i])),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], False), params, snap.key_converters(t[i])),
                     lambda i: snap.stream(self.conn, snap.rows_sql(t[i]), params, snap.value_converters(t[i])),
-                    lambda i: snap.above(self.conn, t[i], tick),
                 )  # fmt: skip
 
     def _batch(

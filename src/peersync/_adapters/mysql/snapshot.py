@@ -53,15 +53,6 @@ def rows_sql(t: Tracked) -> str:
     return f"SELECT {', '.join(q(c) for c in t.schema.columns)} FROM {q(t.name)}"
 
 
-def above(conn: Conn, t: Tracked, tick: int) -> bool:
-    """Whether the open snapshot shows a row of ``t`` whose change is not
-    sealed, or sealed above ``tick``."""
-    row = conn.execute(
-        f"SELECT EXISTS (SELECT 1 {_sealed(t)} WHERE l.tbl = {t.tid} AND (l.seq IS NULL OR l.seq > %s))", (tick,)
-    ).fetchone()
-    return bool(row and row[0])
-
-
 def stream(conn: Conn, sql: str, params: dict[str, Any], convert: list[Callable[[Any], Value]]) -> Iterator[list[Row]]:
     """Chunks of ``sql``'s rows (in the caller's open transaction, through
     an unbuffered cursor), their first ``len(convert)`` fields turned into

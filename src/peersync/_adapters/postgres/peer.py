@@ -347,13 +347,7 @@ class PostgresPeer(BatchPeer):
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], True), params),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], False), params),
                 lambda i: stream(self.conn, rows_sql(sc.tables[i]), params),
-                lambda i: self._above(sc.tables[i], tick),
             )  # fmt: skip
-
-    def _above(self, t: Tracked, tick: int) -> bool:
-        """Whether the open snapshot shows a row of ``t`` changed above ``tick``."""
-        row = self.conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t.tracking} WHERE lt > %s)", (tick,)).fetchone()
-        return bool(row and row[0])
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

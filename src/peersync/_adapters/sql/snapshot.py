@@ -80,9 +80,6 @@ class Snapshot:
     local: Callable[[int], Iterator[list[Row]]]
     tracking: Callable[[int], Iterator[list[Row]]]
     values: Callable[[int], Iterator[list[Row]]]
-    above: Callable[[int], bool]
-    """Whether table ``i`` has rows changed above the bound (then a plain
-    scan of it shows rows the clone must leave out)."""
 
 
 @runtime_checkable

@@ -140,7 +140,7 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             for rows, sql in ((snap.local, _local_sql), (snap.tracking, _tracking_sql)):
                 for chunk in rows(i):
                     conn.executemany(sql(tracked, src, idx), chunk)
-            _reconcile(conn, tracked, snap.above(i))
+            _reconcile(conn, tracked)
             kc = ", ".join(tracked.kcols)
             conn.execute(f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}")
             for ddl in tracked.trigger_sql():
@@ -159,18 +159,19 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
     conn.execute("PRAGMA journal_mode = DELETE")
 
 
-def _reconcile(conn: sqlite3.Connection, t: S.Tracked, above: bool) -> None:
+def _reconcile(conn: sqlite3.Connection, t: S.Tracked) -> None:
     """Keep the rows that a session up to the bound would send: a row whose
     tracking row the snapshot does not hold up to the bound (it changed
-    above it: ``above`` says whether any did) is left out, and so is a live
-    tracking row without its row (the enumeration skips it; the triggers
-    leave none, so a count shows there is nothing to do). Anti-joins here
-    instead of joins at the source, which reads each table in a plain scan."""
-    match = " AND ".join(f"t.{k} = u.{q(c)}" for k, c in zip(t.kcols, t.schema.key, strict=True))
+    above it) is left out, and so is a live tracking row without its row
+    (the enumeration skips it; the triggers leave none). Anti-joins here
+    instead of joins at the source, which reads each table in a plain scan,
+    and only when the counts of rows and live tracking rows differ (as the
+    triggers leave no live tracking row without its row, equal counts mean
+    every row has its tracking row)."""
     user, trk = q(t.name), q(t.tracking)
-    count = f"SELECT (SELECT count(*) FROM {user}) = (SELECT count(*) FROM {trk} WHERE del = 0)"
-    if not above and conn.execute(count).fetchone()[0]:
+    if conn.execute(f"SELECT (SELECT count(*) FROM {user}) = (SELECT count(*) FROM {trk} WHERE del = 0)").fetchone()[0]:
         return
+    match = " AND ".join(f"t.{k} = u.{q(c)}" for k, c in zip(t.kcols, t.schema.key, strict=True))
     conn.execute(f"DELETE FROM {user} AS u WHERE NOT EXISTS (SELECT 1 FROM {trk} AS t WHERE {match} AND t.del = 0)")
     conn.execute(f"DELETE FROM {trk} AS t WHERE t.del = 0 AND NOT EXISTS (SELECT 1 FROM {user} AS u WHERE {match})")
 
