@@ -9,10 +9,12 @@ of the conformance suite (real servers, pooled databases)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ import pytest
 
 import peersync
 from peersync import Knowledge
+from peersync._adapters.sql.snapshot import Snapshot
+from peersync._adapters.sqlite.clone import clone_from_server
 from peersync._engine.wire import decode_batch
 
 from ..integration.test_cli import assert_error, invoke, ok
@@ -290,6 +294,38 @@ def test_a_source_never_provisioned_is_refused_and_leaves_nothing(world: Net) ->
     with pytest.raises(peersync.ScopeError):
         peersync.clone(s.url, dst, SCOPE)
     assert not dst.exists() and _leftovers(world.tmp) == []
+
+
+class CutSource:
+    """A server peer whose snapshot stream breaks after its first chunk of rows."""
+
+    def __init__(self, peer: Any) -> None:
+        self.peer = peer
+
+    @contextmanager
+    def snapshot_of(self, scope: str) -> Iterator[Snapshot]:
+        with self.peer.snapshot_of(scope) as snap:
+
+            def values(i: int) -> Iterator[list[Any]]:
+                for chunk in snap.values(i):
+                    yield chunk
+                    raise peersync.TransportError("connection lost")
+
+            yield dataclasses.replace(snap, values=values)
+
+
+def test_a_stream_cut_short_leaves_nothing_and_the_source_as_it_was(world: Net) -> None:
+    s, p = history(world)
+    before = s.knowledge()
+    dst = world.tmp / "dst.db"
+    with pytest.raises(peersync.TransportError, match="connection lost"):
+        clone_from_server(CutSource(s.peer), str(dst), SCOPE)
+    assert not dst.exists() and _leftovers(world.tmp) == []
+    assert s.knowledge() == before
+    # The source's connection is still usable, and a clone made now is whole.
+    assert sent(p, s) == (0, 2)
+    c = clone(world, s, "C")
+    assert c.state() == s.state() == p.state()
 
 
 def test_the_cli_clones_a_server_replica(world: Net) -> None:
