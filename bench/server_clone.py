@@ -14,7 +14,8 @@ does that and more (tracking rows with versions, the change log, knowledge,
 provisioning, a new replica id). Runs alternate (baseline, clone, baseline,
 ...) so the machine's load falls on both alike; the table shows each side's
 median and the ratio of medians, with the load average. The first sync of
-the clone with its source is timed too: it must send nothing.
+the clone with its source is timed too (it must send nothing), and the peak
+memory of one more clone run in a process of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -120,6 +122,17 @@ def mysql(rows: int) -> Iterator[tuple[str, Callable[[str], None]]]:
             admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def peak_rss(url: str, dst: str) -> int:
+    """KiB: the peak resident memory of a new process that runs the clone."""
+    code = (
+        "import resource, sys, peersync; peersync.clone(sys.argv[1], sys.argv[2], 's');"
+        " print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    out = subprocess.run([sys.executable, "-c", code, url, dst], capture_output=True, text=True, env=env, check=True)
+    return int(out.stdout.split()[-1])
+
+
 def timed(fn: Callable[[], Any]) -> float:
     t = time.perf_counter()
     fn()
@@ -153,6 +166,8 @@ def main() -> None:
         r = results[0]
         if (r.sent_a_to_b, r.sent_b_to_a) != (0, 0):
             raise RuntimeError(f"the first sync of the clone with its source sent {r.to_dict()}")
+        log("peak memory of a clone in a new process")
+        rss = peak_rss(url, os.path.join(folder, "rss.db"))
     load = os.getloadavg()
     base, ours = statistics.median(reads), statistics.median(clones)
     print(f"{'figure':58} {'baseline':>10} {'peersync':>10} {'ratio':>7}")
@@ -160,6 +175,7 @@ def main() -> None:
           f" {ours / base:>6.2f}x")  # fmt: skip
     print(f"runs: read {', '.join(f'{x:.2f}' for x in reads)} s; clone {', '.join(f'{x:.2f}' for x in clones)} s")
     print(f"first sync of the clone with its source: 0 rows both ways in {first * 1000:.0f} ms")
+    print(f"peak RSS of a process that imports peersync and clones {args.rows:,} rows: {rss / 1024:.1f} MiB")
     print(f"load average: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
 
 
