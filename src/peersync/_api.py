@@ -64,12 +64,17 @@ def clone(
     token: str | None = None,
     ca: str | None = None,
 ) -> Status:
-    """Make ``dst``, a new database, from a consistent snapshot of ``src``'s
-    replica of ``scope``: a new replica that knows what ``src`` knew, so the
-    first sync between them sends nothing. Other scopes of ``src`` are not
-    carried as replicas; ``dst`` must not exist. Returns the new replica's
-    status. See :func:`peersync._adapters.sqlite.clone.clone_replica` for what
-    is raised; on any error no ``dst`` is left behind.
+    """Make ``dst``, a new SQLite database, from a consistent snapshot of
+    ``src``'s replica of ``scope``: a new replica that knows what ``src``
+    knew, so the first sync between them sends nothing. Other scopes of
+    ``src`` are not carried as replicas; ``dst`` must not exist. Returns the
+    new replica's status. See :func:`peersync._adapters.sqlite.clone.clone_replica`
+    for what is raised; on any error no ``dst`` is left behind.
+
+    ``src`` may be a PostgreSQL or MariaDB database (``postgresql://``,
+    ``mariadb://``, ``mysql://``): the clone then holds the scope's tables in
+    its global names, with the rows and knowledge of the source's snapshot
+    bound (:func:`peersync._adapters.sqlite.clone.clone_from_server`).
 
     ``src`` may be a served database (``http://`` or ``https://``, with
     ``token`` and ``ca`` as for :func:`connect`; a read token suffices): the
@@ -93,6 +98,8 @@ def clone(
                     peer.snapshot(scope, out)
 
             return build_clone(target, scope, fill, timeout=timeout)
+    if scheme_of(os.fspath(dst)) != "sqlite":
+        raise ConfigurationError(f"clone makes a new SQLite database: give DST as a file path, not {dst}")
     target = sqlite_path(os.fspath(dst))
     if scheme_of(os.fspath(src)) == "sqlite":
         return clone_replica(sqlite_path(os.fspath(src)), target, scope, timeout=timeout)

@@ -287,6 +287,13 @@ def test_an_existing_destination_is_refused_and_left_as_it_was(world: Net) -> No
     assert dst.read_bytes() == b"mine" and _leftovers(world.tmp) == []
 
 
+def test_a_destination_that_is_not_a_sqlite_file_is_refused(world: Net) -> None:
+    (s,) = world("S")
+    with pytest.raises(peersync.ConfigurationError, match="new SQLite database"):
+        peersync.clone(s.url, s.url, SCOPE)
+    assert s.rows() == [] and _leftovers(world.tmp) == []
+
+
 def test_a_source_never_provisioned_is_refused_and_leaves_nothing(world: Net) -> None:
     (s,) = world("S")
     s.peer.deprovision(SCOPE)
