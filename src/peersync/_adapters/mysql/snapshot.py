@@ -7,16 +7,19 @@ left out, as the enumeration leaves them out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from peersync._adapters.sql.snapshot import CHUNK_ROWS, Row
-from peersync._engine.model import Value
+from peersync._engine.types import Column, ValueType
 
 from . import schema as S
 from .conn import Conn, q
 from .schema import Tracked
 from .values import to_wire
+
+# Types whose values the driver returns in their canonical form already (``values.to_wire``).
+_AS_THEY_COME = frozenset({ValueType.INTEGER, ValueType.REAL, ValueType.TEXT, ValueType.JSON})
 
 
 def _sealed(t: Tracked) -> str:
@@ -53,23 +56,25 @@ def rows_sql(t: Tracked) -> str:
     return f"SELECT {', '.join(q(c) for c in t.schema.columns)} FROM {q(t.name)}"
 
 
-def stream(conn: Conn, sql: str, params: dict[str, Any], convert: list[Callable[[Any], Value]]) -> Iterator[list[Row]]:
+def stream(conn: Conn, sql: str, params: dict[str, Any], specs: list[Column]) -> Iterator[list[Row]]:
     """Chunks of ``sql``'s rows (in the caller's open transaction, through
-    an unbuffered cursor), their first ``len(convert)`` fields turned into
-    the canonical wire form."""
-    n = len(convert)
+    an unbuffered cursor), their first ``len(specs)`` fields (of these
+    columns) turned into the canonical wire form; rows pass as they come
+    when no such column's driver values need it."""
+    n = len(specs)
+    convert = [to_wire(c) for c in specs]
+    same = all(c.type in _AS_THEY_COME for c in specs)
     cur = conn.stream(sql, params)
     try:
         while chunk := cur.fetchmany(CHUNK_ROWS):
-            yield [(*(f(v) for f, v in zip(convert, r[:n], strict=True)), *r[n:]) for r in chunk]
+            if same:
+                yield chunk
+            else:
+                yield [(*(f(v) for f, v in zip(convert, r[:n], strict=True)), *r[n:]) for r in chunk]
     finally:
         cur.close()
 
 
-def key_converters(t: Tracked) -> list[Callable[[Any], Value]]:
+def key_specs(t: Tracked) -> list[Column]:
     specs = {c.name: c for c in t.specs}
-    return [to_wire(specs[k]) for k in t.schema.key]
-
-
-def value_converters(t: Tracked) -> list[Callable[[Any], Value]]:
-    return [to_wire(c) for c in t.specs]
+    return [specs[k] for k in t.schema.key]
