@@ -21,10 +21,11 @@ from typing import Any
 import pytest
 
 import peersync
-from peersync import Knowledge
+from peersync import Knowledge, Policy
 from peersync._adapters.sql.snapshot import Snapshot
 from peersync._adapters.sqlite.clone import clone_from_server
 from peersync._engine.wire import decode_batch
+from peersync.testing import FaultyPeer
 
 from ..integration.test_cli import assert_error, invoke, ok
 from .conftest import Net, Node, sync
@@ -76,6 +77,22 @@ def versions(node: Node) -> set[tuple[Any, ...]]:
         key = schemas[name].key_positions
         for _, deleted, version, creation, ms, values in changes:
             out.add((name, tuple(values[i] for i in key), deleted, version, creation, ms))
+    return out
+
+
+def extras(node: Node) -> dict[tuple[str, tuple[Any, ...]], Knowledge]:
+    """The made-with extras each row carries to a new replica (rows applied
+    in a session that has not completed at ``node``), by table and key."""
+    info = node.peer.describe(SCOPE)
+    schemas = {t.name: t for t in info.tables}
+    data = node.peer.changes(SCOPE, Knowledge.empty(), 0, info.tick, max_rows=10**6, max_bytes=2**30)
+    batch = decode_batch(data, schemas)
+    out = {}
+    for name, changes in batch.changes.items():
+        key = schemas[name].key_positions
+        for change, mark in zip(changes, batch.extra_of.get(name, []), strict=False):
+            if mark:
+                out[(name, tuple(change[5][i] for i in key))] = batch.extras[mark - 1]
     return out
 
 
@@ -157,6 +174,30 @@ def test_with_a_third_peer_it_receives_only_what_its_source_lacked(world: Net) -
     assert sent(q, p) == (1, 0)  # c60, and nothing P had
     for node in (s, p, q):
         assert node.state() == c.state()
+
+
+def test_a_row_from_a_session_unfinished_at_the_source_keeps_its_made_with_record(world: Net) -> None:
+    """The source holds X's change, made knowing P's v2, from a session whose
+    reply was lost: its knowledge lacks v2, but a record says its row
+    supersedes v2 (docs/design.md, "Made-with knowledge"). The clone keeps
+    that record: when P sends v2, it is obsolete there too, and under
+    source-wins it does not overwrite X's later edit."""
+    s, p = world("S", "P")
+    x = sqlite_node(world, "X")
+    p.insert("item", {"id": 1, "name": "v1", "qty": 1})
+    sent(p, x)
+    sent(p, s)
+    p.update("item", (1,), {"name": "v2"})
+    assert peersync.sync(p.peer, x.peer, SCOPE, direction="push").sent_a_to_b == 1
+    x.update("item", (1,), {"qty": 3})  # made knowing v2
+    with pytest.raises(peersync.TransportError):
+        peersync.run_session(x.peer, FaultyPeer(s.peer, lose_reply_after=0), SCOPE)
+    assert s.rows() == x.rows()
+    c = clone(world, s, "C")
+    assert extras(s) and extras(c) == extras(s)
+    res = peersync.run_session(p.peer, c.peer, SCOPE, policy=Policy.SOURCE_WINS)
+    assert (res.conflicts, c.peer.conflicts(SCOPE)) == (0, [])
+    assert c.rows() == x.rows()
 
 
 def test_a_clone_of_a_clone_is_a_third_replica_that_syncs_nothing(world: Net) -> None:

@@ -315,7 +315,7 @@ class MySQLPeer(BatchPeer):
                 t = sc.tables
                 yield Snapshot(
                     scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
-                    dict(self.meta.rep_rid), self.meta.partials(scope),
+                    dict(self.meta.rep_rid), self.meta.partials(),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], True), params, snap.key_specs(t[i])),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], False), params, snap.key_specs(t[i])),
                     lambda i: snap.stream(self.conn, snap.rows_sql(t[i]), params, list(t[i].specs)),

@@ -343,7 +343,7 @@ class PostgresPeer(BatchPeer):
             params = {"scope": sc.idx, "tick": tick}
             yield Snapshot(
                 scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
-                dict(self.meta.rep_rid), self.meta.partials(scope),
+                dict(self.meta.rep_rid), self.meta.partials(),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], True), params),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], False), params),
                 lambda i: stream(self.conn, rows_sql(sc.tables[i]), params),

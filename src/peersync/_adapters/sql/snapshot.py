@@ -66,6 +66,8 @@ class Snapshot:
     read the same snapshot, only while its context is open, each once and
     to its end before the next is started. ``replicas`` maps the source's
     replica indexes to ids (the source itself is index 0 and None).
+    ``partials`` are all the source's made-with records, by id (a row that
+    arrived through another scope may point to one of that scope's).
     ``knowledge`` includes the source's own ticks up to ``tick``."""
 
     scope: str
