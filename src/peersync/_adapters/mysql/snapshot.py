@@ -52,8 +52,11 @@ def tracking_sql(t: Tracked, local: bool) -> str:
 
 
 def rows_sql(t: Tracked) -> str:
-    """Every row of the table (the clone drops rows whose tracking row it has not)."""
-    return f"SELECT {', '.join(q(c) for c in t.schema.columns)} FROM {q(t.name)}"
+    """Every row of the table, read as the enumeration reads it (``Tracked.read``;
+    the clone drops rows whose tracking row it has not)."""
+    key = set(t.schema.key)
+    cols = ", ".join(f"u.{q(c)}" if c in key else t.read(c, "u") for c in t.schema.columns)
+    return f"SELECT {cols} FROM {q(t.name)} AS u"
 
 
 def stream(conn: Conn, sql: str, params: dict[str, Any], specs: list[Column]) -> Iterator[list[Row]]:
