@@ -6,13 +6,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from ._adapters.sql.snapshot import SnapshotSource
 from ._adapters.sqlite import sqlite_path
-from ._adapters.sqlite.clone import build_clone, clone_replica
+from ._adapters.sqlite.clone import build_clone, clone_from_server, clone_replica
 from ._engine.database import Database
-from ._engine.errors import InvalidURL
+from ._engine.errors import ConfigurationError, InvalidURL
 from ._engine.model import Conflict, Status
 from ._engine.names import NamesArg
-from ._engine.registry import open_url
+from ._engine.registry import open_url, scheme_of
 
 
 def connect(url: str | os.PathLike[str], **options: Any) -> Database:
@@ -63,12 +64,17 @@ def clone(
     token: str | None = None,
     ca: str | None = None,
 ) -> Status:
-    """Make ``dst``, a new database, from a consistent snapshot of ``src``'s
-    replica of ``scope``: a new replica that knows what ``src`` knew, so the
-    first sync between them sends nothing. Other scopes of ``src`` are not
-    carried as replicas; ``dst`` must not exist. Returns the new replica's
-    status. See :func:`peersync._adapters.sqlite.clone.clone_replica` for what
-    is raised; on any error no ``dst`` is left behind.
+    """Make ``dst``, a new SQLite database, from a consistent snapshot of
+    ``src``'s replica of ``scope``: a new replica that knows what ``src``
+    knew, so the first sync between them sends nothing. Other scopes of
+    ``src`` are not carried as replicas; ``dst`` must not exist. Returns the
+    new replica's status. See :func:`peersync._adapters.sqlite.clone.clone_replica`
+    for what is raised; on any error no ``dst`` is left behind.
+
+    ``src`` may be a PostgreSQL or MariaDB database (``postgresql://``,
+    ``mariadb://``, ``mysql://``): the clone then holds the scope's tables in
+    its global names, with the rows and knowledge of the source's snapshot
+    bound (:func:`peersync._adapters.sqlite.clone.clone_from_server`).
 
     ``src`` may be a served database (``http://`` or ``https://``, with
     ``token`` and ``ca`` as for :func:`connect`; a read token suffices): the
@@ -92,4 +98,13 @@ def clone(
                     peer.snapshot(scope, out)
 
             return build_clone(target, scope, fill, timeout=timeout)
-    return clone_replica(sqlite_path(os.fspath(src)), sqlite_path(os.fspath(dst)), scope, timeout=timeout)
+    if scheme_of(os.fspath(dst)) != "sqlite":
+        raise ConfigurationError(f"clone makes a new SQLite database: give DST as a file path, not {dst}")
+    target = sqlite_path(os.fspath(dst))
+    if scheme_of(os.fspath(src)) == "sqlite":
+        return clone_replica(sqlite_path(os.fspath(src)), target, scope, timeout=timeout)
+    with connect(src) as db:
+        if not isinstance(db, SnapshotSource):
+            raise ConfigurationError(f"cannot clone from {src}: it gives no snapshot (clone a SQLite, PostgreSQL,"
+                                     " MariaDB or served database)")  # fmt: skip
+        return clone_from_server(db, target, scope, timeout=timeout)

@@ -9,8 +9,8 @@ The tick contract is kept by sealing ticks after commit (``schema.py``).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.session_end import end_session
+from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine import model
 from peersync._engine.errors import (
     RepairNeeded,
@@ -35,6 +36,7 @@ from peersync._engine.wire import PackedRows, open_batch, row_packer
 
 from . import cascades, retrack
 from . import schema as S
+from . import snapshot as snap
 from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
 from .maintenance import compact
@@ -257,19 +259,50 @@ class MySQLPeer(BatchPeer):
         with self.conn.errors():
             S.seal(self.conn)
             with self.conn.txn(read_only=True):
-                sc = self._scope(scope, reload=True)
-                faults = S.trigger_faults(self.conn, sc.tables)
-                if faults:
-                    raise RepairNeeded(self._lost(scope, faults))
-                gone = S.emptied(self.conn, sc.tables)
-                if gone:
-                    raise RepairNeeded(
-                        f"scope {scope!r} in {self.url}: rows of {', '.join(sorted(gone))} vanished untracked"
-                        " (TRUNCATE TABLE?): run `peersync repair` to send their deletes"
-                    )
+                sc = self._checked(scope)
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
         return scopes.described(scope, sc, tick, stored, forgotten)
+
+    def _checked(self, scope: str) -> Scope:
+        """The scope, reloaded, refused if its tracking cannot be trusted."""
+        sc = self._scope(scope, reload=True)
+        faults = S.trigger_faults(self.conn, sc.tables)
+        if faults:
+            raise RepairNeeded(self._lost(scope, faults))
+        gone = S.emptied(self.conn, sc.tables)
+        if gone:
+            raise RepairNeeded(
+                f"scope {scope!r} in {self.url}: rows of {', '.join(sorted(gone))} vanished untracked"
+                " (TRUNCATE TABLE?): run `peersync repair` to send their deletes"
+            )
+        return sc
+
+    @contextmanager
+    def snapshot_of(self, scope: str) -> Iterator[Snapshot]:
+        """``scope`` as of its sealed tick, for a clone: committed changes
+        are sealed first, then everything is read in one consistent snapshot
+        (see :mod:`peersync._adapters.sql.snapshot`); rows stream through an
+        unbuffered cursor while the context is open. Raises as
+        :meth:`describe` does."""
+        with self.conn.errors():
+            with self.conn.txn(read_only=True):
+                self._scope(scope, reload=True)  # an unknown scope, before sealing needs the metadata
+            S.seal(self.conn)
+            with self.conn.txn(read_only=True):
+                sc = self._checked(scope)
+                tick = S.sealed(self.conn)
+                fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
+                _, forgotten = self.meta.stored_knowledge(scope)
+                params = {"scope": sc.idx, "tick": tick}
+                t = sc.tables
+                yield Snapshot(
+                    scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
+                    dict(self.meta.rep_rid), self.meta.partials(),
+                    lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], True), params, snap.key_specs(t[i])),
+                    lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], False), params, snap.key_specs(t[i])),
+                    lambda i: snap.stream(self.conn, snap.rows_sql(t[i]), params, list(t[i].specs)),
+                )  # fmt: skip
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

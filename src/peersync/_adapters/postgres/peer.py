@@ -27,6 +27,7 @@ from peersync._adapters.sql.names_file import load_names
 from peersync._adapters.sql.reports import logged_conflicts, scope_status
 from peersync._adapters.sql.retrack import migrate_command
 from peersync._adapters.sql.session_end import end_session
+from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine import model
 from peersync._engine.errors import ConfigurationError, RepairNeeded, ScopeError, StorageError, TableError
 from peersync._engine.knowledge import Knowledge
@@ -39,7 +40,8 @@ from . import retrack
 from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
-from .schema import SCHEMA, Scope, Tracked, q, read_expr
+from .schema import SCHEMA, Scope, Tracked, q
+from .snapshot import rows_sql, stream, tracking_sql, values_sql
 
 _HIDDEN_PAGE = 1000  # tracking rows per read of the rows above the bound
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
@@ -59,10 +61,7 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
     tick order, skipping those whose reported version (or, for a row that
     came through this scope, whose local tick) the destination knows."""
     s = t.schema
-    kmap = dict(zip(s.key, t.kcols, strict=True))
-    vals = ", ".join(
-        read_expr(c, f"t.{kmap[c.spec.name]}" if c.spec.name in kmap else f"u.{q(c.spec.name)}") for c in t.columns
-    )
+    vals = values_sql(t)
     rep, tick = reported("%(scope)s")
     flags = row_flags("t.del::int", marks)
     known = (
@@ -322,6 +321,29 @@ class PostgresPeer(BatchPeer):
         row = self.conn.execute(S.shape_signature(self._names_table), {"scope": scope}).fetchone()
         self._verified[scope] = None if row is None else row[0]
         return sc
+
+    @contextmanager
+    def snapshot_of(self, scope: str) -> Iterator[Snapshot]:
+        """``scope`` as of its snapshot bound, for a clone: read in one
+        REPEATABLE READ transaction opened after the bound (see
+        :mod:`peersync._adapters.sql.snapshot`); rows stream through
+        server-side cursors while the context is open. Raises as
+        :meth:`describe` does."""
+        with errors(self.url):
+            tick = self.bound()
+        with self._txn("REPEATABLE READ"):
+            sc = self._scope(scope, reload=True)
+            self._verify(sc)
+            fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
+            _, forgotten = self.meta.stored_knowledge(scope)
+            params = {"scope": sc.idx, "tick": tick}
+            yield Snapshot(
+                scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
+                dict(self.meta.rep_rid), self.meta.partials(),
+                lambda i: stream(self.conn, tracking_sql(sc.tables[i], True), params),
+                lambda i: stream(self.conn, tracking_sql(sc.tables[i], False), params),
+                lambda i: stream(self.conn, rows_sql(sc.tables[i]), params),
+            )  # fmt: skip
 
     def _batch(
         self, scope: str, known: Knowledge, after: int, upto: int, max_rows: int, max_bytes: int

@@ -43,6 +43,7 @@ import stat
 import tempfile
 from collections.abc import Callable, Iterator
 
+from peersync._adapters.sql.snapshot import SnapshotSource
 from peersync._engine.errors import ConfigurationError, DatabaseLocked, StorageError
 from peersync._engine.model import Status
 
@@ -79,6 +80,25 @@ def clone_replica(src: str, dst: str, scope: str, *, timeout: float = 5.0) -> St
         source.describe(scope)
         mode = stat.S_IMODE(os.stat(source.path).st_mode)
         return build_clone(dst, scope, lambda tmp: _snapshot(source, tmp), mode=mode, timeout=timeout)
+
+
+def clone_from_server(source: SnapshotSource, dst: str, scope: str, *, timeout: float = 5.0) -> Status:
+    """Make ``dst``, a new SQLite database, a new replica of ``scope`` from a
+    consistent snapshot of a PostgreSQL or MariaDB replica (``source``, an
+    open peer; see :mod:`peersync._adapters.sql.snapshot` for what the
+    snapshot holds): the scope's tables (in its global names) and rows, with
+    the source's knowledge at its snapshot bound. Raises as
+    :func:`clone_replica` does, and :class:`~peersync.SchemaMismatch` for a
+    table SQLite cannot rebuild with the same shape; on any error no ``dst``
+    is left and ``source`` is unchanged."""
+
+    def fill(tmp: str) -> None:
+        from .from_server import write_snapshot
+
+        with source.snapshot_of(scope) as snap:
+            write_snapshot(tmp, snap)
+
+    return build_clone(dst, scope, fill, timeout=timeout)
 
 
 def build_clone(

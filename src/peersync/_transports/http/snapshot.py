@@ -2,7 +2,9 @@
 (docs/protocol.md, "Snapshot").
 
 The server copies its SQLite database in one read transaction into a hidden
-file beside it, keeps only the scope (:func:`scope_snapshot`), and streams
+file beside it, keeps only the scope (:func:`scope_snapshot`), or writes a
+PostgreSQL or MariaDB scope as the same SQLite file from one snapshot
+transaction (:func:`write_snapshot`), and streams
 the file in frames; the client writes them to a temporary file beside its new
 database, which :func:`build_clone` makes a new replica and links into place
 only when the stream ended whole. Memory stays one chunk on both ends::
@@ -25,7 +27,9 @@ from typing import BinaryIO
 
 import msgpack
 
+from peersync._adapters.sql.snapshot import SnapshotSource
 from peersync._adapters.sqlite.clone import scope_snapshot
+from peersync._adapters.sqlite.from_server import write_snapshot
 from peersync._adapters.sqlite.peer import SQLitePeer
 from peersync._engine.errors import ConfigurationError, ProtocolError, StorageError, TransportError
 
@@ -38,21 +42,30 @@ def open_snapshot(db: object, scope: str, timeout: float) -> Iterator[bytes]:
     """The frames of ``scope``'s snapshot of the database ``db`` serves. The
     snapshot file is made before the response starts (so its errors get
     their status code) and unlinked at once: the open file is all that is
-    left, and it goes when the stream ends or is dropped."""
-    if not isinstance(db, SQLitePeer):
-        raise ConfigurationError("this server's database is not SQLite: clone it on its host, or sync into a new one")
-    path = db.path
+    left, and it goes when the stream ends or is dropped.
+
+    A SQLite database is copied beside itself (:func:`scope_snapshot`); a
+    PostgreSQL or MariaDB one is written as the same SQLite file, in the
+    system's temporary folder, from one snapshot transaction
+    (:func:`~peersync._adapters.sqlite.from_server.write_snapshot`)."""
+    if isinstance(db, SQLitePeer):
+        path = db.path
+        prefix, folder = f".{os.path.basename(path)}.", os.path.dirname(os.path.abspath(path))
+    elif isinstance(db, SnapshotSource):
+        prefix, folder = "peersync-", None
+    else:
+        raise ConfigurationError("this server's database gives no snapshot: sync into a new database instead")
     try:
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(path)}.",
-            suffix=".peersync-snapshot",
-            dir=os.path.dirname(os.path.abspath(path)),
-        )
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".peersync-snapshot", dir=folder)
     except OSError as exc:
         raise StorageError(f"cannot make a snapshot: {exc}") from exc
     os.close(fd)
     try:
-        scope_snapshot(path, tmp, scope, timeout=timeout)
+        if isinstance(db, SQLitePeer):
+            scope_snapshot(db.path, tmp, scope, timeout=timeout)
+        else:
+            with db.snapshot_of(scope) as snap:
+                write_snapshot(tmp, snap)
         f = open(tmp, "rb")  # noqa: SIM115 (closed by the frames, or on error below)
     finally:
         for suffix in ("", "-journal", "-wal", "-shm"):
