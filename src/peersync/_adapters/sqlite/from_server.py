@@ -44,6 +44,7 @@ from . import schema as S
 from .catalog import introspect
 from .peer import SQLitePeer
 from .schema import LOG, PREFIX, q
+from .triggers import trigger_sql
 from .txn import atomic
 
 _V = ValueType
@@ -144,7 +145,7 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             _reconcile(conn, tracked)
             kc = ", ".join(tracked.kcols)
             conn.execute(f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}")
-            for ddl in tracked.trigger_sql():
+            for ddl in trigger_sql(tracked):
                 conn.execute(ddl)
         top = f"(SELECT COALESCE(max(lt), 0) FROM {LOG})"
         conn.execute(f"INSERT INTO {LOG} (lt, tbl) SELECT ?, 0 WHERE ? > {top}", (snap.tick, snap.tick))
