@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+import pytest
 
 import peersync
 
@@ -94,3 +97,25 @@ def drop_mariadb_database(admin: Any, name: str) -> None:
         with contextlib.suppress(Exception):  # it may have ended meanwhile
             cur.execute(f"KILL {int(conn_id)}")
     cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+PG_ADMIN = os.environ.get("PEERSYNC_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def unavailable(what: str, reason: str) -> NoReturn:
+    """A server a test needs is missing: a failure under ``CI=true``, a skip elsewhere."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} cannot run under CI=true: {reason}")
+    pytest.skip(f"{what} skipped: {reason}")
+
+
+def pg_admin(what: str) -> Any:
+    """An autocommit psycopg connection to ``PG_ADMIN``, or :func:`unavailable`."""
+    try:
+        import psycopg
+    except ImportError:
+        unavailable(what, "psycopg is not installed (pip install -e '.[test]')")
+    try:
+        return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        unavailable(what, f"cannot reach {PG_ADMIN}: {' '.join(str(exc).split())}")

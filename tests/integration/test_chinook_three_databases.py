@@ -29,7 +29,7 @@ import pytest
 
 import peersync
 
-from ..helpers import SHARED, drop_mariadb_database
+from ..helpers import SHARED, drop_mariadb_database, pg_admin
 
 DATA = SHARED / "data" / "chinook"
 NAMES_FILE = Path(__file__).with_name("chinook_postgres_names.toml")
@@ -167,14 +167,9 @@ def mysql_side() -> Iterator[Side]:
 @pytest.fixture
 def postgres_side() -> Iterator[Side]:
     script = _schema_part(_script("Chinook_PostgreSql.sql"), "\\c chinook;")
-    try:
-        import psycopg
-    except ImportError:
-        _unavailable("psycopg is not installed (pip install -e '.[test]')")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        _unavailable(f"cannot reach {PG_ADMIN}: {' '.join(str(exc).split())}")
+    admin = pg_admin("Chinook across three databases")
+    import psycopg  # pg_admin checked it is installed
+
     name = "peersync_chinook_" + uuid.uuid4().hex[:12]
     admin.execute(f'CREATE DATABASE "{name}"')
     url = f"{PG_ADMIN.rpartition('/')[0]}/{name}"

@@ -18,7 +18,7 @@ import pytest
 
 import peersync
 
-from ..helpers import drop_mariadb_database
+from ..helpers import drop_mariadb_database, pg_admin
 
 PG_ADMIN = os.environ.get("PEERSYNC_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_SERVER = os.environ.get("PEERSYNC_MYSQL", "mysql://root@127.0.0.1:3306")
@@ -33,14 +33,9 @@ def _unavailable(reason: str) -> None:
 @pytest.fixture
 def pg_db() -> Iterator[Callable[[str], str]]:
     """``pg_db(schema_sql)``: a new PostgreSQL database with ``schema_sql`` run in it, dropped after."""
-    try:
-        import psycopg
-    except ImportError:
-        _unavailable("psycopg is not installed (pip install -e '.[test]')")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.Error as exc:
-        _unavailable(f"cannot reach {PG_ADMIN}: {' '.join(str(exc).split())}")
+    admin = pg_admin("PostgreSQL tests")
+    import psycopg  # pg_admin checked it is installed
+
     made: list[str] = []
 
     def make(schema_sql: str) -> str:
