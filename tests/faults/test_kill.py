@@ -16,6 +16,7 @@ reproduce or extend a run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
@@ -584,49 +585,45 @@ class _WritesAfterDescribe:
         return getattr(self.peer, name)
 
 
+@contextlib.contextmanager
+def _c_row_at_a(tmp_path: Path) -> Iterator[tuple[dict[str, Path], dict[str, peersync.Database]]]:
+    """Three provisioned SQLite peers A, B, C; C inserts row 1 and pushes it to A."""
+    paths = {n: tmp_path / f"{n}.db" for n in "ABC"}
+    for p in paths.values():
+        conn = sqlite3.connect(p)
+        conn.executescript(SCHEMA)
+        conn.close()
+    dbs = {n: peersync.connect(p) for n, p in paths.items()}
+    try:
+        for db in dbs.values():
+            db.provision(SCOPE, TABLES)
+        _exec(paths["C"], "INSERT INTO parent VALUES (1, 'from C', 1, NULL, NULL)")
+        peersync.sync(dbs["C"], dbs["A"], SCOPE, direction="push")
+        yield paths, dbs
+    finally:
+        for db in dbs.values():
+            db.close()
+
+
 def test_a_source_write_during_a_session_is_not_claimed_by_the_destination(tmp_path: Path) -> None:
     """Found by the kill runs with a concurrent writer. C inserts a row, A receives it; a session A -> B
     starts, then A edits the row, so its tick is above the session's first snapshot. Either the session
     follows the source and delivers the edit, or (a source that changes on every look) it stops: B must
     then not learn C's insert either (it holds nothing of it), otherwise B's own insert of that key later
     replaces C's row at C without the insert/insert conflict ever being seen."""
-    paths = {n: tmp_path / f"{n}.db" for n in "ABC"}
-    for p in paths.values():
-        conn = sqlite3.connect(p)
-        conn.executescript(SCHEMA)
-        conn.close()
-    dbs = {n: peersync.connect(p) for n, p in paths.items()}
-    try:
-        for db in dbs.values():
-            db.provision(SCOPE, TABLES)
-        _exec(paths["C"], "INSERT INTO parent VALUES (1, 'from C', 1, NULL, NULL)")
-        peersync.sync(dbs["C"], dbs["A"], SCOPE, direction="push")
-
+    with _c_row_at_a(tmp_path) as (paths, dbs):
         # One racing write: the session follows it and delivers the edit.
         once = _WritesAfterDescribe(dbs["A"], "UPDATE parent SET qty = 2 WHERE id = 1")
         peersync.run_session(once, dbs["B"], SCOPE)  # type: ignore[arg-type]
         assert _data(paths["B"])["parent"] == [(1, "from C", 2, None, None)]
         snaps = {n: snapshot(p) for n, p in paths.items()}
         assert overclaims(snaps["A"], snaps["B"]) == overclaims(snaps["C"], snaps["B"]) == []
-    finally:
-        for db in dbs.values():
-            db.close()
 
 
 def test_a_source_that_never_stands_still_is_not_claimed_by_the_destination(tmp_path: Path) -> None:
     """As above, but A changes the row after every description: the session gives up following it, and
     B, holding nothing of the row, must claim nothing of it."""
-    paths = {n: tmp_path / f"{n}.db" for n in "ABC"}
-    for p in paths.values():
-        conn = sqlite3.connect(p)
-        conn.executescript(SCHEMA)
-        conn.close()
-    dbs = {n: peersync.connect(p) for n, p in paths.items()}
-    try:
-        for db in dbs.values():
-            db.provision(SCOPE, TABLES)
-        _exec(paths["C"], "INSERT INTO parent VALUES (1, 'from C', 1, NULL, NULL)")
-        peersync.sync(dbs["C"], dbs["A"], SCOPE, direction="push")
+    with _c_row_at_a(tmp_path) as (paths, dbs):
         racing = _WritesAfterDescribe(dbs["A"], "UPDATE parent SET qty = qty + 1 WHERE id = 1", every=True)
         peersync.run_session(racing, dbs["B"], SCOPE)  # type: ignore[arg-type]
         assert _data(paths["B"])["parent"] == []  # the edit comes in a later session
@@ -638,6 +635,3 @@ def test_a_source_that_never_stands_still_is_not_claimed_by_the_destination(tmp_
         result = peersync.sync(dbs["B"], dbs["C"], SCOPE, direction="push", policy=peersync.Policy.DESTINATION_WINS)
         assert result.conflicts == 1
         assert _data(paths["C"])["parent"] == [(1, "from C", 1, None, None)]
-    finally:
-        for db in dbs.values():
-            db.close()
