@@ -9,18 +9,23 @@ import hashlib
 import io
 import random
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import pytest
 
 import peersync
+from peersync._transports.http import snapshot as snapshot_module
+from peersync._transports.http.client import HTTPPeer
 from peersync._transports.http.snapshot import read_snapshot
 
 from ..helpers import write
 from .conftest import Server, items, make, run
 from .test_resilience import CuttingProxy
+from .threaded import ThreadedServer
 
 SCHEMA = (
     "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER);"
@@ -135,3 +140,59 @@ def test_a_snapshot_that_is_not_whole_is_refused() -> None:
             read_snapshot("u", frames, io.BytesIO())
     with pytest.raises(peersync.TransportError, match="cut"):
         read_snapshot("u", _frames(["snapshot", 1, len(body)], body), io.BytesIO())
+
+
+def _slow(monkeypatch: pytest.MonkeyPatch, seconds: float, fail: peersync.SyncError | None = None) -> None:
+    """The server's snapshot file takes ``seconds`` to write (then fails with
+    ``fail``, if given); the server waits 0.1 s before it answers and sends a
+    wait frame every 0.2 s."""
+    real = snapshot_module.scope_snapshot
+
+    def slow(*args: Any, **kwargs: Any) -> None:
+        time.sleep(seconds)
+        if fail is not None:
+            raise fail
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot_module, "scope_snapshot", slow)
+    monkeypatch.setattr(snapshot_module, "PATIENCE", 0.1)
+    monkeypatch.setattr(snapshot_module, "KEEPALIVE", 0.2)
+
+
+def test_a_snapshot_slower_than_the_client_timeout_still_arrives(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large scope takes the server minutes to write; the client's timeout
+    between bytes (1 s here) must not cut it: wait frames keep it alive."""
+    db = make(folder / "slow-served.db", SCHEMA)
+    write(db, *(f"INSERT INTO item VALUES ({i}, 'i', {i})" for i in range(50)))
+    _slow(monkeypatch, 2.0)
+    server = ThreadedServer(db)
+    try:
+        out = io.BytesIO()
+        with HTTPPeer(server.url, timeout=1.0) as peer:
+            size = peer.snapshot("s", out)
+    finally:
+        server.stop()
+    assert size == len(out.getvalue()) > 0 and out.getvalue().startswith(b"SQLite format 3\x00")
+
+
+def test_an_error_after_the_answer_began_reaches_the_client_as_its_class(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = make(folder / "failing-served.db", SCHEMA)
+    _slow(monkeypatch, 1.5, peersync.StorageError("cannot make a snapshot: disk full"))
+    server = ThreadedServer(db)
+    try:
+        with HTTPPeer(server.url, timeout=1.0) as peer, pytest.raises(peersync.StorageError, match="disk full"):
+            peer.snapshot("s", io.BytesIO())
+    finally:
+        server.stop()
+
+
+def test_wait_and_error_frames_before_the_header_only() -> None:
+    body = b"SQLite format 3\x00"
+    end = ["end", hashlib.sha256(body).digest()]
+    assert read_snapshot("u", _frames(["wait"], ["wait"], ["snapshot", 1, len(body)], body, end), io.BytesIO()) == 16
+    with pytest.raises(peersync.ProtocolError):  # a wait frame once the file has begun is no frame of this stream
+        read_snapshot("u", _frames(["snapshot", 1, len(body)], ["wait"], body, end), io.BytesIO())
+    with pytest.raises(peersync.ScopeError, match="gone"):
+        read_snapshot("u", _frames(["wait"], ["error", 1, "scope", "gone"]), io.BytesIO())

@@ -27,7 +27,7 @@ from .config import State, health_body
 from .finals import vouches
 from .limits import Refusal, read_body
 from .media import BATCH, FINISH_HEADER, FINISHED_HEADER, MESSAGE, PREFIX, SNAPSHOT, STREAM
-from .snapshot import open_snapshot
+from .snapshot import snapshot_frames
 from .tokens import Right
 
 T = TypeVar("T")
@@ -111,11 +111,8 @@ def routes(state: State) -> list[Route]:
     async def snapshot(request: Request) -> Response:
         scope = guard(request, Right.READ)
 
-        def run() -> Iterator[bytes]:
-            with state.pool.peer() as db:
-                return open_snapshot(db, scope, state.config.timeout)
-
-        return StreamingResponse(await run_in_threadpool(run), media_type=SNAPSHOT)
+        frames = await run_in_threadpool(snapshot_frames, state.pool.peer, scope, state.config.timeout)
+        return StreamingResponse(frames, media_type=SNAPSHOT)
 
     async def apply(request: Request) -> Response:
         scope = guard(request, Right.WRITE)

@@ -9,7 +9,14 @@ the file in frames; the client writes them to a temporary file beside its new
 database, which :func:`build_clone` makes a new replica and links into place
 only when the stream ended whole. Memory stays one chunk on both ends::
 
-    ["snapshot", 1, size]   bin(chunk) ...   ["end", sha256]
+    ["wait"] ...   ["snapshot", 1, size]   bin(chunk) ...   ["end", sha256]
+
+A large scope of a server database takes minutes to write: the server waits
+:data:`PATIENCE` seconds for the file (an error by then still gets its status
+code), then answers and sends a ``wait`` frame every :data:`KEEPALIVE`
+seconds until the file is whole, so no client or proxy times the response
+out meanwhile; an error after that is an ``error`` frame (the error message's
+own form) in place of the header.
 
 A stream cut short (no end frame) is :class:`~peersync.TransportError`; one
 whose size or digest does not match is :class:`~peersync.ProtocolError`.
@@ -18,11 +25,15 @@ Either way the client's temporary file is removed and no database is made.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import BinaryIO
 
 import msgpack
@@ -31,11 +42,70 @@ from peersync._adapters.sql.snapshot import SnapshotSource
 from peersync._adapters.sqlite.clone import scope_snapshot
 from peersync._adapters.sqlite.from_server import write_snapshot
 from peersync._adapters.sqlite.peer import SQLitePeer
-from peersync._engine.errors import ConfigurationError, ProtocolError, StorageError, TransportError
+from peersync._engine import codec
+from peersync._engine.errors import ConfigurationError, ProtocolError, StorageError, SyncError, TransportError
 
 MAGIC = "snapshot"
 FORMAT = 1
 CHUNK = 1024 * 1024
+WAIT = "wait"
+PATIENCE = 2.0
+"""Seconds the server waits for the snapshot file before it starts answering."""
+KEEPALIVE = 5.0
+"""Seconds between two ``wait`` frames while the file is still being written."""
+
+log = logging.getLogger(__name__)
+
+
+def snapshot_frames(lend: Callable[[], AbstractContextManager[object]], scope: str, timeout: float) -> Iterator[bytes]:
+    """The frames of ``scope``'s snapshot of the database a connection lent by
+    ``lend`` serves (:func:`open_snapshot` on it, in a thread of its own).
+
+    Waits up to :data:`PATIENCE` seconds for the file: if it is whole by then, or
+    its making failed, this returns the frames or raises the error, so the
+    response gets that error's status code. Otherwise the frames begin with a
+    ``wait`` frame every :data:`KEEPALIVE` seconds until the file is whole,
+    and an error met after the response began is sent as an ``error`` frame.
+    A client that leaves meanwhile costs nothing more than the file being
+    made: it is closed (so removed) as soon as it exists."""
+    done: concurrent.futures.Future[Iterator[bytes]] = concurrent.futures.Future()
+
+    def make() -> None:
+        try:
+            with lend() as db:
+                done.set_result(open_snapshot(db, scope, timeout))
+        except BaseException as exc:  # handed to the waiting response
+            done.set_exception(exc)
+
+    threading.Thread(target=make, name=f"peersync-snapshot-{scope}", daemon=True).start()
+    try:
+        return done.result(timeout=PATIENCE)
+    except concurrent.futures.TimeoutError:
+        return _waiting(done)
+
+
+def _waiting(done: concurrent.futures.Future[Iterator[bytes]]) -> Iterator[bytes]:
+    frames: Iterator[bytes] | None = None
+    try:
+        while frames is None:
+            try:
+                frames = done.result(timeout=KEEPALIVE)
+            except concurrent.futures.TimeoutError:
+                yield msgpack.packb([WAIT])
+            except SyncError as exc:
+                yield codec.ERROR.encode(exc)
+                return
+        yield from frames
+    finally:
+        if frames is None:
+            done.add_done_callback(_dropped)
+
+
+def _dropped(done: concurrent.futures.Future[Iterator[bytes]]) -> None:
+    """The client left before the file was whole: the frames are dropped
+    unread (their file, already unlinked, closes with them)."""
+    if done.exception() is not None:
+        log.info("a snapshot no client waits for any more failed: %s", done.exception())
 
 
 def open_snapshot(db: object, scope: str, timeout: float) -> Iterator[bytes]:
@@ -99,6 +169,10 @@ def read_snapshot(url: str, chunks: Iterable[bytes], out: BinaryIO) -> int:
         for data in chunks:
             u.feed(data)
             for frame in u:
+                if size is None and frame == [WAIT]:
+                    continue  # the server is still writing the file
+                if size is None and isinstance(frame, list) and frame[:1] == ["error"]:
+                    raise codec.ERROR.decode(msgpack.packb(frame, use_bin_type=True))
                 if size is None:
                     if not (isinstance(frame, list) and len(frame) == 3 and frame[:2] == [MAGIC, FORMAT]):
                         raise ProtocolError(f"{url} did not answer with a snapshot of format {FORMAT}")
