@@ -41,6 +41,7 @@ from peersync._engine.wire import Envelope
 from . import schema as S
 from .apply_writes import WritePhase
 from .core import side_effects
+from .fit import Fit
 from .schema import PREFIX, Scope, Tracked
 from .staging import (
     APPLY,
@@ -48,6 +49,7 @@ from .staging import (
     BIND_ERRORS,
     CONFLICT,
     DEFER,
+    FAILED,
     HEAD,
     KNOWN,
     LEARN,
@@ -263,6 +265,8 @@ class SetApply(WritePhase):
                 loaded = False
             if not loaded:
                 raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
+        first = 2 if tin.short else len(HEAD)
+        tin.unfit = {seq: (why, rows[seq - 1][first:]) for seq, why in Fit(conn, tin.t).unfit(rows, first).items()}
         if tin.short:
             # Each row's version is a tick of the source in first..last, which
             # the source's knowledge holds (``apply`` checked): nothing to vouch for.
@@ -292,6 +296,7 @@ class SetApply(WritePhase):
                 ) or conn.execute(tin.seen()).rowcount == 0
                 if tin.fresh:
                     report.received += tin.rows
+                    self._fail_unfit(tin)
                     continue
             conn.execute(tin.triage(), {"scope": sc.idx, "first0": first0})
             # (Short rows carry the source's versions, and the source is not this replica.)
@@ -304,6 +309,7 @@ class SetApply(WritePhase):
             )
             if forged:
                 raise ProtocolError("batch carries a version of this replica that it never made")
+            self._fail_unfit(tin)
             received, known, conflicts = conn.execute(
                 f"SELECT count(*), count(*) FILTER (WHERE action = {KNOWN}),"
                 f" count(*) FILTER (WHERE action = {CONFLICT}) FROM {tin.name}"
@@ -377,6 +383,19 @@ class SetApply(WritePhase):
             ):
                 learned = learned.add_range(self.env.replicas[b], lo, hi)
         return learned
+
+    def _fail_unfit(self, tin: Staged) -> None:
+        """Rows holding a value SQLite would store changed (:attr:`Staged.unfit`)
+        fail before any write, unless this replica knows their version already:
+        ``error`` conflicts naming the column, their versions kept out of
+        knowledge (as a row that fails to write), so they come again. No
+        conflict with the local row is looked into: the incoming row cannot be
+        stored either way."""
+        for seq, (why, values) in tin.unfit.items():
+            failed = f"UPDATE {tin.name} SET action = {FAILED} WHERE seq = ? AND action != {KNOWN}"
+            if self.conn.execute(failed, (seq,)).rowcount:
+                tin.fresh = False  # a row taken out: the write phase lists the rest
+                self._fail(tin, seq, why, values)
 
     def _conflict(self, tin: Staged, r: tuple[Any, ...]) -> None:
         t, seq = tin.t, r[0]

@@ -17,7 +17,7 @@ from peersync._engine.rules import LocalState, policy_name, resolve
 from peersync._engine.wire import Envelope
 
 from .schema import PREFIX, Scope, Tracked, in_ranges, q
-from .staging import APPLY_ERRORS, MERGE, Orphans, Redo, Rewrite, Span, Staged
+from .staging import APPLY_ERRORS, HEAD, MERGE, Orphans, Redo, Rewrite, Span, Staged
 from .txn import TransactionLost, atomic
 
 
@@ -394,8 +394,13 @@ class WritePhase:
             "mw": self.mw,
         }
 
-    def _fail(self, tin: Staged, seq: int, msg: str) -> None:
+    def _fail(self, tin: Staged, seq: int, msg: str, values: list[Value] | None = None) -> None:
+        """Row ``seq`` failed for ``msg``: an ``error`` conflict, its version
+        kept out of knowledge. ``values``: the row's values as they arrived,
+        where the staged ones differ (a NaN is staged as NULL)."""
         r = self.conn.execute(f"SELECT * FROM {tin.name} WHERE seq = ?", (seq,)).fetchone()
+        if values is not None:
+            r = (*r[: 1 + len(HEAD)], *values, *r[1 + len(HEAD) + len(values) :])
         version, _, row, key = self._row(tin, r)
         lt, ctime = self.env.first - 1 + r[1], tin.base + r[7]
         conflict = Conflict(

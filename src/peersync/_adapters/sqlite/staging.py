@@ -59,6 +59,9 @@ class Staged:
         # The least and greatest key of the rows, when the key is one column
         # and every row's is an integer (short rows only).
         self.key_range: tuple[int, int] | None = None
+        # Rows holding a value SQLite would store changed (``fit.py``), by
+        # seq: why, and the row's values as they arrived (set by the load).
+        self.unfit: dict[int, tuple[str, list[Value]]] = {}
 
     def create(self) -> str:
         # A short row (``_wire``) binds only its tick and time offsets and its
