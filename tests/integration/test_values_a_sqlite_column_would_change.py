@@ -76,17 +76,18 @@ def test_a_value_a_decimal_column_would_change_is_an_error_until_it_changes(
         assert d.status("s")[0].pending == 0
 
 
-def test_an_incoming_value_the_column_would_change_is_an_error_not_a_conflict(make_db: MakeDb) -> None:
-    """Both sides changed the row: the incoming one cannot be stored, so no
-    policy is asked and the local row stays as it is."""
+def test_an_update_the_column_would_change_is_an_error_and_not_a_conflict(make_db: MakeDb) -> None:
+    """Row 1 changed on both sides: the incoming one cannot be stored, so no
+    policy is asked and the local row stays as it is. Row 2 changed at the
+    source only: it fails the same way."""
     a, b = _pair(make_db, STRICT, LOOSE)
-    write(a, "INSERT INTO v VALUES (1, 1, 'x')")
-    assert _push(a, b).applied == 1
+    write(a, "INSERT INTO v VALUES (1, 1, 'x'), (2, 2, 'y')")
+    assert _push(a, b).applied == 2
     write(b, "UPDATE v SET txt = 'local' WHERE id = 1")
-    write(a, ("UPDATE v SET d = ? WHERE id = 1", (-0.0,)))
+    write(a, ("UPDATE v SET d = ?", (-0.0,)))
     r = _push(a, b)
-    assert (r.applied, r.errors, r.conflicts) == (0, 1, 0), r
-    assert rows(b, "v") == [(1, 1, "local")]
+    assert (r.applied, r.errors, r.conflicts) == (0, 2, 0), r
+    assert rows(b, "v") == [(1, 1, "local"), (2, 2, "y")]
 
 
 @pytest.mark.parametrize("dst", [STRICT, LOOSE])
