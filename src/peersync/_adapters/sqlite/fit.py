@@ -14,27 +14,35 @@ with values bound for those (measured with SQLite 3.40; the tests pin it):
   affinity (``ANY`` in a STRICT table) keeps it;
 - text that reads as a number becomes an INTEGER or a REAL with NUMERIC or
   REAL affinity, whatever that loses: ``'12345678901234.123456'`` becomes
-  12345678901234.123, ``'99999999999999999999'`` 1e+20, and its conversion
-  is not correctly rounded, so even a few texts of 15 digits or fewer become
-  a neighbouring double (``'748388.385037'`` is stored as
-  748388.3850370001). Which double it picks is SQLite's business: each such
-  text is stored once in a scratch table of the same affinity and read back;
+  12345678901234.123, ``'99999999999999999999'`` 1e+20, ``'1e400'`` inf;
 - an integer beyond 2**53 becomes the nearest double with REAL affinity.
 
 A value is kept when SQLite stores the same number, with the same sign of
 zero: ``'12.30'`` stored as the REAL 12.3, ``'-0.000000'`` as the integer 0
 (a decimal has no negative zero), 2 as 2.0 in a REAL column. A REAL is
 read as its shortest ``repr``, which is how every peer takes it from here
-(a server adapter turns a float into a decimal by ``repr``).
+(a server adapter turns a float into a decimal by ``repr``):
+``'1234567890.123456'`` (16 digits) is kept. A decimal of at most 15
+significant digits is kept by SQLite's own promise (its text-to-REAL
+conversion preserves 15 digits), and is not looked at one by one: that
+conversion is not correctly rounded, so now and then such a text reads back
+a neighbouring double (``'748388.385037'`` as 748388.3850370001, about 3 in
+10,000 random 12-digit decimals), the same number to 15 digits.
+
+The texts that may change (more than 15 characters once trailing zeros are
+dropped, or anything but digits, ``.`` and ``-``) are stored in a scratch
+table of the same affinity and read back: which double SQLite picks is its
+business.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from array import array
 from decimal import Decimal, InvalidOperation
 from itertools import compress, repeat
 from math import copysign
-from operator import is_, itemgetter, ne, not_
+from operator import is_, is_not, itemgetter, ne, not_
 from typing import Any
 
 from peersync._engine.model import Value
@@ -44,8 +52,13 @@ from .schema import PREFIX, Tracked
 
 _CHECKED = (ValueType.REAL, ValueType.DECIMAL)
 _SAFE_FLOAT = float(2**53)  # every integer up to this far from 0 is a double exactly
+_DIGITS = 15  # significant digits SQLite keeps through REAL
+_PLAIN = "0123456789.-"  # the characters of a decimal in plain notation
+_PLAIN_BYTES = _PLAIN.encode()
+_SHORT = 300  # characters: a plain decimal no longer than this is far inside a double's range
 _PROBE = f"temp.{PREFIX}probe"
 _PROBE_COLUMNS = {"real": "r", "numeric": "n"}
+_NONE = type(None)
 
 
 def _of_type(col: list[Any], kind: type) -> list[Any]:
@@ -53,14 +66,34 @@ def _of_type(col: list[Any], kind: type) -> list[Any]:
     return list(compress(col, map(is_, map(type, col), repeat(kind))))
 
 
+def _negative_zero(floats: list[Any], nulls: int) -> bool:
+    """Does ``floats`` (floats and ``nulls`` Nones) hold a -0.0? The one zero
+    with its sign bit set: a byte 0x80 among the bytes of the zeros."""
+    zeros = list(filter(not_, floats))
+    if nulls:
+        zeros = list(compress(zeros, map(is_not, zeros, repeat(None))))
+    return b"\x80" in array("d", zeros).tobytes()
+
+
+def _may_change(text: str) -> bool:
+    """Might SQLite store the number ``text`` spells as another one? Not if
+    it is plain decimal notation of at most 15 significant digits."""
+    return len(text) > _SHORT or len(text.rstrip("0")) > _DIGITS or bool(text.strip(_PLAIN))
+
+
 def _same_number(sent: str, stored: Value) -> bool:
-    """Is ``stored`` (what SQLite made of the text ``sent``) the number ``sent`` spells?"""
+    """Is ``stored`` (what SQLite made of the text ``sent``) the number
+    ``sent`` spells: its shortest ``repr``, or its first 15 significant
+    digits for a text of no more digits than that?"""
     if type(stored) is str:
         return stored == sent
     if type(stored) not in (int, float):
         return False
     try:
-        return Decimal(repr(stored)) == Decimal(sent)
+        want = Decimal(sent)
+        if Decimal(repr(stored)) == want:
+            return True
+        return len(want.normalize().as_tuple().digits) <= _DIGITS and Decimal(format(stored, ".15g")) == want
     except InvalidOperation:
         return False
 
@@ -75,10 +108,10 @@ class Fit:
         self.columns = [(i, s.types[i]) for i, spec in enumerate(specs) if spec.type in _CHECKED]
         self._strict: bool | None = None
 
-    def affinity(self, i: int, declared: str) -> str:
+    def affinity(self, i: int) -> str:
         """``real``, ``numeric`` or ``blob`` (none: ``ANY`` in a STRICT table)."""
         aff = self.t.schema.types[i]
-        if aff == "numeric" and declared.strip().upper() == "ANY":
+        if aff == "numeric" and self.t.schema.specs[i].declared.strip().upper() == "ANY":
             if self._strict is None:
                 row = self.conn.execute(
                     "SELECT strict FROM pragma_table_list WHERE schema = 'main' AND name = ?", (self.t.schema.name,)
@@ -95,52 +128,72 @@ class Fit:
 
         A few passes in C per checked column; Python looks at single values
         only in a column that holds one that may change (a float NaN or
-        -0.0, an integer beyond 2**53 bound for REAL, text bound for REAL
-        or NUMERIC). Nothing is written outside the temporary scratch table."""
+        -0.0, an integer beyond 2**53 bound for REAL, a text that
+        :func:`_may_change`). Nothing is written but a temporary scratch table."""
         out: dict[int, str] = {}
-        specs = self.t.schema.specs
         for i, aff in self.columns:
             col = list(map(itemgetter(first + i), rows))
             kinds = set(map(type, col))
-            if not kinds & {float, int, str}:
-                continue
-            spec = specs[i]
-            name, declared = spec.name, spec.declared or aff.upper()
+            spec = self.t.schema.specs[i]
+            what = f"column {spec.name}: "
+            declared = spec.declared or aff.upper()
             if float in kinds:
-                aff = self.affinity(i, spec.declared)
-                floats = col if kinds == {float} else _of_type(col, float)
-                # NaN is the one value unequal to itself; -0.0 the one falsy float whose repr has a sign.
-                if any(map(ne, floats, floats)) or (aff != "blob" and "-0.0" in map(repr, filter(not_, floats))):
-                    for j, v in enumerate(col, start=1):
-                        if type(v) is not float or j in out:
-                            continue
-                        if v != v:
-                            out[j] = f"column {name}: SQLite cannot store NaN (it stores NULL)"
-                        elif aff != "blob" and v == 0 and copysign(1.0, v) < 0:
-                            kept = "0.0" if aff == "real" else "0"
-                            out[j] = f"column {name}: SQLite cannot store -0.0 in {declared} (it keeps {kept})"
+                for j, f in self._floats(col, kinds, self.affinity(i)):
+                    if f != f:
+                        out.setdefault(j, f"{what}SQLite cannot store NaN (it stores NULL)")
+                    else:
+                        kept = "0.0" if aff == "real" else "0"
+                        out.setdefault(j, f"{what}SQLite cannot store -0.0 in {declared} (it keeps {kept})")
             if int in kinds and aff == "real":
-                ints = _of_type(col, int)
-                if max(ints) > _SAFE_FLOAT or min(ints) < -_SAFE_FLOAT:
-                    for j, v in enumerate(col, start=1):
-                        if type(v) is int and float(v) != v and j not in out:
-                            out[j] = (
-                                f"column {name}: {v} would lose precision in {declared} (SQLite stores {float(v)!r})"
-                            )
-            if str in kinds:
-                aff = self.affinity(i, spec.declared)
-                for j, v, w in self._texts(col, aff) if aff != "blob" else ():
-                    out.setdefault(j, f"column {name}: {v} would lose precision in {declared} (SQLite stores {w!r})")
+                for j, n, w in self._ints(col):
+                    out.setdefault(j, f"{what}{n} would lose precision in {declared} (SQLite stores {w!r})")
+            if str in kinds and self.affinity(i) != "blob":
+                for j, text, stored in self._texts(col, aff):
+                    out.setdefault(j, f"{what}{text} would lose precision in {declared} (SQLite stores {stored!r})")
         return out
 
+    @staticmethod
+    def _floats(col: list[Any], kinds: set[type], aff: str) -> list[tuple[int, float]]:
+        """(seq, value) of the NaNs in ``col``, and of its -0.0s unless ``aff`` is none."""
+        if kinds <= {float, _NONE}:  # the usual REAL column: no copy
+            floats, nulls = col, col.count(None) if _NONE in kinds else 0
+        else:
+            floats, nulls = _of_type(col, float), 0
+        nonzero = list(filter(None, floats))
+        total = sum(nonzero)
+        if total - total == 0 and len(nonzero) + nulls == len(floats):
+            return []  # no NaN (nor infinity), no zero
+        # NaN is the one value unequal to itself.
+        if not any(map(ne, nonzero, nonzero)) and (aff == "blob" or not _negative_zero(floats, nulls)):
+            return []
+        return [
+            (j, v)
+            for j, v in enumerate(col, start=1)
+            if type(v) is float and (v != v or (aff != "blob" and v == 0 and copysign(1.0, v) < 0))
+        ]
+
+    @staticmethod
+    def _ints(col: list[Any]) -> list[tuple[int, int, float]]:
+        """(seq, value, what REAL affinity stores) of the integers of ``col`` no double holds."""
+        ints = _of_type(col, int)
+        if max(ints) <= _SAFE_FLOAT and min(ints) >= -_SAFE_FLOAT:
+            return []
+        return [(j, v, float(v)) for j, v in enumerate(col, start=1) if type(v) is int and float(v) != v]
+
     def _texts(self, col: list[Any], aff: str) -> list[tuple[int, str, Value]]:
-        """The texts of ``col`` that SQLite changes in a column of affinity
-        ``aff``: (seq, text, what it stores), found by storing each in a
-        scratch column of that affinity."""
+        """(seq, text, what it stores) of the texts of ``col`` that SQLite
+        changes in a column of affinity ``aff``: those that :func:`_may_change`
+        are stored in a scratch column of that affinity and read back."""
+        texts = _of_type(col, str)
+        plain = not "".join(texts).encode("ascii", "replace").translate(None, _PLAIN_BYTES)
+        longest = max(map(len, texts))
+        digits = longest if longest > _SHORT else max(map(len, map(str.rstrip, texts, repeat("0"))))
+        if plain and digits <= _DIGITS:
+            return []
+        sent = [(j, v) for j, v in enumerate(col, start=1) if type(v) is str and _may_change(v)]
         conn, c = self.conn, _PROBE_COLUMNS[aff]
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_PROBE[5:]} (i INTEGER PRIMARY KEY, r REAL, n NUMERIC)")
         conn.execute(f"DELETE FROM {_PROBE}")
-        sent = [(j, v) for j, v in enumerate(col, start=1) if type(v) is str]
         conn.executemany(f"INSERT INTO {_PROBE} (i, {c}) VALUES (?, ?)", sent)
         stored = conn.execute(f"SELECT {c} FROM {_PROBE} ORDER BY i").fetchall()
         conn.execute(f"DELETE FROM {_PROBE}")
