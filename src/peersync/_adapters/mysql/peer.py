@@ -26,6 +26,7 @@ from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine import model
 from peersync._engine.errors import (
     RepairNeeded,
+    ScopeError,
     SyncError,
 )
 from peersync._engine.knowledge import Knowledge
@@ -257,12 +258,20 @@ class MySQLPeer(BatchPeer):
         Knowledge handed on as made-with leaves those out (:meth:`_hidden`);
         a description's is never merged (``ReplicaInfo``)."""
         with self.conn.errors():
-            S.seal(self.conn)
+            self._seal(scope)
             with self.conn.txn(read_only=True):
                 sc = self._checked(scope)
                 stored, forgotten = self.meta.stored_knowledge(scope)
                 tick = S.sealed(self.conn)
         return scopes.described(scope, sc, tick, stored, forgotten)
+
+    def _seal(self, scope: str) -> None:
+        """Seal committed changes (``schema.seal``) before reading ``scope``:
+        :class:`~peersync.ScopeError` if the database has no scopes at all
+        (its last one was deprovisioned and the clock went with it)."""
+        if not self.meta.has_meta():
+            raise ScopeError(f"unknown scope {scope!r} in {self.url}")
+        S.seal(self.conn)
 
     def _checked(self, scope: str) -> Scope:
         """The scope, reloaded, refused if its tracking cannot be trusted."""
@@ -286,9 +295,7 @@ class MySQLPeer(BatchPeer):
         unbuffered cursor while the context is open. Raises as
         :meth:`describe` does."""
         with self.conn.errors():
-            with self.conn.txn(read_only=True):
-                self._scope(scope, reload=True)  # an unknown scope, before sealing needs the metadata
-            S.seal(self.conn)
+            self._seal(scope)
             with self.conn.txn(read_only=True):
                 sc = self._checked(scope)
                 tick = S.sealed(self.conn)
@@ -442,13 +449,15 @@ class MySQLPeer(BatchPeer):
     def keep_final(self, scope: str, final: Final, known: Knowledge) -> None:
         """Record a final batch applied here (``_adapters/sql/finals.py``)."""
         with self.conn.errors():
-            self.meta.execute(finals_ddl(self.meta))  # before the transaction: DDL commits here
+            # DDL commits here: before the transaction, once the scope is known to exist.
+            scopes.scope_row(self.meta, scope, self.url)
+            self.meta.execute(finals_ddl(self.meta))
             with self.conn.txn():
-                keep_final(self.meta, scope, final, known, make=False)
+                keep_final(self.meta, scope, final, known, self.url, make=False)
 
     def kept_finals(self, scope: str) -> list[Final]:
         with self.conn.errors(), self.conn.txn(read_only=True):
-            return kept_finals(self.meta, scope)
+            return kept_finals(self.meta, scope, self.url)
 
     def status(self, scope: str | None = None) -> list[model.Status]:
         names = [scope] if scope is not None else self.scopes()

@@ -457,8 +457,8 @@ class PostgresPeer(BatchPeer):
     def keep_final(self, scope: str, final: Final, known: Knowledge) -> None:
         """Record a final batch applied here (``_adapters/sql/finals.py``)."""
         with self._txn():
-            keep_final(self.meta, scope, final, known)
+            keep_final(self.meta, scope, final, known, self.url)
 
     def kept_finals(self, scope: str) -> list[Final]:
         with self._txn():
-            return kept_finals(self.meta, scope)
+            return kept_finals(self.meta, scope, self.url)

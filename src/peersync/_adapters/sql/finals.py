@@ -12,6 +12,7 @@ before it existed have none).
 
 from __future__ import annotations
 
+from peersync._engine.errors import ScopeError
 from peersync._engine.knowledge import Knowledge
 
 from .meta import PREFIX, Meta
@@ -31,8 +32,21 @@ def finals_ddl(meta: Meta) -> str:
     )
 
 
-def kept_finals(meta: Meta, scope: str) -> list[Final]:
-    """``scope``'s recorded final batches, newest first (none without the table)."""
+def _require(meta: Meta, scope: str, where: str, lock: str = "") -> None:
+    """:class:`~peersync.ScopeError` unless ``scope`` exists in the database
+    at ``where`` (none does once its last scope was deprovisioned and the
+    metadata tables went with it); ``lock``: with its row locked."""
+    if (
+        not meta.has_meta()
+        or meta.execute(f"SELECT 1 FROM {PREFIX}scopes WHERE name = ?{lock}", (scope,)).fetchone() is None
+    ):
+        raise ScopeError(f"unknown scope {scope!r} in {where}")
+
+
+def kept_finals(meta: Meta, scope: str, where: str) -> list[Final]:
+    """``scope``'s recorded final batches, newest first (none without the
+    table); :class:`~peersync.ScopeError` for an unknown scope."""
+    _require(meta, scope, where)
     if meta.execute(meta.d.table_exists, (FINALS,)).fetchone() is None:
         return []
     rows = meta.execute(
@@ -41,15 +55,16 @@ def kept_finals(meta: Meta, scope: str) -> list[Final]:
     return [(bytes(s), int(last), Knowledge.from_bytes(bytes(k))) for s, last, k in rows]
 
 
-def keep_final(meta: Meta, scope: str, final: Final, known: Knowledge, *, make: bool = True) -> None:
+def keep_final(meta: Meta, scope: str, final: Final, known: Knowledge, where: str, *, make: bool = True) -> None:
     """Record ``final`` for ``scope`` in the caller's write transaction,
     dropping the records ``known`` (the scope's knowledge now) contains and
     all but the newest :data:`FINALS_KEPT`. The scope's row is locked first,
-    so two server processes recording at once take turns; then, with
-    ``make``, the table is made if absent (after the lock: PostgreSQL fails
-    one of two concurrent ``CREATE TABLE IF NOT EXISTS``). MariaDB passes
-    False and runs :func:`finals_ddl` before its transaction."""
-    meta.execute(f"SELECT 1 FROM {PREFIX}scopes WHERE name = ?{meta.d.for_update}", (scope,)).fetchone()
+    so two server processes recording at once take turns
+    (:class:`~peersync.ScopeError` if there is none); then, with ``make``,
+    the table is made if absent (after the lock: PostgreSQL fails one of two
+    concurrent ``CREATE TABLE IF NOT EXISTS``). MariaDB passes False and
+    runs :func:`finals_ddl` before its transaction, having checked the scope."""
+    _require(meta, scope, where, meta.d.for_update)
     if make:
         meta.execute(finals_ddl(meta))
     for seq, blob in meta.execute(f"SELECT seq, made_with FROM {FINALS} WHERE scope = ?", (scope,)).fetchall():

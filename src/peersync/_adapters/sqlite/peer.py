@@ -142,11 +142,11 @@ class SQLitePeer(SQLiteProvisioning, BatchPeer):
     def keep_final(self, scope: str, final: Final, known: Knowledge) -> None:
         """Record a final batch applied here (``_adapters/sql/finals.py``)."""
         with self._txn(write=True):
-            keep_final(self.meta, scope, final, known)
+            keep_final(self.meta, scope, final, known, self.path)
 
     def kept_finals(self, scope: str) -> list[Final]:
         with self._txn(write=False):
-            return kept_finals(self.meta, scope)
+            return kept_finals(self.meta, scope, self.path)
 
     def status(self, scope: str | None = None) -> list[Status]:
         """Status of one scope, or of every scope when ``scope`` is None."""
