@@ -26,7 +26,7 @@ from peersync import ConflictType
 from peersync._adapters.sqlite.catalog import introspect
 from peersync._adapters.sqlite.fit import Fit
 
-from ..helpers import rows, write
+from ..helpers import peers, push, rows, write
 
 MakeDb = Callable[..., Path]
 
@@ -35,16 +35,8 @@ LOOSE = "CREATE TABLE v (id INTEGER PRIMARY KEY, d DECIMAL(20, 6), txt TEXT);"
 
 
 def _pair(make_db: MakeDb, src: str, dst: str) -> tuple[Path, Path]:
-    a, b = make_db("a", src), make_db("b", dst)
-    for p in (a, b):
-        with peersync.connect(p) as d:
-            d.provision("s", ["v"])
-    return a, b
-
-
-def _push(a: Path, b: Path) -> peersync.SyncResult:
-    with peersync.connect(a) as x, peersync.connect(b) as y:
-        return peersync.sync(x, y, "s", direction="push")
+    """Source ``a`` and destination ``b`` of scope ``s`` over ``v``, each with its table."""
+    return peers(make_db, src, ["v"], "a")[0], peers(make_db, dst, ["v"], "b")[0]
 
 
 @pytest.mark.parametrize(
@@ -57,7 +49,7 @@ def test_a_value_a_decimal_column_would_change_is_an_error_until_it_changes(
     a, b = _pair(make_db, STRICT, LOOSE)
     write(a, "INSERT INTO v VALUES (1, 1.5, 'before'), (3, NULL, 'after')")
     write(a, ("INSERT INTO v VALUES (2, ?, 'x')", (value,)))
-    r = _push(a, b)
+    r = push(a, b)
     assert (r.applied, r.errors) == (2, 1), r
     with peersync.connect(b) as d:
         (err,) = d.conflicts("s")
@@ -66,10 +58,10 @@ def test_a_value_a_decimal_column_would_change_is_an_error_until_it_changes(
         assert err.remote_row is not None and repr(err.remote_row["d"]) == repr(value)
         assert d.status("s")[0].pending == 1
     assert [r[0] for r in rows(b, "v")] == [1, 3]
-    r = _push(a, b)  # it comes again
+    r = push(a, b)  # it comes again
     assert (r.applied, r.errors) == (0, 1), r
     write(a, "UPDATE v SET d = '12.25' WHERE id = 2")
-    r = _push(a, b)
+    r = push(a, b)
     assert (r.applied, r.errors) == (1, 0), r
     assert rows(b, "v")[1] == (2, 12.25, "x")
     with peersync.connect(b) as d:
@@ -82,10 +74,10 @@ def test_an_update_the_column_would_change_is_an_error_and_not_a_conflict(make_d
     source only: it fails the same way."""
     a, b = _pair(make_db, STRICT, LOOSE)
     write(a, "INSERT INTO v VALUES (1, 1, 'x'), (2, 2, 'y')")
-    assert _push(a, b).applied == 2
+    assert push(a, b).applied == 2
     write(b, "UPDATE v SET txt = 'local' WHERE id = 1")
     write(a, ("UPDATE v SET d = ?", (-0.0,)))
-    r = _push(a, b)
+    r = push(a, b)
     assert (r.applied, r.errors, r.conflicts) == (0, 2, 0), r
     assert rows(b, "v") == [(1, 1, "local"), (2, 2, "y")]
 
@@ -97,7 +89,7 @@ def test_values_the_column_keeps_apply_exactly(make_db: MakeDb, dst: str) -> Non
     values: list[Any] = [-0.0, "12345678901234.123456", "NaN", "abc", "12.30", "1234567890.123456", math.inf, 2.5, 7]
     a, b = _pair(make_db, STRICT, dst)
     write(a, *(("INSERT INTO v VALUES (?, ?, NULL)", (i, v)) for i, v in enumerate(values, start=1)))
-    r = _push(a, b)
+    r = push(a, b)
     want = [v for v in values if dst == STRICT or v not in (-0.0, "12345678901234.123456")]
     assert (r.applied, r.errors) == (len(want), len(values) - len(want)), r
     conn = sqlite3.connect(":memory:")
