@@ -41,16 +41,19 @@ class ValueType(enum.StrEnum):
 
     REAL = "real"
     """A binary floating-point number: msgpack float 64 (a 32-bit float
-    widens exactly). SQLite turns NaN into NULL; infinities travel."""
+    widens exactly). Infinities travel; SQLite cannot hold NaN (it stores
+    NULL) nor, with affinity, -0.0: a SQLite destination refuses them as an
+    ``error`` conflict (``_adapters/sqlite/fit.py``)."""
 
     DECIMAL = "decimal"
     """An exact decimal number: its text in plain notation, as the database
     holds it (``"12.30"``, ``"-0.5"``, ``"NaN"``): no float can carry every
     ``numeric(p, s)`` value exactly. SQLite applies its NUMERIC affinity to
     what it stores (``'12.30'`` becomes the REAL 12.3, a 20-digit number a
-    rounded REAL, ``'NaN'`` stays text): a SQLite column is only as exact as
-    SQLite keeps it. A SQLite source sends what it holds, an integer, a float
-    or text; a server destination reads any of the three."""
+    rounded REAL, ``'NaN'`` stays text): a SQLite destination refuses, as an
+    ``error`` conflict, a text it would turn into another number. A SQLite
+    source sends what it holds, an integer, a float or text; a server
+    destination reads any of the three."""
 
     TEXT = "text"
     """Characters: msgpack str (UTF-8). SQLite text whose bytes are not
