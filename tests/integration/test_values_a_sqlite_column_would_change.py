@@ -162,3 +162,17 @@ def test_exactly_the_values_sqlite_changes_are_found(declared: str) -> None:
         changed, wrong = _check(declared, case)
         assert not wrong, (seed, changed, wrong[:10])
     assert _check(declared, values)[0] > 100
+
+
+def test_a_decimal_text_is_stored_as_the_double_it_spells(make_db: MakeDb) -> None:
+    """SQLite's own text-to-REAL conversion is not correctly rounded: it reads
+    '748388.385037' as 748388.3850370001, which a server with scale 6 would
+    later refuse from here. The apply binds the double the text spells."""
+    a, b = _pair(make_db, STRICT, LOOSE)
+    texts = ["748388.385037", "12.30", "-0.000", "100", "0.1", "-5.5"]
+    write(a, *(("INSERT INTO v VALUES (?, ?, 'x')", (i, t)) for i, t in enumerate(texts)))
+    r = push(a, b)
+    assert (r.applied, r.errors) == (len(texts), 0), r
+    stored = [row[1] for row in rows(b, "v")]
+    assert [repr(v) for v in stored] == ["748388.385037", "12.3", "0", "100", "0.1", "-5.5"]
+    assert [type(v) for v in stored] == [float, float, int, int, float, float]

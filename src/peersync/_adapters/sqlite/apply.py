@@ -255,6 +255,10 @@ class SetApply(WritePhase):
                 tin.key_range = int_range(list(map(itemgetter(2 + tin.t.schema.key_positions[0]), rows)))
         else:  # one statement loads them all, in order: spell short rows out
             rows = [r if len(r) > 2 + ncols else [r[0], 0, 0, None, None, None, *r[1:]] for r in rows]
+        first = 2 if tin.short else len(HEAD)
+        fit = Fit(conn, tin.t)
+        tin.unfit = {seq: (why, rows[seq - 1][first:]) for seq, why in fit.unfit(rows, first).items()}
+        fit.round_decimals(rows, first)
         insert = tin.insert(tin.short, tin.short and self.unseen)
         try:
             conn.executemany(insert, rows)
@@ -265,8 +269,6 @@ class SetApply(WritePhase):
                 loaded = False
             if not loaded:
                 raise ProtocolError(f"malformed batch rows for {tin.t.name!r}: {exc}") from exc
-        first = 2 if tin.short else len(HEAD)
-        tin.unfit = {seq: (why, rows[seq - 1][first:]) for seq, why in Fit(conn, tin.t).unfit(rows, first).items()}
         if tin.short:
             # Each row's version is a tick of the source in first..last, which
             # the source's knowledge holds (``apply`` checked): nothing to vouch for.

@@ -33,6 +33,13 @@ The texts that may change (more than 15 characters once trailing zeros are
 dropped, or anything but digits, ``.`` and ``-``) are stored in a scratch
 table of the same affinity and read back: which double SQLite picks is its
 business.
+
+The texts that are kept are not left to that conversion, though: a decimal
+column's plain fractional texts of at most 15 digits are bound as the double
+Python reads them (:meth:`Fit.round_decimals`, correctly rounded), which
+SQLite stores as such, so ``'748388.385037'`` is stored as the double whose
+shortest ``repr`` is that text, and a server that reads it from here later
+finds the decimal it sent, not one that its scale refuses.
 """
 
 from __future__ import annotations
@@ -198,3 +205,28 @@ class Fit:
         stored = conn.execute(f"SELECT {c} FROM {_PROBE} ORDER BY i").fetchall()
         conn.execute(f"DELETE FROM {_PROBE}")
         return [(j, v, w) for (j, v), (w,) in zip(sent, stored, strict=True) if not _same_number(v, w)]
+
+    def round_decimals(self, rows: list[list[Any]], first: int) -> None:
+        """Replace, in ``rows`` (values from position ``first`` on), each
+        plain fractional text of at most 15 significant digits bound for a
+        ``decimal`` column with REAL or NUMERIC affinity by the nearest
+        double, which SQLite then stores as it is: its own text-to-REAL
+        conversion may give a neighbouring double. Texts of whole numbers
+        (SQLite makes them integers exactly), zeros (a -0 text is stored as
+        0 either way) and any other text are left as they are. Call after
+        :meth:`unfit`, which must see the texts as they arrived."""
+        for i, _ in self.columns:
+            if self.t.schema.specs[i].type is not ValueType.DECIMAL or self.affinity(i) == "blob":
+                continue
+            k = first + i
+            col = list(map(itemgetter(k), rows))
+            if str not in set(map(type, col)):
+                continue
+            for row, v in zip(rows, col, strict=True):
+                if type(v) is str and "." in v and not _may_change(v):
+                    try:
+                        f = float(v)
+                    except ValueError:  # "1.2.3": SQLite keeps it as text
+                        continue
+                    if f:
+                        row[k] = f
