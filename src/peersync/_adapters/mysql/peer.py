@@ -40,6 +40,7 @@ from . import schema as S
 from . import snapshot as snap
 from .apply import Apply
 from .conn import MYSQL, Conn, Target, q
+from .constraints import constraints_of
 from .maintenance import compact
 from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
@@ -303,12 +304,14 @@ class MySQLPeer(BatchPeer):
                 _, forgotten = self.meta.stored_knowledge(scope)
                 params = {"scope": sc.idx, "tick": tick}
                 t = sc.tables
+                glob = tuple(sc.global_schemas())
                 yield Snapshot(
-                    scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
+                    scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, glob,
                     dict(self.meta.rep_rid), self.meta.partials(),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], True), params, snap.key_specs(t[i])),
                     lambda i: snap.stream(self.conn, snap.tracking_sql(t[i], False), params, snap.key_specs(t[i])),
                     lambda i: snap.stream(self.conn, snap.rows_sql(t[i]), params, list(t[i].specs)),
+                    constraints_of(self.conn, t, glob),
                 )  # fmt: skip
 
     def _batch(

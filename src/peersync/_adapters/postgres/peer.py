@@ -40,6 +40,7 @@ from . import retrack
 from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
+from .constraints import constraints_of
 from .schema import SCHEMA, Scope, Tracked, q
 from .snapshot import rows_sql, stream, tracking_sql, values_sql
 
@@ -337,12 +338,14 @@ class PostgresPeer(BatchPeer):
             fr = frame(self.meta, sc, sc.fingerprint, tick, None, self._hidden(sc, tick))
             _, forgotten = self.meta.stored_knowledge(scope)
             params = {"scope": sc.idx, "tick": tick}
+            glob = tuple(sc.global_schemas())
             yield Snapshot(
-                scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, tuple(sc.global_schemas()),
+                scope, sc.rid, tick, sc.fingerprint, fr.made_with, forgotten, glob,
                 dict(self.meta.rep_rid), self.meta.partials(),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], True), params),
                 lambda i: stream(self.conn, tracking_sql(sc.tables[i], False), params),
                 lambda i: stream(self.conn, rows_sql(sc.tables[i]), params),
+                constraints_of(self.conn, sc.tables, glob),
             )  # fmt: skip
 
     def _batch(

@@ -32,6 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 from peersync._engine.knowledge import Knowledge
 from peersync._engine.model import TableSchema
 
+from .constraints import TableConstraints
+
 # How many rows a reader fetches at a time: memory stays a chunk, whatever the table.
 CHUNK_ROWS = 5000
 
@@ -68,7 +70,10 @@ class Snapshot:
     replica indexes to ids (the source itself is index 0 and None).
     ``partials`` are all the source's made-with records, by id (a row that
     arrived through another scope may point to one of that scope's).
-    ``knowledge`` includes the source's own ticks up to ``tick``."""
+    ``knowledge`` includes the source's own ticks up to ``tick``.
+    ``constraints`` describe table ``i``'s indexes, foreign keys and
+    defaults in global names, as far as a clone carries them (see
+    :mod:`peersync._adapters.sql.constraints`); empty carries none."""
 
     scope: str
     rid: bytes
@@ -82,6 +87,7 @@ class Snapshot:
     local: Callable[[int], Iterator[list[Row]]]
     tracking: Callable[[int], Iterator[list[Row]]]
     values: Callable[[int], Iterator[list[Row]]]
+    constraints: tuple[TableConstraints, ...] = ()
 
 
 @runtime_checkable

@@ -8,10 +8,15 @@ exactly as it does a SQLite backup:
 
 - the scope's tables, created from their global shape (names and canonical
   types, :func:`declared_type`), so the clone's fingerprint is the source's;
-  names the source maps locally are the global ones here. Constraints other
-  than the key and NOT NULL (foreign keys, UNIQUE, CHECK, defaults) are not
-  carried: the fingerprint leaves them out, and the clone's own tables
-  are the user's to alter;
+  names the source maps locally are the global ones here. What the snapshot
+  describes beyond the shape (:attr:`Snapshot.constraints`, which the
+  fingerprint leaves out) is carried too: literal defaults and foreign keys
+  within the scope in ``CREATE TABLE``, unique and plain indexes once the
+  rows are written (faster than keeping them up to date row by row). The
+  rows are written with foreign keys off, as the source holds them (a row
+  whose parent changed above the bound is there before its parent arrives);
+  CHECK constraints are not carried (see
+  :mod:`peersync._adapters.sql.constraints`);
 - the scope provisioned over them, with the source's replica id;
 - each row at the snapshot's tick and its tracking row, at the row's tick
   *at the source* (its change log entry too), as ``reidentify`` makes a
@@ -35,9 +40,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 
+from peersync._adapters.sql.constraints import ForeignKeySpec, TableConstraints
 from peersync._adapters.sql.snapshot import Snapshot
 from peersync._engine.errors import SchemaMismatch, StorageError
-from peersync._engine.model import TableSchema
+from peersync._engine.model import TableSchema, Value
 from peersync._engine.types import Column, ValueType
 
 from . import schema as S
@@ -71,8 +77,9 @@ def declared_type(c: Column) -> str:
     return base
 
 
-def table_ddl(t: TableSchema) -> str:
-    """``CREATE TABLE`` for ``t`` (a single integer key is the rowid)."""
+def table_ddl(t: TableSchema, extra: TableConstraints) -> str:
+    """``CREATE TABLE`` for ``t`` (a single integer key is the rowid), with
+    ``extra``'s defaults and foreign keys (its indexes: :func:`index_ddl`)."""
     specs = {c.name: c for c in t.specs}
     rowid = len(t.key) == 1 and specs[t.key[0]].type is _V.INTEGER
     cols = []
@@ -82,10 +89,63 @@ def table_ddl(t: TableSchema) -> str:
             cols.append(f"{q(name)} INTEGER PRIMARY KEY NOT NULL")
         else:
             null = "" if c.nullable and name not in t.key else " NOT NULL"
-            cols.append(f"{q(name)} {declared_type(c)}{null}")
+            default = f" DEFAULT {_literal(extra.defaults[name])}" if name in extra.defaults else ""
+            cols.append(f"{q(name)} {declared_type(c)}{null}{default}")
     if not rowid:
         cols.append(f"PRIMARY KEY ({', '.join(q(k) for k in t.key)})")
+    cols += [_foreign_key(fk) for fk in extra.foreign_keys]
     return f"CREATE TABLE {q(t.name)} ({', '.join(cols)})"
+
+
+def _names(cols: tuple[str, ...]) -> str:
+    return ", ".join(q(c) for c in cols)
+
+
+def _foreign_key(fk: ForeignKeySpec) -> str:
+    # RESTRICT is checked at once even while an apply defers foreign keys
+    # (PRAGMA defer_foreign_keys) and would refuse a batch that deletes a
+    # parent before its children; NO ACTION refuses the same local writes
+    # at the end of each statement, as RESTRICT does at the source.
+    acts = {a: "NO ACTION" if a == "RESTRICT" else a for a in (fk.on_delete, fk.on_update)}
+    return (
+        f"FOREIGN KEY ({_names(fk.columns)}) REFERENCES {q(fk.parent)} ({_names(fk.parent_columns)})"
+        f" ON DELETE {acts[fk.on_delete]} ON UPDATE {acts[fk.on_update]}"
+        + (" DEFERRABLE INITIALLY DEFERRED" if fk.deferred else "")
+    )
+
+
+def _literal(v: Value) -> str:
+    """A default value (canonical wire form) as a SQLite literal; the
+    column's affinity applies to it as to a synced value."""
+    if isinstance(v, (bool, int, float)):
+        return repr(int(v) if isinstance(v, bool) else v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def index_ddl(t: TableSchema, extra: TableConstraints, taken: set[str]) -> list[tuple[str, str]]:
+    """``CREATE [UNIQUE] INDEX`` for every index ``extra`` carries on table
+    ``t``, each with the same statement made non-unique (see :func:`_fill`).
+    An index keeps its source's name unless SQLite reserves it or another
+    object of the file (``taken``, lower case, updated) has it: then
+    ``<table>_<columns>``, numbered if need be."""
+    out = []
+    for ix in extra.indexes:
+        name = base = ix.name
+        if name.lower() in taken or name.lower().startswith(("sqlite_", PREFIX)):
+            name = base = f"{t.name}_{'_'.join(ix.columns)}"
+        n = 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name.lower())
+        plain = f"CREATE INDEX {q(name)} ON {q(t.name)} ({_names(ix.columns)})"
+        out.append((plain.replace("CREATE", "CREATE UNIQUE", 1) if ix.unique else plain, plain))
+    return out
+
+
+def _extras(snap: Snapshot) -> tuple[TableConstraints, ...]:
+    """What ``snap`` carries per table beyond its shape (nothing if it says nothing)."""
+    return snap.constraints or tuple(TableConstraints() for _ in snap.tables)
 
 
 def write_snapshot(tmp: str, snap: Snapshot) -> None:
@@ -98,13 +158,13 @@ def write_snapshot(tmp: str, snap: Snapshot) -> None:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             with atomic(conn):
-                for t in snap.tables:
-                    conn.execute(table_ddl(t))
+                for t, extra in zip(snap.tables, _extras(snap), strict=True):
+                    conn.execute(table_ddl(t, extra))
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise StorageError(f"cannot create the clone's tables: {exc}") from exc
-    with SQLitePeer(tmp) as copy:
+    with SQLitePeer(tmp, foreign_keys=False) as copy:
         copy.provision(snap.scope, [t.name for t in snap.tables])
         made = copy.describe(snap.scope).fingerprint
         if made != snap.fingerprint:
@@ -130,7 +190,8 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
         src = meta.rep_index(snap.rid)
         (idx,) = conn.execute(f"SELECT idx FROM {PREFIX}scopes WHERE name = ?", (snap.scope,)).fetchone()
         tids = meta.tracked_ids()
-        for i, t in enumerate(snap.tables):
+        taken = {r[0].lower() for r in conn.execute("SELECT name FROM sqlite_master")}
+        for i, (t, extra) in enumerate(zip(snap.tables, _extras(snap), strict=True)):
             tracked = replace(introspect(conn, t.name), tid=tids[t.name])
             # The rows and their tracking are written as they were at the
             # source: no trigger must stamp them (recreated below).
@@ -145,6 +206,19 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             _reconcile(conn, tracked)
             kc = ", ".join(tracked.kcols)
             conn.execute(f"INSERT INTO {LOG} (lt, tbl, {kc}) SELECT lt, {tracked.tid}, {kc} FROM {q(tracked.tracking)}")
+            # Indexes once the rows are in (one sort each, not a b-tree kept
+            # up to date row by row), before the triggers, which know the
+            # table's unique indexes.
+            for unique, plain in index_ddl(t, extra, taken):
+                try:
+                    conn.execute(unique)
+                except sqlite3.IntegrityError:
+                    # Rows the source holds as distinct that SQLite compares
+                    # equal (decimals past 15 digits under NUMERIC affinity):
+                    # the index stays, not its uniqueness.
+                    conn.execute(plain)
+            if extra.indexes:
+                tracked = replace(introspect(conn, t.name), tid=tids[t.name])
             for ddl in trigger_sql(tracked):
                 conn.execute(ddl)
         top = f"(SELECT COALESCE(max(lt), 0) FROM {LOG})"
