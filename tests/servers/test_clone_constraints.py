@@ -246,3 +246,21 @@ def test_a_child_whose_parent_changed_above_the_bound_stays_until_its_parent_arr
     assert _lite(clone, "SELECT id, region FROM customer ORDER BY id") == [(1, "south"), (2, "north"), (5, "north")]
     assert _lite(clone, "SELECT id FROM orders ORDER BY id") == [(10,), (11,), (20,)]
     _quiet(clone, url)
+
+
+def test_a_clone_over_http_from_a_postgresql_server_carries_the_constraints(
+    make_pg: Callable[..., str], tmp_path: Path
+) -> None:
+    """A served PostgreSQL database writes the same file for the stream."""
+    from tests.http.conftest import Server
+
+    url = _source(lambda **ddl: make_pg(";".join(ddl["pg"])))
+    served = Server(url).start()  # type: ignore[arg-type]
+    try:
+        clone = tmp_path / "clone.db"
+        peersync.clone(served.url, str(clone), "s")
+    finally:
+        served.stop()
+    assert _foreign_keys(clone, "orders") == [("customer", "customer_id", "id", "NO ACTION", "CASCADE")]
+    assert (True, ("email",)) in _indexes(clone, "customer")
+    _quiet(clone, url)

@@ -1,7 +1,7 @@
-"""The indexes, foreign keys and literal defaults of a MariaDB scope's
-tables, read from ``information_schema`` for a clone (see
-:mod:`peersync._adapters.sql.constraints` for what is carried and what is
-left out, and :meth:`MySQLPeer.snapshot_of`)."""
+"""What a clone carries of a MariaDB scope's tables beyond their shape,
+from ``information_schema``, read in the consistent snapshot before its rows
+stream (:meth:`MySQLPeer.snapshot_of`); the rules of what is carried are
+:mod:`peersync._adapters.sql.constraints`'s."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from peersync._adapters.sql.constraints import (
-    ForeignKeySpec,
-    IndexSpec,
-    LocalConstraints,
-    TableConstraints,
-    default_value,
-    in_global_names,
-)
+from peersync._adapters.sql import constraints as C
 from peersync._engine.model import TableSchema
 
 from .cascades import foreign_keys
@@ -45,19 +38,21 @@ _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "r": "\r", "t": "\t", "0"
 _ACTION = {"SET DEFAULT": "RESTRICT"}
 
 
-def constraints_of(conn: Conn, tables: Sequence[Tracked], glob: Sequence[TableSchema]) -> tuple[TableConstraints, ...]:
+def constraints_of(
+    conn: Conn, tables: Sequence[Tracked], glob: Sequence[TableSchema]
+) -> tuple[C.TableConstraints, ...]:
     """The constraints a clone carries for each of ``tables`` (a scope's,
     ``glob`` their shapes in global names), read in the caller's open
     transaction before any row is streamed."""
     at = {t.name: i for i, t in enumerate(tables)}
     names = tuple(at)
-    found = [LocalConstraints() for _ in tables]
+    found = [C.LocalConstraints() for _ in tables]
     parts: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for row in conn.execute(_INDEXES, (names,)).fetchall():
         parts.setdefault((row[0], row[1]), []).append(row)
     for (table, index), rows in parts.items():
         if all(r[4] is None and r[3] is not None and r[5] in ("BTREE", "HASH") for r in rows):
-            found[at[table]].indexes.append(IndexSpec(index, tuple(r[3] for r in rows), not rows[0][2]))
+            found[at[table]].indexes.append(C.IndexSpec(index, tuple(r[3] for r in rows), not rows[0][2]))
     specs = [{c.name: c for c in t.schema.specs} for t in tables]
     for table, col, expr, extra in conn.execute(_DEFAULTS, (names,)).fetchall():
         if expr is None and "auto_increment" not in (extra or "").lower():
@@ -70,8 +65,8 @@ def constraints_of(conn: Conn, tables: Sequence[Tracked], glob: Sequence[TableSc
     for fk in foreign_keys(conn):
         if fk.child in at and fk.parent in at:
             dele, upd = (_ACTION.get(a, a) for a in (fk.on_delete, fk.on_update))
-            found[at[fk.child]].foreign_keys.append(ForeignKeySpec(fk.cols, str(at[fk.parent]), fk.refs, dele, upd))
-    return in_global_names([t.schema for t in tables], glob, found)
+            found[at[fk.child]].foreign_keys.append(C.ForeignKeySpec(fk.cols, str(at[fk.parent]), fk.refs, dele, upd))
+    return C.in_global_names([t.schema for t in tables], glob, found)
 
 
 def _literal(expr: str, vtype: Any) -> tuple[bool, Any]:
@@ -79,9 +74,9 @@ def _literal(expr: str, vtype: Any) -> tuple[bool, Any]:
     default of a column of canonical type ``vtype``; ``(False, None)`` when
     it is not one."""
     if expr == "NULL":
-        return default_value("null", "", vtype)
+        return C.default_value("null", "", vtype)
     if _NUMBER.fullmatch(expr):
-        return default_value("number", expr, vtype)
+        return C.default_value("number", expr, vtype)
     m = _STRING.fullmatch(expr)
     if m is None:
         return False, None
@@ -99,4 +94,4 @@ def _literal(expr: str, vtype: Any) -> tuple[bool, Any]:
         else:
             out.append(ch)
             i += 1
-    return default_value("string", "".join(out), vtype)
+    return C.default_value("string", "".join(out), vtype)

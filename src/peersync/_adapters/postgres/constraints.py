@@ -1,7 +1,7 @@
-"""The indexes, foreign keys and literal defaults of a PostgreSQL scope's
-tables, read from the catalog for a clone (see
-:mod:`peersync._adapters.sql.constraints` for what is carried and what is
-left out, and :meth:`PostgresPeer.snapshot_of`)."""
+"""What a clone carries of a PostgreSQL scope's tables beyond their shape
+(btree and hash indexes, foreign keys, literal defaults), read from
+``pg_catalog`` inside the snapshot's transaction. What is carried and what
+is left out: :mod:`peersync._adapters.sql.constraints`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from peersync._adapters.sql.constraints import (
-    ForeignKeySpec,
-    IndexSpec,
-    LocalConstraints,
-    TableConstraints,
-    default_value,
-    in_global_names,
-)
+from peersync._adapters.sql import constraints as C
 from peersync._engine.model import TableSchema
 
 from .schema import Tracked
@@ -63,7 +56,7 @@ _NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _NULL = re.compile(r"NULL(?:::[\w .\"$]+)?")
 
 
-def constraints_of(conn: Any, tables: Sequence[Tracked], glob: Sequence[TableSchema]) -> tuple[TableConstraints, ...]:
+def constraints_of(conn: Any, tables: Sequence[Tracked], glob: Sequence[TableSchema]) -> tuple[C.TableConstraints, ...]:
     """The constraints a clone carries for each of ``tables`` (a scope's,
     ``glob`` their shapes in global names), read in the caller's open
     transaction: three catalog queries for the whole scope."""
@@ -75,10 +68,10 @@ def constraints_of(conn: Any, tables: Sequence[Tracked], glob: Sequence[TableSch
         ).fetchall()
     ]
     at = {oid: i for i, oid in enumerate(oids)}
-    found = [LocalConstraints() for _ in tables]
+    found = [C.LocalConstraints() for _ in tables]
     params = {"oids": oids}
     for rel, name, unique, cols in conn.execute(_INDEXES, params).fetchall():
-        found[at[rel]].indexes.append(IndexSpec(name, tuple(cols), bool(unique)))
+        found[at[rel]].indexes.append(C.IndexSpec(name, tuple(cols), bool(unique)))
     specs = [{c.name: c for c in t.schema.specs} for t in tables]
     for rel, col, expr in conn.execute(_DEFAULTS, params).fetchall():
         carried, value = _literal(expr, specs[at[rel]][col].type) if expr is not None else (False, None)
@@ -89,21 +82,21 @@ def constraints_of(conn: Any, tables: Sequence[Tracked], glob: Sequence[TableSch
     for rel, ref, dele, upd, deferred, setcols, cols, refcols in conn.execute(_FOREIGN_KEYS, params).fetchall():
         if setcols is not None:  # SET NULL (some columns): SQLite would null them all
             continue
-        fk = ForeignKeySpec(tuple(cols), str(at[ref]), tuple(refcols), _ACTION[dele], _ACTION[upd], bool(deferred))
+        fk = C.ForeignKeySpec(tuple(cols), str(at[ref]), tuple(refcols), _ACTION[dele], _ACTION[upd], bool(deferred))
         found[at[rel]].foreign_keys.append(fk)
-    return in_global_names([t.schema for t in tables], glob, found)
+    return C.in_global_names([t.schema for t in tables], glob, found)
 
 
 def _literal(expr: str, vtype: Any) -> tuple[bool, Any]:
     """``expr`` (pg_get_expr of a default) as a literal default of a
     column of canonical type ``vtype``; ``(False, None)`` when it is not one."""
     if expr in ("true", "false"):
-        return default_value("bool", expr, vtype)
+        return C.default_value("bool", expr, vtype)
     if _NULL.fullmatch(expr):
-        return default_value("null", "", vtype)
+        return C.default_value("null", "", vtype)
     if _NUMBER.fullmatch(expr):
-        return default_value("number", expr, vtype)
+        return C.default_value("number", expr, vtype)
     m = _STRING.fullmatch(expr)
     if m:
-        return default_value("string", m.group(1).replace("''", "'"), vtype)
+        return C.default_value("string", m.group(1).replace("''", "'"), vtype)
     return False, None
