@@ -264,3 +264,21 @@ def test_a_clone_over_http_from_a_postgresql_server_carries_the_constraints(
     assert _foreign_keys(clone, "orders") == [("customer", "customer_id", "id", "NO ACTION", "CASCADE")]
     assert (True, ("email",)) in _indexes(clone, "customer")
     _quiet(clone, url)
+
+
+def test_a_unique_index_whose_rows_sqlite_compares_equal_is_kept_without_its_uniqueness(
+    make_pg: Callable[..., str], tmp_path: Path
+) -> None:
+    """Two decimals PostgreSQL holds as distinct, equal in SQLite past 15
+    digits (NUMERIC affinity): the clone is made, its index not unique."""
+    url = make_pg(
+        "CREATE TABLE price (id integer PRIMARY KEY, amount numeric UNIQUE);"
+        "INSERT INTO price VALUES (1, 1.0000000000000001), (2, 1.0)"
+    )
+    with peersync.connect(url) as db:
+        db.provision("s", ["price"])
+    clone = tmp_path / "clone.db"
+    peersync.clone(url, str(clone), "s")
+    assert _indexes(clone, "price") == {(False, ("amount",))}
+    assert [r[0] for r in _lite(clone, "SELECT id FROM price ORDER BY id")] == [1, 2]
+    _quiet(clone, url)

@@ -122,12 +122,13 @@ def _literal(v: Value) -> str:
     return "'" + str(v).replace("'", "''") + "'"
 
 
-def index_ddl(t: TableSchema, extra: TableConstraints, taken: set[str]) -> list[tuple[str, str]]:
+def index_ddl(conn: sqlite3.Connection, t: TableSchema, extra: TableConstraints, taken: set[str]) -> list[str]:
     """``CREATE [UNIQUE] INDEX`` for every index ``extra`` carries on table
-    ``t``, each with the same statement made non-unique (see :func:`_fill`).
-    An index keeps its source's name unless SQLite reserves it or another
-    object of the file (``taken``, lower case, updated) has it: then
-    ``<table>_<columns>``, numbered if need be."""
+    ``t``, whose rows ``conn`` holds. An index keeps its source's name unless
+    SQLite reserves it or another object of the file (``taken``, lower case,
+    updated) has it: then ``<table>_<columns>``, numbered if need be. A
+    unique index whose rows SQLite compares equal is made without its
+    uniqueness (:func:`_folded`)."""
     out = []
     for ix in extra.indexes:
         name = base = ix.name
@@ -138,9 +139,24 @@ def index_ddl(t: TableSchema, extra: TableConstraints, taken: set[str]) -> list[
             n += 1
             name = f"{base}_{n}"
         taken.add(name.lower())
-        plain = f"CREATE INDEX {q(name)} ON {q(t.name)} ({_names(ix.columns)})"
-        out.append((plain.replace("CREATE", "CREATE UNIQUE", 1) if ix.unique else plain, plain))
+        unique = "UNIQUE " if ix.unique and not _folded(conn, t, ix.columns) else ""
+        out.append(f"CREATE {unique}INDEX {q(name)} ON {q(t.name)} ({_names(ix.columns)})")
     return out
+
+
+def _folded(conn: sqlite3.Connection, t: TableSchema, cols: tuple[str, ...]) -> bool:
+    """Do two rows of ``t`` hold values in ``cols`` that the source keeps
+    distinct and SQLite compares equal? Only a decimal or JSON column can
+    (NUMERIC affinity stores ``1.0000000000000001`` and ``1.0`` as the
+    integer 1). Asked before the index is made: the file has no journal
+    (see :func:`_fill`), so a failed ``CREATE UNIQUE INDEX`` cannot be
+    rolled back."""
+    types = {c.name: c.type for c in t.specs}
+    if not any(types[c] in (_V.DECIMAL, _V.JSON) for c in cols):
+        return False
+    known = " AND ".join(f"{q(c)} IS NOT NULL" for c in cols)
+    dup = f"SELECT 1 FROM {q(t.name)} WHERE {known} GROUP BY {_names(cols)} HAVING count(*) > 1 LIMIT 1"
+    return conn.execute(dup).fetchone() is not None
 
 
 def _extras(snap: Snapshot) -> tuple[TableConstraints, ...]:
@@ -209,14 +225,8 @@ def _fill(copy: SQLitePeer, snap: Snapshot) -> None:
             # Indexes once the rows are in (one sort each, not a b-tree kept
             # up to date row by row), before the triggers, which know the
             # table's unique indexes.
-            for unique, plain in index_ddl(t, extra, taken):
-                try:
-                    conn.execute(unique)
-                except sqlite3.IntegrityError:
-                    # Rows the source holds as distinct that SQLite compares
-                    # equal (decimals past 15 digits under NUMERIC affinity):
-                    # the index stays, not its uniqueness.
-                    conn.execute(plain)
+            for ddl in index_ddl(conn, t, extra, taken):
+                conn.execute(ddl)
             if extra.indexes:
                 tracked = replace(introspect(conn, t.name), tid=tids[t.name])
             for ddl in trigger_sql(tracked):
