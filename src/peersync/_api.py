@@ -6,9 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from ._adapters.sql.snapshot import SnapshotSource
 from ._adapters.sqlite import sqlite_path
-from ._adapters.sqlite.clone import build_clone, clone_from_server, clone_replica
 from ._engine.database import Database
 from ._engine.errors import ConfigurationError, InvalidURL
 from ._engine.model import Conflict, Status
@@ -84,6 +82,10 @@ def clone(
     >>> peersync.clone("server1.db", "server2.db", "shop").replica_id  # doctest: +SKIP
     >>> peersync.clone("https://sync.example.com", "laptop.db", "shop", token="pst_...")  # doctest: +SKIP
     """
+    # Imported here: opening and syncing databases (``peersync sync``) need none of it.
+    from ._adapters.sql.snapshot import SnapshotSource
+    from ._adapters.sqlite.clone import build_clone, clone_from_server, clone_replica
+
     for url in (src, dst):
         if not isinstance(url, (str, os.PathLike)):
             raise InvalidURL(f"not a database path or URL: {url!r}")

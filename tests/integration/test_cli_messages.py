@@ -44,9 +44,13 @@ def test_token_commands_refuse_a_file_that_is_not_a_database(tmp_path: Path, com
 
 
 def _commands() -> dict[str, click.Command]:
-    """Every leaf command by its name under ``peersync`` ("token add")."""
+    """Every leaf command by its name under ``peersync`` ("token add"); asked
+    through click's own lookup, which imports each command's module."""
     found: dict[str, click.Command] = {}
-    for name, cmd in cli.commands.items():
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        cmd = cli.get_command(ctx, name)
+        assert cmd is not None, name
         if isinstance(cmd, click.Group):
             found.update({f"{name} {sub}": c for sub, c in cmd.commands.items()})
         else:

@@ -2,26 +2,83 @@
 
 Every :class:`~peersync.SyncError` becomes one line on stderr and exit code 2.
 Subcommands live in a file each (``manage``, ``sync``, ``inspect``, ``demo``)
-and register on :data:`cli`; :mod:`.main` imports them all.
+and register on :data:`cli` when that file is imported: :data:`COMMANDS` says
+which file holds which command, and the group imports it when the command is
+asked for, so a command's start pays for its own imports alone (figure 1c
+times ``peersync sync`` from process start). rich, too, is imported only
+when something is drawn (:data:`out`, the progress bar).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
 import peersync
 from peersync._engine.registry import scheme_of
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_ERROR = 2
 
-out = Console(highlight=False)
+# command -> the module of this package that defines it
+COMMANDS = {
+    "clone": "clone",
+    "compact": "manage",
+    "conflicts": "inspect",
+    "demo": "demo",
+    "deprovision": "manage",
+    "farm": "farm",
+    "init": "manage",
+    "reidentify": "manage",
+    "repair": "manage",
+    "serve": "serve",
+    "status": "inspect",
+    "sync": "sync",
+    "token": "token",
+}
+
+
+class _Out:
+    """stdout's rich console, made when first used (``out.print``,
+    ``out.console``): a command that prints no table or markup never
+    imports rich."""
+
+    _made: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._made is None:
+            from rich.console import Console
+
+            self._made = Console(highlight=False)
+        return self._made
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        self.console.print(*objects, **options)
+
+
+out = _Out()
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported when asked for, by name
+    (:data:`COMMANDS`); listing them (``--help``) imports them all."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(f"{__package__}.{COMMANDS[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
 
 def _fail(msg: str) -> None:
@@ -113,7 +170,7 @@ def db_command(*options: Callable[[Any], Any], all_scopes: bool = False) -> Call
     return register
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(peersync.__version__, prog_name="peersync")
 def cli() -> None:
     """Peer-to-peer, multi-master sync of SQLite, PostgreSQL and MariaDB/MySQL

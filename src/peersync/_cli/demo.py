@@ -180,4 +180,4 @@ def _conflict_table(out: Console, name: str, cs: list[peersync.Conflict]) -> Non
 @handle_errors
 def demo(keep: str | None) -> None:
     """Three peers, concurrent edits, a sync loop P1 -> P2 -> P3 -> P1."""
-    sys.exit(0 if run_demo(out, keep) else 1)
+    sys.exit(0 if run_demo(out.console, keep) else 1)

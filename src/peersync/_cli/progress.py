@@ -2,17 +2,24 @@
 progress events (peersync._engine.progress) on stderr: one line per one-way
 session with the share of the source's ticks walked, rows, batches, bytes
 and rate. Nothing is drawn under ``--json`` or when stderr is not a terminal
-(a pipe, a log file, a cron job)."""
+(a pipe, a log file, a cron job), and then rich is not even imported."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING
 
 from peersync._engine.progress import BatchApplied, ProgressCallback, ProgressEvent, SessionEnded, SessionStarted
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+
+# What makes rich's console call a stream that is not a terminal one all the same.
+_TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE")
 
 
 def _size(n: float) -> str:
@@ -61,9 +68,17 @@ def progress_bar(
     enabled: bool, names: dict[str, str], console: Console | None = None
 ) -> Iterator[ProgressCallback | None]:
     """A progress callback drawing on ``console`` (stderr by default), or None
-    when not ``enabled`` or not on a terminal."""
+    when not ``enabled`` or not on a terminal (as rich's console judges it;
+    without importing rich when stderr is plainly no terminal)."""
+    plain = console is None and not _isatty(sys.stderr) and not any(v in os.environ for v in _TERMINAL_ENV)
+    if not enabled or plain:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
     console = console if console is not None else Console(stderr=True)
-    if not enabled or not console.is_terminal:
+    if not console.is_terminal:
         yield None
         return
     columns = (
@@ -76,3 +91,11 @@ def progress_bar(
     )
     with Progress(*columns, console=console, transient=False) as progress:
         yield _Bar(progress, names)
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # a closed stream
+        return False

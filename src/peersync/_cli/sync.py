@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
 
 import peersync
 from peersync._engine.session import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ROWS, INITIAL_BATCH_ROWS, MAX_BATCH
@@ -96,6 +95,8 @@ def sync(
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
+    from rich.table import Table  # here: a sync printing JSON never imports rich
+
     t = Table(title=f"sync {scope}: {a} <-> {b}")
     for col in ("session", "sent", "applied", "known", "conflicts", "errors", "batches", "bytes"):
         t.add_column(col, justify="left" if col == "session" else "right")

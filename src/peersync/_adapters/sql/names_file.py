@@ -4,7 +4,6 @@ engine leaves to the adapters."""
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 
 from peersync._engine.errors import ConfigurationError
@@ -20,6 +19,8 @@ def load_names(source: NamesArg) -> Names:
     if isinstance(source, Names):
         return source
     if isinstance(source, (str, os.PathLike)):
+        import tomllib  # here: most commands read no names file
+
         path = os.fspath(source)
         try:
             with open(path, "rb") as f:
