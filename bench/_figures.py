@@ -69,7 +69,8 @@ def fig_initial_sync(b: Bench) -> list[Figure]:
             baseline_label="the same copy as figure 1",
             note=(
                 f"'peersync sync SRC DST --scope S --direction push' timed from process start to exit"
-                f" (both provisioned before); best of {len(clis)} (all: {all_clis} s)"
+                f" (both provisioned before; peersync's bytecode compiled before, as pip installs it);"
+                f" best of {len(clis)} (all: {all_clis} s)"
             ),
         ),
     ]
