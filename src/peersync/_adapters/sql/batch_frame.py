@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 from peersync._engine.knowledge import Knowledge
@@ -117,20 +116,41 @@ def take_rows(
     entry = [len(name) + 16 for name, _, _ in readers]
     size = 0
     last: int | None = None
-    stream: Iterable[tuple[int, Sequence[Any]]]
     if len(readers) == 1:
-        stream = zip(repeat(0), readers[0][2])
+        last = _take_one(readers[0][2], parts[0], pack, entry[0], max_rows, room)
     else:
         stream = ((i, row) for _, i, row in heapq.merge(*(_tagged(i, rows) for i, (_, _, rows) in enumerate(readers))))
-    for n, (i, row) in enumerate(stream):  # n: rows taken so far
-        data = pack(row)
-        grown = len(data) if parts[i] else len(data) + entry[i]
-        if n and (n >= max_rows or size + grown > room):
-            break
-        parts[i].append(data)
-        size += grown
-        last = row[0]
-    else:
-        last = None
+        for n, (i, row) in enumerate(stream):  # n: rows taken so far
+            data = pack(row)
+            grown = len(data) if parts[i] else len(data) + entry[i]
+            if n and (n >= max_rows or size + grown > room):
+                break
+            parts[i].append(data)
+            size += grown
+            last = row[0]
+        else:
+            last = None
     tables = [[name, base, PackedRows(len(p), p)] for (name, base, _), p in zip(readers, parts, strict=True) if p]
     return tables, last
+
+
+def _take_one(
+    rows: Iterable[Sequence[Any]], part: list[bytes], pack: Callable[[Sequence[Any]], bytes], entry: int,
+    max_rows: int, room: int,
+) -> int | None:  # fmt: skip
+    """:func:`take_rows` for a single table (most batches): the same rule, with
+    no merge to make, in the loop that runs once per row of an initial sync."""
+    append = part.append
+    size = 0
+    last = None
+    for row in rows:
+        data = pack(row)
+        if part:
+            size += len(data)
+            if len(part) >= max_rows or size > room:
+                return last
+        else:
+            size = len(data) + entry  # the first row goes whatever its size
+        append(data)
+        last = row[0]
+    return None
