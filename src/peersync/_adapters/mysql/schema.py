@@ -406,12 +406,50 @@ class Scope(ScopeBase[Tracked]):
     """A provisioned scope as this connection last read it."""
 
 
+# How long a log id must have been allocated before the seal's scan may start
+# above it: the time an insert may take between taking its id and writing its
+# row (microseconds; no lock is ever waited for in between), with a wide margin.
+MARK_AGE_MS = 60_000
+# The seal's mark (``seal``), as SQL: the clock's row 1, 0 before the first step.
+MARK = f"COALESCE((SELECT seq FROM {CLOCK} WHERE id = 1), 0)"
+
+
 def seal(conn: Conn) -> int:
     """Give every committed, unsealed change its tick (see the module
-    docstring); returns the newest sealed tick. Runs in its own transaction."""
+    docstring); returns the newest sealed tick. Runs in its own transaction.
+
+    The scan for unsealed entries starts above a *mark* (``_peersync_clock``
+    row 1): every entry with an id at or below it is sealed. It cannot be a
+    scan of ``seq IS NULL`` alone: sealing moves an entry out of that part of
+    the ``seq`` index, and InnoDB leaves the old index entry behind until
+    purge removes it, which a read view open anywhere on the server (a long
+    report, a dump) holds off; such a scan then walks every entry sealed
+    since, a million after an initial sync. The mark moves in steps, to a
+    *candidate* (row 2: the highest id seen ``MARK_AGE_MS`` before, and when):
+    every id at or below it was taken that long ago, so its row is written
+    (an insert takes its id, then writes the row, with no wait in between).
+    It never passes the lowest unsealed entry, uncommitted ones included (a
+    dirty read finds those: an open transaction's entries are sealed when it
+    commits, however late)."""
+    low = None
+    dirty = not conn.in_txn  # a dirty read needs its own transaction
+    if dirty:
+        with conn.txn(isolation="READ UNCOMMITTED"):
+            (low,) = conn.execute(f"SELECT MIN(id) FROM {LOG} WHERE id > {MARK} AND seq IS NULL").fetchone()
     with conn.txn(isolation="READ COMMITTED"):
         (top,) = conn.execute(f"SELECT seq FROM {CLOCK} WHERE id = 0 FOR UPDATE").fetchone()
-        ids = [r[0] for r in conn.execute(f"SELECT id FROM {LOG} WHERE seq IS NULL ORDER BY id FOR UPDATE SKIP LOCKED")]
+        mark, cand, since, now, high = conn.execute(
+            f"SELECT {MARK}, (SELECT seq FROM {CLOCK} WHERE id = 2), (SELECT partial_seq FROM {CLOCK} WHERE id = 2),"
+            f" {NOW_MS}, (SELECT COALESCE(MAX(id), 0) FROM {LOG})"
+        ).fetchone()
+        ids = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT id FROM {LOG} FORCE INDEX (PRIMARY) WHERE id > %s AND seq IS NULL ORDER BY id"
+                " FOR UPDATE SKIP LOCKED",
+                (mark,),
+            )
+        ]
         if ids:
             # Numbered in id order through a temporary table: one statement, whatever the count.
             # (CREATE and DROP TEMPORARY TABLE do not commit; TRUNCATE might.)
@@ -419,10 +457,25 @@ def seal(conn: Conn) -> int:
             conn.execute(f"CREATE TEMPORARY TABLE {PREFIX}seal (n BIGINT AUTO_INCREMENT PRIMARY KEY, id BIGINT)")
             conn.executemany(f"INSERT INTO {PREFIX}seal (id) VALUES (%s)", [(x,) for x in ids])
             conn.execute(f"UPDATE {LOG} AS l JOIN {PREFIX}seal AS s ON s.id = l.id SET l.seq = %s + s.n", (top,))
-        top += len(ids)
-        if ids:
+            top += len(ids)
             conn.execute(f"UPDATE {CLOCK} SET seq = %s WHERE id = 0", (top,))
+        if since is None or (now - since >= MARK_AGE_MS and dirty):
+            _move_mark(conn, int(mark), int(cand or 0) if since is not None else 0, low, int(high), int(now))
     return int(top)
+
+
+def _move_mark(conn: Conn, mark: int, cand: int, low: int | None, high: int, now: int) -> None:
+    """Move the mark to the candidate ``cand`` (0: none), or below the lowest
+    unsealed entry ``low``; the highest id now, ``high``, becomes the next
+    candidate, taken at ``now``."""
+    to = min(cand, low - 1) if low is not None else cand
+    if to > mark:
+        conn.execute(f"INSERT INTO {CLOCK} (id, seq) VALUES (1, %s) ON DUPLICATE KEY UPDATE seq = VALUES(seq)", (to,))
+    conn.execute(
+        f"INSERT INTO {CLOCK} (id, seq, partial_seq) VALUES (2, %s, %s)"
+        " ON DUPLICATE KEY UPDATE seq = VALUES(seq), partial_seq = VALUES(partial_seq)",
+        (high, now),
+    )
 
 
 def sealed(conn: Conn) -> int:
