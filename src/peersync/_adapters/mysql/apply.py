@@ -30,6 +30,7 @@ from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.schema import dependency_order
 from peersync._engine.wire import decode_batch
 
+from . import fresh
 from . import schema as S
 from .collisions import ER_DUP_ENTRY, ask, colliding, unique_indexes
 from .conn import Conn, q
@@ -40,9 +41,9 @@ from .values import Unfit, converters
 _CHUNK = 500
 _RETRIES = 3
 _STAMPS = 2000  # tracking rows per INSERT statement
-# Rows whose incoming version the destination now holds or beats ("superseded":
-# a later change of the same key in this batch was applied over it).
-_LEARNED = ("apply", "learn", "write", "restamp", "merge", "superseded")
+# Rows whose incoming version the destination now holds or beats ("superseded": a later change of
+# the same key in this batch was applied over it; "fresh": written by fresh.write).
+_LEARNED = ("apply", "learn", "write", "restamp", "merge", "superseded", "fresh")
 
 
 @dataclass
@@ -55,7 +56,7 @@ class _Row:
     local: rules.LocalState | None = None
     local_mw: int | None = None
     exists: bool = False  # the user row exists here
-    action: str = "apply"  # apply, skip, learn, defer, write, restamp, merge, failed
+    action: str = "apply"  # apply, skip, learn, defer, write, restamp, merge, failed, fresh
     row: dict[str, model.Value] | None = None  # what to write for write/merge
     time: int = 0  # change time for a rewrite
     conflict: model.Conflict | None = None
@@ -117,16 +118,17 @@ class Apply:
         if b.last >= b.first:
             learned = learned.add_range(b.source, b.first, b.last)
         order = dependency_order([t for t in sc.tables if b.changes.get(t.name)])
+        effects = any(t.name in self.effects for t in order)
         plans: list[tuple[Tracked, list[_Row]]] = []
-        for t in order:
-            rows = self._triage(t, b.changes[t.name], b.extra_of.get(t.name))
-            plans.append((t, rows))
+        for t in order:  # parents first: a fresh table's rows are written here, before its children's
+            changes, extras = b.changes[t.name], b.extra_of.get(t.name)
+            rows = self._fresh(t, changes, extras) if fresh.eligible(t, effects, changes, sc.rid, self.known) else None
+            plans.append((t, rows if rows is not None else self._triage(t, changes, extras)))
         for t, rows in plans:
             self._upserts(t, rows)
         for t, rows in reversed(plans):
             self._deletes(t, rows)
         versions: list[Version] = []
-        effects = any(t.name in self.effects for t, _ in plans)
         for t, rows in plans:
             self._normalized(t, rows, effects)
             self._rewrites(t, rows)
@@ -214,6 +216,23 @@ class Apply:
                 self.report.skipped_known += 1
             elif action is rules.Action.CONFLICT:
                 self._conflict(t, r, made_with)
+        return rows
+
+    def _fresh(self, t: Tracked, changes: list[model.Change], extras: list[int] | None) -> list[_Row] | None:
+        """Write the rows of ``t`` straight in (``fresh.py``); None, with nothing written, if they cannot."""
+        try:
+            params = [self._params(t, c[5]) for c in changes]
+        except Unfit:
+            return None
+        kp = t.schema.key_positions
+        rows = [_Row(c, extras[i] if extras else 0, tuple(c[5][p] for p in kp), action="fresh")
+                for i, c in enumerate(changes)]  # fmt: skip
+        for rid in {c[2][0] for c in changes} | {c[3][0] for c in changes}:  # stored before the savepoint:
+            self._rep(rid)  # the cache of replica indexes must not outlive its rollback
+        self._guard(t)
+        if not fresh.write(self.conn, t, params, lambda: self._stamp(t, rows, upsert=False)):
+            return None
+        self.report.received += len(rows)
         return rows
 
     def _conflict(self, t: Tracked, r: _Row, made_with: Knowledge) -> None:
@@ -408,8 +427,9 @@ class Apply:
             return ids
         return [int(self.conn.execute(f"INSERT INTO {S.LOG} (tbl) VALUES ({t.tid})").lastrowid) for _ in range(n)]
 
-    def _stamp(self, t: Tracked, rows: list[_Row]) -> None:
-        """Tracking rows for applied changes: their origin versions, arrived through this scope."""
+    def _stamp(self, t: Tracked, rows: list[_Row], *, upsert: bool = True) -> None:
+        """Tracking rows for applied changes: their origin versions, arrived
+        through this scope; without ``upsert``, by plain inserts (keys with no tracking row here)."""
         if not rows:
             return
         ids = self._new_ids(t, len(rows))
@@ -428,7 +448,6 @@ class Apply:
             mw = self.extra_ids[r.extra - 1] if r.extra else self.mw
             data.append((*[f(v) for f, v in zip(kfr, r.key, strict=True)], lt, reps[version[0]], version[1], crep,
                          ctick, None, ctime, int(deleted), self.sc.idx, mw))  # fmt: skip
-        self.report.applied += len(rows)
         # Spelled out, not by executemany: PyMySQL's escaping of these integers cost more than the server's work.
         lit = self.conn.raw.escape
         tuples = ["(" + ",".join(str(v) if type(v) is int else "NULL" if v is None else lit(v) for v in d) + ")"
@@ -436,8 +455,9 @@ class Apply:
         for i in range(0, len(tuples), _STAMPS):
             self.conn.execute(
                 f"INSERT INTO {q(t.tracking)} ({kc}, {cols}) VALUES {', '.join(tuples[i : i + _STAMPS])}"
-                f" ON DUPLICATE KEY UPDATE {sets}"
+                + (f" ON DUPLICATE KEY UPDATE {sets}" if upsert else "")
             )
+        self.report.applied += len(rows)
 
     def _rep(self, rid: bytes) -> int:
         return 0 if rid == self.sc.rid else self.meta.rep_index(rid)

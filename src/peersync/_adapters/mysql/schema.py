@@ -451,12 +451,7 @@ def seal(conn: Conn) -> int:
             )
         ]
         if ids:
-            # Numbered in id order through a temporary table: one statement, whatever the count.
-            # (CREATE and DROP TEMPORARY TABLE do not commit; TRUNCATE might.)
-            conn.execute(f"DROP TEMPORARY TABLE IF EXISTS {PREFIX}seal")
-            conn.execute(f"CREATE TEMPORARY TABLE {PREFIX}seal (n BIGINT AUTO_INCREMENT PRIMARY KEY, id BIGINT)")
-            conn.executemany(f"INSERT INTO {PREFIX}seal (id) VALUES (%s)", [(x,) for x in ids])
-            conn.execute(f"UPDATE {LOG} AS l JOIN {PREFIX}seal AS s ON s.id = l.id SET l.seq = %s + s.n", (top,))
+            _number(conn, ids, top)
             top += len(ids)
             conn.execute(f"UPDATE {CLOCK} SET seq = %s WHERE id = 0", (top,))
         if since is None or (now - since >= MARK_AGE_MS and dirty):
@@ -476,6 +471,29 @@ def _move_mark(conn: Conn, mark: int, cand: int, low: int | None, high: int, now
         " ON DUPLICATE KEY UPDATE seq = VALUES(seq), partial_seq = VALUES(partial_seq)",
         (high, now),
     )
+
+
+def _number(conn: Conn, ids: list[int], top: int) -> None:
+    """Give the entries ``ids`` (ascending, locked by the caller) the ticks
+    after ``top``, in id order: one ``UPDATE`` per run of consecutive ids
+    (an apply's entries are consecutive), through a temporary table when
+    the runs are many (CREATE and DROP TEMPORARY TABLE do not commit)."""
+    runs = [0] + [i for i in range(1, len(ids)) if ids[i] != ids[i - 1] + 1]
+    if len(runs) <= _RUNS:
+        for i, start in enumerate(runs):
+            end = runs[i + 1] if i + 1 < len(runs) else len(ids)
+            conn.execute(
+                f"UPDATE {LOG} SET seq = id + %s WHERE id BETWEEN %s AND %s",
+                (top + start + 1 - ids[start], ids[start], ids[end - 1]),
+            )
+        return
+    conn.execute(f"DROP TEMPORARY TABLE IF EXISTS {PREFIX}seal")
+    conn.execute(f"CREATE TEMPORARY TABLE {PREFIX}seal (n BIGINT AUTO_INCREMENT PRIMARY KEY, id BIGINT)")
+    conn.executemany(f"INSERT INTO {PREFIX}seal (id) VALUES (%s)", [(x,) for x in ids])
+    conn.execute(f"UPDATE {LOG} AS l JOIN {PREFIX}seal AS s ON s.id = l.id SET l.seq = %s + s.n", (top,))
+
+
+_RUNS = 20  # runs of consecutive ids numbered by ranges; more go through a temporary table
 
 
 def sealed(conn: Conn) -> int:
