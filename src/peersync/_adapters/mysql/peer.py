@@ -46,6 +46,11 @@ from .schema import PREFIX, Scope, Tracked
 from .values import to_wire
 
 
+def _head(text: str) -> list[Any]:
+    """The integers of a row's head (``MySQLPeer._wire_sql``), None where empty."""
+    return [int(x) if x else None for x in text.split(",")]
+
+
 def _same_fingerprint(stored: str, schemas: list[model.TableSchema]) -> bool:
     return stored == fingerprint(schemas)
 
@@ -375,13 +380,15 @@ class MySQLPeer(BatchPeer):
         parts: list[list[bytes]] = [[] for _ in sc.tables]
         bases: list[int | None] = [None] * len(sc.tables)
         convert = [[to_wire(c) for c in t.specs] for t in sc.tables]
+        plain = [all(c.type in snap.AS_THEY_COME for c in t.specs) for t in sc.tables]  # values need no converting
         size = n = 0
         last = cut
         merged = heapq.merge(*([(r[0], i, r) for r in rows] for i, rows in enumerate(streams)))
         for seq, i, r in merged:
             if seq > cut:
                 break
-            _, dele, urep, utick, crep, ctick, ctime, mw, *vals = r
+            _, head, *vals = r
+            dele, urep, utick, crep, ctick, ctime, mw = _head(head)
             rep = urep if utick is not None else 0
             vtick = utick if utick is not None else seq
             rid = replicas[rep] if rep < len(replicas) else None
@@ -393,7 +400,7 @@ class MySQLPeer(BatchPeer):
             if base is None:
                 base = bases[i] = int(ctime)
             flags = int(dele) | (marks.get(mw, 0) << 1 if mw is not None else 0)
-            values = [None if dele and c not in sc.tables[i].schema.key else f(v)
+            values = vals if plain[i] and not dele else [None if dele and c not in sc.tables[i].schema.key else f(v)
                       for c, f, v in zip(sc.tables[i].schema.columns, convert[i], vals, strict=True)]  # fmt: skip
             row = [seq - after, flags, rep, utick, crep, ctick, int(ctime) - base, *values]
             data = pack(row)
@@ -413,18 +420,24 @@ class MySQLPeer(BatchPeer):
 
     def _wire_sql(self, t: Tracked) -> str:
         """Candidate rows of ``t`` with a sealed tick in ``(after, horizon]``:
-        (tick, del, version rep, version tick or NULL for a local change,
-        creation rep, creation tick, time, mw, values...)."""
+        (tick, head, values...), the head a text of integers separated by
+        commas, empty for NULL: del, version rep, version tick or NULL for a
+        local change, creation rep, creation tick, time, mw. One text instead
+        of seven fields: the driver decodes each field of each row in Python,
+        which is most of the time an enumeration takes."""
         s = t.schema
         kmap = dict(zip(s.key, t.kcols, strict=True))
         vals = ", ".join(f"t.{kmap[c]}" if c in kmap else t.read(c, "u") for c in s.columns)
         match = " AND ".join(f"u.{q(c)} = t.{k}" for c, k in zip(s.key, t.kcols, strict=True))
+        head = (
+            "t.del", "COALESCE(CASE WHEN t.scope = %(scope)s THEN t.urep ELSE 0 END, '')",
+            "COALESCE(CASE WHEN t.scope = %(scope)s THEN t.utick END, '')",
+            "COALESCE(CASE WHEN t.ctick IS NOT NULL THEN COALESCE(t.crep, 0) WHEN t.cid IS NOT NULL THEN 0 END, '')",
+            "COALESCE(CASE WHEN t.ctick IS NOT NULL THEN t.ctick WHEN t.cid IS NOT NULL THEN lc.seq END, '')",
+            "t.ctime", "COALESCE(t.mw, '')",
+        )  # fmt: skip
         return (
-            "SELECT l.seq, t.del, CASE WHEN t.scope = %(scope)s THEN t.urep ELSE 0 END,"
-            " CASE WHEN t.scope = %(scope)s THEN t.utick END,"
-            " CASE WHEN t.ctick IS NOT NULL THEN COALESCE(t.crep, 0) WHEN t.cid IS NOT NULL THEN 0 END,"
-            " CASE WHEN t.ctick IS NOT NULL THEN t.ctick WHEN t.cid IS NOT NULL THEN lc.seq END,"
-            f" t.ctime, t.mw, {vals}"
+            f"SELECT l.seq, CONCAT_WS(',', {', '.join(head)}), {vals}"
             f" FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
             f" LEFT JOIN {q(t.name)} AS u ON {match} LEFT JOIN {S.LOG} AS lc ON lc.id = t.cid"
             f" WHERE l.tbl = {t.tid} AND l.seq > %(after)s AND l.seq <= %(horizon)s"

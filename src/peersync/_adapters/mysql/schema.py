@@ -462,10 +462,13 @@ def seal(conn: Conn) -> int:
 def _move_mark(conn: Conn, mark: int, cand: int, low: int | None, high: int, now: int) -> None:
     """Move the mark to the candidate ``cand`` (0: none), or below the lowest
     unsealed entry ``low``; the highest id now, ``high``, becomes the next
-    candidate, taken at ``now``."""
+    candidate, taken at ``now`` (none while the log has no entry above the
+    mark: a database with an empty log keeps no row of it)."""
     to = min(cand, low - 1) if low is not None else cand
     if to > mark:
         conn.execute(f"INSERT INTO {CLOCK} (id, seq) VALUES (1, %s) ON DUPLICATE KEY UPDATE seq = VALUES(seq)", (to,))
+    if high <= max(to, mark):
+        return
     conn.execute(
         f"INSERT INTO {CLOCK} (id, seq, partial_seq) VALUES (2, %s, %s)"
         " ON DUPLICATE KEY UPDATE seq = VALUES(seq), partial_seq = VALUES(partial_seq)",

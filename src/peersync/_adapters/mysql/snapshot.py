@@ -19,7 +19,7 @@ from .schema import Tracked
 from .values import to_wire
 
 # Types whose values the driver returns in their canonical form already (``values.to_wire``).
-_AS_THEY_COME = frozenset({ValueType.INTEGER, ValueType.REAL, ValueType.TEXT, ValueType.JSON})
+AS_THEY_COME = frozenset({ValueType.INTEGER, ValueType.REAL, ValueType.TEXT, ValueType.JSON})
 
 
 def _sealed(t: Tracked) -> str:
@@ -66,7 +66,7 @@ def stream(conn: Conn, sql: str, params: dict[str, Any], specs: list[Column]) ->
     when no such column's driver values need it."""
     n = len(specs)
     convert = [to_wire(c) for c in specs]
-    same = all(c.type in _AS_THEY_COME for c in specs)
+    same = all(c.type in AS_THEY_COME for c in specs)
     cur = conn.stream(sql, params)
     try:
         while chunk := cur.fetchmany(CHUNK_ROWS):
