@@ -141,3 +141,43 @@ def test_an_open_transaction_holds_the_mark_below_its_entry(
         late.close()
     assert _sync(url, path).sent_a_to_b == 1
     assert [r[0] for r in sqlite_rows(path, "items")] == [1, 2, 3, 10, 11]
+
+
+@pytest.mark.parametrize("runs", [3, 30])
+def test_a_seal_numbers_committed_entries_in_id_order_around_open_ones(
+    runs: int, mysql_db: Callable[[], str], tmp_path: Path
+) -> None:
+    # Runs of committed entries between entries of open transactions: a few
+    # runs are numbered by one UPDATE each, many through a temporary table.
+    url, path = _pair(mysql_db, tmp_path)
+    with peersync.connect(url) as db:
+        top = db.describe("s").tick
+    open_ones = []
+    for r in range(runs):
+        sql(url, f"INSERT INTO items VALUES ({3 * r}, 'a'), ({3 * r + 1}, 'b')")
+        writer = raw(url, autocommit=False)
+        writer.cursor().execute(f"INSERT INTO items VALUES ({3 * r + 2}, 'open')")
+        open_ones.append(writer)
+    try:
+        with peersync.connect(url) as db:
+            assert db.describe("s").tick == top + 2 * runs
+        sealed = [s for _, s in _query_log(url)]
+        assert sealed == list(range(top + 1, top + 2 * runs + 1))  # in id order, no gap
+    finally:
+        for w in open_ones:
+            w.commit()
+            w.close()
+    assert _sync(url, path).sent_a_to_b == 3 * runs
+    # The late ones after them: every tick once, none skipped.
+    assert sorted(s for _, s in _query_log(url)) == list(range(top + 1, top + 3 * runs + 1))
+
+
+def _query_log(url: str) -> list[tuple[int, int]]:
+    """The sealed log entries, (id, seq) in id order."""
+    conn = raw(url)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT id, seq FROM {S.LOG} WHERE seq IS NOT NULL ORDER BY id")
+        return [(int(i), int(s)) for i, s in cur.fetchall()]
+    finally:
+        conn.close()
