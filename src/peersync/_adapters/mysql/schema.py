@@ -18,7 +18,8 @@ are **sealed after commit**:
   ``seq IS NULL`` returns exactly the rows whose inserting transaction has
   ended (an open transaction keeps its inserted rows locked), and each gets
   the next ``seq`` from ``_peersync_clock``; sealers serialize on that clock
-  row, writers never touch it;
+  row, writers never touch it (the scan starts above a mark below which
+  every entry is sealed: see :func:`seal`);
 - the tick peers see is ``seq``: a row is sealed only after its writer
   committed, and later seals get larger numbers, so every change with a
   tick at or below ``_peersync_clock.seq`` is committed and visible. A late
