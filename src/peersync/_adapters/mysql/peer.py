@@ -344,15 +344,13 @@ class MySQLPeer(BatchPeer):
         meanwhile neither sees the rows nor sees the sealed clock move. The
         knowledge a batch is made with leaves those versions out (see
         :func:`~peersync._adapters.sql.batch_frame.hidden_versions`);
-        the rows are sent, with their versions, once sealed. Entries at or
-        below the seal's mark are all sealed (``schema.seal``): the read
-        starts above it."""
+        the rows are sent, with their versions, once sealed."""
         self.meta.load_replicas()
         rows: list[Any] = []
         for t in sc.tables:
             rows += self.conn.execute(
                 f"SELECT t.urep, t.utick, t.crep, t.ctick FROM {S.LOG} AS l JOIN {q(t.tracking)} AS t ON t.lt = l.id"
-                f" WHERE l.tbl = {t.tid} AND ((l.seq IS NULL AND l.id > {S.MARK}) OR l.seq > %s) AND t.scope = %s",
+                f" WHERE l.tbl = {t.tid} AND (l.seq IS NULL OR l.seq > %s) AND t.scope = %s",
                 (tick, sc.idx),
             ).fetchall()
         return hidden_versions(self.meta, rows)
