@@ -145,6 +145,13 @@ class MariaDB:
         finally:
             os.remove(path)
 
+    def hold_read_view(self) -> Any:
+        """A connection holding a consistent snapshot open (close it to end it): purge waits."""
+        conn = self.connect(MY_URL)
+        conn.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        conn.cursor().execute("SELECT 1")
+        return conn
+
     def server_version(self) -> str:
         conn = self.connect(MY_URL, autocommit=True)
         cur = conn.cursor()

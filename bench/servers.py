@@ -23,6 +23,10 @@ every measurement makes its own database and drops it. Figures per server:
   100,000 rows for ``--seconds``, untracked, tracked, and tracked while
   server -> SQLite sessions run back to back.
 
+``--hold-read-view`` (MariaDB) keeps a transaction with a consistent
+snapshot open on the server for the whole run, as a long report or a dump
+does: InnoDB purges nothing meanwhile, on any database of the server.
+
 Progress goes to stderr, the table to stdout; ``uptime`` is printed before
 and after (the machine may be shared: compare ratios, not times).
 """
@@ -333,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help=f"comma-separated figures: {','.join(FIGURES)}")
     ap.add_argument("--seconds", type=float, default=10.0, help="the concurrent writers' run, per measurement")
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--hold-read-view", action="store_true", help="an open snapshot on the server throughout")
     args = ap.parse_args(argv)
     figures = [f.strip() for f in (args.only or ",".join(FIGURES)).split(",") if f.strip()]
     if unknown := [f for f in figures if f not in FIGURES]:
@@ -344,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in servers:
         with tempfile.TemporaryDirectory(prefix="peersync-servers-") as folder:
             run = Run(s, args.rows, folder, args.seconds, args.threads)
+            view = s.hold_read_view() if args.hold_read_view and s.key == "my" else None
             if {"initial", "incremental", "no-change"} & set(figures):
                 log(f"{s.name}: sessions ({load()})")
                 run.sessions(figures)
@@ -354,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{s.name}: writers ({load()})")
                 run.writers()
             results += run.out
+            if view is not None:
+                view.close()
     log(f"end, {load()}, {time.perf_counter() - start:.0f} s")
     print(f"{'server':10} {'figure':72} {'peersync':>12} {'baseline':>12} {'ratio':>7}  target")
     for server, figure, mine, base, unit, target in results:
