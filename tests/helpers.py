@@ -119,3 +119,34 @@ def pg_admin(what: str) -> Any:
         return psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
         unavailable(what, f"cannot reach {PG_ADMIN}: {' '.join(str(exc).split())}")
+
+
+def fresh_and_checked(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh: Any,
+    run: Callable[[Path], dict[str, Any]],
+    tmp_path: Path,
+    offered: list[bool],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A server's "never seen here" path (``fresh``: its module, with ``write``
+    and ``MIN_ROWS``) against its checked path: ``run`` plays one history in a
+    folder and returns the state it ends in; it runs once with the fresh path,
+    whose ``write`` must have answered ``offered`` (True: taken, False:
+    refused and rolled back), then once with it out of reach. Both states."""
+    taken: list[bool] = []
+    real = fresh.write
+
+    def spy(*args: Any) -> bool:
+        taken.append(real(*args))
+        return bool(taken[-1])
+
+    monkeypatch.setattr(fresh, "write", spy)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with_fresh = run(tmp_path / "a")
+    assert taken == offered
+    monkeypatch.setattr(fresh, "MIN_ROWS", 10**9)
+    taken.clear()
+    checked = run(tmp_path / "b")
+    assert not taken
+    return with_fresh, checked

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+import peersync
+
 from ..helpers import drop_mariadb_database
 
 pymysql = pytest.importorskip("pymysql") if os.environ.get("CI") != "true" else __import__("pymysql")
@@ -98,6 +100,18 @@ def sqlite_file(tmp_path: Path, *statements: str, name: str = "a.db") -> str:
     conn.commit()
     conn.close()
     return path
+
+
+def pair(mysql_db: Callable[[], str], tmp_path: Path, table: str, lite: str) -> tuple[str, str]:
+    """A MariaDB database and a SQLite file, each with ``items`` made by its
+    statement and provisioned in scope ``s``: (url, path)."""
+    url = mysql_db()
+    sql(url, table)
+    path = sqlite_file(tmp_path, lite)
+    for u in (url, path):
+        with peersync.connect(u) as db:
+            db.provision("s", ["items"])
+    return url, path
 
 
 def sqlite_rows(path: str, table: str) -> list[tuple[Any, ...]]:

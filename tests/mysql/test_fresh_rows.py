@@ -22,6 +22,7 @@ import peersync
 from peersync._adapters.mysql import fresh
 from peersync._adapters.mysql.apply import Apply
 
+from ..helpers import fresh_and_checked
 from .conftest import raw, rows, sql, sqlite_file, sqlite_rows
 
 N = 300  # rows per session: above fresh.MIN_ROWS
@@ -153,24 +154,11 @@ def _run(tmp: Path, mysql_db: Callable[[], str], case: str) -> dict[str, Any]:
 def test_never_seen_rows_end_as_the_checked_apply_leaves_them(
     case: str, mysql_db: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken: list[bool] = []
-    real = fresh.write
-
-    def spy(*args: Any) -> bool:
-        taken.append(real(*args))
-        return taken[-1]
-
-    monkeypatch.setattr(fresh, "write", spy)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    with_fresh = _run(tmp_path / "a", mysql_db, case)
     # A clean batch takes the fresh path; a batch with a key held here, a
     # collision, a refused value or a missing parent is offered to it and refused.
-    assert taken == CASES[case][3]
-    monkeypatch.setattr(fresh, "MIN_ROWS", 10**9)
-    taken.clear()
-    checked = _run(tmp_path / "b", mysql_db, case)
-    assert not taken
+    with_fresh, checked = fresh_and_checked(
+        monkeypatch, fresh, lambda folder: _run(folder, mysql_db, case), tmp_path, CASES[case][3]
+    )
     assert with_fresh == checked
     assert with_fresh["applied"] == N * len(TABLES[CASES[case][0]]) - (0 if CASES[case][3][-1] else 1)
     assert with_fresh["edit"] == 1

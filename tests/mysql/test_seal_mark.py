@@ -23,7 +23,7 @@ import peersync
 from peersync._adapters.mysql import conn as myconn
 from peersync._adapters.mysql import schema as S
 
-from .conftest import raw, sql, sqlite_file, sqlite_rows
+from .conftest import pair, raw, sql, sqlite_rows
 
 TABLE = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40))"
 LITE = "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40))"
@@ -31,13 +31,7 @@ ROWS = 40_000  # sealed entries left behind in the seq index: about 60 pages of 
 
 
 def _pair(mysql_db: Callable[[], str], tmp_path: Path) -> tuple[str, str]:
-    url = mysql_db()
-    sql(url, TABLE)
-    path = sqlite_file(tmp_path, LITE)
-    for u in (url, path):
-        with peersync.connect(u) as db:
-            db.provision("s", ["items"])
-    return url, path
+    return pair(mysql_db, tmp_path, TABLE, LITE)
 
 
 def _sync(a: str, b: str) -> peersync.SyncResult:

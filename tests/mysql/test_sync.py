@@ -13,20 +13,14 @@ import pytest
 import peersync
 from peersync import ConflictType, Policy, ProtocolError
 
-from .conftest import raw, rows, sql, sqlite_file, sqlite_rows
+from .conftest import pair, raw, rows, sql, sqlite_file, sqlite_rows
 
 TABLE = "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40), qty INT, code VARCHAR(10) UNIQUE)"
 LITE = "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(40), qty INT, code VARCHAR(10) UNIQUE)"
 
 
 def _pair(mysql_db: Callable[[], str], tmp_path: Path) -> tuple[str, str]:
-    url = mysql_db()
-    sql(url, TABLE)
-    path = sqlite_file(tmp_path, LITE)
-    for u in (url, path):
-        with peersync.connect(u) as db:
-            db.provision("s", ["items"])
-    return url, path
+    return pair(mysql_db, tmp_path, TABLE, LITE)
 
 
 def _sync(a: str, b: str, **kw: object) -> peersync.SyncResult:

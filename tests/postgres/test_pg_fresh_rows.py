@@ -21,6 +21,7 @@ import pytest
 import peersync
 from peersync._adapters.postgres import fresh
 
+from ..helpers import fresh_and_checked
 from .helpers import pg_rows, provision, sqlite_db, sqlite_rows, sync
 
 N = 300  # rows per session: above fresh.MIN_ROWS
@@ -126,24 +127,11 @@ def _run(tmp: Path, make_pg: Callable[..., str], case: str) -> dict[str, Any]:
 def test_never_seen_rows_end_as_the_staged_apply_leaves_them(
     case: str, make_pg: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    taken: list[bool] = []
-    real = fresh.write
-
-    def spy(*args: Any) -> bool:
-        taken.append(real(*args))
-        return taken[-1]
-
-    monkeypatch.setattr(fresh, "write", spy)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    with_fresh = _run(tmp_path / "a", make_pg, case)
     # A clean batch takes the fresh path; a batch with a key held here, a
     # refused value or a missing parent is offered to it and refused.
-    assert taken == CASES[case][3]
-    monkeypatch.setattr(fresh, "MIN_ROWS", 10**9)
-    taken.clear()
-    staged = _run(tmp_path / "b", make_pg, case)
-    assert not taken
+    with_fresh, staged = fresh_and_checked(
+        monkeypatch, fresh, lambda folder: _run(folder, make_pg, case), tmp_path, CASES[case][3]
+    )
     assert with_fresh == staged
     assert with_fresh["again"] == (1 if case in ("a row the column refuses", "a child whose parent is missing") else 0)
     assert with_fresh["edit"] == 1
