@@ -12,6 +12,7 @@ the triage, not past it; an exception halfway through leaves nothing.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,27 @@ def test_an_exception_halfway_through_a_fresh_batch_leaves_nothing(
     monkeypatch.undo()
     assert _sync(src, url, batch_size=2 * N).sent_a_to_b == 2 * N
     assert sqlite_rows(src, "child") == rows(url, "child")
+
+
+def test_a_key_a_concurrent_writer_holds_is_triaged_not_overwritten(
+    mysql_db: Callable[[], str], tmp_path: Path
+) -> None:
+    # The writer's row is uncommitted when the batch arrives: the fresh insert
+    # waits for it, fails on the key once it commits, and the table is triaged.
+    url = mysql_db()
+    sql(url, *MY["item"])
+    src = _source(tmp_path / "src.db", "item", [])
+    with peersync.connect(url) as db:
+        db.provision("s", ["item"])
+    writer = raw(url, autocommit=False)
+    writer.cursor().execute("INSERT INTO item VALUES (150, 'mine', 5, 'mine')")
+    commit = threading.Timer(1.0, writer.commit)
+    commit.start()
+    try:
+        result = _sync(src, url, batch_size=N, policy=peersync.Policy.DESTINATION_WINS)
+    finally:
+        commit.join()
+        writer.close()
+    assert result.sessions[0].conflicts == 1
+    assert [r for r in rows(url, "item") if r[0] == 150] == [(150, "mine", 5, "mine")]
+    assert len(rows(url, "item")) == N
