@@ -432,32 +432,44 @@ def seal(conn: Conn) -> int:
     It never passes the lowest unsealed entry, uncommitted ones included (a
     dirty read finds those: an open transaction's entries are sealed when it
     commits, however late)."""
-    low = None
-    dirty = not conn.in_txn  # a dirty read needs its own transaction
-    if dirty:
+    due, low = False, None
+    if not conn.in_txn:  # a dirty read needs its own transaction
         with conn.txn(isolation="READ UNCOMMITTED"):
-            (low,) = conn.execute(f"SELECT MIN(id) FROM {LOG} WHERE id > {MARK} AND seq IS NULL").fetchone()
+            mark, _, since, now, high = conn.execute(_STATE).fetchone()
+            due = since is None or now - since >= MARK_AGE_MS
+            if due:  # the mark may move: find the lowest unsealed entry, committed or not
+                (low,) = conn.execute(f"SELECT MIN(id) {_unsealed(mark, high)}", (mark,)).fetchone()
     with conn.txn(isolation="READ COMMITTED"):
         (top,) = conn.execute(f"SELECT seq FROM {CLOCK} WHERE id = 0 FOR UPDATE").fetchone()
-        mark, cand, since, now, high = conn.execute(
-            f"SELECT {MARK}, (SELECT seq FROM {CLOCK} WHERE id = 2), (SELECT partial_seq FROM {CLOCK} WHERE id = 2),"
-            f" {NOW_MS}, (SELECT COALESCE(MAX(id), 0) FROM {LOG})"
-        ).fetchone()
+        mark, cand, since, now, high = conn.execute(_STATE).fetchone()
         ids = [
-            r[0]
-            for r in conn.execute(
-                f"SELECT id FROM {LOG} FORCE INDEX (PRIMARY) WHERE id > %s AND seq IS NULL ORDER BY id"
-                " FOR UPDATE SKIP LOCKED",
-                (mark,),
-            )
+            r[0] for r in conn.execute(f"SELECT id {_unsealed(mark, high)} ORDER BY id FOR UPDATE SKIP LOCKED", (mark,))
         ]
         if ids:
             _number(conn, ids, top)
             top += len(ids)
             conn.execute(f"UPDATE {CLOCK} SET seq = %s WHERE id = 0", (top,))
-        if since is None or (now - since >= MARK_AGE_MS and dirty):
+        if since is None or (due and now - since >= MARK_AGE_MS):
             _move_mark(conn, int(mark), int(cand or 0) if since is not None else 0, low, int(high), int(now))
     return int(top)
+
+
+# The mark, the candidate, when it was taken (None before the first), the time now, the highest log id.
+_STATE = (
+    f"SELECT {MARK}, (SELECT seq FROM {CLOCK} WHERE id = 2), (SELECT partial_seq FROM {CLOCK} WHERE id = 2),"
+    f" {NOW_MS}, (SELECT COALESCE(MAX(id), 0) FROM {LOG})"
+)
+# Above this many ids over the mark (a batch written in the last minute or two),
+# the unsealed entries are found through the seq index instead of read by id.
+_BY_ID = 20_000
+
+
+def _unsealed(mark: int, high: int) -> str:
+    """``FROM ... WHERE`` of the unsealed entries above the mark (``%s``): every
+    entry above it read by id, past purge's leftovers in the ``seq`` index,
+    unless there are many (then the index: cheap while purge keeps up)."""
+    index = "PRIMARY" if high - mark <= _BY_ID else "seq"
+    return f"FROM {LOG} FORCE INDEX ({index}) WHERE id > %s AND seq IS NULL"
 
 
 def _move_mark(conn: Conn, mark: int, cand: int, low: int | None, high: int, now: int) -> None:
