@@ -210,12 +210,16 @@ class Conn:
 
     @contextmanager
     def savepoint(self, name: str = "peersync_sp") -> Iterator[None]:
-        """A savepoint inside the open transaction: an exception rolls back to it."""
+        """A savepoint inside the open transaction: an exception rolls back to
+        it. Some errors (a deadlock) roll the whole transaction back, the
+        savepoint with it: then the rollback to it fails, and the original
+        error is what the caller gets (the transaction is over either way)."""
         self.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
-            self.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            with suppress(pymysql.err.MySQLError):
+                self.execute(f"ROLLBACK TO SAVEPOINT {name}")
             raise
         self.execute(f"RELEASE SAVEPOINT {name}")
 
