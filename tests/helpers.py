@@ -90,9 +90,19 @@ def drop_mariadb_database(admin: Any, name: str) -> None:
     """``DROP DATABASE IF EXISTS name`` on MariaDB, as PostgreSQL's ``WITH (FORCE)``:
     first end every other connection still on that database. A connection a test
     left inside a transaction holds a metadata lock; the DROP would wait for it, and
-    every information_schema query on the server would queue behind the DROP."""
+    every information_schema query on the server would queue behind the DROP.
+
+    Only idle connections (``Sleep``) are ended: processlist shows a connection
+    that runs an information_schema query (``information_schema.triggers``, as
+    peersync's describe does) with the ``db`` of whichever database that query
+    is reading at the moment, so "db = name" also lists other tests' busy
+    connections; killing those was the "Lost connection" (2013) that failed
+    other tests at random under load."""
     cur = admin.cursor()
-    cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()", (name,))
+    cur.execute(
+        "SELECT id FROM information_schema.processlist WHERE db = %s AND command = 'Sleep' AND id <> CONNECTION_ID()",
+        (name,),
+    )
     for (conn_id,) in cur.fetchall():
         with contextlib.suppress(Exception):  # it may have ended meanwhile
             cur.execute(f"KILL {int(conn_id)}")

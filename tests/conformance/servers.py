@@ -4,9 +4,8 @@ to a snapshot by DML, drop it."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import peersync
 from peersync._adapters.sql.meta import now_ms
@@ -15,32 +14,6 @@ from ..helpers import drop_mariadb_database
 from .pool import Rows, Server, Snapshot, scope_rows
 
 SCOPE = "s"
-T = TypeVar("T")
-_LOST = (2006, 2013)  # MySQL server has gone away; Lost connection to MySQL server during query
-
-
-def _once_more_if_lost(method: Callable[..., T]) -> Callable[..., T]:
-    """Run a pool's own bookkeeping on MariaDB again, on a new connection, if
-    its connection was lost. Under heavy load the suite saw, a few times in
-    hundreds of runs, 2013 "Lost connection" in these information_schema
-    queries, with nothing in the server's log: what a KILL of that
-    connection looks like (``drop_mariadb_database`` kills the connections
-    on the database it drops, and processlist can still list one a client
-    has just closed). Only these idempotent reads and resets are retried;
-    peersync's own connections never are."""
-
-    @functools.wraps(method)
-    def run(*args: Any, **kwargs: Any) -> T:
-        import pymysql
-
-        try:
-            return method(*args, **kwargs)
-        except pymysql.err.OperationalError as exc:
-            if not exc.args or exc.args[0] not in _LOST:
-                raise
-            return method(*args, **kwargs)
-
-    return run
 
 
 class MySQLServer(Server):
@@ -68,7 +41,6 @@ class MySQLServer(Server):
         cur.execute(sql, args)
         return [tuple(r) for r in cur.fetchall()]
 
-    @_once_more_if_lost
     def snapshot(self, name: str) -> Snapshot:
         with self.connect(name) as conn:
             tables = self._query(
@@ -86,7 +58,6 @@ class MySQLServer(Server):
             counters = {f"`{t}`": ai for t, ai in tables if ai is not None}
             return Snapshot(rows, columns, counters, self._shape(conn, name))
 
-    @_once_more_if_lost
     def shape(self, name: str) -> Rows:
         with self.connect(name) as conn:
             return self._shape(conn, name)
@@ -118,7 +89,6 @@ class MySQLServer(Server):
             out += sorted((what, *(str(v) for v in r)) for r in self._query(conn, sql, (name,)))
         return out
 
-    @_once_more_if_lost
     def reset(self, name: str, snap: Snapshot, replica_id: bytes) -> None:
         with self.connect(name) as conn:
             cur = conn.cursor()
