@@ -41,6 +41,7 @@ from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .constraints import constraints_of
+from .incoming import prepare
 from .schema import SCHEMA, Scope, Tracked, q
 from .snapshot import rows_sql, stream, tracking_sql, values_sql
 
@@ -431,8 +432,8 @@ class PostgresPeer(BatchPeer):
         with self._txn():
             sc = self._scope(scope)
         data = sc.names.batch_in(data)
-        open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
-        prepared = SetApply.prepare(sc, data)
+        env = open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
+        prepared = prepare(sc, data, env)
         handler = sc.names.handler(handler)
         # The apply reads each row's tracking state in its snapshot and writes
         # in the same transaction (REPEATABLE READ): a local write committed
