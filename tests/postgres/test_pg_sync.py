@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,6 +47,28 @@ def test_both_ways_in_batches(make_pg: Callable[..., str], tmp_path: Path) -> No
     assert (r.sent_a_to_b, r.sent_b_to_a, r.conflicts) == (300, 300, 0)
     assert _rows(a) == _rows(b) and len(_rows(a)) == 600
     assert sync(a, b).sent_a_to_b + sync(a, b).sent_b_to_a == 0
+
+
+@pytest.mark.parametrize("kinds", ["sp", "ps", "pp"])
+def test_sessions_with_a_server_read_ahead(
+    kinds: str, make_pg: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server works on one batch while this process reads or applies the
+    next (peersync._engine.ahead): same rows, same result, in many batches."""
+    from peersync._engine import session
+
+    streams: list[int] = []
+    real = session.read_ahead
+
+    def counted(stream: Any) -> Any:
+        streams.append(1)
+        return real(stream)
+
+    monkeypatch.setattr(session, "read_ahead", counted)
+    a, b = _peers(make_pg, tmp_path, kinds)
+    _write(a, *(f"INSERT INTO item VALUES ({i}, 's{i}', {i}, {i}.25)" for i in range(1, 301)))
+    r = sync(a, b, direction="push", batch_size=29)
+    assert streams and r.sent_a_to_b == 300 and _rows(a) == _rows(b)
 
 
 def test_loop_returns_nothing_to_its_origin(make_pg: Callable[..., str], tmp_path: Path) -> None:

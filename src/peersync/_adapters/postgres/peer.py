@@ -95,7 +95,7 @@ class PostgresPeer(BatchPeer):
     # The server writes a batch (or reads the next) while the session engine
     # reads the next batch from the other peer (or applies this one) in this
     # process: see peersync._engine.ahead.
-    remote = True
+    server = True
 
     def __init__(self, conninfo: str, shown: str, *, timeout: float = 10.0) -> None:
         if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
