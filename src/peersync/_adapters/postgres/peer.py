@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -45,6 +45,7 @@ from .incoming import prepare
 from .schema import SCHEMA, Scope, Tracked, q
 from .snapshot import rows_sql, stream, tracking_sql, values_sql
 
+Row = tuple[Any, ...]
 _HIDDEN_PAGE = 1000  # tracking rows per read of the rows above the bound
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
@@ -79,6 +80,19 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
         f" WHERE t.lt > %(after)s AND t.lt <= %(horizon)s AND (t.del OR u.{q(s.key[0])} IS NOT NULL){known}"
         " ORDER BY t.lt"
     )
+
+
+def short_form(rows: Iterable[Row]) -> Iterator[Row]:
+    """Rows of :func:`wire_sql` in wire form: a live local change of this
+    replica whose creation is its version, made with no knowledge beyond the
+    batch's (flags 0, no version tick, no creation), in the short form
+    ``[tick_offset, time_offset, *values]`` (``peersync._engine.wire``): an
+    initial sync of the rows made here costs the destination no header."""
+    for row in rows:
+        if row[1] == 0 and row[3] is None and row[5] is None:
+            yield (row[0], row[6], *row[7:])
+        else:
+            yield row
 
 
 def _same_fingerprint(stored: str, schemas: list[model.TableSchema]) -> bool:
@@ -466,7 +480,7 @@ class PostgresPeer(BatchPeer):
             cur.execute(wire_sql(t, filter_known, marks), {**params, "base": base})
             readers.append((t, base, cur))
         try:
-            return take_rows([(t.name, base, cur) for t, base, cur in readers], max_rows, room)
+            return take_rows([(t.name, base, short_form(cur)) for t, base, cur in readers], max_rows, room)
         finally:
             for _, _, cur in readers:
                 cur.close()
