@@ -143,7 +143,7 @@ def _column(col: PgColumn, values: Sequence[Value], key: bool) -> list[str] | No
             return None
         if any(c in joined for c in _SPECIAL):
             return _fields(values, nulls, _escape)
-        return _fields(values, nulls, str)
+        return [NULL if v is None else v for v in values] if nulls else list(values)
     if not kinds <= {int, float, str, bytes}:  # bool, RawText, anything else: the general path
         return None
     try:
