@@ -140,7 +140,7 @@ def test_a_user_trigger_created_between_sessions_is_seen_by_the_next_apply(pair:
 def test_a_no_change_session_asks_the_server_twice(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     """The bound's two statements go as one query, and so do the snapshot's
     signature and knowledge reads: each round trip waits for a busy server."""
-    url, path, pg, lite = pair
+    _, _, pg, lite = pair
     sent: list[str] = []
     real = psycopg.Cursor.execute
 
@@ -158,7 +158,7 @@ def test_a_no_change_session_asks_the_server_twice(pair: Pair, monkeypatch: pyte
 def test_a_dropped_peersync_schema_is_noticed_by_an_open_peer(pair: Pair) -> None:
     """The bound stops reading peersync's sequence once it saw it on this
     connection; a schema dropped behind its back must not break the bound."""
-    url, path, pg, lite = pair
+    url, _, pg, _ = pair
     assert pg.describe("s").tick > 0
     _on_server(url, "DROP SCHEMA _peersync CASCADE")
     assert pg.bound() == 0  # nothing tracked, as on a database never provisioned

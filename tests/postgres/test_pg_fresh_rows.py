@@ -127,13 +127,16 @@ def test_never_seen_rows_end_as_the_staged_apply_leaves_them(
     case: str, make_pg: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     taken: list[bool] = []
-    for name in ("write", "write_short"):  # rows of the full form, of the short form (from SQLite)
 
-        def spy(*args: Any, real: Callable[..., bool] = getattr(fresh, name)) -> bool:
+    def spy(real: Callable[..., bool]) -> Callable[..., bool]:
+        def spied(*args: Any) -> bool:
             taken.append(real(*args))
             return taken[-1]
 
-        monkeypatch.setattr(fresh, name, spy)
+        return spied
+
+    for name in ("write", "write_short"):  # rows of the full form, of the short form (from SQLite)
+        monkeypatch.setattr(fresh, name, spy(getattr(fresh, name)))
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with_fresh = _run(tmp_path / "a", make_pg, case)
