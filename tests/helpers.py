@@ -137,20 +137,25 @@ def fresh_and_checked(
     run: Callable[[Path], dict[str, Any]],
     tmp_path: Path,
     offered: list[bool],
+    writers: tuple[str, ...] = ("write",),
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A server's "never seen here" path (``fresh``: its module, with ``write``
-    and ``MIN_ROWS``) against its checked path: ``run`` plays one history in a
-    folder and returns the state it ends in; it runs once with the fresh path,
-    whose ``write`` must have answered ``offered`` (True: taken, False:
-    refused and rolled back), then once with it out of reach. Both states."""
+    """A server's "never seen here" path (``fresh``: its module, with the
+    functions named ``writers`` and ``MIN_ROWS``) against its checked path:
+    ``run`` plays one history in a folder and returns the state it ends in; it
+    runs once with the fresh path, whose writers must have answered
+    ``offered`` (True: taken, False: refused and rolled back), then once with
+    it out of reach. Both states."""
     taken: list[bool] = []
-    real = fresh.write
 
-    def spy(*args: Any) -> bool:
-        taken.append(real(*args))
-        return bool(taken[-1])
+    def spy(real: Callable[..., Any]) -> Callable[..., bool]:
+        def spied(*args: Any) -> bool:
+            taken.append(bool(real(*args)))
+            return taken[-1]
 
-    monkeypatch.setattr(fresh, "write", spy)
+        return spied
+
+    for name in writers:
+        monkeypatch.setattr(fresh, name, spy(getattr(fresh, name)))
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with_fresh = run(tmp_path / "a")

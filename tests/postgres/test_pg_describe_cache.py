@@ -135,3 +135,34 @@ def test_a_user_trigger_created_between_sessions_is_seen_by_the_next_apply(pair:
     peersync.sync(lite, pg, "s")
     assert (9, "QUIET", 9, 0.5) in pg_rows(url)
     assert pg_rows(url) == sqlite_rows(path)
+
+
+def test_a_no_change_session_asks_the_server_twice(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound's two statements go as one query, and so do the snapshot's
+    signature and knowledge reads: each round trip waits for a busy server."""
+    _, _, pg, lite = pair
+    sent: list[str] = []
+    real = psycopg.Cursor.execute
+
+    def counted(self: Any, query: Any, *args: Any, **kw: Any) -> Any:
+        sent.append(str(query))
+        return real(self, query, *args, **kw)
+
+    monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+    for a, b in ((lite, pg), (pg, lite)):
+        sent.clear()
+        assert peersync.sync(a, b, "s", direction="push").sent_a_to_b == 0
+        assert len(sent) == 2, sent
+
+
+def test_a_dropped_peersync_schema_is_noticed_by_an_open_peer(pair: Pair) -> None:
+    """The bound stops reading peersync's sequence once it saw it on this
+    connection; a schema dropped behind its back must not break the bound."""
+    url, _, pg, _ = pair
+    assert pg.describe("s").tick > 0
+    _on_server(url, "DROP SCHEMA _peersync CASCADE")
+    assert pg.bound() == 0  # nothing tracked, as on a database never provisioned
+    with pytest.raises(peersync.StorageError):
+        pg.describe("s")
+    with peersync.connect(url) as again, pytest.raises(peersync.ScopeError):
+        again.describe("s")

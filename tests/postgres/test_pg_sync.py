@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -46,6 +47,28 @@ def test_both_ways_in_batches(make_pg: Callable[..., str], tmp_path: Path) -> No
     assert (r.sent_a_to_b, r.sent_b_to_a, r.conflicts) == (300, 300, 0)
     assert _rows(a) == _rows(b) and len(_rows(a)) == 600
     assert sync(a, b).sent_a_to_b + sync(a, b).sent_b_to_a == 0
+
+
+@pytest.mark.parametrize("kinds", ["sp", "ps", "pp"])
+def test_sessions_with_a_server_read_ahead(
+    kinds: str, make_pg: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server works on one batch while this process reads or applies the
+    next (peersync._engine.ahead): same rows, same result, in many batches."""
+    from peersync._engine import session
+
+    streams: list[int] = []
+    real = session.read_ahead
+
+    def counted(stream: Any) -> Any:
+        streams.append(1)
+        return real(stream)
+
+    monkeypatch.setattr(session, "read_ahead", counted)
+    a, b = _peers(make_pg, tmp_path, kinds)
+    _write(a, *(f"INSERT INTO item VALUES ({i}, 's{i}', {i}, {i}.25)" for i in range(1, 301)))
+    r = sync(a, b, direction="push", batch_size=29)
+    assert streams and r.sent_a_to_b == 300 and _rows(a) == _rows(b)
 
 
 def test_loop_returns_nothing_to_its_origin(make_pg: Callable[..., str], tmp_path: Path) -> None:
@@ -113,3 +136,26 @@ def test_random_writes_and_sessions_converge(make_pg: Callable[..., str], tmp_pa
             r = sync(peers[i], peers[j])
             moved += r.sent_a_to_b + r.sent_b_to_a
     assert moved == 0
+
+
+def test_rows_made_here_travel_in_the_short_form(make_pg: Callable[..., str], tmp_path: Path) -> None:
+    """A live row whose last change was made here, creation included, goes as
+    ``[tick_offset, time_offset, *values]`` (peersync._engine.wire); a row
+    from another replica, an updated row and a tombstone go spelled out."""
+    import msgpack
+
+    pg, lite, fresh = _peers(make_pg, tmp_path, "pss")
+    _write(pg, *(f"INSERT INTO item VALUES ({i}, 'p{i}', {i}, {i}.5)" for i in range(1, 201)))
+    _write(pg, "UPDATE item SET qty = -1 WHERE id = 7", "DELETE FROM item WHERE id = 8")
+    _write(lite, *(f"INSERT INTO item VALUES ({i}, 's{i}', {i}, {i}.25)" for i in range(1001, 1101)))
+    sync(lite, pg, direction="push")
+    with peersync.connect(pg) as a, peersync.connect(fresh) as c:
+        data = a.changes("s", c.describe("s").knowledge, 0, a.describe("s").tick, max_rows=10**4, max_bytes=1 << 24)
+    ((_, _, rows),) = msgpack.unpackb(data)[10]
+    lengths = sorted(len(r) for r in rows)
+    assert lengths == [2 + 4] * 198 + [7 + 4] * 102  # 7 updated, 8 deleted, 100 from lite
+    r = sync(pg, fresh, direction="push")
+    assert r.sent_a_to_b == 300 and _rows(pg) == _rows(fresh)
+    assert sync(fresh, pg).sent_a_to_b + sync(fresh, pg).sent_b_to_a == 0
+    assert sync(lite, fresh).sent_a_to_b == 0  # fresh knows lite's rows, through pg
+    assert _rows(lite) == _rows(fresh)

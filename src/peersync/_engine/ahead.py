@@ -1,9 +1,12 @@
-"""Reading a pass one batch ahead, for a destination in another process.
+"""Reading a pass one batch ahead, for a peer whose work is done in another process.
 
 When the destination is remote (a served database), applying a batch is a
 round trip during which this process would sit idle. :func:`read_ahead` reads
 the source's next batch in a thread meanwhile, so the source's reads and the
-destination's writes overlap. It changes nothing else: the batches are the
+destination's writes overlap. The same holds for a database server on either
+side (a peer with ``server = True``): the server writes a batch while this
+process reads the next from the source, or reads the next batch while this
+process applies the last one. It changes nothing else: the batches are the
 same, in the same order, and at most two wait in memory besides the one being
 applied. The source's stream runs in the thread only; it is closed there.
 """

@@ -217,8 +217,10 @@ def run_session(
     held = Knowledge.empty()  # every change the destination kept out, in any pass
     failures: list[Conflict] = []
     stopped = False  # gave up following a source that kept changing
-    # A destination in another process applies while this one reads on.
-    ahead = getattr(dest, "remote", False) is True
+    # A destination in another process (a served database) applies while
+    # this one reads on; a database server on either side works (writes a
+    # batch, or reads the next) while this process applies or reads.
+    ahead = getattr(dest, "remote", False) is True or any(getattr(p, "server", False) is True for p in (source, dest))
     if on_progress is not None:
         on_progress(SessionStarted(scope, source.url, dest.url, known.floor(si.replica_id) + 1, upto))
 

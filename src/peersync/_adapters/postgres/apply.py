@@ -19,7 +19,8 @@ the caller runs the apply again, which then sees that change as a conflict.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import itertools
+from dataclasses import dataclass, replace
 from typing import Any
 
 import psycopg
@@ -30,7 +31,6 @@ from peersync._engine.knowledge import Knowledge, Version
 from peersync._engine.model import (
     ApplyReport,
     Batch,
-    Change,
     Conflict,
     ConflictHandler,
     ConflictType,
@@ -41,62 +41,26 @@ from peersync._engine.model import (
 )
 from peersync._engine.rules import LocalState, classify, policy_name, remote_wins_by_time, resolve
 from peersync._engine.schema import dependency_order
-from peersync._engine.wire import decode_batch
 
 from . import collisions, fresh, pending
 from .conn import RETRYABLE, savepoint
+from .incoming import APPLY, CONFLICT, DEFER, FAILED, KNOWN, LEARN, MERGE, Row, Table
 from .normalized import restamp_drifted, restamp_rewritten
 from .schema import LAST_TICK, SCHEMA, TICK, Scope, Tracked, q, read_expr
-from .values import BindValue, Unfit, bind_type, blame, converter, to_pg
+from .values import Unfit, bind_type, blame, to_pg
 from .values import bound_param as _param
-
-KNOWN, APPLY, CONFLICT, LEARN, DEFER, MERGE, FAILED = range(7)
-
-
-@dataclass(slots=True)
-class _Row:
-    """One incoming change and what the apply decided for it."""
-
-    change: Change
-    mark: int  # its extra made-with knowledge (0: none)
-    key: tuple[Value, ...]
-    bound: list[BindValue] | None  # every column bound for PostgreSQL; None when a value does not fit
-    unfit: str = ""
-    action: int = KNOWN
-    local: tuple[Any, ...] | None = None  # its tracking row: lt, urep, utick, crep, ctick, ctime, del, scope, mw
-    ord: int = 0  # its row number in the staging table (0: not loaded, its values do not fit)
-
-    @property
-    def version(self) -> Version:
-        return self.change[2]
-
-    @property
-    def deleted(self) -> bool:
-        return self.change[1]
 
 
 @dataclass(frozen=True)
 class _Rewrite:
     kind: str  # "write" (a row, or a delete when row is None), "merge" or "restamp"
     table: Tracked
-    row: _Row
+    row: Row
     values: dict[str, Value] | None
     time: int
     conflict: Conflict
     mw: int
     evict: tuple[tuple[Any, ...], ...] = ()  # raw keys of local rows a UNIQUE collision's winner replaces
-
-
-@dataclass
-class _Table:
-    t: Tracked
-    rows: list[_Row] = field(default_factory=list)
-    staging: str = ""
-    fresh: bool = False  # written by fresh.write: the staged steps skip it
-    # The prepared table this one was made from: a batch whose rows fresh.write
-    # could not take is not offered to it again when the apply is retried.
-    origin: _Table | None = None
-    no_fresh: bool = False
 
 
 def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bool:
@@ -110,54 +74,20 @@ def _same(local: dict[str, Value] | None, remote: dict[str, Value] | None) -> bo
 class SetApply:
     """One batch applied inside the caller's REPEATABLE READ transaction."""
 
-    @staticmethod
-    def prepare(sc: Scope, data: bytes) -> tuple[Batch, dict[str, _Table]]:
-        """Decode and validate the whole batch (ProtocolError) and bind its
-        values, before any transaction."""
-        batch = decode_batch(data, sc.schemas)
-        by_name = {t.name: t for t in sc.tables}
-        tables: dict[str, _Table] = {}
-        for name, changes in batch.changes.items():
-            t = by_name[name]
-            tab = tables[name] = _Table(t)
-            marks = batch.extra_of.get(name) or [0] * len(changes)
-            kpos = t.schema.key_positions
-            convert = [converter(c) for c in t.columns]
-            for ch, mark in zip(changes, marks, strict=True):
-                values = ch[5]
-                if ch[1]:  # a tombstone carries its key only
-                    full: list[Value] = [None] * len(t.columns)
-                    for p, v in zip(kpos, values, strict=True):
-                        full[p] = v
-                    values = tuple(full)
-                key = tuple(values[p] for p in kpos)
-                row = _Row(ch, mark, key, None)
-                try:
-                    row.bound = [f(v) for f, v in zip(convert, values, strict=True)]
-                    if any(row.bound[p] is None for p in kpos):
-                        raise Unfit("a key column is NULL")
-                except Unfit as exc:
-                    row.unfit = str(exc)
-                tab.rows.append(row)
-        return batch, tables
-
     def __init__(
         self,
         conn: psycopg.Connection[Any],
         meta: Meta,
         sc: Scope,
-        prepared: tuple[Batch, dict[str, _Table]],
+        prepared: tuple[Batch, dict[str, Table]],
         handler: ConflictHandler,
     ) -> None:
         self.conn, self.meta, self.sc, self.handler = conn, meta, sc, handler
         self.batch, tables = prepared
         # Fresh rows: a retried apply decides everything again.
-        self.tables = [
-            _Table(tab.t, [_Row(r.change, r.mark, r.key, r.bound, r.unfit) for r in tab.rows], origin=tab)
-            for tab in tables.values()
-        ]
+        self.tables = [tab.copy() for tab in tables.values()]
         self.report = ApplyReport(last=self.batch.last, final=self.batch.final, made_with=self.batch.made_with)
-        self.excluded: list[tuple[Tracked, _Row]] = []
+        self.excluded: list[tuple[Tracked, Row]] = []
         self.conflicts: list[Conflict] = []
         self.rewrites: list[_Rewrite] = []
 
@@ -179,7 +109,7 @@ class SetApply:
             learned = learned.add_range(b.source, b.first, b.last)
         order = {t.name: i for i, t in enumerate(dependency_order(sc.tables))}
         self.tables.sort(key=lambda tab: order[tab.t.name])
-        if any(tab.rows for tab in self.tables):
+        if any(tab.rows or tab.short for tab in self.tables):
             self.partials = dict(self.meta.partials())
             self.mw = self.meta.partial_id(sc.name, b.made_with)
             self.ex_ids = [self.meta.partial_id(sc.name, b.made_with | extra) for extra in b.extras]
@@ -201,7 +131,10 @@ class SetApply:
                 for r in tab.rows
                 if r.action in (APPLY, LEARN, MERGE)
             )
-            pending.release(conn, sc.idx, settled)
+            shorts = [tab.short.settled(tab.t.tid, b.made_with) for tab in self.tables if tab.short is not None]
+            pending.release(conn, sc.idx, itertools.chain(settled, *shorts))
+            # (Rows still short were written by fresh.write_short; their versions,
+            # the source's ticks in this batch's range, are learned already.)
             learned = learned | Knowledge.from_versions(
                 r.version for tab in self.tables for r in tab.rows if r.action in (APPLY, LEARN, MERGE)
             )
@@ -228,7 +161,7 @@ class SetApply:
         )
         return name
 
-    def _load(self, tab: _Table) -> None:
+    def _load(self, tab: Table) -> None:
         """COPY the rows whose values fit into the staging table (binary)."""
         t = tab.t
         tab.staging = self._staging(t)
@@ -246,12 +179,12 @@ class SetApply:
             for row in stamps:
                 cp.write_row(row)
 
-    def _rep_indexes(self, rows: list[_Row]) -> dict[bytes, int]:
+    def _rep_indexes(self, rows: list[Row]) -> dict[bytes, int]:
         """The index of each replica other than this one that made a version of ``rows``."""
         rids = {r.version[0] for r in rows} | {r.change[3][0] for r in rows}
         return {rid: self.meta.rep_index(rid) for rid in rids if rid != self.sc.rid}
 
-    def _stamp_of(self, r: _Row, idx: dict[bytes, int]) -> fresh.Stamp:
+    def _stamp_of(self, r: Row, idx: dict[bytes, int]) -> fresh.Stamp:
         """``r``'s tracking stamp if written: urep, utick, crep, ctick (NULL
         when the creation is the version), ctime, mw; ``idx`` maps replica ids
         (other than this one's) to their indexes."""
@@ -260,11 +193,22 @@ class SetApply:
         crep, ctick = (None, None) if same else (idx.get(creation[0]), creation[1])
         return idx.get(version[0]), version[1], crep, ctick, when, self._made_with_record(r)
 
-    def _fresh(self, tab: _Table) -> bool:
+    def _fresh(self, tab: Table) -> bool:
         """Write a table's rows by ``fresh.write`` when all are live rows of
         versions this replica does not know, that fit their columns; True if
-        they were (each counted received and applied)."""
+        they were (each counted received and applied). Short rows
+        (``short.py``) are made :class:`Row` objects unless written so."""
         t, rows, known, own = tab.t, tab.rows, self.known, self.sc.rid
+        if tab.short is not None:
+            s, origin = tab.short, tab.origin
+            if not (origin and origin.no_fresh) and s.unknown_to(known):
+                urep = self.meta.rep_index(s.source)
+                if fresh.write_short(self.conn, t, self.sc.idx, s, urep, self.mw):
+                    return self._written_fresh(tab, len(s))
+                if origin is not None:
+                    origin.no_fresh = True
+            tab.materialize()
+            return False
         if len(rows) < fresh.MIN_ROWS or not fresh.eligible(t) or (tab.origin and tab.origin.no_fresh):
             return False
         if any(x.t.side_effects for x in self.tables):  # a user's trigger may change these rows later
@@ -282,8 +226,11 @@ class SetApply:
             return False
         for r in rows:
             r.action = APPLY
-        self.report.received += len(rows)
-        self.report.applied += len(rows)
+        return self._written_fresh(tab, len(rows))
+
+    def _written_fresh(self, tab: Table, n: int) -> bool:
+        self.report.received += n
+        self.report.applied += n
         tab.fresh = True
         return True
 
@@ -291,7 +238,7 @@ class SetApply:
         """Staging row ``x``'s key, as the key columns' types."""
         return ", ".join(_param(t, p, f"x.c{p}") for p in t.schema.key_positions)
 
-    def _lock_and_read(self, tab: _Table) -> None:
+    def _lock_and_read(self, tab: Table) -> None:
         """Lock the batch's user rows and tracking rows (in that order, the
         order writers take them in) and read the tracking state."""
         t = tab.t
@@ -317,7 +264,7 @@ class SetApply:
         lt, urep, utick, _, _, _, _, scope, _ = local
         return (self.meta.rep_rid[urep], int(utick)) if scope == self.sc.idx else (self.sc.rid, int(lt))
 
-    def _triage(self, tab: _Table) -> None:
+    def _triage(self, tab: Table) -> None:
         """The engine's rules (``rules.triage``) plus the two that need
         per-row knowledge: a local row from an unfinished session made knowing
         the incoming version makes it obsolete; a row's extra made-with
@@ -351,14 +298,14 @@ class SetApply:
                 self._fail(tab.t, r, r.unfit)
 
     # -- conflicts ------------------------------------------------------------------
-    def _local_state(self, r: _Row) -> LocalState:
+    def _local_state(self, r: Row) -> LocalState:
         assert r.local is not None
         _, _, _, crep, ctick, ctime, deleted, _, _ = r.local
         version = self._local_version(r.local)
         creation = version if ctick is None else (self.sc.rid if crep is None else self.meta.rep_rid[crep], int(ctick))
         return LocalState(version, creation, bool(deleted), int(ctime))
 
-    def _local_row(self, t: Tracked, r: _Row) -> dict[str, Value] | None:
+    def _local_row(self, t: Tracked, r: Row) -> dict[str, Value] | None:
         assert r.bound is not None
         where = " AND ".join(f"u.{q(t.schema.columns[p])} = {_param(t, p, '%s')}" for p in t.schema.key_positions)
         vals = ", ".join(read_expr(c, f"u.{q(c.spec.name)}") for c in t.columns)
@@ -367,13 +314,13 @@ class SetApply:
         ).fetchone()
         return None if found is None else dict(zip(t.schema.columns, found, strict=True))
 
-    def _remote_row(self, t: Tracked, r: _Row) -> dict[str, Value] | None:
+    def _remote_row(self, t: Tracked, r: Row) -> dict[str, Value] | None:
         return None if r.deleted else dict(zip(t.schema.columns, r.change[5], strict=True))
 
-    def _made_with_record(self, r: _Row) -> int:
+    def _made_with_record(self, r: Row) -> int:
         return self.ex_ids[r.mark - 1] if r.mark else self.mw
 
-    def _conflict(self, t: Tracked, r: _Row) -> None:
+    def _conflict(self, t: Tracked, r: Row) -> None:
         lt, _, version, creation, ctime, _ = r.change
         loc = self._local_state(r)
         remote_row = self._remote_row(t, r)
@@ -434,7 +381,7 @@ class SetApply:
         r.action = action[res.outcome]
         del lt
 
-    def _collision(self, t: Tracked, r: _Row, msg: str) -> bool:
+    def _collision(self, t: Tracked, r: Row, msg: str) -> bool:
         """A row colliding with local rows of other keys on a UNIQUE index:
         the callback's outcome becomes a rewrite (``collisions.py``)."""
         d = collisions.decide(self, t, r, msg)
@@ -447,7 +394,7 @@ class SetApply:
         self.conflicts.append(conflict)
         return True
 
-    def _fail(self, t: Tracked, r: _Row, msg: str) -> None:
+    def _fail(self, t: Tracked, r: Row, msg: str) -> None:
         _, _, version, _, ctime, _ = r.change
         r.action = FAILED
         self.excluded.append((t, r))
@@ -487,7 +434,7 @@ class SetApply:
             if effects:
                 restamp_drifted(self.conn, tab.t, tab.staging, [r.ord for r in tab.rows if r.action == APPLY], _param)
 
-    def _write_span(self, tab: _Table, rows: list[_Row], deletes: bool) -> list[tuple[_Row, str]]:
+    def _write_span(self, tab: Table, rows: list[Row], deletes: bool) -> list[tuple[Row, str]]:
         """Write ``rows`` in one statement; if that fails, each half; the rows
         that fail alone are returned with their error."""
         if not rows:
@@ -540,7 +487,7 @@ class SetApply:
             params,
         )
 
-    def _stamp(self, tab: _Table, ords: list[int]) -> None:
+    def _stamp(self, tab: Table, ords: list[int]) -> None:
         """Tracking rows for written rows: a new local tick, the origin version,
         this scope, and the record of what the source made them with."""
         if not ords:

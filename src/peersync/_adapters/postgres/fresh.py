@@ -24,7 +24,7 @@ after the write.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -34,6 +34,7 @@ from peersync._engine.types import ValueType
 from .conn import savepoint
 from .normalized import rewrites_on_server
 from .schema import TICK, TRACKING_COLUMNS, Tracked, q
+from .short import ShortRows
 from .values import BindValue
 
 # Smaller batches gain little and would pay for a failed COPY more often.
@@ -56,22 +57,55 @@ def write(conn: psycopg.Connection[Any], t: Tracked, scope: int, rows: Sequence[
     cannot be written this way (a serialization failure or a deadlock too:
     the staged path meets the concurrent write again and reports it)."""
     kpos = t.schema.key_positions
-    cols = ", ".join(q(c) for c in t.schema.columns)
     tcols = ", ".join([*t.kcols, *TRACKING_COLUMNS])
+
+    def copy(ticks: list[str]) -> None:
+        # Text COPY: each value is read by its column's input function, as
+        # the staged path's casts do.
+        with conn.cursor() as cur, cur.copy(_user_copy(t)) as cp:
+            for bound, _ in rows:
+                cp.write_row(bound)
+        with conn.cursor() as cur, cur.copy(f"COPY {t.tracking} ({tcols}) FROM STDIN") as cp:
+            for (bound, (urep, utick, crep, ctick, ctime, mw)), lt in zip(rows, ticks, strict=True):
+                cp.write_row((*[bound[p] for p in kpos], lt, urep, utick, crep, ctick, ctime, False, scope, mw))
+
+    return _copied(conn, t, len(rows), copy)
+
+
+def write_short(conn: psycopg.Connection[Any], t: Tracked, scope: int, rows: ShortRows, urep: int, mw: int) -> bool:
+    """:func:`write` for rows of the short form (``short.py``): their text
+    made a column at a time; the versions are the source's (replica index
+    ``urep`` here), made with the partial knowledge record ``mw``."""
+    # crep and ctick are left out: NULL, the creation is the version.
+    tcols = ", ".join([*t.kcols, "utick", "ctime", "lt", "urep", "scope", "mw", "del"])
+
+    def copy(ticks: list[str]) -> None:
+        # The text is made before each COPY starts: the server does not wait for it.
+        user, tracking = rows.user_text(), rows.tracking_text(ticks, f"\t{urep}\t{scope}\t{mw}\tf")
+        with conn.cursor() as cur, cur.copy(_user_copy(t)) as cp:
+            cp.write(user)
+        with conn.cursor() as cur, cur.copy(f"COPY {t.tracking} ({tcols}) FROM STDIN") as cp:
+            cp.write(tracking)
+
+    return _copied(conn, t, len(rows), copy)
+
+
+def _user_copy(t: Tracked) -> str:
+    return f"COPY {t.qualified} ({', '.join(q(c) for c in t.schema.columns)}) FROM STDIN"
+
+
+def _copied(conn: psycopg.Connection[Any], t: Tracked, n: int, copy: Callable[[list[str]], None]) -> bool:
+    """Run ``copy`` (given ``n`` new local ticks, ascending, as text) in a
+    savepoint with ``t``'s triggers stepping aside; False if it failed."""
     try:
         with savepoint(conn):
             conn.execute("SELECT set_config('peersync.applying', %s, true)", (str(t.tid),))
-            ticks = sorted(
-                int(n) for (n,) in conn.execute(f"SELECT nextval('{TICK}') FROM generate_series(1, %s)", (len(rows),))
-            )
-            # Text COPY: each value is read by its column's input function, as
-            # the staged path's casts do.
-            with conn.cursor() as cur, cur.copy(f"COPY {t.qualified} ({cols}) FROM STDIN") as cp:
-                for bound, _ in rows:
-                    cp.write_row(bound)
-            with conn.cursor() as cur, cur.copy(f"COPY {t.tracking} ({tcols}) FROM STDIN") as cp:
-                for (bound, (urep, utick, crep, ctick, ctime, mw)), lt in zip(rows, ticks, strict=True):
-                    cp.write_row((*[bound[p] for p in kpos], lt, urep, utick, crep, ctick, ctime, False, scope, mw))
+            (ticks,) = conn.execute(  # type: ignore[misc]
+                f"SELECT string_agg(x::text, ',' ORDER BY x) FROM (SELECT nextval('{TICK}') AS x"
+                " FROM generate_series(1, %s)) AS s",
+                (n,),
+            ).fetchone()
+            copy(ticks.split(","))
             conn.execute("SELECT set_config('peersync.applying', '', true)")
     except psycopg.Error:
         return False

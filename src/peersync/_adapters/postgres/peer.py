@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -41,9 +41,11 @@ from . import schema as S
 from .apply import SetApply
 from .conn import POSTGRES, RETRYABLE, errors, open_connection, transaction
 from .constraints import constraints_of
+from .incoming import prepare
 from .schema import SCHEMA, Scope, Tracked, q
 from .snapshot import rows_sql, stream, tracking_sql, values_sql
 
+Row = tuple[Any, ...]
 _HIDDEN_PAGE = 1000  # tracking rows per read of the rows above the bound
 _APPLY_ATTEMPTS = 50  # an apply that keeps meeting concurrent writes gives up after this many tries
 
@@ -80,6 +82,19 @@ def wire_sql(t: Tracked, filter_known: bool, marks: dict[int, int]) -> str:
     )
 
 
+def short_form(rows: Iterable[Row]) -> Iterator[Row]:
+    """Rows of :func:`wire_sql` in wire form: a live local change of this
+    replica whose creation is its version, made with no knowledge beyond the
+    batch's (flags 0, no version tick, no creation), in the short form
+    ``[tick_offset, time_offset, *values]`` (``peersync._engine.wire``): an
+    initial sync of the rows made here costs the destination no header."""
+    for row in rows:
+        if row[1] == 0 and row[3] is None and row[5] is None:
+            yield (row[0], row[6], *row[7:])
+        else:
+            yield row
+
+
 def _same_fingerprint(stored: str, schemas: list[model.TableSchema]) -> bool:
     return stored == fingerprint(schemas)
 
@@ -91,6 +106,11 @@ class PostgresPeer(BatchPeer):
     and creates nothing; :meth:`provision` creates peersync's schema.
     """
 
+    # The server writes a batch (or reads the next) while the session engine
+    # reads the next batch from the other peer (or applies this one) in this
+    # process: see peersync._engine.ahead.
+    server = True
+
     def __init__(self, conninfo: str, shown: str, *, timeout: float = 10.0) -> None:
         if type(timeout) not in (int, float) or not 0 < timeout <= 3600:
             raise ConfigurationError(f"timeout must be a number of seconds from 0 to 3600, not {timeout!r}")
@@ -100,6 +120,7 @@ class PostgresPeer(BatchPeer):
         self._scopes: dict[str, Scope] = {}
         self._verified: dict[str, str | None] = {}  # scope -> shape signature when last loaded and verified
         self._names_table = False
+        self._has_meta = False  # seen peersync's metadata on this connection
 
     # -- plumbing -------------------------------------------------------------
     def close(self) -> None:
@@ -116,12 +137,19 @@ class PostgresPeer(BatchPeer):
                 raise
 
     def bound(self) -> int:
-        """The snapshot bound (see :func:`schema.bound_sql`); outside any transaction."""
-        if not self.meta.has_meta():
-            return 0
+        """The snapshot bound (see :func:`schema.bound_sql`); outside any
+        transaction. One round trip: the two statements go as one simple
+        query, which the server runs in order."""
+        if not self._has_meta:
+            if not self.meta.has_meta():
+                return 0
+            self._has_meta = True  # peersync never drops its schema
         last_sql, locks_sql = S.bound_sql()
-        (last,) = self.conn.execute(last_sql).fetchone()  # type: ignore[misc]
-        (low,) = self.conn.execute(locks_sql).fetchone()  # type: ignore[misc]
+        try:
+            last, low = (row[0] for row in _results(self.conn.cursor(), f"{last_sql}; {locks_sql}") if row)
+        except psycopg.errors.UndefinedTable:  # someone else did
+            self._has_meta = False
+            return self.bound()
         return int(last) if low is None else min(int(last), int(low))
 
     def _scope(self, name: str, *, reload: bool = False) -> Scope:
@@ -301,10 +329,40 @@ class PostgresPeer(BatchPeer):
         a description's is never merged (``ReplicaInfo``)."""
         with errors(self.url):
             tick = self.bound()
+        sc_known = self._unchanged(scope)
+        if sc_known is not None:
+            sc, stored, forgotten = sc_known
+            return scopes.described(scope, sc, tick, stored, forgotten)
         with self._txn("REPEATABLE READ"):
             sc = self._checked_scope(scope)
             stored, forgotten = self.meta.stored_knowledge(scope)
         return scopes.described(scope, sc, tick, stored, forgotten)
+
+    def _unchanged(self, scope: str) -> tuple[Scope, Knowledge, Knowledge] | None:
+        """The scope as this connection last verified it and its stored and
+        forgotten knowledge, read in one snapshot and one round trip (the
+        statements of :meth:`_checked_scope`'s cached case and of
+        ``stored_knowledge`` sent as one simple query); None when nothing
+        was verified yet or the shape signature changed."""
+        cached, verified = self._scopes.get(scope), self._verified.get(scope)
+        if cached is None or verified is None:
+            return None
+        query = (
+            f"BEGIN ISOLATION LEVEL REPEATABLE READ; {S.shape_signature(self._names_table)};"
+            f" SELECT knowledge, forgotten FROM {PREFIX}scopes WHERE name = %(scope)s; COMMIT"
+        )
+        with errors(self.url):
+            try:
+                signature, knowledge = _results(psycopg.ClientCursor(self.conn), query, {"scope": scope})
+            except BaseException:
+                self.meta.forget_cache()
+                if not self.conn.closed and self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                    self.conn.execute("ROLLBACK")
+                raise
+        if not signature or signature[0] != verified or not knowledge:
+            return None
+        stored, forgotten = knowledge
+        return cached, Knowledge.from_bytes(bytes(stored)), Knowledge.from_bytes(bytes(forgotten))
 
     def _checked_scope(self, scope: str) -> Scope:
         """The scope as it is now, its triggers verified: loaded again (about
@@ -422,7 +480,7 @@ class PostgresPeer(BatchPeer):
             cur.execute(wire_sql(t, filter_known, marks), {**params, "base": base})
             readers.append((t, base, cur))
         try:
-            return take_rows([(t.name, base, cur) for t, base, cur in readers], max_rows, room)
+            return take_rows([(t.name, base, short_form(cur)) for t, base, cur in readers], max_rows, room)
         finally:
             for _, _, cur in readers:
                 cur.close()
@@ -431,8 +489,8 @@ class PostgresPeer(BatchPeer):
         with self._txn():
             sc = self._scope(scope)
         data = sc.names.batch_in(data)
-        open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
-        prepared = SetApply.prepare(sc, data)
+        env = open_batch(data, scope, sc.schemas, sc.fingerprint, sc.rid)
+        prepared = prepare(sc, data, env)
         handler = sc.names.handler(handler)
         # The apply reads each row's tracking state in its snapshot and writes
         # in the same transaction (REPEATABLE READ): a local write committed
@@ -465,3 +523,18 @@ class PostgresPeer(BatchPeer):
     def kept_finals(self, scope: str) -> list[Final]:
         with self._txn():
             return kept_finals(self.meta, scope, self.url)
+
+
+def _results(
+    cur: psycopg.Cursor[Any], query: str, params: dict[str, Any] | None = None
+) -> list[tuple[Any, ...] | None]:
+    """The first row (None if none) of each result of ``query``'s
+    statements that returns rows, sent as one simple query (a
+    ``ClientCursor`` binds ``params`` on this side)."""
+    out: list[tuple[Any, ...] | None] = []
+    cur.execute(query, params)
+    while True:
+        if cur.description is not None:
+            out.append(cur.fetchone())
+        if not cur.nextset():
+            return out
