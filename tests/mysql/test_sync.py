@@ -256,3 +256,37 @@ def test_value_that_does_not_fit_becomes_an_error_conflict(mysql_db: Callable[[]
         (conflict,) = db.conflicts("s")
         assert conflict.type is ConflictType.ERROR and "name" in conflict.detail
         assert db.status("s")[0].pending == 1
+
+
+@pytest.mark.parametrize("direction", ["push", "pull"])
+def test_sessions_with_mariadb_read_ahead(
+    direction: str, mysql_db: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MariaDB works on one batch while this process reads or applies the
+    next (peersync._engine.ahead), either way: same rows, same result, in
+    many batches."""
+    from peersync._engine import session
+
+    streams: list[int] = []
+    real = session.read_ahead
+
+    def counted(stream: object) -> object:
+        streams.append(1)
+        return real(stream)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session, "read_ahead", counted)
+    url, path = _pair(mysql_db, tmp_path)
+    src, dst = (path, url) if direction == "push" else (url, path)
+    if direction == "push":
+        lite_rows = [(i, f"s{i}", i, None) for i in range(1, 301)]
+        import sqlite3
+
+        c = sqlite3.connect(path)
+        c.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", lite_rows)
+        c.commit()
+        c.close()
+    else:
+        sql(url, *(f"INSERT INTO items VALUES ({i}, 's{i}', {i}, NULL)" for i in range(1, 301)))
+    r = _sync(src, dst, direction="push", batch_size=29)
+    assert streams and r.sent_a_to_b == 300
+    assert rows(url, "items") == sqlite_rows(path, "items")

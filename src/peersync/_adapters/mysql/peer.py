@@ -58,6 +58,11 @@ def _same_fingerprint(stored: str, schemas: list[model.TableSchema]) -> bool:
 class MySQLPeer(BatchPeer):
     """One MariaDB (or MySQL) database as a peersync peer."""
 
+    # The server writes a batch (or reads the next) while the session engine
+    # reads the next batch from the other peer (or applies this one) in this
+    # process: see peersync._engine.ahead.
+    server = True
+
     def __init__(self, target: Target, *, timeout: float = 5.0) -> None:
         self.target = target
         self.url = target.url
