@@ -57,6 +57,7 @@ from peersync._adapters.sql.dialect import SQLITE
 from peersync._adapters.sql.meta import reported, row_flags
 from peersync._adapters.sql.tracked import ScopeBase, TrackedNames
 from peersync._engine.model import TableSchema
+from peersync._engine.types import ValueType
 
 PREFIX = _meta.PREFIX
 PENDING = _meta.PENDING
@@ -196,7 +197,22 @@ class Tracked(TrackedNames):
         columns to read, which is most of an initial sync."""
         s = self.schema
         kmap = dict(zip(s.key, self.kcols, strict=True))
-        vals = ", ".join(f"t.{kmap[c]}" if c in kmap else f"u.{q(c)}" for c in s.columns)
+        specs = s.specs or ()
+        json = {sp.name for sp in specs if sp.type is ValueType.JSON}
+
+        def value(c: str) -> str:
+            if c in kmap:
+                return f"t.{kmap[c]}"
+            if c in json:
+                # A JSON document travels as its text. A document that is a
+                # bare number was stored as a number (a column declared JSON
+                # has NUMERIC affinity): its text again.
+                return (
+                    f"CASE WHEN typeof(u.{q(c)}) IN ('integer', 'real') THEN CAST(u.{q(c)} AS TEXT) ELSE u.{q(c)} END"
+                )
+            return f"u.{q(c)}"
+
+        vals = ", ".join(map(value, s.columns))
         rep, tick = reported(":scope")
         # Rows applied from a session that has not completed here carry the
         # part of that source's knowledge this replica lacks (``extras``).
