@@ -258,7 +258,7 @@ class SetApply(WritePhase):
         first = 2 if tin.short else len(HEAD)
         fit = Fit(conn, tin.t)
         tin.unfit = {seq: (why, rows[seq - 1][first:]) for seq, why in fit.unfit(rows, first).items()}
-        fit.round_decimals(rows, first)
+        fit.round_decimals(rows)
         insert = tin.insert(tin.short, tin.short and self.unseen)
         try:
             conn.executemany(insert, rows)

@@ -114,6 +114,8 @@ class Fit:
         specs = s.specs or ()
         self.columns = [(i, s.types[i]) for i, spec in enumerate(specs) if spec.type in _CHECKED]
         self._strict: bool | None = None
+        # The decimal columns :meth:`unfit` found texts in: (position in a row, the column's values).
+        self._texts_of: list[tuple[int, list[Any]]] = []
 
     def affinity(self, i: int) -> str:
         """``real``, ``numeric`` or ``blob`` (none: ``ANY`` in a STRICT table)."""
@@ -138,6 +140,7 @@ class Fit:
         -0.0, an integer beyond 2**53 bound for REAL, a text that
         :func:`_may_change`). Nothing is written but a temporary scratch table."""
         out: dict[int, str] = {}
+        self._texts_of = []
         for i, aff in self.columns:
             col = list(map(itemgetter(first + i), rows))
             kinds = set(map(type, col))
@@ -155,6 +158,8 @@ class Fit:
                 for j, n, w in self._ints(col):
                     out.setdefault(j, f"{what}{n} would lose precision in {declared} (SQLite stores {w!r})")
             if str in kinds and self.affinity(i) != "blob":
+                if spec.type is ValueType.DECIMAL:
+                    self._texts_of.append((first + i, col))
                 for j, text, stored in self._texts(col, aff):
                     out.setdefault(j, f"{what}{text} would lose precision in {declared} (SQLite stores {stored!r})")
         return out
@@ -206,22 +211,16 @@ class Fit:
         conn.execute(f"DELETE FROM {_PROBE}")
         return [(j, v, w) for (j, v), (w,) in zip(sent, stored, strict=True) if not _same_number(v, w)]
 
-    def round_decimals(self, rows: list[list[Any]], first: int) -> None:
-        """Replace, in ``rows`` (values from position ``first`` on), each
-        plain fractional text of at most 15 significant digits bound for a
-        ``decimal`` column with REAL or NUMERIC affinity by the nearest
-        double, which SQLite then stores as it is: its own text-to-REAL
-        conversion may give a neighbouring double. Texts of whole numbers
-        (SQLite makes them integers exactly), zeros (a -0 text is stored as
-        0 either way) and any other text are left as they are. Call after
-        :meth:`unfit`, which must see the texts as they arrived."""
-        for i, _ in self.columns:
-            if self.t.schema.specs[i].type is not ValueType.DECIMAL or self.affinity(i) == "blob":
-                continue
-            k = first + i
-            col = list(map(itemgetter(k), rows))
-            if str not in set(map(type, col)):
-                continue
+    def round_decimals(self, rows: list[list[Any]]) -> None:
+        """Replace, in ``rows``, each plain fractional text of at most 15
+        significant digits bound for a ``decimal`` column with REAL or NUMERIC
+        affinity by the nearest double, which SQLite then stores as it is: its
+        own text-to-REAL conversion may give a neighbouring double. Texts of
+        whole numbers (SQLite makes them integers exactly), zeros (a -0 text
+        is stored as 0 either way) and any other text are left as they are.
+        Call after :meth:`unfit` of the same rows, which saw the texts as
+        they arrived and noted the columns that hold any."""
+        for k, col in self._texts_of:
             for row, v in zip(rows, col, strict=True):
                 if type(v) is str and "." in v and not _may_change(v):
                     try:
