@@ -188,3 +188,91 @@ def test_reals_at_the_edges_converge(make_pg: Callable[[], str], mysql_db: Calla
     assert run(s, "SELECT d, typeof(d) FROM t WHERE id = 6") == [(100000, "integer")]
     last = _round(peers)
     assert _sent(last) == sum(r.errors for r in last) == 4  # only the refused rows, again
+
+
+# -- 3. Read-ahead: a conflict callback that raises mid-session -------------------------------------------------------
+
+ITEM_DDL = {
+    "pg": "CREATE TABLE t (id integer PRIMARY KEY, v text)",
+    "mysql": "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40))",
+}
+N = 300
+
+
+class Boom(BaseException):
+    """Not an Exception (a KeyboardInterrupt's kind): decide() lets it through, the session aborts."""
+
+
+def _conflicting(kind: str, request: Any, tmp_path: Path) -> tuple[str, str]:
+    """A server of ``kind`` and a SQLite file, synced with N rows, then every row updated on both."""
+    url = request.getfixturevalue("make_pg" if kind == "pg" else "mysql_db")()
+    lite = str(tmp_path / "a.db")
+    run(url, ITEM_DDL[kind])
+    run(lite, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    for u in (url, lite):
+        with peersync.connect(u) as db:
+            db.provision("s", ["t"])
+    run(url, *[f"INSERT INTO t VALUES ({i}, 'base')" for i in range(1, N + 1)])
+    assert _sync(url, lite).errors == 0
+    run(url, "UPDATE t SET v = 'server'")
+    run(lite, "UPDATE t SET v = 'lite'")
+    return url, lite
+
+
+def _settles(url: str, lite: str) -> None:
+    """No read-ahead thread left; one default sync converges; the next sends nothing."""
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name == "peersync-read-ahead"]
+    r = _sync(url, lite)
+    assert r.completed and r.errors == 0, r
+    assert run(url, "SELECT id, v FROM t ORDER BY id") == run(lite, "SELECT id, v FROM t ORDER BY id")
+    again = _sync(url, lite)
+    assert again.sent_a_to_b + again.sent_b_to_a == 0, again
+
+
+def _raising_at(n: int, exc: BaseException) -> Callable[[peersync.Conflict], peersync.Outcome]:
+    calls: list[peersync.Conflict] = []
+
+    def callback(c: peersync.Conflict) -> peersync.Outcome:
+        calls.append(c)
+        if len(calls) == n:
+            raise exc
+        return peersync.Outcome.SOURCE
+
+    return callback
+
+
+@pytest.mark.parametrize("server_is", ["destination", "source"])
+@pytest.mark.parametrize("kind", ["pg", "mysql"])
+def test_a_callback_raising_an_exception_defers_its_row_only(
+    kind: str, server_is: str, request: Any, tmp_path: Path
+) -> None:
+    """rules.decide: a callback that raises defers that row; the session
+    (batches of 10, read ahead) goes on and the row comes again next time."""
+    url, lite = _conflicting(kind, request, tmp_path)
+    src, dst = (lite, url) if server_is == "destination" else (url, lite)
+    r = _sync(src, dst, direction="push", batch_size=10, policy=_raising_at(35, ValueError("no")))
+    assert r.completed and r.conflicts == N, r
+    mine = "server" if dst == url else "lite"
+    assert [i for i, v in run(dst, "SELECT id, v FROM t ORDER BY id") if v == mine] == [35]
+    _settles(url, lite)
+
+
+@pytest.mark.parametrize("server_is", ["destination", "source"])
+@pytest.mark.parametrize("kind", ["pg", "mysql"])
+def test_a_callback_raising_a_base_exception_ends_the_session_cleanly(
+    kind: str, server_is: str, request: Any, tmp_path: Path
+) -> None:
+    """A BaseException from the callback at the 35th conflict (4th batch of
+    10, the read-ahead thread holding the next): it reaches the caller, the
+    batches before stay applied, the thread is gone, and the next sync
+    completes and converges."""
+    url, lite = _conflicting(kind, request, tmp_path)
+    src, dst = (lite, url) if server_is == "destination" else (url, lite)
+    with pytest.raises(Boom):
+        _sync(src, dst, direction="push", batch_size=10, policy=_raising_at(35, Boom()))
+    theirs = "lite" if dst == url else "server"
+    applied = [i for i, v in run(dst, "SELECT id, v FROM t ORDER BY id") if v == theirs]
+    assert applied == list(range(1, 31)), applied
+    _settles(url, lite)
