@@ -276,3 +276,64 @@ def test_a_callback_raising_a_base_exception_ends_the_session_cleanly(
     applied = [i for i, v in run(dst, "SELECT id, v FROM t ORDER BY id") if v == theirs]
     assert applied == list(range(1, 31)), applied
     _settles(url, lite)
+
+
+# -- 4. Clone from PostgreSQL carrying UNIQUE: indexes stricter on the clone than on the source ------------------------
+
+USERS = "CREATE TABLE users (id integer PRIMARY KEY, email text NOT NULL, active boolean NOT NULL, nick text UNIQUE)"
+
+
+def test_a_clone_of_a_partial_unique_index_holds_every_source_row(make_pg: Callable[[], str], tmp_path: Path) -> None:
+    """PostgreSQL's UNIQUE index ``WHERE active`` lets inactive rows share an
+    email. The clone must hold every source row, take later ones alike
+    (sync both ways, no error), and refuse what the source refuses."""
+    url = make_pg()
+    run(
+        url,
+        USERS,
+        "CREATE UNIQUE INDEX users_live ON users (email) WHERE active",
+        "CREATE UNIQUE INDEX users_nick ON users (lower(nick))",
+        "INSERT INTO users VALUES (1, 'x@', true, 'Ann'), (2, 'x@', false, NULL), (3, 'x@', false, NULL)",
+    )
+    with peersync.connect(url) as db:
+        db.provision("s", ["users"])
+    clone = str(tmp_path / "clone.db")
+    peersync.clone(url, clone, "s")
+    assert len(run(clone, "SELECT * FROM users")) == 3
+    run(url, "INSERT INTO users VALUES (4, 'x@', false, 'bob')")
+    run(clone, "INSERT INTO users VALUES (5, 'x@', 0, 'BOB2')")
+    r = _sync(url, clone)
+    assert (r.errors, r.conflicts) == (0, 0), r
+    assert run(url, "SELECT id FROM users ORDER BY id") == [(i,) for i in range(1, 6)]
+    assert run(clone, "SELECT id FROM users ORDER BY id") == [(i,) for i in range(1, 6)]
+    # The partial and expression indexes are left out of the clone (weaker, never stricter): two active
+    # rows with one email go in there, and PG refuses the second as an error, kept pending, never lost.
+    run(clone, "INSERT INTO users VALUES (6, 'y@', 1, NULL), (7, 'y@', 1, NULL)")
+    r = _sync(clone, url, direction="push")
+    assert (r.applied, r.errors) == (1, 1), r
+    assert _sync(clone, url, direction="push").errors == 1
+    assert len(run(clone, "SELECT * FROM users")) == 7
+
+
+def test_clone_collisions_resolve_once_the_application_fixes_one(make_pg: Callable[[], str], tmp_path: Path) -> None:
+    """A clone from PG with a UNIQUE column; each side takes one email for
+    another key; sync both ways leaves errors, never a lost row; once one
+    side changes its email, both converge and a further sync sends nothing."""
+    url = make_pg()
+    run(url, "CREATE TABLE users (id integer PRIMARY KEY, email text UNIQUE)", "INSERT INTO users VALUES (1, 'a@')")
+    with peersync.connect(url) as db:
+        db.provision("s", ["users"])
+    clone = str(tmp_path / "clone.db")
+    peersync.clone(url, clone, "s")
+    run(url, "INSERT INTO users VALUES (2, 'x@')")
+    run(clone, "INSERT INTO users VALUES (3, 'x@')")
+    r = _sync(url, clone)
+    assert r.errors > 0 or r.conflicts > 0, r
+    assert (2, "x@") in run(url, "SELECT * FROM users") and (3, "x@") in run(clone, "SELECT * FROM users")
+    run(clone, "UPDATE users SET email = 'z@' WHERE id = 3")
+    for _ in range(2):
+        _sync(url, clone)
+    want = [(1, "a@"), (2, "x@"), (3, "z@")]
+    assert run(url, "SELECT * FROM users ORDER BY id") == run(clone, "SELECT * FROM users ORDER BY id") == want
+    last = _sync(url, clone)
+    assert last.sent_a_to_b + last.sent_b_to_a == 0, last
