@@ -337,3 +337,45 @@ def test_clone_collisions_resolve_once_the_application_fixes_one(make_pg: Callab
     assert run(url, "SELECT * FROM users ORDER BY id") == run(clone, "SELECT * FROM users ORDER BY id") == want
     last = _sync(url, clone)
     assert last.sent_a_to_b + last.sent_b_to_a == 0, last
+
+
+# -- 5. MariaDB's seal mark: a writer open across sessions, the mark moving at every seal ---------------------------
+
+
+@pytest.mark.parametrize("by_id", [3, 100_000])
+def test_a_writer_open_across_sessions_is_never_skipped_by_the_mark(
+    by_id: int, mysql_db: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MARK_AGE_MS = 0 (the mark may move at every seal) and, in one case,
+    the seq-index path (few ids read by id). A writer updates row 1, stays
+    open through six sessions while others commit, then inserts row 99 and
+    commits: both reach SQLite, once, and then nothing more is sent."""
+    from peersync._adapters.mysql import schema as S
+    from tests.mysql.conftest import raw
+
+    monkeypatch.setattr(S, "MARK_AGE_MS", 0)
+    monkeypatch.setattr(S, "_BY_ID", by_id)
+    url, lite = mysql_db(), str(tmp_path / "a.db")
+    run(url, ITEM_DDL["mysql"], "INSERT INTO t VALUES (1, 'a'), (2, 'b')")
+    run(lite, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    for u in (url, lite):
+        with peersync.connect(u) as db:
+            db.provision("s", ["t"])
+    _sync(url, lite)
+    late = raw(url, autocommit=False)
+    try:
+        late.cursor().execute("UPDATE t SET v = 'late' WHERE id = 1")
+        for n in range(6):
+            run(url, *[f"INSERT INTO t VALUES ({10 * n + k + 10}, 'x')" for k in range(5)])
+            _sync(url, lite)
+        late.cursor().execute("INSERT INTO t VALUES (99, 'late')")
+        _sync(url, lite)
+        assert run(lite, "SELECT v FROM t WHERE id IN (1, 99) ORDER BY id") == [("a",)]
+        late.commit()
+    finally:
+        late.close()
+    r = _sync(url, lite)
+    assert r.sent_a_to_b == 2, r
+    assert run(lite, "SELECT id, v FROM t ORDER BY id") == run(url, "SELECT id, v FROM t ORDER BY id")
+    again = _sync(url, lite)
+    assert again.sent_a_to_b + again.sent_b_to_a == 0, again
