@@ -379,3 +379,29 @@ def test_a_writer_open_across_sessions_is_never_skipped_by_the_mark(
     assert run(lite, "SELECT id, v FROM t ORDER BY id") == run(url, "SELECT id, v FROM t ORDER BY id")
     again = _sync(url, lite)
     assert again.sent_a_to_b + again.sent_b_to_a == 0, again
+
+
+def test_sixteen_digit_decimals_are_kept_exactly_or_refused(
+    make_pg: Callable[[], str], mysql_db: Callable[[], str], tmp_path: Path
+) -> None:
+    """16 significant digits (the texts fit.py probes): 2**53 + 1 has no
+    double, 123456789012345.6 and 0.1234567890123456 have one whose repr is
+    them, 9999999999999999 rounds up to 1e16. SQLite holds each as exactly
+    that number or refuses it, every session; the servers agree exactly."""
+    peers = _three(make_pg, mysql_db, tmp_path, *DEC_DDL)
+    p, m, s = peers
+    values = ["9007199254740993", "123456789012345.6", "0.1234567891", "9999999999999999", "4503599627370497.5"]
+    for i, d in enumerate(values, 1):
+        run(p, "INSERT INTO t VALUES (%s, %s::numeric, NULL)", params=(i, d))
+    rounds = [_round(peers) for _ in range(3)]
+    from decimal import Decimal
+
+    lite = dict(run(s, "SELECT id, d FROM t"))
+    for i, d in run(p, "SELECT id, d::text FROM t ORDER BY id"):
+        if i in lite:
+            got = Decimal(repr(lite[i]) if isinstance(lite[i], float) else str(lite[i]))
+            assert got == Decimal(d), (i, lite[i], d)
+    refused = len(values) - len(lite)
+    assert refused > 0
+    assert [sum(r.errors for r in rs) for rs in rounds][1:] == [2 * refused] * 2
+    assert run(p, "SELECT d FROM t ORDER BY id") == run(m, "SELECT d FROM t ORDER BY id")
