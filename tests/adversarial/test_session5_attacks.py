@@ -405,3 +405,55 @@ def test_sixteen_digit_decimals_are_kept_exactly_or_refused(
     assert refused > 0
     assert [sum(r.errors for r in rs) for rs in rounds][1:] == [2 * refused] * 2
     assert run(p, "SELECT d FROM t ORDER BY id") == run(m, "SELECT d FROM t ORDER BY id")
+
+
+# -- 6. Clone over HTTP: an error that is not a SyncError after the wait frames began -------------------------------
+
+
+@pytest.mark.parametrize("fail", [OSError(28, "No space left on device"), RuntimeError("bug in the writer")])
+def test_a_plain_error_after_wait_frames_reaches_the_client_typed(
+    fail: BaseException, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot file fails after the server began answering (wait
+    frames), with an OSError (disk full) or any other exception: the client
+    gets a peersync error (no hang, no bare socket error), and the server
+    then serves a whole snapshot to the next client."""
+    import io
+    import time
+
+    from peersync._transports.http import snapshot as snapshot_module
+    from peersync._transports.http.client import HTTPPeer
+    from tests.http.threaded import ThreadedServer
+
+    db = tmp_path / "served.db"
+    run(
+        str(db),
+        "CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER)",
+        "INSERT INTO item VALUES (1, 'a', 1)",
+    )
+    with peersync.connect(str(db)) as d:
+        d.provision("s", ["item"])
+    real = snapshot_module.scope_snapshot
+    failing = [True]
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.8)
+        if failing[0]:
+            failing[0] = False
+            raise fail
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot_module, "scope_snapshot", slow)
+    monkeypatch.setattr(snapshot_module, "PATIENCE", 0.1)
+    monkeypatch.setattr(snapshot_module, "KEEPALIVE", 0.2)
+    server = ThreadedServer(db)
+    try:
+        started = time.monotonic()
+        with HTTPPeer(server.url, timeout=1.0) as peer, pytest.raises(peersync.SyncError):
+            peer.snapshot("s", io.BytesIO())
+        assert time.monotonic() - started < 10
+        out = io.BytesIO()
+        with HTTPPeer(server.url, timeout=1.0) as peer:
+            assert peer.snapshot("s", out) == len(out.getvalue()) > 0
+    finally:
+        server.stop()
