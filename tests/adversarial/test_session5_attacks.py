@@ -477,3 +477,43 @@ def test_a_plain_error_after_wait_frames_reaches_the_client_typed(
             assert peer.snapshot("s", out) == len(out.getvalue()) > 0
     finally:
         server.stop()
+
+
+# -- 7. Clone carrying a self-referencing foreign key ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pg", "mysql"])
+def test_a_self_referencing_foreign_key_on_a_clone_takes_children_before_parents(
+    kind: str, request: Any, tmp_path: Path
+) -> None:
+    """emp.boss REFERENCES emp(id), carried to the clone. After the clone,
+    the server adds a boss (id 9) and an employee of lower key (id 1) under
+    it, then deletes an old boss whose report moves to the new one: the
+    clone takes every row (key order puts the child first), and back."""
+    url = request.getfixturevalue("make_pg" if kind == "pg" else "mysql_db")()
+    run(
+        url,
+        "CREATE TABLE emp (id integer PRIMARY KEY, boss integer REFERENCES emp (id))"
+        if kind == "pg"
+        else "CREATE TABLE emp (id INT PRIMARY KEY, boss INT, FOREIGN KEY (boss) REFERENCES emp (id)) ENGINE=InnoDB",
+        "INSERT INTO emp VALUES (5, NULL), (6, 5)",
+    )
+    with peersync.connect(url) as db:
+        db.provision("s", ["emp"])
+    clone = str(tmp_path / "clone.db")
+    peersync.clone(url, clone, "s")
+    assert "REFERENCES" in run(clone, "SELECT sql FROM sqlite_master WHERE name = 'emp'")[0][0].upper()
+    run(
+        url, "INSERT INTO emp VALUES (9, NULL)", "INSERT INTO emp VALUES (1, 9)", "UPDATE emp SET boss = 9 WHERE id = 6"
+    )
+    run(url, "DELETE FROM emp WHERE id = 5")
+    r = _sync(url, clone)
+    assert r.errors == 0, r
+    want = [(1, 9), (6, 9), (9, None)]
+    assert run(clone, "SELECT id, boss FROM emp ORDER BY id") == want
+    run(clone, "INSERT INTO emp VALUES (3, NULL)", "INSERT INTO emp VALUES (2, 3)", "DELETE FROM emp WHERE id = 1")
+    r = _sync(clone, url)
+    assert r.errors == 0, r
+    assert run(url, "SELECT id, boss FROM emp ORDER BY id") == run(clone, "SELECT id, boss FROM emp ORDER BY id")
+    again = _sync(url, clone)
+    assert again.sent_a_to_b + again.sent_b_to_a == 0, again
