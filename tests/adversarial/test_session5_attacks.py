@@ -517,3 +517,26 @@ def test_a_self_referencing_foreign_key_on_a_clone_takes_children_before_parents
     assert run(url, "SELECT id, boss FROM emp ORDER BY id") == run(clone, "SELECT id, boss FROM emp ORDER BY id")
     again = _sync(url, clone)
     assert again.sent_a_to_b + again.sent_b_to_a == 0, again
+
+
+def test_jsonb_rewrites_converge_through_three_peers(
+    make_pg: Callable[[], str], mysql_db: Callable[[], str], tmp_path: Path
+) -> None:
+    """PostgreSQL jsonb rewrites SQLite's documents (sorted keys, its
+    spacing, 1.0 kept as 1.0, 1e2 as 100): its new versions must reach every
+    peer, all three hold one text per row, then silence."""
+    peers = _three(
+        make_pg,
+        mysql_db,
+        tmp_path,
+        "CREATE TABLE t (id integer PRIMARY KEY, doc jsonb)",
+        JSON_DDL[1],
+        JSON_DDL[2],
+    )
+    s = peers[2]
+    run(s, "INSERT INTO t VALUES (1, '{\"b\":1,\"a\":[2.50, \"5\"]}'), (2, '[1e2, 0.10]'), (3, '\"x\"'), (4, '7')")
+    for _ in range(3):
+        _round(peers)
+    texts = _texts(peers, "doc")
+    assert texts[0] == texts[1] == texts[2], texts
+    assert _sent(_round(peers)) == 0
