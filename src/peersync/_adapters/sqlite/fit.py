@@ -55,7 +55,7 @@ from typing import Any
 from peersync._engine.model import Value
 from peersync._engine.types import ValueType
 
-from .schema import PREFIX, Tracked
+from .schema import PREFIX, Tracked, json_text
 
 _CHECKED = (ValueType.REAL, ValueType.DECIMAL)
 _SAFE_FLOAT = float(2**53)  # every integer up to this far from 0 is a double exactly
@@ -66,6 +66,7 @@ _SHORT = 300  # characters: a plain decimal no longer than this is far inside a 
 _PROBE = f"temp.{PREFIX}probe"
 _PROBE_COLUMNS = {"real": "r", "numeric": "n"}
 _NONE = type(None)
+_NOT_NUMBERS = ("{", "[", '"', "t", "f", "n")  # what an object, array, string or literal opens with
 
 
 def _of_type(col: list[Any], kind: type) -> list[Any]:
@@ -113,6 +114,8 @@ class Fit:
         s = t.schema
         specs = s.specs or ()
         self.columns = [(i, s.types[i]) for i, spec in enumerate(specs) if spec.type in _CHECKED]
+        # JSON columns whose affinity turns a bare-number document into a number.
+        self.json = [i for i, spec in enumerate(specs) if spec.type is ValueType.JSON and s.types[i] in _PROBE_COLUMNS]
         self._strict: bool | None = None
         # The decimal columns :meth:`unfit` found texts in: (position in a row, the column's values).
         self._texts_of: list[tuple[int, list[Any]]] = []
@@ -162,7 +165,30 @@ class Fit:
                     self._texts_of.append((first + i, col))
                 for j, text, stored in self._texts(col, aff):
                     out.setdefault(j, f"{what}{text} would lose precision in {declared} (SQLite stores {stored!r})")
+        for i in self.json:
+            for j, doc, sent in self._documents(list(map(itemgetter(first + i), rows)), self.t.schema.types[i]):
+                name = self.t.schema.specs[i].name
+                out.setdefault(
+                    j, f"column {name}: SQLite stores the JSON document {doc} as a number, sent on as {sent}"
+                )
         return out
+
+    def _documents(self, col: list[Any], aff: str) -> list[tuple[int, str, str]]:
+        """(seq, document, the text it would travel on as) of the JSON
+        documents of ``col`` that a column of affinity ``aff`` stores as a
+        number whose text is not the document's (``'2.50'``, ``'1e2'``,
+        ``'-0'``): only texts that do not open an object, array, string or
+        literal are looked at, in the scratch table."""
+        sent = [(j, v) for j, v in enumerate(col, start=1) if type(v) is str and v[:1] not in _NOT_NUMBERS]
+        if not sent:
+            return []
+        conn, c = self.conn, _PROBE_COLUMNS[aff]
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_PROBE[5:]} (i INTEGER PRIMARY KEY, r REAL, n NUMERIC)")
+        conn.execute(f"DELETE FROM {_PROBE}")
+        conn.executemany(f"INSERT INTO {_PROBE} (i, {c}) VALUES (?, ?)", sent)
+        out = conn.execute(f"SELECT {json_text(c)} FROM {_PROBE} ORDER BY i").fetchall()
+        conn.execute(f"DELETE FROM {_PROBE}")
+        return [(j, v, w) for (j, v), (w,) in zip(sent, out, strict=True) if w != v]
 
     @staticmethod
     def _floats(col: list[Any], kinds: set[type], aff: str) -> list[tuple[int, float]]:

@@ -133,6 +133,20 @@ class ForeignKey:
     on_delete: str  # NO ACTION, RESTRICT, CASCADE, SET NULL or SET DEFAULT
 
 
+def json_text(x: str) -> str:
+    """SQL for the text a JSON document held in the expression ``x`` travels
+    as. A document that is a bare number is stored as a number (a column
+    declared JSON has NUMERIC affinity): its text again, exactly (SQLite's
+    own REAL-to-text keeps 15 significant digits; when that does not read
+    back as the same double, 17). The SQLite apply refuses a document whose
+    number would not travel as the text it arrived as (``fit.py``)."""
+    return (
+        f"CASE typeof({x}) WHEN 'integer' THEN CAST({x} AS TEXT)"
+        f" WHEN 'real' THEN CASE WHEN CAST(CAST({x} AS TEXT) AS REAL) = {x} THEN CAST({x} AS TEXT)"
+        f" ELSE printf('%!.17g', {x}) END ELSE {x} END"
+    )
+
+
 @dataclass(frozen=True)
 class Tracked(TrackedNames):
     """A user table with its tracking table and the SQL peersync runs on it."""
@@ -204,12 +218,7 @@ class Tracked(TrackedNames):
             if c in kmap:
                 return f"t.{kmap[c]}"
             if c in json:
-                # A JSON document travels as its text. A document that is a
-                # bare number was stored as a number (a column declared JSON
-                # has NUMERIC affinity): its text again.
-                return (
-                    f"CASE WHEN typeof(u.{q(c)}) IN ('integer', 'real') THEN CAST(u.{q(c)} AS TEXT) ELSE u.{q(c)} END"
-                )
+                return json_text(f"u.{q(c)}")
             return f"u.{q(c)}"
 
         vals = ", ".join(map(value, s.columns))
