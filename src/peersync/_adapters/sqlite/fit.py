@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from itertools import compress, repeat
 from math import copysign
@@ -182,13 +183,19 @@ class Fit:
         sent = [(j, v) for j, v in enumerate(col, start=1) if type(v) is str and v[:1] not in _NOT_NUMBERS]
         if not sent:
             return []
+        out = self._probe(sent, aff, json_text)
+        return [(j, v, w) for (j, v), w in zip(sent, out, strict=True) if w != v]
+
+    def _probe(self, sent: list[tuple[int, str]], aff: str, read: Callable[[str], str]) -> list[Value]:
+        """Store the texts of ``sent`` in the scratch table's column of
+        affinity ``aff`` and read back ``read(column)`` of each, in order."""
         conn, c = self.conn, _PROBE_COLUMNS[aff]
         conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_PROBE[5:]} (i INTEGER PRIMARY KEY, r REAL, n NUMERIC)")
         conn.execute(f"DELETE FROM {_PROBE}")
         conn.executemany(f"INSERT INTO {_PROBE} (i, {c}) VALUES (?, ?)", sent)
-        out = conn.execute(f"SELECT {json_text(c)} FROM {_PROBE} ORDER BY i").fetchall()
+        out = [w for (w,) in conn.execute(f"SELECT {read(c)} FROM {_PROBE} ORDER BY i")]
         conn.execute(f"DELETE FROM {_PROBE}")
-        return [(j, v, w) for (j, v), (w,) in zip(sent, out, strict=True) if w != v]
+        return out
 
     @staticmethod
     def _floats(col: list[Any], kinds: set[type], aff: str) -> list[tuple[int, float]]:
@@ -229,13 +236,8 @@ class Fit:
         if plain and digits <= _DIGITS:
             return []
         sent = [(j, v) for j, v in enumerate(col, start=1) if type(v) is str and _may_change(v)]
-        conn, c = self.conn, _PROBE_COLUMNS[aff]
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_PROBE[5:]} (i INTEGER PRIMARY KEY, r REAL, n NUMERIC)")
-        conn.execute(f"DELETE FROM {_PROBE}")
-        conn.executemany(f"INSERT INTO {_PROBE} (i, {c}) VALUES (?, ?)", sent)
-        stored = conn.execute(f"SELECT {c} FROM {_PROBE} ORDER BY i").fetchall()
-        conn.execute(f"DELETE FROM {_PROBE}")
-        return [(j, v, w) for (j, v), (w,) in zip(sent, stored, strict=True) if not _same_number(v, w)]
+        stored = self._probe(sent, aff, lambda c: c)
+        return [(j, v, w) for (j, v), w in zip(sent, stored, strict=True) if not _same_number(v, w)]
 
     def round_decimals(self, rows: list[list[Any]]) -> None:
         """Replace, in ``rows``, each plain fractional text of at most 15
